@@ -1,0 +1,2 @@
+# The quantsink pytest plugin is loaded here and only here.
+pytest_plugins = ["harness.plugin"]

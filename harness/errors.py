@@ -1,0 +1,37 @@
+"""Exception types: usage errors (bad input, exit code 4) versus measurement faults."""
+
+
+class QuantsinkError(Exception):
+    """Base class for every error the harness raises on purpose."""
+
+
+class UsageError(QuantsinkError):
+    """Bad input from the user: unknown spec, missing path, malformed file.
+
+    The message is a single line that names the fix; the pytest plugin turns it
+    into pytest's own usage error (exit code 4) before collection.
+    """
+
+
+class MissingBackend(QuantsinkError):
+    """An optional package a quantization method needs is not installed."""
+
+    def __init__(self, method: str, package: str, install: str):
+        self.method, self.package, self.install = method, package, install
+        super().__init__(f"{method} needs the '{package}' package: {install}")
+
+
+class CaptureError(QuantsinkError):
+    """Attention weights or hidden states did not come back from a forward pass."""
+
+
+class NotComparable(UsageError):
+    """Two runs cannot be compared (different model, corpus, prompts or spec)."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' (did you mean X?)' when a close match exists, else ''."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""

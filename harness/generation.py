@@ -1,0 +1,95 @@
+"""Greedy generation (batched, left-padded), correctness against references, degeneration."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+REPLACEMENT = "\ufffd"
+
+
+def encode_prompt(tok, text: str, bos: str = "auto") -> list[int]:
+    """Token ids of a prompt under the BOS policy (auto: the tokenizer's own rule)."""
+    ids = tok(text, add_special_tokens=(bos == "auto"))["input_ids"]
+    bos_id = tok.bos_token_id
+    if bos == "always" and bos_id is not None and (not ids or ids[0] != bos_id):
+        ids = [bos_id] + ids
+    if bos == "never" and bos_id is not None and ids and ids[0] == bos_id:
+        ids = ids[1:]
+    return ids
+
+
+@torch.no_grad()
+def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 16,
+             bos: str = "auto", return_ids: bool = False):
+    """Greedy continuations (text, and token ids if asked) of each prompt, in order."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    texts, all_ids = [], []
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
+    results: dict[int, tuple[str, list[int]]] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = [encode_prompt(tok, prompts[i], bos) for i in idx]
+        width = max(len(e) for e in enc)
+        input_ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for r, e in enumerate(enc):  # left padding: every prompt ends at the same column
+            input_ids[r, width - len(e):] = torch.tensor(e)
+            mask[r, width - len(e):] = 1
+        out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                             eos_token_id=tok.eos_token_id)
+        for r, i in enumerate(idx):
+            new = out[r, width:].tolist()
+            if tok.eos_token_id is not None and tok.eos_token_id in new:
+                new = new[:new.index(tok.eos_token_id)]
+            results[i] = (tok.decode(new, skip_special_tokens=True), new)
+    for i in range(len(prompts)):
+        texts.append(results[i][0])
+        all_ids.append(results[i][1])
+    return (texts, all_ids) if return_ids else texts
+
+
+def first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else ""
+
+
+def is_correct(continuation: str, references) -> bool:
+    """A reference occurs in the continuation's first line as whole words, case-insensitive."""
+    line = first_line(continuation)
+    return any(re.search(rf"(?<!\w){re.escape(r.strip())}(?!\w)", line, re.IGNORECASE)
+               for r in references)
+
+
+def has_loop(ids: list[int], max_period: int = 8) -> bool:
+    """True when the output ends in a loop: a period-p suffix that covers >= 3 periods and half the output."""
+    n = len(ids)
+    if n < 6:
+        return False
+    for p in range(1, max_period + 1):
+        run = p
+        while run < n and ids[n - 1 - run] == ids[n - 1 - run + p]:
+            run += 1
+        if run >= 3 * p and run >= n / 2 and run >= 6:
+            return True
+    return False
+
+
+def is_degenerate(text: str, ids: list[int]) -> str | None:
+    """Why an output is degenerate ('empty', 'replacement', 'loop'), or None."""
+    if not text.strip():
+        return "empty"
+    if REPLACEMENT in text:
+        return "replacement"
+    if has_loop(ids):
+        return "loop"
+    return None
+
+
+def first_divergence(a: list[int], b: list[int]) -> int:
+    """Index of the first differing token (len of the shorter when one is a prefix of the other)."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))

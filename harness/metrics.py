@@ -1,0 +1,94 @@
+"""Metric formulas on tensors (SPEC section 4). Pure functions: no models, no hooks.
+
+Shapes are written next to each argument: B batch, H heads, T query/key positions,
+V vocabulary, D hidden size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+LN2 = math.log(2.0)
+
+
+def sink_rows(T: int, sink_positions: tuple[int, ...]) -> slice:
+    """Query rows that count for sink statistics: those after the last sink position."""
+    return slice(max(sink_positions) + 1, T)
+
+
+def sink_mass(attn: torch.Tensor, sink_positions=(0,)) -> torch.Tensor:
+    """attn [B,H,T,T] -> [B,H]: mean over query rows t > max(S) of sum_{s in S} A[t, s]."""
+    rows = attn[:, :, sink_rows(attn.shape[-1], sink_positions), :]
+    return rows[..., list(sink_positions)].sum(-1).float().mean(-1)
+
+
+def sink_rate(mass: np.ndarray, eps: float) -> float:
+    """Share of (layer, head) whose sink mass exceeds eps (Gu et al. 0.3; Barbero et al. 0.8)."""
+    mass = np.asarray(mass, dtype=np.float64)
+    return float((mass > eps).mean())
+
+
+def row_entropy(attn: torch.Tensor, rows: slice) -> torch.Tensor:
+    """attn [B,H,T,T] -> [B,H]: mean Shannon entropy (nats) of the attention rows."""
+    p = attn[:, :, rows, :].float()
+    return -(torch.special.xlogy(p, p)).sum(-1).mean(-1)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Jensen-Shannon divergence in nats along dim; in [0, ln 2], symmetric, 0 iff p == q."""
+    p, q = p.double(), q.double()
+    m = 0.5 * (p + q)
+    kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(dim)
+    kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(dim)
+    return (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
+
+
+def attn_js(p: torch.Tensor, q: torch.Tensor, rows: slice) -> torch.Tensor:
+    """p, q [B,H,T,T] -> [B,H]: mean JS divergence over the query rows."""
+    return js_divergence(p[:, :, rows, :], q[:, :, rows, :]).mean(-1)
+
+
+def token_kl(logp_base: torch.Tensor, logp_quant: torch.Tensor) -> torch.Tensor:
+    """[..., V] log-probabilities -> [...]: KL(base || quant) per position, >= 0."""
+    p = logp_base.exp()
+    return (p * (logp_base - logp_quant)).sum(-1).clamp_min(0.0)
+
+
+def token_nll(logp: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """logp [B,T,V], ids [B,T] -> [B,T-1]: negative log-likelihood of each next token."""
+    return -logp[:, :-1, :].gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def massive_ratio(hidden: torch.Tensor, sink: int = 0) -> torch.Tensor:
+    """hidden [B,T,D] -> [B]: max |h| at the sink over median |h| of the other tokens (Sun et al.)."""
+    h = hidden.float().abs()
+    top = h[:, sink, :].amax(-1)
+    others = torch.cat([h[:, :sink, :], h[:, sink + 1:, :]], dim=1).flatten(1)
+    return top / others.median(-1).values.clamp_min(1e-12)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity along the last dim (float64)."""
+    a, b = a.double(), b.double()
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30)
+
+
+def relerr(ref: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Relative L2 error ||x - ref|| / ||ref|| along the last dim."""
+    ref, x = ref.double(), x.double()
+    return (x - ref).norm(dim=-1) / ref.norm(dim=-1).clamp_min(1e-30)
+
+
+def bootstrap_ci(samples, stat=np.mean, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """Percentile bootstrap interval of stat over the first axis of samples (seeded)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) == 0:
+        return (float("nan"), float("nan"))
+    if not np.all(np.isfinite(x)):
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    stats = np.array([stat(x[i]) for i in idx])
+    return (float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2)))

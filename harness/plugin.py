@@ -1,0 +1,153 @@
+"""pytest plugin: options (each with an ini twin), the session fixture, gate parametrization.
+
+Loaded once, from the root conftest.py. It stays passive until a suite activates
+it (suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
+"""
+from __future__ import annotations
+
+import pytest
+
+from .errors import UsageError
+
+# (flag, ini name, help, kind)
+OPTIONS = [
+    ("--model", "qs_model", "Hub id, local directory, .gguf file or alias (smollm2-135m, tiny-<arch>)", "str"),
+    ("--revision", "qs_revision", "Hub revision / commit (default: main)", "str"),
+    ("--quant", "qs_quant", "comma-separated quantization specs, e.g. bnb-int8,gptq-w4g128,rtn-w3g32", "str"),
+    ("--bits", "qs_bits", "shorthand with --methods: bit-widths, e.g. 8,4", "str"),
+    ("--methods", "qs_methods", "shorthand with --bits: methods, e.g. bnb,gptq,rtn", "str"),
+    ("--device", "qs_device", "auto | cpu | cuda | cuda:N (default auto)", "str"),
+    ("--baseline-dtype", "qs_baseline_dtype", "fp16 | bf16 | fp32 (default fp16 on CUDA, fp32 on CPU)", "str"),
+    ("--corpus", "qs_corpus", "bundled | python-docs | PATH (.txt, .jsonl or directory)", "str"),
+    ("--prompts", "qs_prompts", "bundled | PATH (.jsonl)", "str"),
+    ("--bos", "qs_bos", "auto | always | never: start sequences with the tokenizer's BOS", "str"),
+    ("--sink-positions", "qs_sink_positions", "key positions treated as sinks (default 0)", "str"),
+    ("--policy", "qs_policy", "gate thresholds (TOML); default: the bundled policy", "str"),
+    ("--profile", "qs_profile", "smoke | nightly | signoff (default smoke)", "str"),
+    ("--report-dir", "qs_report_dir", "where runs are written (default reports/)", "str"),
+    ("--compare", "qs_compare", "earlier run to compare with: latest | RUN_ID | PATH | none", "str"),
+    ("--signoff", "qs_signoff", "strict: a skipped or missing measurement fails the run", "bool"),
+    ("--allow-pickle", "qs_allow_pickle", "allow pickle (*.bin) checkpoints", "bool"),
+    ("--trust-remote-code", "qs_trust_remote_code", "allow a checkpoint's own Python code", "bool"),
+    ("--qs-threads", "qs_threads", "torch threads (default: OMP_NUM_THREADS, else measured choice)", "str"),
+    ("--seq-len", "qs_seq_len", "tokens per corpus sequence (default from profile)", "str"),
+    ("--n-sequences", "qs_n_sequences", "corpus sequences measured (default from profile)", "str"),
+    ("--max-new-tokens", "qs_max_new_tokens", "greedy tokens generated per prompt (default from profile)", "str"),
+]
+_INT = {"qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
+        "qs_max_new_tokens": "max_new_tokens"}
+_KEY = pytest.StashKey["object"]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("quantsink", "quantsink: sign-off of quantized LLMs")
+    for flag, ini, help_, kind in OPTIONS:
+        dest = ini
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=help_)
+            parser.addini(ini, help_, type="bool", default=None)
+        else:
+            group.addoption(flag, action="store", default=None, dest=dest, help=help_)
+            parser.addini(ini, help_, default=None)
+
+
+def option_values(config) -> dict:
+    """Command line beats ini; None means 'let the profile decide'."""
+    out = {}
+    for _, ini, _, kind in OPTIONS:
+        v = config.getoption(ini)
+        if v is None:
+            v = config.getini(ini)
+            if v in ("", []):
+                v = None
+        key = _INT.get(ini) or ini[len("qs_"):]
+        if v is not None and ini in _INT:
+            try:
+                v = int(v)
+            except ValueError:
+                raise pytest.UsageError(f"--{key.replace('_', '-')} takes an integer (got '{v}')") from None
+        out[key] = v
+    return out
+
+
+def activate(config) -> None:
+    """Build the run from the options and check every input; usage errors stop pytest (exit 4)."""
+    if config.stash.get(_KEY, None) is not None:
+        return
+    from .session import Session
+    from .spec import build_spec
+
+    try:
+        spec = build_spec(option_values(config))
+        session = Session(spec, progress=_progress(config)).prepare()
+    except UsageError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[_KEY] = session
+
+
+def _progress(config):
+    def emit(msg: str) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        line = f"[quantsink] {msg}"
+        if tr is not None and config.getoption("verbose") >= 0:
+            tr.write_line(line)
+        else:
+            print(line, flush=True)
+    return emit
+
+
+def get_session(config):
+    return config.stash.get(_KEY, None)
+
+
+def pytest_report_header(config):
+    s = get_session(config)
+    if s is None:
+        return None
+    sp = s.spec
+    return [f"quantsink: profile {sp.profile} ({sp.n_sequences} x {sp.seq_len} tokens, "
+            f"{sp.max_new_tokens} new tokens, corpus {sp.corpus}{', signoff' if sp.signoff else ''}), "
+            f"model {sp.model}, device {sp.device}",
+            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}"]
+
+
+def pytest_generate_tests(metafunc):
+    s = get_session(metafunc.config)
+    if s is None:
+        return
+    if "qs_config" in metafunc.fixturenames:
+        metafunc.parametrize("qs_config", s.spec.quant, ids=[q.spec for q in s.spec.quant])
+    if "qs_gate" in metafunc.fixturenames:
+        pairs = [(q, m) for q in s.spec.quant for m in s.gate_metrics(q)]
+        metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+
+
+@pytest.fixture(scope="session")
+def qs_session(request):
+    s = get_session(request.config)
+    if s is None:
+        pytest.skip("quantsink is not active (run the suites: pytest suites)")
+    return s
+
+
+def pytest_sessionfinish(session, exitstatus):
+    s = get_session(session.config)
+    if s is None or not s.configs:
+        return
+    from .results import write_run
+
+    run_dir = write_run(s.results(), s.spec.report_dir)
+    s.run_dir = run_dir
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    s = get_session(config)
+    if s is None or getattr(s, "run_dir", None) is None:
+        return
+    res = s.results()
+    terminalreporter.write_sep("=", f"quantsink verdict: {res['verdict'].upper()}")
+    for c in res["configs"]:
+        failed = [g["metric"] for g in c["gates"] if not g["passed"]]
+        terminalreporter.write_line(f"  {c['spec']:<22} {c['verdict']:<8} "
+                                    f"{'failed: ' + ', '.join(failed) if failed else ''}")
+    terminalreporter.write_line(f"  results: {s.run_dir / 'results.json'}")

@@ -1,0 +1,80 @@
+"""Gate policy: limits per bit-width class and metric, read from TOML and validated."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError, did_you_mean
+
+BUNDLED_POLICY = Path(__file__).parent / "data" / "policy.toml"
+CLASSES = ("8", "4", "3", "2")
+
+# Gate metrics: each is a scalar view of the measurements (see summarize.gate_views).
+GATE_METRICS = {
+    "ppl_ratio": "perplexity of quantized over baseline on the corpus",
+    "loss_delta": "quantized minus baseline mean token loss (nats)",
+    "kld_mean": "mean next-token KL(baseline || quantized), nats",
+    "kld_p99": "99th percentile of next-token KL, nats",
+    "top1_agreement": "share of positions where both models' top token agree",
+    "sink_rate_delta": "absolute change of sink_rate (eps 0.3)",
+    "sink_mass_shift": "largest |change| of sink_mass over (layer, head)",
+    "sink_hidden_cos": "lowest cosine of the sink token's hidden state over layers",
+    "attn_js": "largest mean attention JS divergence over (layer, head), nats",
+    "flip_rate": "share of baseline-correct prompts answered wrongly",
+    "degenerate_rate": "share of outputs degenerate where the baseline's is not",
+    "misgeneration_rate": "share of prompts that flip or degenerate",
+    "logit_delta_max": "largest |change| of any log-probability: 0 means nothing was quantized",
+}
+
+
+@dataclass(frozen=True)
+class Limit:
+    op: str  # "max" (value <= bound) or "min" (value >= bound)
+    bound: float
+
+    def __str__(self) -> str:
+        return f"{'<=' if self.op == 'max' else '>='} {self.bound:g}"
+
+    def holds(self, value: float) -> bool:
+        return value <= self.bound if self.op == "max" else value >= self.bound
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: str
+    limits: dict  # class -> {metric: Limit}
+
+    def gates_for(self, bit_class: str) -> dict:
+        return dict(self.limits.get(bit_class, {}))
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    p = Path(path) if path else BUNDLED_POLICY
+    if not p.is_file():
+        raise UsageError(f"policy file {p} not found; give a TOML file or leave --policy unset")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"policy file {p} is not valid TOML: {e}") from None
+    limits: dict[str, dict] = {c: {} for c in CLASSES}
+    table = data.get("limits")
+    if not isinstance(table, dict):
+        raise UsageError(f"policy file {p} needs a [limits.<class>] table per bit-width class {CLASSES}")
+    for cls, metrics in table.items():
+        targets = CLASSES if cls == "all" else (cls,)
+        if cls != "all" and cls not in CLASSES:
+            raise UsageError(f"policy {p}: unknown bit-width class '{cls}'; valid: all, {', '.join(CLASSES)}")
+        for metric, spec in metrics.items():
+            if metric not in GATE_METRICS:
+                raise UsageError(f"policy {p}: unknown metric '{metric}'{did_you_mean(metric, GATE_METRICS)}"
+                                 f"; valid: {', '.join(GATE_METRICS)}")
+            if (not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("max", "min")
+                    or isinstance(next(iter(spec.values())), bool)
+                    or not isinstance(next(iter(spec.values())), (int, float))):
+                raise UsageError(f"policy {p}: limit for {cls}.{metric} must look like "
+                                 f"{{ max = 1.05 }} or {{ min = 0.9 }}, got {spec!r}")
+            op, bound = next(iter(spec.items()))
+            for t in targets:
+                limits[t][metric] = Limit(op, float(bound))
+    return Policy(str(p), limits)

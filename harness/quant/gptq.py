@@ -1,0 +1,61 @@
+"""GPTQ through transformers' GPTQConfig with GPTQModel, calibrated on seeded corpus samples.
+
+The quantized checkpoint is cached on disk, keyed by baseline weights, spec,
+calibration hash and library versions: a second run loads it instead of
+quantizing again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from ..storage import atomic_dir, cache_root, file_lock
+from .configs import GPTQConfig
+
+
+def _prepare_env(ctx) -> None:
+    # Two cores: one worker. The C++ packer's first build takes minutes on 2 cores and
+    # TorchLinear's torch.compile of its dequantizer even longer; the pure-torch paths
+    # give the same packed weights, so they are the default (override via env).
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "1")
+    os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
+    if os.environ.get("QS_GPTQ_COMPILE") != "1":
+        import torch._dynamo
+
+        torch._dynamo.config.disable = True
+
+
+def cache_key(cfg: GPTQConfig, ctx, calib_sha: str) -> str:
+    import gptqmodel
+    import transformers
+
+    blob = json.dumps({"model": ctx.model_key, "spec": cfg.spec, "calib": calib_sha,
+                       "n": ctx.gptq_samples, "seed": ctx.seed, "gptqmodel": gptqmodel.__version__,
+                       "transformers": transformers.__version__, "dtype": ctx.dtype}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def quantize(cfg: GPTQConfig, ctx):
+    _prepare_env(ctx)
+    from transformers import GPTQConfig as HFGPTQConfig
+
+    from ..models import load_model
+
+    texts, calib_sha = ctx.calibration(ctx.gptq_samples, ctx.seed)
+    target = cache_root() / "gptq" / f"{cfg.spec}-{cache_key(cfg, ctx, calib_sha)}"
+    ctx.info["cache_dir"] = str(target)
+    with file_lock(target.with_suffix(".lock")):
+        if (target / "config.json").is_file():
+            ctx.info["cache_hit"] = True
+            ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
+            return load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
+        ctx.info["cache_hit"] = False
+        ctx.progress(f"{cfg.spec}: calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
+        qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
+                          tokenizer=ctx.tokenizer, backend="torch", desc_act=False)
+        model = load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc)
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            ctx.tokenizer.save_pretrained(tmp)
+        return model

@@ -1,0 +1,251 @@
+"""The Session owns one run: inputs, baseline, each configuration's measurements and gates.
+
+Everything is computed lazily and once: the baseline when first needed, each
+quantized model when its first gate asks, then freed. The pytest plugin and the
+plain-Python API (`harness.api.run`) drive the same object, so both write the
+same results.json.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from functools import cached_property
+
+from .errors import MissingBackend, QuantsinkError, UsageError
+from .policy import load_policy
+from .quant.configs import GPTQConfig, PathConfig, QuantConfig, RTNConfig
+from .quant.registry import bit_class
+from .spec import RunSpec
+
+
+class Session:
+    def __init__(self, spec: RunSpec, progress=None):
+        self.spec = spec
+        self.progress = progress or (lambda msg: print(f"[quantsink] {msg}", flush=True))
+        self.configs: dict[str, dict] = {}
+        self.created = time.time()
+        self._prepared = False
+
+    # ---- inputs (all usage errors surface here, before any test runs) ----
+    def prepare(self) -> "Session":
+        if self._prepared:
+            return self
+        from .data import load_corpus, load_prompts
+        from .models import resolve_model
+
+        s = self.spec
+        self.policy = load_policy(s.policy)
+        self.corpus = load_corpus(s.corpus)
+        self.prompts = load_prompts(s.prompts)
+        self.source = resolve_model(s.model, s.revision, allow_pickle=s.allow_pickle)
+        self._check_shapes()
+        self._prepared = True
+        return self
+
+    def _check_shapes(self) -> None:
+        """Group sizes must divide every quantized layer's input width: check on a meta-device model."""
+        needs = [q for q in self.spec.quant if isinstance(q, (RTNConfig, GPTQConfig)) and q.group_size]
+        if not needs:
+            return
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .quant.rtn import quantizable_weights
+
+        cfg = AutoConfig.from_pretrained(self.source.local_dir, trust_remote_code=self.spec.trust_remote_code)
+        with torch.device("meta"):
+            meta = AutoModelForCausalLM.from_config(cfg, trust_remote_code=self.spec.trust_remote_code)
+        for q in needs:
+            for name, mod, transposed in quantizable_weights(meta):
+                width = mod.weight.shape[0] if transposed else mod.weight.shape[1]
+                if width % q.group_size:
+                    raise UsageError(f"{q.spec}: group size {q.group_size} does not divide the input width "
+                                     f"{width} of {name}; use a group size that divides {width}")
+
+    def gate_metrics(self, q: QuantConfig) -> list[str]:
+        return list(self.policy.gates_for(bit_class(q)))
+
+    def _setup_threads(self) -> None:
+        import torch
+
+        n = self.spec.threads or (int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS") else None)
+        if n is None:
+            n = default_threads()
+        torch.set_num_threads(n)
+        self.threads = n
+
+    # ---- baseline ----
+    @cached_property
+    def tokenizer(self):
+        from .models import load_tokenizer
+
+        return load_tokenizer(self.source.local_dir, self.spec.trust_remote_code)
+
+    def load_baseline(self):
+        from .models import load_model
+
+        return load_model(self.source.local_dir, dtype=self.spec.baseline_dtype, device=self.spec.device,
+                          allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
+
+    @cached_property
+    def baseline_model(self):
+        self.prepare()
+        self._setup_threads()
+        self.progress(f"loading baseline {self.spec.model} ({self.spec.baseline_dtype}, {self.spec.device})")
+        return self.load_baseline()
+
+    @cached_property
+    def sequences(self):
+        from .tokens import corpus_sequences
+
+        return corpus_sequences(self.tokenizer, self.corpus, self.spec.n_sequences, self.spec.seq_len,
+                                self.spec.bos)
+
+    @property
+    def batches(self):
+        seqs, b = self.sequences, self.spec.batch_size
+        return [seqs[i:i + b] for i in range(0, len(seqs), b)]
+
+    @cached_property
+    def baseline(self) -> dict:
+        from .measure import run_single
+        from .summarize import baseline_metrics
+
+        self.progress(f"baseline pass over {len(self.sequences)} sequences x {self.spec.seq_len} tokens")
+        return baseline_metrics(run_single(self.baseline_model, self.batches, self.spec.sink_positions))
+
+    @cached_property
+    def baseline_generations(self):
+        from .generation import generate
+
+        self.progress(f"baseline generation: {len(self.prompts.prompts)} prompts x "
+                      f"{self.spec.max_new_tokens} tokens")
+        return generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
+                        self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos, return_ids=True)
+
+    # ---- configurations ----
+    def calibration(self, n: int, seed: int):
+        """n corpus samples for GPTQ calibration, drawn with a seed; returns (texts, sha256)."""
+        import hashlib
+        import random
+
+        docs = list(self.corpus.documents)
+        rng = random.Random(seed)
+        chunks = []
+        for d in docs:
+            chunks += [d[i:i + 1200] for i in range(0, len(d), 1200) if len(d[i:i + 1200].strip()) > 100]
+        picked = rng.sample(chunks, min(n, len(chunks)))
+        return picked, hashlib.sha256("\x00".join(picked).encode()).hexdigest()
+
+    def measure(self, q: QuantConfig) -> dict:
+        """Quantize, measure and gate one configuration (once); returns its results entry."""
+        if q.spec in self.configs:
+            return self.configs[q.spec]
+        entry = {"spec": q.spec, "method": q.method, "bits": q.bits, "group_size": q.group_size,
+                 "bit_class": bit_class(q), "config": q.to_dict(), "verdict": "fail",
+                 "quantize_seconds": None, "metrics": {}, "gates": [], "generations": []}
+        self.configs[q.spec] = entry
+        try:
+            self._measure_into(q, entry)
+        except MissingBackend as e:
+            entry.update(verdict="skipped", skip_reason=str(e))
+        except UsageError:
+            raise
+        except QuantsinkError as e:
+            entry.update(verdict="fail", error=f"{type(e).__name__}: {e}")
+        except Exception as e:  # a crash in one configuration must not end the session
+            entry.update(verdict="fail", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        finally:
+            gc.collect()
+        return entry
+
+    def _measure_into(self, q: QuantConfig, entry: dict) -> None:
+        from .gates import evaluate_gate
+        from .measure import run_pair
+        from .quant.base import QuantContext, quantize
+        from .summarize import corpus_metrics, generation_metrics
+
+        base_model = self.baseline_model
+        _ = self.baseline  # baseline statistics first, so they never depend on a config
+        ctx = QuantContext(model_dir=self.source.local_dir, model_key=self.source.sha256 or str(self.source.local_dir),
+                           dtype=self.spec.baseline_dtype, device=self.spec.device, load_baseline=self.load_baseline,
+                           tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
+                           gptq_samples=self.spec.gptq_samples, progress=lambda m: self.progress(f"{q.spec}: {m}"),
+                           allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
+        self.progress(f"{q.spec}: quantizing")
+        model, secs = quantize(q, ctx)
+        entry["quantize_seconds"] = round(secs, 3)
+        entry["info"] = ctx.info
+        entry["module_types"] = sorted({type(m).__name__ for m in model.modules()})
+        try:
+            t0 = time.perf_counter()
+            ps = run_pair(base_model, model, self.batches, self.spec.sink_positions,
+                          progress=lambda m: self.progress(f"{q.spec}: {m}"))
+            met, views = corpus_metrics(ps, self.spec.seed)
+            gens = self._generations(model)
+            gmet, gviews = generation_metrics(gens, self.spec.seed)
+            met.update(gmet)
+            views.update(gviews)
+            entry["measure_seconds"] = round(time.perf_counter() - t0, 3)
+            entry["nonfinite_layer"] = ps.quant.nonfinite_layer
+        finally:
+            del model
+            gc.collect()
+        note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
+                if ps.quant.nonfinite_layer is not None else "")
+        entry["metrics"] = met
+        entry["generations"] = gens
+        entry["gates"] = [evaluate_gate(q.spec, m, lim, views[m], note)
+                          for m, lim in self.policy.gates_for(bit_class(q)).items()]
+        entry["verdict"] = "pass" if all(g["passed"] for g in entry["gates"]) else "fail"
+
+    def _generations(self, model) -> list[dict]:
+        from .generation import first_divergence, generate, is_correct, is_degenerate
+
+        prompts = self.prompts.prompts
+        base_txt, base_ids = self.baseline_generations
+        self.progress(f"generation: {len(prompts)} prompts x {self.spec.max_new_tokens} tokens")
+        q_txt, q_ids = generate(model, self.tokenizer, [p.prompt for p in prompts], self.spec.max_new_tokens,
+                                self.spec.gen_batch_size, self.spec.bos, return_ids=True)
+        out = []
+        for p, bt, bi, qt, qi in zip(prompts, base_txt, base_ids, q_txt, q_ids):
+            refs = list(p.references)
+            out.append({"id": p.id, "prompt": p.prompt, "reference": refs[0] if refs else None,
+                        "references": refs, "baseline": bt, "quantized": qt,
+                        "correct_baseline": is_correct(bt, refs) if refs else None,
+                        "correct_quantized": is_correct(qt, refs) if refs else None,
+                        "degenerate": is_degenerate(qt, qi), "degenerate_baseline": is_degenerate(bt, bi),
+                        "first_divergence": first_divergence(bi, qi), "exact": bi == qi})
+        return out
+
+    def gate_result(self, q: QuantConfig, metric: str) -> dict | None:
+        entry = self.measure(q)
+        return next((g for g in entry["gates"] if g["metric"] == metric), None)
+
+    # ---- outputs ----
+    def run_all(self) -> dict:
+        self.prepare()
+        for q in self.spec.quant:
+            self.measure(q)
+        return self.results()
+
+    def results(self) -> dict:
+        from .results import build_results
+
+        return build_results(self)
+
+    def write(self) -> "object":
+        from .results import write_run
+
+        return write_run(self.results(), self.spec.report_dir)
+
+
+def default_threads() -> int:
+    """Thread count when neither --threads nor OMP_NUM_THREADS is set (measured: see bench/threads.py)."""
+    return min(os.cpu_count() or 1, 2)
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

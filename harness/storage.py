@@ -1,0 +1,105 @@
+"""Files on disk: cache root, atomic writes, locks and the run index (index.jsonl).
+
+Everything written here is either complete or absent: files and directories are
+built under a temporary name and renamed into place; index lines are appended
+whole under an exclusive lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Cache directory: $QS_CACHE_DIR, else $XDG_CACHE_HOME/quantsink, else ~/.cache/quantsink."""
+    env = os.environ.get("QS_CACHE_DIR")
+    if env:
+        root = Path(env)
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "quantsink"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Exclusive advisory lock (fcntl) held for the block; the lock file stays behind, empty."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path):
+    """Yield a temporary sibling directory; rename it to target only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file via a temporary sibling, fsync and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def append_line(path: Path, record: dict) -> None:
+    """Append one JSON line whole, under a lock, with a single write() and fsync."""
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with file_lock(path.with_name(path.name + ".lock")):
+        # a previous writer killed mid-line leaves no newline: start on a fresh line
+        needs_nl = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (("\n" if needs_nl else "") + line).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_lines(path: Path) -> list[dict]:
+    """Read a JSONL file; a malformed (e.g. truncated) line is skipped with a warning."""
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            warnings.warn(f"{path}:{i}: skipping malformed index line", stacklevel=2)
+    return out

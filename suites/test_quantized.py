@@ -1,0 +1,32 @@
+"""The sign-off suite: one item per configuration (quantize and measure) and one per gate."""
+import pytest
+
+
+def _entry(qs_session, q):
+    entry = qs_session.measure(q)
+    if entry["verdict"] == "skipped":
+        if qs_session.spec.signoff:
+            pytest.fail(f"{q.spec} skipped under --signoff: {entry['skip_reason']}", pytrace=False)
+        pytest.skip(entry["skip_reason"])
+    if entry.get("error"):
+        pytest.fail(f"{q.spec}: measurement failed: {entry['error']}", pytrace=False)
+    return entry
+
+
+def test_measure(qs_session, qs_config, record_property):
+    """Quantize, capture and measure one configuration against the baseline."""
+    entry = _entry(qs_session, qs_config)
+    for k in ("ppl_ratio", "kld_mean", "top1_agreement", "flip_rate", "misgeneration_rate", "sink_rate"):
+        record_property(k, entry["metrics"].get(k))
+    record_property("quantize_seconds", entry["quantize_seconds"])
+
+
+def test_gate(qs_session, qs_gate, record_property):
+    """One gate: metric against the policy limit for the configuration's bit-width class."""
+    q, metric = qs_gate
+    _entry(qs_session, q)
+    gate = qs_session.gate_result(q, metric)
+    record_property("value", gate["value"])
+    record_property("limit", f"{'<=' if gate['op'] == 'max' else '>='} {gate['limit']}")
+    if not gate["passed"]:
+        pytest.fail(gate["detail"], pytrace=False)
