@@ -49,6 +49,13 @@ class PromptSet:
     prompts: tuple[Prompt, ...]
     sha256: str
 
+    def subset(self, n: int) -> "PromptSet":
+        """n prompts spread evenly over the file (which groups prompts by family); 0 or >= len: all."""
+        if n <= 0 or n >= len(self.prompts):
+            return self
+        picks = [self.prompts[(i * len(self.prompts)) // n] for i in range(n)]
+        return PromptSet(f"{self.name}[{n}]", tuple(picks), _sha([p.__dict__ for p in picks]))
+
 
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()

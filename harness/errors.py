@@ -12,6 +12,10 @@ class UsageError(QuantsinkError):
     into pytest's own usage error (exit code 4) before collection.
     """
 
+    def __init__(self, message: str):
+        # one line by contract: user input echoed in a message must not break it
+        super().__init__(" ".join(str(message).replace("\r", "\n").split("\n")))
+
 
 class MissingBackend(QuantsinkError):
     """An optional package a quantization method needs is not installed."""

@@ -1,6 +1,7 @@
 """Greedy generation (batched, left-padded), correctness against references, degeneration."""
 from __future__ import annotations
 
+import contextlib
 import re
 
 import torch
@@ -17,6 +18,24 @@ def encode_prompt(tok, text: str, bos: str = "auto") -> list[int]:
     if bos == "never" and bos_id is not None and ids and ids[0] == bos_id:
         ids = ids[1:]
     return ids
+
+
+@contextlib.contextmanager
+def attention_impl(model, impl: str):
+    """Temporarily switch the attention implementation (SDPA for generation: no weights needed)."""
+    old = getattr(model.config, "_attn_implementation", None)
+    switched = False
+    if old != impl:
+        try:
+            model.set_attn_implementation(impl)
+            switched = True
+        except (ValueError, ImportError, AttributeError):
+            pass  # architecture without SDPA: stay on the current implementation
+    try:
+        yield
+    finally:
+        if switched:
+            model.set_attn_implementation(old)
 
 
 @torch.no_grad()
@@ -36,9 +55,10 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
         for r, e in enumerate(enc):  # left padding: every prompt ends at the same column
             input_ids[r, width - len(e):] = torch.tensor(e)
             mask[r, width - len(e):] = 1
-        out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                             eos_token_id=tok.eos_token_id)
+        with attention_impl(model, "sdpa"):
+            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                 eos_token_id=tok.eos_token_id)
         for r, i in enumerate(idx):
             new = out[r, width:].tolist()
             if tok.eos_token_id is not None and tok.eos_token_id in new:

@@ -5,6 +5,8 @@ it (suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
 """
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from .errors import UsageError
@@ -33,9 +35,10 @@ OPTIONS = [
     ("--seq-len", "qs_seq_len", "tokens per corpus sequence (default from profile)", "str"),
     ("--n-sequences", "qs_n_sequences", "corpus sequences measured (default from profile)", "str"),
     ("--max-new-tokens", "qs_max_new_tokens", "greedy tokens generated per prompt (default from profile)", "str"),
+    ("--n-prompts", "qs_n_prompts", "prompts generated (0 = all; default from profile)", "str"),
 ]
 _INT = {"qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
-        "qs_max_new_tokens": "max_new_tokens"}
+        "qs_max_new_tokens": "max_new_tokens", "qs_n_prompts": "n_prompts"}
 _KEY = pytest.StashKey["object"]()
 
 
@@ -89,10 +92,11 @@ def _progress(config):
     def emit(msg: str) -> None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
         line = f"[quantsink] {msg}"
-        if tr is not None and config.getoption("verbose") >= 0:
+        if tr is not None:  # the real terminal, even while pytest captures test output
             tr.write_line(line)
+            getattr(tr, "flush", lambda: None)()
         else:
-            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)
     return emit
 
 

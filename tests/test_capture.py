@@ -1,0 +1,79 @@
+"""Streaming capture against output_attentions (eager) on every tiny architecture."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import CaptureError
+from harness.measure import forward_stats
+from harness.probe import attention_modules, capture
+from harness.quant.configs import RTNConfig
+from harness.quant.rtn import apply_rtn
+from harness.tiny import TINY_ARCHS
+
+
+def _np_sink_mass(attn):  # [B,H,T,T] numpy -> [B,H]
+    return attn[:, :, 1:, 0].mean(-1)
+
+
+def _np_js(p, q):  # rows t>=1 of [B,H,T,T]
+    p, q = p[:, :, 1:, :].astype(np.float64), q[:, :, 1:, :].astype(np.float64)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kp = np.where(p > 0, p * np.log(p / m), 0).sum(-1)
+        kq = np.where(q > 0, q * np.log(q / m), 0).sum(-1)
+    return (0.5 * (kp + kq)).mean(-1)
+
+
+@pytest.mark.parametrize("arch", list(TINY_ARCHS))
+def test_sink_mass_and_js_match_output_attentions(arch, tiny):
+    model, tok = tiny(arch)
+    quant = apply_rtn(copy.deepcopy(model), RTNConfig(w_bits=3, group=16))
+    torch.manual_seed(1)
+    ids = torch.randint(0, 256, (2, 40))  # longer than mistral's sliding window (16)
+    with torch.no_grad():
+        ref_b = [a.numpy() for a in model(input_ids=ids, output_attentions=True).attentions]
+        ref_q = [a.numpy() for a in quant(input_ids=ids, output_attentions=True).attentions]
+    assert len(ref_b) == model.config.num_hidden_layers
+    b = forward_stats(model, ids, keep_maps=True)
+    q = forward_stats(quant, ids, ref_maps=b.maps)
+    for layer in range(len(ref_b)):
+        np.testing.assert_allclose(b.sink_mass[:, layer].numpy(), _np_sink_mass(ref_b[layer]), atol=1e-5)
+        np.testing.assert_allclose(q.sink_mass[:, layer].numpy(), _np_sink_mass(ref_q[layer]), atol=1e-5)
+        np.testing.assert_allclose(q.js[:, layer].numpy(), _np_js(ref_b[layer], ref_q[layer]), atol=1e-5)
+    assert float(q.js.max()) > 0  # the quantized model's attention really moved
+
+
+def test_hooks_are_removed(tiny):
+    model, _ = tiny("llama")
+    mods = attention_modules(model)
+    with capture(model, on_attn=lambda i, p: None, on_hidden=lambda i, h: None):
+        assert all(len(m._forward_hooks) == 1 for m in mods)
+    assert all(len(m._forward_hooks) == 0 for m in mods)
+    with pytest.raises(RuntimeError):
+        with capture(model, on_attn=lambda i, p: None):
+            raise RuntimeError("boom")
+    assert all(len(m._forward_hooks) == 0 for m in mods)
+
+
+def test_sdpa_model_is_switched_to_eager(tiny):
+    from harness.models import load_model, resolve_model
+
+    model = load_model(resolve_model("tiny-llama").local_dir, attn="sdpa")
+    st = forward_stats(model, torch.randint(0, 256, (1, 12)))
+    assert model.config._attn_implementation == "eager"
+    assert float(st.sink_mass.sum()) > 0
+
+
+def test_missing_attention_weights_is_an_error(tiny):
+    model, _ = tiny("llama")
+    mods = attention_modules(model)
+    # simulate SDPA's silent behaviour: the module returns no probabilities
+    handles = [m.register_forward_hook(lambda mod, a, out: (out[0], None)) for m in mods]
+    try:
+        with pytest.raises(CaptureError, match="no attention probabilities"):
+            forward_stats(model, torch.randint(0, 256, (1, 8)))
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,75 @@
+"""The real pytest CLI, driven through pytester: usage errors, a full tiny run, results.json."""
+import json
+import math
+
+import pytest
+
+BAD = [
+    ("--quant", "rtn-w9", "rtn takes 2 to 8 bits"),
+    ("--quant", "bnb-w3", "bitsandbytes has no 3-bit mode"),
+    ("--quant", "gptq-w5", "GPTQ takes 2, 3, 4, 8 bits"),
+    ("--quant", "foo-w4", "unknown quantization method 'foo'"),
+    ("--quant", "auto-gptq-w4", "auto-gptq is archived"),
+    ("--model", "./no/such/model", "not found"),
+    ("--model", "missing.gguf", "does not exist"),
+]
+
+
+@pytest.mark.parametrize("flag,value,needle", BAD)
+def test_usage_errors_exit_4_one_line_no_traceback(suite_dir, flag, value, needle):
+    args = ["suites", "-p", "no:cacheprovider", flag, value]
+    if flag == "--model":
+        args += ["--quant", "rtn-w8"]
+    else:
+        args += ["--model", "tiny-llama"]
+    res = suite_dir.runpytest_subprocess(*args)
+    assert res.ret == 4
+    err = res.stderr.str()
+    lines = [ln for ln in err.splitlines() if ln.startswith("ERROR:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "valid" in lines[0] or "instead" in lines[0]
+    assert "Traceback" not in err + res.stdout.str()
+
+
+def test_rtn_group_not_dividing_names_the_layer(suite_dir):
+    res = suite_dir.runpytest_subprocess("suites", "--model", "tiny-llama", "--quant", "rtn-w4g48")
+    assert res.ret == 4
+    assert "does not divide the input width 64 of layers.0" in res.stderr.str()
+
+
+def test_full_tiny_run_writes_results(suite_dir, tmp_path):
+    report = tmp_path / "rep"
+    res = suite_dir.runpytest_subprocess(
+        "suites", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w2g16,fault-noop", "--report-dir", str(report),
+        "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "-q")
+    out = res.stdout.str()
+    assert "quantsink verdict" in out
+    index = [json.loads(x) for x in (report / "index.jsonl").read_text().splitlines()]
+    assert len(index) == 1
+    r = json.loads((report / index[0]["run_id"] / "results.json").read_text())
+    assert r["schema"] == "quantsink.results/1"
+    assert r["model"]["num_layers"] == 4 and r["model"]["num_heads"] == 4
+    for c in r["configs"]:
+        m = c["metrics"]
+        for k in ("loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_p99", "top1_agreement", "sink_rate",
+                  "sink_rate_08", "exact_match_rate", "flip_rate", "degenerate_rate", "misgeneration_rate"):
+            assert isinstance(m[k], float) and math.isfinite(m[k]), (c["spec"], k)
+        assert len(m["sink_mass"]) == 4 and all(len(row) == 4 for row in m["sink_mass"])
+        assert len(m["attn_js"]) == 4 and all(len(row) == 4 for row in m["attn_js"])
+        assert len(m["sink_hidden_cos"]) == 4
+        assert c["verdict"] == ("pass" if all(g["passed"] for g in c["gates"]) else "fail")
+    by = {c["spec"]: c for c in r["configs"]}
+    assert by["fault-noop"]["verdict"] == "fail"  # a quantizer that does nothing is caught
+    assert by["rtn-w2g16"]["metrics"]["ppl_ratio"] > by["rtn-w8"]["metrics"]["ppl_ratio"]
+    assert r["verdict"] == "fail" and res.ret == 1
+    res.stdout.fnmatch_lines(["*test_gate?fault-noop-logit_delta_max?*"])
+
+
+def test_plain_python_api_gives_same_metrics(tmp_path):
+    from harness.api import run
+
+    kw = dict(model="tiny-llama", quant="rtn-w4g16", n_sequences=2, seq_len=32, max_new_tokens=4,
+              report_dir=str(tmp_path))
+    a, b = run(dict(kw)), run(dict(kw))
+    assert a["configs"][0]["metrics"] == b["configs"][0]["metrics"]
+    assert (tmp_path / a["run_id"] / "summary.md").read_text().startswith("# quantsink")

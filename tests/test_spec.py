@@ -1,0 +1,83 @@
+"""Spec grammar, shorthand and option resolution (pure Python: no torch)."""
+import pytest
+from hypothesis import given, strategies as st
+
+from harness.errors import UsageError
+from harness.quant.configs import QuantConfig
+from harness.quant.registry import bit_class, expand_shorthand, parse_spec, parse_specs
+from harness.spec import build_spec
+
+
+@pytest.mark.parametrize("spec,method,bits,group", [
+    ("bnb-int8", "bnb", 8, None), ("bnb-nf4", "bnb", 4, 64), ("bnb-fp4", "bnb", 4, 64),
+    ("gptq-w4g128", "gptq", 4, 128), ("gptq-w3g128", "gptq", 3, 128), ("gptq-w2g64", "gptq", 2, 64),
+    ("gptq-w8g128", "gptq", 8, 128), ("rtn-w4g32", "rtn", 4, 32), ("rtn-w8", "rtn", 8, None),
+    ("rtn-w3g64-asym", "rtn", 3, 64),
+])
+def test_valid_specs_roundtrip(spec, method, bits, group):
+    cfg = parse_spec(spec)
+    assert (cfg.spec, cfg.method, cfg.bits, cfg.group_size) == (spec, method, bits, group)
+    assert QuantConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("rtn-w9", "2 to 8 bits"), ("bnb-w3", "no 3-bit mode"), ("gptq-w5", "2, 3, 4, 8"),
+    ("foo-w4", "unknown quantization method 'foo'"), ("auto-gptq-w4", "gptq"),
+    ("rtn-w4g32-sym", "unknown option"), ("gptq-w4", None), ("bnb-nf3", "did you mean"),
+])
+def test_bad_specs_name_valid_choices(spec, needle):
+    if needle is None:  # gptq-w4 is valid: default group 128
+        assert parse_spec(spec).spec == "gptq-w4g128"
+        return
+    with pytest.raises(UsageError) as e:
+        parse_spec(spec)
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg
+    assert "valid" in msg or "instead" in msg
+
+
+def test_auto_gptq_points_to_gptq():
+    with pytest.raises(UsageError, match="archived.*gptq-w4g128"):
+        parse_spec("auto-gptq-w4g128")
+
+
+def test_shorthand_expands_valid_pairs():
+    specs = [c.spec for c in expand_shorthand("8,4", "bnb,gptq")]
+    assert specs == ["bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-w8g128", "gptq-w4g128"]
+    assert [c.spec for c in expand_shorthand("3", "bnb,rtn")] == ["rtn-w3g128"]
+    with pytest.raises(UsageError):
+        expand_shorthand("5", "bnb,gptq")
+    with pytest.raises(UsageError, match="did you mean 'gptq'"):
+        expand_shorthand("4", "gtpq")
+
+
+def test_bit_classes():
+    assert [bit_class(parse_spec(s)) for s in ("bnb-int8", "bnb-nf4", "rtn-w3g32", "gptq-w2g64", "rtn-w6")] == \
+        ["8", "4", "3", "2", "4"]
+
+
+def test_dedup_and_order():
+    assert [c.spec for c in parse_specs("rtn-w8, bnb-int8,rtn-w8")] == ["rtn-w8", "bnb-int8"]
+
+
+def test_build_spec_profile_defaults_and_overrides():
+    s = build_spec({"profile": "nightly", "quant": "rtn-w8", "seq_len": 64})
+    assert s.corpus == "python-docs" and s.seq_len == 64 and s.compare == "latest"
+    with pytest.raises(UsageError, match="smoke, nightly, signoff"):
+        build_spec({"profile": "weekly"})
+    with pytest.raises(UsageError, match="--bits and --methods"):
+        build_spec({"bits": "4"})
+    with pytest.raises(UsageError, match="auto, always, never"):
+        build_spec({"bos": "sometimes"})
+    with pytest.raises(UsageError, match="sink-positions"):
+        build_spec({"sink_positions": "a"})
+
+
+@given(st.text(max_size=30))
+def test_any_string_parses_or_is_a_usage_error(text):
+    try:
+        cfgs = parse_specs(text)
+    except UsageError as e:
+        assert "\n" not in str(e)
+    else:
+        assert cfgs and all(parse_spec(c.spec) == c for c in cfgs if c.method != "path")
