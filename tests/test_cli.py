@@ -31,10 +31,13 @@ def test_usage_errors_exit_4_one_line_no_traceback(suite_dir, flag, value, needl
     assert "Traceback" not in err + res.stdout.str()
 
 
-def test_rtn_group_not_dividing_names_the_layer(suite_dir):
-    res = suite_dir.runpytest_subprocess("suites", "--model", "tiny-llama", "--quant", "rtn-w4g48")
-    assert res.ret == 4
-    assert "does not divide the input width 64 of layers.0" in res.stderr.str()
+def test_rtn_group_not_dividing_names_the_layer():
+    from harness.errors import UsageError
+    from harness.session import Session
+    from harness.spec import build_spec
+
+    with pytest.raises(UsageError, match="does not divide the input width 64 of layers.0"):
+        Session(build_spec({"model": "tiny-llama", "quant": "rtn-w4g48"})).prepare()
 
 
 def test_full_tiny_run_writes_results(suite_dir, tmp_path):

@@ -14,10 +14,16 @@ def test_bundled_corpus_covers_kinds_and_hash_is_stable():
     assert load_corpus("bundled").sha256 == c.sha256 and len(c.sha256) == 64
 
 
-def test_python_docs_is_deterministic_and_large():
-    a = python_docs()
-    assert len(a) > 200 and sum(len(d) for d in a) > 1_000_000
-    assert a == python_docs()
+def test_python_docs_is_deterministic():
+    a = python_docs(max_files=40)
+    assert len(a) > 10 and all(len(d) >= 200 for d in a)
+    assert a == python_docs(max_files=40)
+
+
+@pytest.mark.slow
+def test_python_docs_is_large():
+    docs = python_docs()
+    assert len(docs) > 200 and sum(len(d) for d in docs) > 1_000_000
 
 
 def test_bundled_prompts():

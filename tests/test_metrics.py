@@ -85,7 +85,9 @@ def test_rtn_error_at_most_half_step_and_grid(w, bits, group, asym):
     else:
         step = x.abs().amax(-1) / (2 ** (bits - 1) - 1)
     err = (x - qx).abs().amax(-1)
-    assert torch.all(err <= step / 2 * (1 + 1e-5) + 1e-6)
+    # float32 arithmetic adds a few ulps of the group's magnitude
+    slack = 8 * np.finfo(np.float32).eps * x.abs().amax(-1)
+    assert torch.all(err <= step / 2 * (1 + 1e-5) + slack + 1e-7)
     for r in range(4):
         for k in range(x.shape[1]):
             assert len(torch.unique(qx[r, k])) <= 2 ** bits

@@ -33,12 +33,12 @@ def test_hub_id_uses_local_hub_cache(tmp_path, monkeypatch):
     """A Hub id resolves through huggingface_hub's cache layout (no network needed when cached)."""
     src = resolve_model("tiny-llama").local_dir
     repo = tmp_path / "hub" / "models--someorg--tiny"
-    snap = repo / "snapshots" / "abc123"
+    snap = repo / "snapshots" / "abababababababababababababababababababab"
     snap.mkdir(parents=True)
     for f in src.iterdir():
         (snap / f.name).write_bytes(f.read_bytes())
     (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
+    (repo / "refs" / "main").write_text("abababababababababababababababababababab")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as c
@@ -47,7 +47,7 @@ def test_hub_id_uses_local_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     m = resolve_model("someorg/tiny")
     assert m.kind == "hub" and m.local_dir == snap
-    m2 = resolve_model("someorg/tiny", revision="abc123")
+    m2 = resolve_model("someorg/tiny", revision="abababababababababababababababababababab")
     assert m2.local_dir == snap
     with pytest.raises(UsageError, match="unreachable.*local"):
         resolve_model("someorg/absent")
