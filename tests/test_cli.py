@@ -63,7 +63,7 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
         assert c["verdict"] == ("pass" if all(g["passed"] for g in c["gates"]) else "fail")
     by = {c["spec"]: c for c in r["configs"]}
     assert by["fault-noop"]["verdict"] == "fail"  # a quantizer that does nothing is caught
-    assert by["rtn-w2g16"]["metrics"]["ppl_ratio"] > by["rtn-w8"]["metrics"]["ppl_ratio"]
+    assert by["rtn-w2g16"]["metrics"]["kld_mean"] > by["rtn-w8"]["metrics"]["kld_mean"]
     assert r["verdict"] == "fail" and res.ret == 1
     res.stdout.fnmatch_lines(["*test_gate?fault-noop-logit_delta_max?*"])
 
