@@ -58,4 +58,7 @@ def quantize(cfg: GPTQConfig, ctx):
         with atomic_dir(target) as tmp:
             model.save_pretrained(tmp)
             ctx.tokenizer.save_pretrained(tmp)
-        return model
+        del model
+        # Measure the saved artifact, not the in-memory one: a cold and a warm run then see the
+        # same model (GPTQModel's freshly packed modules and reloaded ones differed slightly).
+        return load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
