@@ -42,6 +42,9 @@ def quantize(cfg: GPTQConfig, ctx):
 
     from ..models import load_model
 
+    # Reloads must name the torch backend: with the saved 'auto', 4-bit checkpoints come back
+    # as plain Linear layers with missing weights on CPU (seen with gptqmodel 7.6).
+    load_qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, backend="torch", desc_act=False)
     texts, calib_sha = ctx.calibration(ctx.gptq_samples, ctx.seed)
     target = cache_root() / "gptq" / f"{cfg.spec}-{cache_key(cfg, ctx, calib_sha)}"
     ctx.info["cache_dir"] = str(target)
@@ -49,7 +52,7 @@ def quantize(cfg: GPTQConfig, ctx):
         if (target / "config.json").is_file():
             ctx.info["cache_hit"] = True
             ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
-            return load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
+            return load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
         ctx.info["cache_hit"] = False
         ctx.progress(f"{cfg.spec}: calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
         qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
@@ -61,4 +64,4 @@ def quantize(cfg: GPTQConfig, ctx):
         del model
         # Measure the saved artifact, not the in-memory one: a cold and a warm run then see the
         # same model (GPTQModel's freshly packed modules and reloaded ones differed slightly).
-        return load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
+        return load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
