@@ -81,14 +81,21 @@ def relerr(ref: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x - ref).norm(dim=-1) / ref.norm(dim=-1).clamp_min(1e-30)
 
 
+def bootstrap_stat(n: int, stat, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """Percentile bootstrap interval of stat(index array) over n resampled items (seeded).
+
+    NaN interval when there is nothing to resample or any resampled stat is non-finite.
+    """
+    if n == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=np.float64)
+    if not np.all(np.isfinite(vals)):
+        return (float("nan"), float("nan"))
+    return (float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2)))
+
+
 def bootstrap_ci(samples, stat=np.mean, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
     """Percentile bootstrap interval of stat over the first axis of samples (seeded)."""
     x = np.asarray(samples, dtype=np.float64)
-    if len(x) == 0:
-        return (float("nan"), float("nan"))
-    if not np.all(np.isfinite(x)):
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    stats = np.array([stat(x[i]) for i in idx])
-    return (float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2)))
+    return bootstrap_stat(len(x), lambda i: stat(x[i]), n_boot, seed, alpha)

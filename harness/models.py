@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,8 +211,3 @@ def load_tokenizer(source_dir: Path, trust_remote_code: bool = False):
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
 
-
-def clear_converted(name_prefix: str) -> None:
-    """Remove converted checkpoints whose directory name starts with name_prefix (tests)."""
-    for d in (cache_root() / "models").glob(f"{name_prefix}*"):
-        shutil.rmtree(d, ignore_errors=True)

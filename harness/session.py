@@ -8,7 +8,6 @@ same results.json.
 from __future__ import annotations
 
 import gc
-import math
 import os
 import time
 from functools import cached_property
@@ -253,6 +252,3 @@ def default_threads() -> int:
     """
     return os.cpu_count() or 1
 
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

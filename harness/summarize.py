@@ -34,14 +34,8 @@ def _where_lh(a: np.ndarray, fn) -> str:
 
 
 def _boot(n: int, stat, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap of stat(index array) over n resampled sequences/prompts."""
-    if n == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(N_BOOT)])
-    if not np.all(np.isfinite(vals)):
-        return (math.nan, math.nan)
-    return (float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
+    """Bootstrap 95% interval of stat(index array) over n resampled sequences/prompts."""
+    return M.bootstrap_stat(n, stat, N_BOOT, seed)
 
 
 def corpus_metrics(ps, seed: int = 0) -> tuple[dict, dict]:
