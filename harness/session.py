@@ -180,7 +180,8 @@ class Session:
         model, secs = quantize(q, ctx)
         entry["quantize_seconds"] = round(secs, 3)
         entry["info"] = ctx.info
-        entry["module_types"] = sorted({type(m).__name__ for m in model.modules()})
+        entry["module_types"] = ctx.info.pop("quantized_module_types", None) or sorted(
+            {type(m).__name__ for m in model.modules()})
         try:
             t0 = time.perf_counter()
             ps = run_pair(base_model, model, self.batches, self.spec.sink_positions,

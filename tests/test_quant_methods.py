@@ -65,7 +65,7 @@ def test_gptq_quantizes_caches_and_moves_logits(tiny, tmp_path, monkeypatch):
     cfg = parse_spec("gptq-w4g32")
     model, secs = quantize(cfg, ctx)
     assert ctx.info["cache_hit"] is False
-    kinds = {type(m).__name__ for m in model.modules()}
+    kinds = ctx.info["quantized_module_types"]
     assert any("QuantLinear" in k or k in ("TorchLinear", "TorchQuantLinear") for k in kinds), kinds
     first = _logits(model, tok)
     assert (first - _logits(base, tok)).abs().max() > 1e-4
@@ -73,6 +73,13 @@ def test_gptq_quantizes_caches_and_moves_logits(tiny, tmp_path, monkeypatch):
     model2, secs2 = quantize(cfg, ctx2)
     assert ctx2.info["cache_hit"] is True
     assert torch.allclose(_logits(model2, tok), first, atol=1e-5)
+    # The dense execution used for measurement gives the kernel's own numbers.
+    monkeypatch.setenv("QS_GPTQ_KERNEL", "1")
+    ctx3, _ = _ctx()
+    kernel_model, _ = quantize(cfg, ctx3)
+    assert "executed_as" not in ctx3.info
+    assert any(hasattr(m, "qweight") for m in kernel_model.modules())
+    assert torch.allclose(_logits(kernel_model, tok), first, atol=1e-5)
 
 
 def test_fault_noop_is_caught_by_logit_gate(tiny):

@@ -26,6 +26,35 @@ def _prepare_env(ctx) -> None:
         torch._dynamo.config.disable = True
 
 
+def densify(model) -> list[str]:
+    """Swap each GPTQ TorchLinear for an nn.Linear holding the kernel's own dequantized weights.
+
+    TorchLinear computes `x @ dequantize_weight()` (plus bias), so the swap gives the same
+    numbers while dequantizing once instead of on every call (on CPU that re-dequantization
+    made measurement and generation several times slower). Returns the swapped module names.
+    """
+    import torch
+    import torch.nn as nn
+
+    dtype = model.get_input_embeddings().weight.dtype  # TorchLinear casts its weights to the input's dtype
+    swapped = []
+    for name, mod in list(model.named_modules()):
+        if not hasattr(mod, "dequantize_weight") or not hasattr(mod, "qweight"):
+            continue
+        with torch.no_grad():
+            w = mod.dequantize_weight().to(dtype)  # [in, out], as TorchLinear multiplies it
+            dense = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None,
+                              device=w.device, dtype=w.dtype)
+            dense.weight.copy_(w.T)
+            if mod.bias is not None:
+                dense.bias.copy_(mod.bias.to(w.dtype))
+        dense.requires_grad_(False)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, dense)
+        swapped.append(name)
+    return swapped
+
+
 def cache_key(cfg: GPTQConfig, ctx, calib_sha: str) -> str:
     import gptqmodel
     import transformers
@@ -52,7 +81,8 @@ def quantize(cfg: GPTQConfig, ctx):
         if (target / "config.json").is_file():
             ctx.info["cache_hit"] = True
             ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
-            return load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
+            return _for_measurement(load_model(target, dtype=ctx.dtype, device=ctx.device,
+                                               quantization_config=load_qc), ctx)
         ctx.info["cache_hit"] = False
         ctx.progress(f"{cfg.spec}: calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
         qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
@@ -64,4 +94,14 @@ def quantize(cfg: GPTQConfig, ctx):
         del model
         # Measure the saved artifact, not the in-memory one: a cold and a warm run then see the
         # same model (GPTQModel's freshly packed modules and reloaded ones differed slightly).
-        return load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
+        return _for_measurement(load_model(target, dtype=ctx.dtype, device=ctx.device,
+                                           quantization_config=load_qc), ctx)
+
+
+def _for_measurement(model, ctx):
+    """Record the kernel module types, then run on dense dequantized weights (QS_GPTQ_KERNEL=1 keeps the kernel)."""
+    ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules()
+                                                 if hasattr(m, "qweight")})
+    if os.environ.get("QS_GPTQ_KERNEL") != "1":
+        ctx.info["executed_as"] = f"dense Linear with the kernel's dequantized weights ({len(densify(model))} layers)"
+    return model
