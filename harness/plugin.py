@@ -5,6 +5,7 @@ it (suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import pytest
@@ -91,12 +92,19 @@ def activate(config) -> None:
 def _progress(config):
     def emit(msg: str) -> None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
         line = f"[quantsink] {msg}"
-        if tr is not None:  # the real terminal, even while pytest captures test output
-            tr.write_line(line)
-            getattr(tr, "flush", lambda: None)()
-        else:
-            print(line, file=sys.stderr, flush=True)
+        # Inside a test pytest captures fd 1, terminal writer included: suspend it so a long
+        # run is never silent.
+        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with ctx:
+            if tr is not None:
+                if getattr(getattr(tr, "_tw", None), "width_of_current_line", 0):
+                    tr.write("\n")  # after -q's progress dots
+                tr.write_line(line)
+                tr.flush()
+            else:
+                print(line, file=sys.stderr, flush=True)
     return emit
 
 

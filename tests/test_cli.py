@@ -66,6 +66,8 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     assert by["rtn-w2g16"]["metrics"]["kld_mean"] > by["rtn-w8"]["metrics"]["kld_mean"]
     assert r["verdict"] == "fail" and res.ret == 1
     res.stdout.fnmatch_lines(["*test_gate?fault-noop-logit_delta_max?*"])
+    # Progress reaches the terminal even though pytest captures test output.
+    res.stdout.fnmatch_lines(["[[]quantsink[]] rtn-w2g16: quantizing*", "[[]quantsink[]] generation: *"])
 
 
 def test_plain_python_api_gives_same_metrics(tmp_path):
