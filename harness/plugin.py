@@ -29,6 +29,7 @@ OPTIONS = [
     ("--profile", "qs_profile", "smoke | nightly | signoff (default smoke)", "str"),
     ("--report-dir", "qs_report_dir", "where runs are written (default reports/)", "str"),
     ("--compare", "qs_compare", "earlier run to compare with: latest | RUN_ID | PATH | none", "str"),
+    ("--pin", "qs_pin", "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit", "str"),
     ("--signoff", "qs_signoff", "strict: a skipped or missing measurement fails the run", "bool"),
     ("--allow-pickle", "qs_allow_pickle", "allow pickle (*.bin) checkpoints", "bool"),
     ("--trust-remote-code", "qs_trust_remote_code", "allow a checkpoint's own Python code", "bool"),
@@ -41,6 +42,12 @@ OPTIONS = [
 _INT = {"qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
         "qs_max_new_tokens": "max_new_tokens", "qs_n_prompts": "n_prompts"}
 _KEY = pytest.StashKey["object"]()
+
+
+def pytest_addhooks(pluginmanager):
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser):
@@ -83,10 +90,25 @@ def activate(config) -> None:
 
     try:
         spec = build_spec(option_values(config))
-        session = Session(spec, progress=_progress(config)).prepare()
+        if spec.pin:
+            from .history import pin
+
+            rec = pin(spec.report_dir, spec.pin)
+            pytest.exit(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}) "
+                        f"as the sign-off baseline for --compare pinned", returncode=0)
+        session = Session(spec, progress=_progress(config), substitute=_substitute(config)).prepare()
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = session
+
+
+def _substitute(config):
+    def sub(q):
+        from .quant.registry import parse_spec
+
+        got = config.hook.pytest_quantsink_measure_as(qconfig=q)
+        return parse_spec(got) if isinstance(got, str) else got
+    return sub
 
 
 def _progress(config):
@@ -117,10 +139,18 @@ def pytest_report_header(config):
     if s is None:
         return None
     sp = s.spec
-    return [f"quantsink: profile {sp.profile} ({sp.n_sequences} x {sp.seq_len} tokens, "
-            f"{sp.max_new_tokens} new tokens, corpus {sp.corpus}{', signoff' if sp.signoff else ''}), "
-            f"model {sp.model}, device {sp.device}",
-            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}"]
+    from .profiles import PROFILES
+
+    changed = {k: v for k, v in PROFILES[sp.profile].items() if PROFILES["smoke"].get(k) != v}
+    overridden = {k: getattr(sp, k) for k in PROFILES[sp.profile] if getattr(sp, k) != PROFILES[sp.profile][k]}
+    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"
+    lines = [f"quantsink: profile {sp.profile} (sets {what})"
+             + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
+             f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
+             f"{sp.corpus}, {len(s.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
+             f"{', signoff (strict)' if sp.signoff else ''}",
+             f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.compare_note}"]
+    return lines
 
 
 def pytest_generate_tests(metafunc):
@@ -132,6 +162,23 @@ def pytest_generate_tests(metafunc):
     if "qs_gate" in metafunc.fixturenames:
         pairs = [(q, m) for q in s.spec.quant for m in s.gate_metrics(q)]
         metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+    if "qs_regression" in metafunc.fixturenames:
+        pairs = [(q, m) for q in s.spec.quant for m in s.regression_metrics(q)]
+        metafunc.parametrize("qs_regression", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Without --compare (or with nothing to compare) test_regression has no parameters:
+    # drop it rather than show an empty-parameter skip.
+    keep, drop = [], []
+    for it in items:
+        mark = it.get_closest_marker("skip")
+        empty = ("qs_regression" in getattr(it, "fixturenames", ()) and mark is not None
+                 and "empty parameter set" in str(mark.kwargs.get("reason", "")))
+        (drop if empty else keep).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

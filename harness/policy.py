@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError, did_you_mean
@@ -27,6 +27,8 @@ GATE_METRICS = {
     "logit_delta_max": "largest |change| of any log-probability: 0 means nothing was quantized",
 }
 
+HIGHER_IS_BETTER = {"top1_agreement", "sink_hidden_cos"}
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -44,6 +46,7 @@ class Limit:
 class Policy:
     path: str
     limits: dict  # class -> {metric: Limit}
+    regression: dict = field(default_factory=dict)  # metric -> regression.Tolerance
 
     def gates_for(self, bit_class: str) -> dict:
         return dict(self.limits.get(bit_class, {}))
@@ -77,4 +80,24 @@ def load_policy(path: str | Path | None = None) -> Policy:
             op, bound = next(iter(spec.items()))
             for t in targets:
                 limits[t][metric] = Limit(op, float(bound))
-    return Policy(str(p), limits)
+    return Policy(str(p), limits, _regression_table(p, data.get("regression", {})))
+
+
+def _regression_table(p: Path, table) -> dict:
+    """[regression] metric = { rel = 0.05 } and/or { abs = 0.01 }: allowed worsening against an earlier run."""
+    from .regression import Tolerance
+
+    if not isinstance(table, dict):
+        raise UsageError(f"policy {p}: [regression] must be a table of metric = {{ rel = 0.05 }}")
+    out = {}
+    for metric, spec in table.items():
+        if metric not in GATE_METRICS:
+            raise UsageError(f"policy {p}: unknown metric '{metric}' in [regression]"
+                             f"{did_you_mean(metric, GATE_METRICS)}; valid: {', '.join(GATE_METRICS)}")
+        ok = (isinstance(spec, dict) and spec and set(spec) <= {"rel", "abs"}
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in spec.values()))
+        if not ok:
+            raise UsageError(f"policy {p}: regression tolerance for {metric} must look like "
+                             f"{{ rel = 0.05 }} or {{ abs = 0.01 }} (non-negative), got {spec!r}")
+        out[metric] = Tolerance(rel=float(spec.get("rel", 0.0)), abs=float(spec.get("abs", 0.0)))
+    return out

@@ -55,7 +55,8 @@ def build_results(session) -> dict:
     s = session.spec
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created))
     configs = [session.configs[q.spec] for q in s.quant if q.spec in session.configs]
-    failed = any(c["verdict"] == "fail" for c in configs)
+    regressed = any(not r["passed"] for c in configs for r in c.get("regressions", []))
+    failed = regressed or any(c["verdict"] == "fail" for c in configs)
     skipped = any(c["verdict"] == "skipped" for c in configs)
     missing = len(configs) < len(s.quant)
     verdict = "fail" if failed or (s.signoff and (skipped or missing)) else "pass"
@@ -82,7 +83,10 @@ def build_results(session) -> dict:
                      "bos_effective": effective_bos(session.tokenizer, s.bos) if n_seq else None,
                      "sink_positions": list(s.sink_positions), "policy": session.policy.path,
                      "signoff": s.signoff, "seed": s.seed, "max_new_tokens": s.max_new_tokens,
+                     "n_sequences": s.n_sequences, "n_prompts": s.n_prompts,
                      "spec": [q.spec for q in s.quant]},
+        "compare": {"target": s.compare, "run_id": (getattr(session, "earlier", None) or {}).get("run_id"),
+                    "note": getattr(session, "compare_note", None), "regressed": regressed},
         "baseline": base,
         "configs": configs,
     })

@@ -20,9 +20,12 @@ from .spec import RunSpec
 
 
 class Session:
-    def __init__(self, spec: RunSpec, progress=None):
+    def __init__(self, spec: RunSpec, progress=None, substitute=None):
         self.spec = spec
         self.progress = progress or (lambda msg: print(f"[quantsink] {msg}", flush=True))
+        # Test hook: substitute(q) may return another QuantConfig to measure under q's name
+        # (recorded as `measured_as`); see the pytest hook pytest_quantsink_measure_as.
+        self.substitute = substitute or (lambda q: None)
         self.configs: dict[str, dict] = {}
         self.created = time.time()
         self._prepared = False
@@ -40,8 +43,17 @@ class Session:
         self.prompts = load_prompts(s.prompts).subset(s.n_prompts)
         self.source = resolve_model(s.model, s.revision, allow_pickle=s.allow_pickle)
         self._check_shapes()
+        self._resolve_compare()
         self._prepared = True
         return self
+
+    def _resolve_compare(self) -> None:
+        from .history import check_comparable, identity, resolve, session_identity
+
+        s = self.spec
+        self.earlier, self.compare_note = resolve(s.compare, s.report_dir, s.model, s.compare_explicit)
+        if self.earlier is not None:
+            check_comparable(session_identity(self), identity(self.earlier), self.earlier.get("run_id", "earlier run"))
 
     def _check_shapes(self) -> None:
         """RTN group sizes must divide every quantized layer's input width: check on a meta-device model.
@@ -68,6 +80,33 @@ class Session:
 
     def gate_metrics(self, q: QuantConfig) -> list[str]:
         return list(self.policy.gates_for(bit_class(q)))
+
+    def _earlier_config(self, q: QuantConfig) -> dict | None:
+        if self.earlier is None:
+            return None
+        return next((c for c in self.earlier.get("configs", []) if c.get("spec") == q.spec), None)
+
+    def regression_metrics(self, q: QuantConfig) -> list[str]:
+        """Metrics with a regression tolerance that the earlier run measured for q."""
+        c = self._earlier_config(q)
+        if c is None or c.get("verdict") == "skipped":
+            return []
+        return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
+
+    def regression_result(self, q: QuantConfig, metric: str) -> dict:
+        from .regression import RegressionCheck
+
+        entry = self.measure(q)
+        done = {r["metric"]: r for r in entry.setdefault("regressions", [])}
+        if metric in done:
+            return done[metric]
+        earlier = (self._earlier_config(q).get("gate_views") or {}).get(metric, {})
+        now = (entry.get("gate_views") or {}).get(metric, {})
+        ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
+        res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
+            earlier.get("value"), now.get("value"), ci, self.earlier.get("run_id", "earlier run"))
+        entry["regressions"].append(res)
+        return res
 
     def _setup_threads(self) -> None:
         import torch
@@ -176,8 +215,12 @@ class Session:
                            tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
                            gptq_samples=self.spec.gptq_samples, progress=lambda m: self.progress(f"{q.spec}: {m}"),
                            allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
+        target = self.substitute(q) or q
+        if target.spec != q.spec:
+            entry["measured_as"] = target.spec
+            self.progress(f"{q.spec}: measuring {target.spec} instead (pytest_quantsink_measure_as hook)")
         self.progress(f"{q.spec}: quantizing")
-        model, secs = quantize(q, ctx)
+        model, secs = quantize(target, ctx)
         entry["quantize_seconds"] = round(secs, 3)
         entry["info"] = ctx.info
         entry["module_types"] = ctx.info.pop("quantized_module_types", None) or sorted(
@@ -200,6 +243,9 @@ class Session:
                 if ps.quant.nonfinite_layer is not None else "")
         entry["metrics"] = met
         entry["generations"] = gens
+        entry["gate_views"] = {m: {"value": v.value, "ci_low": v.ci[0] if v.ci else None,
+                                   "ci_high": v.ci[1] if v.ci else None, "where": v.where}
+                               for m, v in views.items()}
         entry["gates"] = [evaluate_gate(q.spec, m, lim, views[m], note)
                           for m, lim in self.policy.gates_for(bit_class(q)).items()]
         entry["verdict"] = "pass" if all(g["passed"] for g in entry["gates"]) else "fail"
@@ -232,6 +278,8 @@ class Session:
         self.prepare()
         for q in self.spec.quant:
             self.measure(q)
+            for m in self.regression_metrics(q):
+                self.regression_result(q, m)
         return self.results()
 
     def results(self) -> dict:

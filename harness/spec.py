@@ -25,6 +25,8 @@ class RunSpec:
     profile: str = "smoke"
     report_dir: str = "reports"
     compare: str = "none"
+    compare_explicit: bool = False  # named by the user (a missing earlier run is then an error)
+    pin: str | None = None
     signoff: bool = False
     allow_pickle: bool = False
     trust_remote_code: bool = False
@@ -95,6 +97,7 @@ def build_spec(values: dict) -> RunSpec:
     else:
         spec.quant = parse_specs(values.get("quant") or DEFAULT_QUANT)
     spec.device = resolve_device(values.get("device") or "auto")
+    spec.compare_explicit = values.get("compare") is not None
     if values.get("sink_positions") is not None:
         spec.sink_positions = parse_sink_positions(values["sink_positions"])
     if spec.bos not in ("auto", "always", "never"):

@@ -30,3 +30,15 @@ def test_gate(qs_session, qs_gate, record_property):
     record_property("limit", f"{'<=' if gate['op'] == 'max' else '>='} {gate['limit']}")
     if not gate["passed"]:
         pytest.fail(gate["detail"], pytrace=False)
+
+
+def test_regression(qs_session, qs_regression, record_property):
+    """One metric against the earlier run (--compare): worse beyond tolerance and outside the CI fails."""
+    q, metric = qs_regression
+    _entry(qs_session, q)
+    res = qs_session.regression_result(q, metric)
+    record_property("value", res["value"])
+    record_property("earlier", res["earlier"])
+    record_property("tolerance", res["tolerance"])
+    if not res["passed"]:
+        pytest.fail(res["detail"], pytrace=False)
