@@ -39,4 +39,24 @@ def summary_markdown(results: dict) -> str:
         lines.append(f"| `{_md(c['spec'])}` | {c['verdict']} | {_fmt(m.get('ppl_ratio'))} | "
                      f"{_fmt(m.get('kld_mean'))} | {_fmt(m.get('flip_rate'))} | {_fmt(m.get('misgeneration_rate'))} | "
                      f"{_fmt(js_max)} | {_md(worst)} |")
+    lines += _comparison(r)
     return "\n".join(lines) + "\n"
+
+
+def _comparison(r: dict) -> list[str]:
+    """Change from the earlier run (--compare): every regression check, worst first."""
+    cmp = r.get("compare") or {}
+    regs = [(c["spec"], g) for c in r["configs"] for g in c.get("regressions", [])]
+    if not cmp.get("run_id") or not regs:
+        return [f"", f"_{_md(cmp.get('note') or 'no comparison')}_"] if cmp else []
+    bad = sum(not g["passed"] for _, g in regs)
+    out = ["", f"## Change from run `{_md(cmp['run_id'])}`: "
+               f"{f'{bad} regression(s)' if bad else 'no regression'}", "",
+           "| config | metric | earlier | now | change | tolerance | result |", "|---|---|---|---|---|---|---|"]
+    regs.sort(key=lambda sg: (sg[1]["passed"], -(sg[1]["worse_by"] or 0)))
+    for spec, g in regs:
+        e, v = g.get("earlier"), g.get("value")
+        change = f"{v - e:+.4g}" if isinstance(e, float) and isinstance(v, float) else "n/a"
+        out.append(f"| `{_md(spec)}` | {g['metric']} | {_fmt(e)} | {_fmt(v)} | {change} | {_md(g['tolerance'])} | "
+                   f"{'pass' if g['passed'] else '**regression**'} |")
+    return out

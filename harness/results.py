@@ -94,6 +94,7 @@ def build_results(session) -> dict:
 
 def write_run(results: dict, report_dir: str | Path) -> Path:
     """Write REPORT_DIR/<run_id>/ (results.json, summary.md) atomically, then append the index line."""
+    from .html_report import render as render_html
     from .report import summary_markdown
 
     root = Path(report_dir)
@@ -102,6 +103,7 @@ def write_run(results: dict, report_dir: str | Path) -> Path:
     with atomic_dir(run_dir) as tmp:
         atomic_write(tmp / "results.json", text)
         atomic_write(tmp / "summary.md", summary_markdown(results))
+        atomic_write(tmp / "report.html", render_html(results))
     append_line(root / "index.jsonl", {
         "run_id": results["run_id"], "created": results["created"], "verdict": results["verdict"],
         "model": results["model"]["id"], "revision": results["model"]["revision"],

@@ -91,6 +91,9 @@ def test_regression_items_fail_only_on_a_worse_run(suite_dir, tmp_path):
     runs = [json.loads(x) for x in (report / "index.jsonl").read_text().splitlines()]
     last = json.loads((report / runs[-1]["run_id"] / "results.json").read_text())
     assert last["verdict"] == "fail" and last["compare"]["run_id"] == runs[-2]["run_id"]
+    summary = (report / runs[-1]["run_id"] / "summary.md").read_text()
+    assert f"## Change from run `{runs[-2]['run_id']}`: 2 regression(s)" in summary
+    assert "| `rtn-w4g16` | kld_mean |" in summary and "**regression**" in summary
     by = {c["spec"]: c for c in last["configs"]}
     assert by["rtn-w4g16"]["measured_as"] == "rtn-w2g16" and "measured_as" not in by["rtn-w8"]
 

@@ -1,0 +1,277 @@
+"""report.html: one self-contained page per run (inline SVG plots, no scripts, no network).
+
+Every string that came from a model, a prompt or a user goes through `esc`; the page
+carries a Content-Security-Policy that forbids scripts and any request for a resource.
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def esc(v) -> str:
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+def _num(v, digits=4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}g}" if isinstance(v, float) else esc(v)
+
+
+def _plt():
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96,
+                         "svg.hashsalt": "quantsink"})  # stable ids: same run, same file
+    return plt
+
+
+def _svg(fig) -> str:
+    """The figure as inline SVG (no XML prologue), then closed."""
+    plt = _plt()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+def _finite_grid(rows):
+    import numpy as np
+
+    a = np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=float)
+    return a
+
+
+def _measured(results):
+    return [c for c in results["configs"] if c.get("metrics") and c["metrics"].get("sink_mass")]
+
+
+def sink_mass_plot(results) -> str:
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    base = results.get("baseline") or {}
+    if base.get("sink_mass"):
+        ax.plot(np.nanmean(_finite_grid(base["sink_mass"]), axis=1), "k-", lw=2.2, label="baseline")
+    for i, c in enumerate(_measured(results)):
+        ax.plot(np.nanmean(_finite_grid(c["metrics"]["sink_mass"]), axis=1), "-", color=COLORS[i % 8],
+                lw=1.2, label=c["spec"])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("attention on sink (mean over heads)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    return _svg(fig)
+
+
+def hidden_cos_plot(results) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    for i, c in enumerate(_measured(results)):
+        v = [math.nan if x is None else x for x in c["metrics"].get("sink_hidden_cos") or []]
+        ax.plot(v, "-o", ms=2.5, color=COLORS[i % 8], lw=1.2, label=c["spec"])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("cosine to baseline")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    return _svg(fig)
+
+
+def heatmaps(results) -> str:
+    """Per configuration: [layer x head] sink-mass change and attention JS divergence."""
+    import numpy as np
+
+    cs = _measured(results)
+    base = results.get("baseline") or {}
+    if not cs or not base.get("sink_mass"):
+        return ""
+    plt = _plt()
+    b = _finite_grid(base["sink_mass"])
+    deltas = [_finite_grid(c["metrics"]["sink_mass"]) - b for c in cs]
+    jss = [_finite_grid(c["metrics"]["attn_js"]) for c in cs]
+    dmax = max(float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 0 for d in deltas) or 1e-6
+    jmax = max(float(np.nanmax(j)) if np.isfinite(j).any() else 0 for j in jss) or 1e-6
+    fig, axes = plt.subplots(len(cs), 2, figsize=(7.5, 2.6 * len(cs)), squeeze=False)
+    for row, (c, d, j) in enumerate(zip(cs, deltas, jss)):
+        im = axes[row][0].imshow(d.T, aspect="auto", cmap="RdBu_r", vmin=-dmax, vmax=dmax, interpolation="nearest")
+        axes[row][0].set_title(f"{c['spec']}: sink mass change", fontsize=8)
+        fig.colorbar(im, ax=axes[row][0], fraction=0.04)
+        im = axes[row][1].imshow(j.T, aspect="auto", cmap="viridis", vmin=0, vmax=jmax, interpolation="nearest")
+        axes[row][1].set_title(f"{c['spec']}: attention JS divergence (nats)", fontsize=8)
+        fig.colorbar(im, ax=axes[row][1], fraction=0.04)
+        for ax in axes[row]:
+            ax.set_xlabel("layer")
+            ax.set_ylabel("head")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def kl_histogram(results) -> str:
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    edges = np.linspace(-8, 1, 31)  # summarize.corpus_metrics: 30 bins of log10 KL over [-8, 1]
+    for i, c in enumerate(_measured(results)):
+        h = c["metrics"].get("kld_histogram") or []
+        if len(h) == 30:
+            ax.stairs(np.asarray(h, dtype=float) / max(1, sum(h)), edges, color=COLORS[i % 8], lw=1.4,
+                      label=c["spec"])
+    ax.set_xlabel("log10 KL(baseline || quantized) per token (nats)")
+    ax.set_ylabel("share of tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    return _svg(fig)
+
+
+def _verdict_table(results) -> str:
+    metrics = []
+    for c in results["configs"]:
+        for g in c.get("gates", []):
+            if g["metric"] not in metrics:
+                metrics.append(g["metric"])
+    head = "".join(f"<th>{esc(m)}</th>" for m in metrics)
+    rows = []
+    for c in results["configs"]:
+        gates = {g["metric"]: g for g in c.get("gates", [])}
+        cells = []
+        for m in metrics:
+            g = gates.get(m)
+            if g is None:
+                cells.append("<td class=na>-</td>")
+                continue
+            op = "&le;" if g["op"] == "max" else "&ge;"
+            cells.append(f"<td class={'pass' if g['passed'] else 'fail'} title=\"{esc(g['detail'])}\">"
+                         f"{'&#10003;' if g['passed'] else '&#10007;'} {_num(g['value'])}<br>"
+                         f"<small>{op} {_num(g['limit'])}</small></td>")
+        note = esc(c.get("skip_reason") or c.get("error") or "")
+        measured_as = f" <small>(measured as {esc(c['measured_as'])})</small>" if c.get("measured_as") else ""
+        rows.append(f"<tr><th>{esc(c['spec'])}{measured_as}</th><td class={esc(c['verdict'])}>"
+                    f"{esc(c['verdict'])}</td>{''.join(cells)}<td>{note}</td></tr>")
+    return (f"<table class=verdict><tr><th>config</th><th>verdict</th>{head}<th>note</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _regression_table(results) -> str:
+    regs = [(c["spec"], r) for c in results["configs"] for r in c.get("regressions", [])]
+    if not regs:
+        return ""
+    rows = "".join(f"<tr class={'pass' if r['passed'] else 'fail'}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
+                   f"<td>{_num(r['earlier'])}</td><td>{_num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
+                   f"<td>{'pass' if r['passed'] else 'REGRESSION'}</td></tr>" for s, r in regs)
+    cmp = results.get("compare") or {}
+    return (f"<h2>Regression against {esc(cmp.get('run_id'))}</h2><table><tr><th>config</th><th>metric</th>"
+            f"<th>earlier</th><th>now</th><th>tolerance</th><th>result</th></tr>{rows}</table>")
+
+
+def _loss_table(results) -> str:
+    keys = ["loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_median", "kld_p99", "kld_max", "top1_agreement",
+            "sink_rate", "sink_rate_08", "exact_match_rate", "flip_rate", "degenerate_rate", "misgeneration_rate"]
+    head = "".join(f"<th>{k}</th>" for k in keys)
+    base = results.get("baseline") or {}
+    rows = [f"<tr><th>baseline</th><td>{_num(base.get('loss'))}</td><td>0</td><td>1</td>"
+            + "<td>-</td>" * 5 + f"<td>{_num(base.get('sink_rate'))}</td><td>{_num(base.get('sink_rate_08'))}</td>"
+            + "<td>-</td>" * 4 + "</tr>"]
+    for c in results["configs"]:
+        m = c.get("metrics") or {}
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys) + "</tr>")
+    return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _marked(text: str, at: int) -> str:
+    """Escape text, marking everything from character `at` on (the first divergence)."""
+    text = text or ""
+    if at >= len(text):
+        return esc(text)
+    return f"{esc(text[:at])}<mark>{esc(text[at:])}</mark>"
+
+
+def _flips(c) -> int:
+    return sum(1 for g in c.get("generations") or [] if g.get("correct_baseline") is True
+               and g.get("correct_quantized") is False)
+
+
+def _generations(results) -> str:
+    out = []
+    worst = max(results["configs"], key=_flips, default=None)
+    for c in results["configs"]:
+        gens = c.get("generations") or []
+        if not gens:
+            continue
+        rows = []
+        for g in gens:
+            b, q = g.get("baseline") or "", g.get("quantized") or ""
+            at = len(os.path.commonprefix([b, q]))
+            flip = g.get("correct_baseline") is True and g.get("correct_quantized") is False
+            cls = "flip" if flip else ("degen" if g.get("degenerate") and not g.get("degenerate_baseline") else "")
+            status = "flip" if flip else ("degenerate" if cls == "degen" else ("same" if b == q else "differs"))
+            rows.append(f"<tr class='{cls}'><td><pre>{esc(g.get('prompt'))}</pre></td><td>{esc(g.get('reference'))}"
+                        f"</td><td><pre>{esc(b)}</pre></td><td><pre>{_marked(q, at)}</pre></td>"
+                        f"<td>{esc(status)}<br><small>token {esc(g.get('first_divergence'))}</small></td></tr>")
+        out.append(f"<details{' open' if c is worst else ''}><summary>{esc(c['spec'])}: {len(gens)} prompts, "
+                   f"{_flips(c)} flips (highlighted)</summary><table class=gens><tr><th>prompt</th><th>reference</th><th>baseline</th>"
+                   f"<th>quantized (first divergence marked)</th><th></th></tr>{''.join(rows)}</table></details>")
+    return "".join(out)
+
+
+def _inputs(results) -> str:
+    r = results
+    env = r.get("environment") or {}
+    items = [("run", r.get("run_id")), ("created", r.get("created")), ("harness", r.get("harness_version")),
+             ("model", r["model"].get("id")), ("revision", r["model"].get("revision")),
+             ("model sha256", (r["model"].get("source") or {}).get("sha256")),
+             ("baseline dtype", r["model"].get("baseline_dtype")),
+             ("corpus", f"{r['corpus'].get('name')} ({r['corpus'].get('n_sequences')} x "
+                        f"{r['corpus'].get('seq_len')} tokens)"),
+             ("corpus sha256", r["corpus"].get("sha256")),
+             ("prompts", f"{r['prompts'].get('name')} ({r['prompts'].get('n')})"),
+             ("prompts sha256", r["prompts"].get("sha256")),
+             ("profile", (r.get("settings") or {}).get("profile")),
+             ("compared with", (r.get("compare") or {}).get("run_id") or "none")]
+    items += [(k, v) for k, v in env.items()]
+    return "<table class=kv>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items) + "</table>"
+
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1 .pass{color:#17702a} h1 .fail{color:#b00020}
+table{border-collapse:collapse;margin:8px 0 20px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;
+vertical-align:top} td.pass,tr.pass td:last-child{background:#e3f5e6} td.fail,tr.fail td:last-child{background:#fbe0e3}
+td.skipped{background:#eee} tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
+pre{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace;max-width:420px} mark{background:#ffd54f}
+.plot svg{max-width:100%;height:auto} small{color:#555}
+"""
+
+
+def render(results: dict) -> str:
+    verdict = results.get("verdict", "fail")
+    sections = [
+        f"<h1>quantsink: <span class={esc(verdict)}>{esc(verdict.upper())}</span></h1>",
+        f"<p>Model <code>{esc(results['model'].get('id'))}</code>, profile "
+        f"{esc((results.get('settings') or {}).get('profile'))}, run {esc(results.get('run_id'))}</p>",
+        "<h2>Verdict</h2>", _verdict_table(results), _regression_table(results),
+        "<h2>Loss and perplexity</h2>", _loss_table(results),
+    ]
+    if _measured(results):
+        sections += ["<h2>Sink mass per layer</h2><div class='plot' id='sink-mass'>", sink_mass_plot(results), "</div>",
+                     "<h2>Head heatmaps</h2><div class='plot' id='heatmaps'>", heatmaps(results), "</div>",
+                     "<h2>Next-token KL distribution</h2><div class='plot' id='kl'>", kl_histogram(results), "</div>",
+                     "<h2>Sink hidden-state cosine per layer</h2><div class='plot' id='hidden-cos'>",
+                     hidden_cos_plot(results), "</div>"]
+    sections += ["<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
+            f"<title>quantsink {esc(results.get('run_id'))}: {esc(verdict)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(sections) + "</body></html>\n")
