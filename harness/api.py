@@ -27,7 +27,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     for flag in ("model", "revision", "quant", "bits", "methods", "device", "baseline-dtype", "corpus", "prompts",
-                 "bos", "sink-positions", "policy", "profile", "report-dir", "compare"):
+                 "bos", "sink-positions", "policy", "profile", "report-dir", "compare", "lockstep"):
         p.add_argument(f"--{flag}")
     p.add_argument("--signoff", action="store_true", default=None)
     a = vars(p.parse_args(argv))

@@ -110,21 +110,47 @@ def run_single(model, batches, sink_positions) -> ModelSummary:
     return s
 
 
-def run_pair(base_model, quant_model, batches, sink_positions, progress=None) -> PairSummary:
-    ps = PairSummary()
+def _add_pair(ps: PairSummary, b: PassStats, q: PassStats, ids: torch.Tensor) -> None:
+    ps.quant.add(q, ids)
+    ps.kl += list(M.token_kl(b.logp, q.logp).numpy())
+    ps.top1 += list((b.logp.argmax(-1) == q.logp.argmax(-1)).numpy())
+    ps.js += list(q.js.numpy())
+    ps.hidden_cos += list(M.cosine(b.sink_hidden, q.sink_hidden).numpy())
+    ps.hidden_relerr += list(M.relerr(b.sink_hidden, q.sink_hidden).numpy())
+    d = (q.logp - b.logp).abs().max().item()
+    ps.logit_delta_max = max(ps.logit_delta_max, d) if np.isfinite(d) else float("nan")
+
+
+def run_multi(base_model, quant_models: dict, batches, sink_positions, progress=None,
+              on_error=None) -> dict[str, PairSummary]:
+    """Compare several quantized models with the baseline, running the baseline once per batch.
+
+    quant_models maps a name to a model. A model whose forward raises is reported through
+    on_error(name, exc) and dropped (without on_error the exception propagates).
+    """
+    out = {name: PairSummary() for name in quant_models}
+    live = dict(quant_models)
+    base = ModelSummary()
     for k, ids in enumerate(batches):
         b = forward_stats(base_model, ids, sink_positions, keep_maps=True)
-        q = forward_stats(quant_model, ids, sink_positions, ref_maps=b.maps)
+        base.add(b, ids)
+        for name, model in list(live.items()):
+            try:
+                q = forward_stats(model, ids, sink_positions, ref_maps=b.maps)
+            except Exception as e:
+                if on_error is None:
+                    raise
+                on_error(name, e)
+                del live[name], out[name]
+                continue
+            _add_pair(out[name], b, q, ids)
         b.maps = None
-        ps.base.add(b, ids)
-        ps.quant.add(q, ids)
-        ps.kl += list(M.token_kl(b.logp, q.logp).numpy())
-        ps.top1 += list((b.logp.argmax(-1) == q.logp.argmax(-1)).numpy())
-        ps.js += list(q.js.numpy())
-        ps.hidden_cos += list(M.cosine(b.sink_hidden, q.sink_hidden).numpy())
-        ps.hidden_relerr += list(M.relerr(b.sink_hidden, q.sink_hidden).numpy())
-        d = (q.logp - b.logp).abs().max().item()
-        ps.logit_delta_max = max(ps.logit_delta_max, d) if np.isfinite(d) else float("nan")
         if progress:
-            progress(f"corpus batch {k + 1}/{len(batches)}")
-    return ps
+            progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(live) or 'no model left'})")
+    for ps in out.values():
+        ps.base = base
+    return out
+
+
+def run_pair(base_model, quant_model, batches, sink_positions, progress=None) -> PairSummary:
+    return run_multi(base_model, {"quantized": quant_model}, batches, sink_positions, progress)["quantized"]

@@ -33,6 +33,8 @@ OPTIONS = [
     ("--signoff", "qs_signoff", "strict: a skipped or missing measurement fails the run", "bool"),
     ("--allow-pickle", "qs_allow_pickle", "allow pickle (*.bin) checkpoints", "bool"),
     ("--trust-remote-code", "qs_trust_remote_code", "allow a checkpoint's own Python code", "bool"),
+    ("--lockstep", "qs_lockstep", "auto | on | off: measure all configurations together, running the "
+     "baseline once per corpus batch (auto: when the models fit in memory)", "str"),
     ("--qs-threads", "qs_threads", "torch threads (default: OMP_NUM_THREADS, else measured choice)", "str"),
     ("--seq-len", "qs_seq_len", "tokens per corpus sequence (default from profile)", "str"),
     ("--n-sequences", "qs_n_sequences", "corpus sequences measured (default from profile)", "str"),

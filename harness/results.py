@@ -84,6 +84,7 @@ def build_results(session) -> dict:
                      "sink_positions": list(s.sink_positions), "policy": session.policy.path,
                      "signoff": s.signoff, "seed": s.seed, "max_new_tokens": s.max_new_tokens,
                      "n_sequences": s.n_sequences, "n_prompts": s.n_prompts,
+                     "lockstep": session.__dict__.get("lockstep"),
                      "spec": [q.spec for q in s.quant]},
         "compare": {"target": s.compare, "run_id": (getattr(session, "earlier", None) or {}).get("run_id"),
                     "note": getattr(session, "compare_note", None), "regressed": regressed},

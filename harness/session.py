@@ -181,15 +181,42 @@ class Session:
         return picked, hashlib.sha256("\x00".join(picked).encode()).hexdigest()
 
     def measure(self, q: QuantConfig) -> dict:
-        """Quantize, measure and gate one configuration (once); returns its results entry."""
-        if q.spec in self.configs:
-            return self.configs[q.spec]
+        """Quantize, measure and gate q (once); returns its results entry.
+
+        In lockstep mode the first call measures every configuration of the run together,
+        so the baseline's forward pass runs once per corpus batch instead of once per
+        configuration.
+        """
+        if q.spec not in self.configs:
+            todo = [c for c in self.spec.quant if c.spec not in self.configs] if self.lockstep else [q]
+            if q not in todo:
+                todo.append(q)
+            self._measure_group(todo)
+        return self.configs[q.spec]
+
+    @cached_property
+    def lockstep(self) -> bool:
+        """Hold every quantized model at once? 'auto': when they fit comfortably in memory."""
+        mode = self.spec.lockstep
+        if mode in ("on", "off"):
+            return mode == "on"
+        n = len(self.spec.quant)
+        if n < 2:
+            return False
+        need = _param_bytes(self.baseline_model) * n  # upper bound: quantized models are smaller
+        return need < 0.4 * _free_memory(self.spec.device)
+
+    def _new_entry(self, q: QuantConfig) -> dict:
         entry = {"spec": q.spec, "method": q.method, "bits": q.bits, "group_size": q.group_size,
                  "bit_class": bit_class(q), "config": q.to_dict(), "verdict": "fail",
                  "quantize_seconds": None, "metrics": {}, "gates": [], "generations": []}
         self.configs[q.spec] = entry
+        return entry
+
+    def _guard(self, entry: dict, fn, *args):
+        """Run one configuration's step; errors end that configuration, never the session."""
         try:
-            self._measure_into(q, entry)
+            return fn(*args)
         except MissingBackend as e:
             entry.update(verdict="skipped", skip_reason=str(e))
         except UsageError:
@@ -198,18 +225,40 @@ class Session:
             entry.update(verdict="fail", error=f"{type(e).__name__}: {e}")
         except Exception as e:  # a crash in one configuration must not end the session
             entry.update(verdict="fail", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        finally:
-            gc.collect()
-        return entry
+        return None
 
-    def _measure_into(self, q: QuantConfig, entry: dict) -> None:
-        from .gates import evaluate_gate
-        from .measure import run_pair
-        from .quant.base import QuantContext, quantize
-        from .summarize import corpus_metrics, generation_metrics
+    def _measure_group(self, qs: list[QuantConfig]) -> None:
+        from .measure import run_multi
 
         base_model = self.baseline_model
         _ = self.baseline  # baseline statistics first, so they never depend on a config
+        entries = {q.spec: self._new_entry(q) for q in qs}
+        models = {}
+        for q in qs:
+            m = self._guard(entries[q.spec], self._quantize, q, entries[q.spec])
+            if m is not None:
+                models[q.spec] = m
+        t0 = time.perf_counter()
+
+        def failed(name, e):
+            entries[name].update(verdict="fail", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            models.pop(name, None)
+
+        pairs = run_multi(base_model, models, self.batches, self.spec.sink_positions,
+                          progress=self.progress, on_error=failed) if models else {}
+        corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
+        for q in qs:
+            if q.spec in models and q.spec in pairs:
+                entry = entries[q.spec]
+                self._guard(entry, self._finish, q, entry, models[q.spec], pairs[q.spec], corpus_secs)
+                del models[q.spec]
+                gc.collect()
+        models.clear()
+        gc.collect()
+
+    def _quantize(self, q: QuantConfig, entry: dict):
+        from .quant.base import QuantContext, quantize
+
         ctx = QuantContext(model_dir=self.source.local_dir, model_key=self.source.sha256 or str(self.source.local_dir),
                            dtype=self.spec.baseline_dtype, device=self.spec.device, load_baseline=self.load_baseline,
                            tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
@@ -225,20 +274,21 @@ class Session:
         entry["info"] = ctx.info
         entry["module_types"] = ctx.info.pop("quantized_module_types", None) or sorted(
             {type(m).__name__ for m in model.modules()})
-        try:
-            t0 = time.perf_counter()
-            ps = run_pair(base_model, model, self.batches, self.spec.sink_positions,
-                          progress=lambda m: self.progress(f"{q.spec}: {m}"))
-            met, views = corpus_metrics(ps, self.spec.seed)
-            gens = self._generations(model)
-            gmet, gviews = generation_metrics(gens, self.spec.seed)
-            met.update(gmet)
-            views.update(gviews)
-            entry["measure_seconds"] = round(time.perf_counter() - t0, 3)
-            entry["nonfinite_layer"] = ps.quant.nonfinite_layer
-        finally:
-            del model
-            gc.collect()
+        return model
+
+    def _finish(self, q: QuantConfig, entry: dict, model, ps, corpus_secs: float) -> None:
+        """Metrics, generations and gates of one configuration from its corpus comparison."""
+        from .gates import evaluate_gate
+        from .summarize import corpus_metrics, generation_metrics
+
+        t0 = time.perf_counter()
+        met, views = corpus_metrics(ps, self.spec.seed)
+        gens = self._generations(model, q.spec)
+        gmet, gviews = generation_metrics(gens, self.spec.seed)
+        met.update(gmet)
+        views.update(gviews)
+        entry["measure_seconds"] = round(corpus_secs + time.perf_counter() - t0, 3)
+        entry["nonfinite_layer"] = ps.quant.nonfinite_layer
         note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
                 if ps.quant.nonfinite_layer is not None else "")
         entry["metrics"] = met
@@ -250,12 +300,13 @@ class Session:
                           for m, lim in self.policy.gates_for(bit_class(q)).items()]
         entry["verdict"] = "pass" if all(g["passed"] for g in entry["gates"]) else "fail"
 
-    def _generations(self, model) -> list[dict]:
+    def _generations(self, model, name: str = "") -> list[dict]:
         from .generation import first_divergence, generate, is_correct, is_degenerate
 
         prompts = self.prompts.prompts
         base_txt, base_ids = self.baseline_generations
-        self.progress(f"generation: {len(prompts)} prompts x {self.spec.max_new_tokens} tokens")
+        self.progress(f"{name + ': ' if name else ''}generation: {len(prompts)} prompts x "
+                      f"{self.spec.max_new_tokens} tokens")
         q_txt, q_ids = generate(model, self.tokenizer, [p.prompt for p in prompts], self.spec.max_new_tokens,
                                 self.spec.gen_batch_size, self.spec.bos, return_ids=True)
         out = []
@@ -291,6 +342,26 @@ class Session:
         from .results import write_run
 
         return write_run(self.results(), self.spec.report_dir)
+
+
+def _param_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _free_memory(device: str) -> int:
+    """Bytes free on the device (CUDA: mem_get_info; CPU: MemAvailable)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def default_threads() -> int:

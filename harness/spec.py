@@ -39,6 +39,7 @@ class RunSpec:
     gen_batch_size: int = 16
     gptq_samples: int = 32
     threads: int | None = None
+    lockstep: str = "auto"  # auto | on | off: hold all quantized models, baseline forward once per batch
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,6 +101,8 @@ def build_spec(values: dict) -> RunSpec:
     spec.compare_explicit = values.get("compare") is not None
     if values.get("sink_positions") is not None:
         spec.sink_positions = parse_sink_positions(values["sink_positions"])
+    if spec.lockstep not in ("auto", "on", "off"):
+        raise UsageError(f"unknown --lockstep '{spec.lockstep}'; valid: auto, on, off")
     if spec.bos not in ("auto", "always", "never"):
         raise UsageError(f"unknown --bos '{spec.bos}'; valid: auto, always, never")
     if values.get("baseline_dtype") is None:

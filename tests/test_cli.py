@@ -67,7 +67,7 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     assert r["verdict"] == "fail" and res.ret == 1
     res.stdout.fnmatch_lines(["*test_gate?fault-noop-logit_delta_max?*"])
     # Progress reaches the terminal even though pytest captures test output.
-    res.stdout.fnmatch_lines(["[[]quantsink[]] rtn-w2g16: quantizing*", "[[]quantsink[]] generation: *"])
+    res.stdout.fnmatch_lines(["[[]quantsink[]] rtn-w2g16: quantizing*", "[[]quantsink[]] rtn-w2g16: generation: *"])
 
 
 def test_plain_python_api_gives_same_metrics(tmp_path):
@@ -78,3 +78,17 @@ def test_plain_python_api_gives_same_metrics(tmp_path):
     a, b = run(dict(kw)), run(dict(kw))
     assert a["configs"][0]["metrics"] == b["configs"][0]["metrics"]
     assert (tmp_path / a["run_id"] / "summary.md").read_text().startswith("# quantsink")
+
+
+def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
+    """Baseline once per batch for all configs (lockstep) or re-run per config: same numbers."""
+    from harness.api import run
+
+    kw = dict(model="tiny-qwen2", quant="rtn-w4g16,rtn-w2g16,fault-nan", n_sequences=4, seq_len=32,
+              max_new_tokens=4, n_prompts=8, report_dir=str(tmp_path))
+    on, off = run(dict(kw, lockstep="on")), run(dict(kw, lockstep="off"))
+    assert on["settings"]["lockstep"] is True and off["settings"]["lockstep"] is False
+    for a, b in zip(on["configs"], off["configs"]):
+        assert a["spec"] == b["spec"] and a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"]
+    nan = on["configs"][2]
+    assert nan["verdict"] == "fail" and nan["nonfinite_layer"] is not None  # the session went on
