@@ -90,5 +90,20 @@ def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
     assert on["settings"]["lockstep"] is True and off["settings"]["lockstep"] is False
     for a, b in zip(on["configs"], off["configs"]):
         assert a["spec"] == b["spec"] and a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"]
+    # The baseline block comes from the comparison's own baseline passes: the same as a
+    # baseline-only pass.
+    from harness.session import Session
+    from harness.spec import build_spec
+
+    alone = Session(build_spec(dict(kw, quant="rtn-w8"))).prepare()
+    assert on["baseline"] == off["baseline"] and _close(on["baseline"], alone.baseline)
     nan = on["configs"][2]
     assert nan["verdict"] == "fail" and nan["nonfinite_layer"] is not None  # the session went on
+
+
+def _close(a, b, tol=1e-6):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    return abs(a - b) <= tol * max(1.0, abs(a))
