@@ -195,6 +195,10 @@ def pytest_sessionfinish(session, exitstatus):
     s = get_session(session.config)
     if s is None or not s.configs:
         return
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        # An interrupted run is not a run: write nothing rather than a partial verdict.
+        s.progress("interrupted: no results written, index.jsonl unchanged")
+        return
     from .results import write_run
 
     run_dir = write_run(s.results(), s.spec.report_dir)

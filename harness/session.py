@@ -162,12 +162,38 @@ class Session:
 
     @cached_property
     def baseline_generations(self):
+        """Greedy continuations of the baseline, cached on disk keyed by everything that changes them."""
         from .generation import generate
+        from .storage import cache_get, cache_put, cache_root, file_lock
 
-        self.progress(f"baseline generation: {len(self.prompts.prompts)} prompts x "
-                      f"{self.spec.max_new_tokens} tokens")
-        return generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
-                        self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos, return_ids=True)
+        path = cache_root() / "baseline-gen" / f"{self._baseline_gen_key()}.json"
+        with file_lock(path.with_suffix(".lock")):
+            hit = cache_get(path)
+            if hit is not None:
+                self.progress(f"baseline generation: cached ({path.name})")
+                return hit["texts"], hit["ids"]
+            self.progress(f"baseline generation: {len(self.prompts.prompts)} prompts x "
+                          f"{self.spec.max_new_tokens} tokens")
+            texts, ids = generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
+                                  self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos,
+                                  return_ids=True)
+            cache_put(path, {"texts": texts, "ids": [list(map(int, x)) for x in ids]})
+        return texts, ids
+
+    def _baseline_gen_key(self) -> str:
+        import hashlib
+        import json
+
+        from . import __version__
+        from .results import _version
+
+        s = self.spec
+        blob = {"model": self.source.sha256 or str(self.source.local_dir), "revision": s.revision,
+                "prompts": self.prompts.sha256, "ids": [p.id for p in self.prompts.prompts],
+                "new": s.max_new_tokens, "batch": s.gen_batch_size, "bos": s.bos, "dtype": s.baseline_dtype,
+                "device": s.device, "harness": __version__, "torch": _version("torch"),
+                "transformers": _version("transformers"), "threads": getattr(self, "threads", None)}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
 
     # ---- configurations ----
     def calibration(self, n: int, seed: int):

@@ -7,6 +7,7 @@ whole under an exclusive lock.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import fcntl
 import json
 import os
@@ -103,3 +104,27 @@ def read_lines(path: Path) -> list[dict]:
         except ValueError:
             warnings.warn(f"{path}:{i}: skipping malformed index line", stacklevel=2)
     return out
+
+
+def cache_get(path: Path):
+    """A JSON cache entry's payload, or None if absent; a hash mismatch is reported and dropped."""
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        body = json.dumps(rec["payload"], sort_keys=True)
+        ok = hashlib.sha256(body.encode()).hexdigest() == rec["sha256"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        warnings.warn(f"cache entry {path} is corrupt (content hash mismatch): rebuilding it", stacklevel=2)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+    return rec["payload"]
+
+
+def cache_put(path: Path, payload) -> None:
+    """Write a JSON cache entry with the sha256 of its payload, atomically."""
+    body = json.dumps(payload, sort_keys=True)
+    atomic_write(path, json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "payload": payload}))
