@@ -1,0 +1,127 @@
+"""What a quantsink run costs against the floor: the same models doing only bare passes.
+
+    python bench/signoff_cost.py [--model smollm2-135m] [--quant bnb-int8,rtn-w4g32]
+                                 [--profiles smoke,nightly] [--warm-quant gptq-w4g128]
+
+For each profile, in one process: the harness (plain-Python API, empty caches; quantization
+time reported separately and left out of the ratio), then the floor: the baseline and each
+quantized model doing bare SDPA forward passes over the same corpus tokens plus bare batched
+greedy generation of the same prompts and lengths. Then the cache check: the smoke profile
+with --warm-quant added, run cold (empty caches) and warm (rerun). The last line is
+`overhead_ratio=<harness/floor, first profile> warm_speedup=<cold/warm>`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from harness.api import run  # noqa: E402
+from harness.generation import attention_impl, generate  # noqa: E402
+from harness.quant.base import QuantContext, quantize  # noqa: E402
+from harness.session import Session  # noqa: E402
+from harness.spec import build_spec  # noqa: E402
+
+
+def fresh_cache(real: Path) -> Path:
+    """An empty cache that shares only the converted models (model resolution is not measured)."""
+    d = Path(tempfile.mkdtemp(prefix="qs-bench-cache-"))
+    if (real / "models").is_dir():
+        (d / "models").symlink_to(real / "models", target_is_directory=True)
+    return d
+
+
+def harness(values: dict, cache: Path) -> tuple[float, float, dict]:
+    os.environ["QS_CACHE_DIR"] = str(cache)
+    t0 = time.perf_counter()
+    res = run(dict(values), progress=lambda m: None)
+    total = time.perf_counter() - t0
+    quant = sum(c["quantize_seconds"] or 0 for c in res["configs"])
+    return total, quant, res
+
+
+@torch.no_grad()
+def bare(model, s: Session) -> float:
+    """Bare forward passes (SDPA, no capture) over the corpus batches plus bare batched generation."""
+    t0 = time.perf_counter()
+    with attention_impl(model, "sdpa"):
+        for ids in s.batches:
+            model(input_ids=ids.to(model.device), use_cache=False)
+    generate(model, s.tokenizer, [p.prompt for p in s.prompts.prompts], s.spec.max_new_tokens,
+             s.spec.gen_batch_size, s.spec.bos)
+    return time.perf_counter() - t0
+
+
+def floor(values: dict, cache: Path) -> float:
+    os.environ["QS_CACHE_DIR"] = str(cache)
+    s = Session(build_spec(dict(values))).prepare()
+    s._setup_threads()
+    base = s.load_baseline()
+    total = bare(base, s)
+    for q in s.spec.quant:
+        ctx = QuantContext(model_dir=s.source.local_dir, model_key=s.source.sha256 or "", dtype=s.spec.baseline_dtype,
+                           device=s.spec.device, load_baseline=s.load_baseline, tokenizer=s.tokenizer,
+                           calibration=s.calibration, seed=s.spec.seed, gptq_samples=s.spec.gptq_samples,
+                           progress=lambda m: None)
+        model, _ = quantize(q, ctx)  # not timed: the floor is the passes only
+        total += bare(model, s)
+        del model
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--quant", default="bnb-int8,rtn-w4g32")
+    ap.add_argument("--profiles", default="smoke,nightly")
+    ap.add_argument("--warm-quant", default="gptq-w4g128", help="added for the cold/warm cache check ('' to skip)")
+    a = ap.parse_args()
+    from harness.storage import cache_root
+
+    real = cache_root()
+    report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
+    rows, ratios = [], []
+    for profile in a.profiles.split(","):
+        values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report))
+        cache = fresh_cache(real)
+        h_total, h_quant, res = harness(values, cache)
+        f = floor(values, cache)
+        ratio = (h_total - h_quant) / f
+        ratios.append(ratio)
+        rows.append((profile, a.quant, h_total, h_quant, h_total - h_quant, f, ratio, res["environment"]["threads"]))
+        shutil.rmtree(cache, ignore_errors=True)
+        print(f"{profile}: harness {h_total:.1f} s (quantize {h_quant:.1f} s), floor {f:.1f} s, "
+              f"ratio {ratio:.2f}", flush=True)
+    warm_speedup = None
+    if a.warm_quant:
+        values = dict(model=a.model, quant=f"{a.quant},{a.warm_quant}", profile="smoke", compare="none",
+                      report_dir=str(report))
+        cache = fresh_cache(real)
+        cold, cold_q, _ = harness(values, cache)
+        warm, warm_q, res = harness(values, cache)
+        hits = [c.get("info", {}).get("cache_hit") for c in res["configs"] if c["method"] == "gptq"]
+        warm_speedup = cold / warm
+        shutil.rmtree(cache, ignore_errors=True)
+        print(f"cache: cold {cold:.1f} s (quantize {cold_q:.1f} s), warm {warm:.1f} s (quantize {warm_q:.1f} s), "
+              f"GPTQ cache hit on rerun: {hits}", flush=True)
+    shutil.rmtree(report, ignore_errors=True)
+    print()
+    print("| profile | configs | harness total (s) | of which quantize (s) | harness passes (s) | floor (s) "
+          "| overhead ratio | threads |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p, q, t, qs, hp, f, r, th in rows:
+        print(f"| {p} | {q} | {t:.1f} | {qs:.1f} | {hp:.1f} | {f:.1f} | {r:.2f} | {th} |")
+    print(f"overhead_ratio={ratios[0]:.2f} warm_speedup={warm_speedup:.2f}" if warm_speedup
+          else f"overhead_ratio={ratios[0]:.2f} warm_speedup=n/a")
+
+
+if __name__ == "__main__":
+    main()
