@@ -132,6 +132,29 @@ def _check_local_dir(path: Path, allow_pickle: bool) -> None:
                          f"code when loaded; convert it to safetensors or pass --allow-pickle")
     if not has_st and not has_pickle:
         raise UsageError(f"model directory {path} holds no weights (*.safetensors)")
+    for f in sorted(path.glob("*.safetensors")):
+        check_safetensors(f)
+
+
+def check_safetensors(path: Path) -> None:
+    """Header parses and the file is as long as its tensors need (catches truncated downloads).
+
+    Layout: 8-byte little-endian header length, JSON header with each tensor's data_offsets
+    relative to the end of the header, then the data.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                raise ValueError("header length beyond the end of the file")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise UsageError(f"{path} is not a valid safetensors file ({e}); re-download or re-save it") from None
+    if 8 + n + end > size:
+        raise UsageError(f"{path} is truncated ({size} bytes, its header needs {8 + n + end}); "
+                         f"re-download or re-save it")
 
 
 def _hub(repo_id: str, revision: str | None) -> Path:
@@ -176,7 +199,9 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
         _check_local_dir(path, allow_pickle)
         return ModelSource(model, "local", revision, path.resolve())
     if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
-        return ModelSource(model, "hub", revision, _hub(model, revision))
+        local = _hub(model, revision)
+        _check_local_dir(local, allow_pickle)
+        return ModelSource(model, "hub", revision, local)
     raise UsageError(f"model '{model}' not found: not a directory, .gguf file, Hub id or alias"
                      f"{did_you_mean(model, known_models())}; valid aliases: {', '.join(known_models())}")
 

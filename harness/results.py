@@ -60,7 +60,8 @@ def build_results(session) -> dict:
     skipped = any(c["verdict"] == "skipped" for c in configs)
     missing = len(configs) < len(s.quant)
     verdict = "fail" if failed or (s.signoff and (skipped or missing)) else "pass"
-    base = session.baseline if "baseline" in session.__dict__ or configs else None
+    ran = any(c["verdict"] != "skipped" for c in configs)
+    base = session.baseline if "baseline" in session.__dict__ or ran else None
     model_cfg = session.baseline_model.config if "baseline_model" in session.__dict__ else None
     digest = hashlib.sha256(f"{created}{s.model}{[q.spec for q in s.quant]}{id(session)}".encode()).hexdigest()[:8]
     run_id = getattr(session, "run_id", None) or f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(session.created))}-{digest}"

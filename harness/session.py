@@ -259,6 +259,10 @@ class Session:
     def _measure_group(self, qs: list[QuantConfig]) -> None:
         from .measure import run_multi
 
+        if self.spec.unavailable:
+            for q in qs:
+                self._new_entry(q).update(verdict="skipped", skip_reason=self.spec.unavailable)
+            return
         base_model = self.baseline_model
         entries = {q.spec: self._new_entry(q) for q in qs}
         models = {}

@@ -39,6 +39,7 @@ class RunSpec:
     gen_batch_size: int = 16
     gptq_samples: int = 32
     threads: int | None = None
+    unavailable: str | None = None  # why nothing can run here (e.g. CUDA asked, none present)
     lockstep: str = "auto"  # auto | on | off: hold all quantized models, baseline forward once per batch
 
     def to_dict(self) -> dict:
@@ -59,6 +60,15 @@ def resolve_device(device: str) -> str:
     if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
         return device
     raise UsageError(f"unknown --device '{device}'; valid: auto, cpu, cuda, cuda:N")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def parse_sink_positions(text: str) -> tuple[int, ...]:
@@ -98,6 +108,12 @@ def build_spec(values: dict) -> RunSpec:
     else:
         spec.quant = parse_specs(values.get("quant") or DEFAULT_QUANT)
     spec.device = resolve_device(values.get("device") or "auto")
+    if spec.device.startswith("cuda") and not _cuda_available():
+        msg = (f"--device {spec.device} asks for CUDA but torch sees no GPU on this machine; "
+               f"run on a CUDA machine or use --device cpu")
+        if spec.signoff:
+            raise UsageError(msg)
+        spec.unavailable = msg  # every configuration is skipped with this reason
     spec.compare_explicit = values.get("compare") is not None
     if values.get("sink_positions") is not None:
         spec.sink_positions = parse_sink_positions(values["sink_positions"])

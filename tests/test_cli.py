@@ -107,3 +107,17 @@ def _close(a, b, tol=1e-6):
     if isinstance(a, list):
         return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
     return abs(a - b) <= tol * max(1.0, abs(a))
+
+
+def test_cuda_request_without_cuda_skips_or_errors_under_signoff(suite_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = ["suites", "--model", "tiny-llama", "--quant", "rtn-w8", "--device", "cuda", "-rs",
+            "--report-dir", str(tmp_path / "rep")]
+    res = suite_dir.runpytest_subprocess(*args)
+    assert res.ret == 0
+    res.stdout.fnmatch_lines(["*SKIPPED*asks for CUDA but torch sees no GPU*use --device cpu*"])
+    strict = suite_dir.runpytest_subprocess(*args, "--signoff")
+    assert strict.ret == 4 and "asks for CUDA" in strict.stderr.str()

@@ -72,3 +72,20 @@ def test_corrupt_gguf_is_a_usage_error(tmp_path):
 def test_source_to_dict():
     d = ModelSource("x", "local", None, __import__("pathlib").Path("/tmp")).to_dict()
     assert d["revision"] == "main" and json.dumps(d)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda b: b[: len(b) // 2], "truncated"),
+    (lambda b: b[:8] + b"{not json" + b[17:], "not a valid safetensors file"),
+    (lambda b: (10 ** 12).to_bytes(8, "little") + b[8:], "not a valid safetensors file"),
+])
+def test_corrupt_or_truncated_safetensors_is_a_usage_error(tmp_path, damage, needle):
+    import shutil
+
+    src = resolve_model("tiny-llama").local_dir
+    d = tmp_path / "m"
+    shutil.copytree(src, d)
+    f = d / "model.safetensors"
+    f.write_bytes(damage(f.read_bytes()))
+    with pytest.raises(UsageError, match=needle):
+        resolve_model(str(d))
