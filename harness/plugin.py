@@ -6,6 +6,7 @@ it (suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 
 import pytest
@@ -98,10 +99,19 @@ def activate(config) -> None:
             rec = pin(spec.report_dir, spec.pin)
             pytest.exit(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}) "
                         f"as the sign-off baseline for --compare pinned", returncode=0)
+        if _is_worker(config):
+            spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
         session = Session(spec, progress=_progress(config), substitute=_substitute(config)).prepare()
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = session
+    if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "numprocesses", None):
+        # pytest -n N: keep each configuration's items on one worker (one quantization each).
+        config.option.dist = "loadgroup"
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def _substitute(config):
@@ -174,6 +184,13 @@ def pytest_collection_modifyitems(session, config, items):
     # drop it rather than show an empty-parameter skip.
     keep, drop = [], []
     for it in items:
+        cs = getattr(it, "callspec", None)
+        for name in ("qs_config", "qs_gate", "qs_regression"):
+            if cs is not None and name in cs.params:
+                q = cs.params[name]
+                q = q[0] if isinstance(q, tuple) else q
+                if hasattr(q, "spec"):
+                    it.add_marker(pytest.mark.xdist_group(name=q.spec))
         mark = it.get_closest_marker("skip")
         empty = ("qs_regression" in getattr(it, "fixturenames", ()) and mark is not None
                  and "empty parameter set" in str(mark.kwargs.get("reason", "")))
@@ -199,10 +216,23 @@ def pytest_sessionfinish(session, exitstatus):
         # An interrupted run is not a run: write nothing rather than a partial verdict.
         s.progress("interrupted: no results written, index.jsonl unchanged")
         return
-    from .results import write_run
+    from .results import clean, write_run
+
+    if _is_worker(session.config):  # the controller merges every worker's configurations and writes once
+        session.config.workeroutput["quantsink"] = json.dumps(clean(s.handoff()))
+        return
 
     run_dir = write_run(s.results(), s.spec.report_dir)
     s.run_dir = run_dir
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: take over a finished worker's measurements."""
+    s = get_session(node.config)
+    data = getattr(node, "workeroutput", {}).get("quantsink")
+    if s is not None and data:
+        s.take_over(json.loads(data))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

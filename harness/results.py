@@ -66,7 +66,7 @@ def build_results(session) -> dict:
     digest = hashlib.sha256(f"{created}{s.model}{[q.spec for q in s.quant]}{id(session)}".encode()).hexdigest()[:8]
     run_id = getattr(session, "run_id", None) or f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(session.created))}-{digest}"
     session.run_id = run_id
-    n_seq = len(session.sequences) if "sequences" in session.__dict__ else 0
+    n_seq = len(session.sequences) if "sequences" in session.__dict__ else getattr(session, "n_sequences_seen", 0)
     from .tokens import effective_bos
 
     return clean({
@@ -74,8 +74,10 @@ def build_results(session) -> dict:
         "harness_version": __version__, "environment": environment(session),
         "model": {"id": s.model, "revision": s.revision or "main", "source": session.source.to_dict(),
                   "baseline_dtype": s.baseline_dtype,
-                  "num_layers": getattr(model_cfg, "num_hidden_layers", None) or getattr(model_cfg, "n_layer", None),
-                  "num_heads": getattr(model_cfg, "num_attention_heads", None) or getattr(model_cfg, "n_head", None)},
+                  "num_layers": getattr(model_cfg, "num_hidden_layers", None) or getattr(model_cfg, "n_layer", None)
+                  or (getattr(session, "model_shape", None) or {}).get("num_layers"),
+                  "num_heads": getattr(model_cfg, "num_attention_heads", None) or getattr(model_cfg, "n_head", None)
+                  or (getattr(session, "model_shape", None) or {}).get("num_heads")},
         "corpus": {"name": session.corpus.name, "sha256": session.corpus.sha256, "n_sequences": n_seq,
                    "seq_len": s.seq_len},
         "prompts": {"name": session.prompts.name, "sha256": session.prompts.sha256,

@@ -360,6 +360,27 @@ class Session:
         entry = self.measure(q)
         return next((g for g in entry["gates"] if g["metric"] == metric), None)
 
+    # ---- pytest-xdist: workers hand their measurements to the controller ----
+    def handoff(self) -> dict:
+        out = {"configs": self.configs, "threads": getattr(self, "threads", None),
+               "lockstep": self.__dict__.get("lockstep")}
+        if any(c["verdict"] != "skipped" for c in self.configs.values()):
+            cfg = self.baseline_model.config
+            out["baseline"] = self.baseline
+            out["n_sequences"] = len(self.sequences)
+            out["shape"] = {"num_layers": getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None),
+                            "num_heads": getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None)}
+        return out
+
+    def take_over(self, data: dict) -> None:
+        self.configs.update(data.get("configs", {}))
+        if data.get("baseline") is not None and "baseline" not in self.__dict__:
+            self.__dict__["baseline"] = data["baseline"]
+            self.model_shape = data.get("shape")
+            self.n_sequences_seen = data.get("n_sequences", 0)
+        if data.get("threads") is not None:
+            self.threads = data["threads"]
+
     # ---- outputs ----
     def run_all(self) -> dict:
         self.prepare()

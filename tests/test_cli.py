@@ -121,3 +121,19 @@ def test_cuda_request_without_cuda_skips_or_errors_under_signoff(suite_dir, tmp_
     res.stdout.fnmatch_lines(["*SKIPPED*asks for CUDA but torch sees no GPU*use --device cpu*"])
     strict = suite_dir.runpytest_subprocess(*args, "--signoff")
     assert strict.ret == 4 and "asks for CUDA" in strict.stderr.str()
+
+
+def test_xdist_gives_the_same_results_as_a_serial_run(suite_dir, tmp_path):
+    args = ["suites", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w4g16,rtn-w2g16", "--n-sequences", "4",
+            "--seq-len", "32", "--max-new-tokens", "4", "--n-prompts", "8", "-p", "no:cacheprovider"]
+    serial = suite_dir.runpytest_subprocess(*args, "--report-dir", str(tmp_path / "s"))
+    par = suite_dir.runpytest_subprocess(*args, "--report-dir", str(tmp_path / "p"), "-n", "2")
+    assert serial.ret == par.ret
+    load = lambda d: json.loads(next((tmp_path / d).glob("*/results.json")).read_text())  # noqa: E731
+    a, b = load("s"), load("p")
+    assert [c["spec"] for c in a["configs"]] == [c["spec"] for c in b["configs"]]
+    for x, y in zip(a["configs"], b["configs"]):
+        assert x["metrics"] == y["metrics"] and x["verdict"] == y["verdict"], x["spec"]
+    assert a["baseline"] == b["baseline"] and a["verdict"] == b["verdict"]
+    assert b["model"]["num_layers"] == 4 and b["corpus"]["n_sequences"] == 4
+    assert len((tmp_path / "p" / "index.jsonl").read_text().splitlines()) == 1  # one run, not one per worker
