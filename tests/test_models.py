@@ -89,3 +89,22 @@ def test_corrupt_or_truncated_safetensors_is_a_usage_error(tmp_path, damage, nee
     f.write_bytes(damage(f.read_bytes()))
     with pytest.raises(UsageError, match=needle):
         resolve_model(str(d))
+
+
+def test_trust_remote_code_is_off_unless_asked(monkeypatch):
+    import transformers
+
+    from harness.models import load_model
+    from harness.spec import build_spec
+
+    assert build_spec({}).trust_remote_code is False
+    assert build_spec({"trust_remote_code": True}).trust_remote_code is True
+    seen = {}
+
+    def fake(*a, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
+    with pytest.raises(RuntimeError):
+        load_model(resolve_model("tiny-llama").local_dir)
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
