@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError, did_you_mean
-from .storage import atomic_dir, cache_root, file_lock
+from .storage import cache_root, cached_dir
 from .tiny import TINY_ARCHS, TINY_VERSION
 
 ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -103,21 +103,19 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 def _converted(gguf: Path, name: str) -> tuple[Path, str]:
     sha = _file_sha_cached(gguf)
     target = cache_root() / "models" / f"{name}-{sha[:16]}"
-    with file_lock(target.with_suffix(".lock")):
-        if not (target / "config.json").is_file():
-            with atomic_dir(target) as tmp:
-                _convert_gguf(gguf, tmp)
+    # Sizes only on load (hashing ~0.5 GB each time would eat the fast-reload budget); the
+    # safetensors headers are checked too, so truncation and header damage are caught.
+    cached_dir(target, lambda tmp: _convert_gguf(gguf, tmp), full_check=False)
+    for f in target.glob("*.safetensors"):
+        check_safetensors(f)
     return target, sha
 
 
 def _tiny(arch: str) -> Path:
-    target = cache_root() / "models" / f"tiny-{arch}-v{TINY_VERSION}"
-    with file_lock(target.with_suffix(".lock")):
-        if not (target / "config.json").is_file():
-            from .tiny import build_tiny
+    from .tiny import build_tiny
 
-            with atomic_dir(target) as tmp:
-                build_tiny(arch, tmp)
+    target = cache_root() / "models" / f"tiny-{arch}-v{TINY_VERSION}"
+    cached_dir(target, lambda tmp: build_tiny(arch, tmp), full_check=True)
     return target
 
 

@@ -128,3 +128,56 @@ def cache_put(path: Path, payload) -> None:
     """Write a JSON cache entry with the sha256 of its payload, atomically."""
     body = json.dumps(payload, sort_keys=True)
     atomic_write(path, json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "payload": payload}))
+
+
+MANIFEST = "quantsink_manifest.json"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(d: Path) -> None:
+    """Record size and sha256 of every file under d (the entry's content hash)."""
+    files = {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+             for p in sorted(d.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    atomic_write(d / MANIFEST, json.dumps({"files": files}, indent=1))
+
+
+def verify_manifest(d: Path, full: bool) -> str | None:
+    """None if d matches its manifest, else what is wrong. full: compare sha256, not only sizes."""
+    try:
+        files = json.loads((d / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable manifest"
+    for rel, meta in files.items():
+        p = d / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != meta["size"]:
+            return f"{rel} has {p.stat().st_size} bytes, expected {meta['size']}"
+        if full and _file_sha256(p) != meta["sha256"]:
+            return f"{rel} content hash does not match"
+    return None
+
+
+def cached_dir(target: Path, build, full_check: bool = True) -> bool:
+    """Make sure the cache directory `target` exists whole: build(tmp_dir) when absent or corrupt.
+
+    Returns True on a cache hit. A corrupt entry (manifest mismatch) is reported and rebuilt.
+    """
+    with file_lock(target.with_name(target.name + ".lock")):
+        if target.is_dir():
+            problem = verify_manifest(target, full_check)
+            if problem is None:
+                return True
+            warnings.warn(f"cache entry {target} is corrupt ({problem}): rebuilding it", stacklevel=2)
+            shutil.rmtree(target)
+        with atomic_dir(target) as tmp:
+            build(tmp)
+            write_manifest(tmp)
+        return False

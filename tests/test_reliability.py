@@ -130,3 +130,20 @@ def test_model_names_cannot_escape_the_cache(bad):
 
     with pytest.raises(UsageError):
         resolve_model(bad)
+
+
+def test_corrupt_model_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    """A cached model directory that no longer matches its manifest is reported and rebuilt."""
+    from harness.models import resolve_model
+
+    monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path))
+    d = resolve_model("tiny-gpt2").local_dir
+    good = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(good[:-7] + b"garbage")  # same size, other content
+    with pytest.warns(UserWarning, match="corrupt .*content hash does not match.*rebuilding"):
+        assert resolve_model("tiny-gpt2").local_dir == d
+    assert (d / "model.safetensors").read_bytes() == good
+    (d / "config.json").unlink()
+    with pytest.warns(UserWarning, match="config.json is missing"):
+        resolve_model("tiny-gpt2")
+    assert (d / "config.json").is_file()

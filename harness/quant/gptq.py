@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 
-from ..storage import atomic_dir, cache_root, file_lock
+from ..storage import cache_root, cached_dir
 from .configs import GPTQConfig
 
 
@@ -77,25 +77,24 @@ def quantize(cfg: GPTQConfig, ctx):
     texts, calib_sha = ctx.calibration(ctx.gptq_samples, ctx.seed)
     target = cache_root() / "gptq" / f"{cfg.spec}-{cache_key(cfg, ctx, calib_sha)}"
     ctx.info["cache_dir"] = str(target)
-    with file_lock(target.with_suffix(".lock")):
-        if (target / "config.json").is_file():
-            ctx.info["cache_hit"] = True
-            ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
-            return _for_measurement(load_model(target, dtype=ctx.dtype, device=ctx.device,
-                                               quantization_config=load_qc), ctx)
-        ctx.info["cache_hit"] = False
+
+    def build(tmp):
         ctx.progress(f"{cfg.spec}: calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
         qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
                           tokenizer=ctx.tokenizer, backend="torch", desc_act=False)
         model = load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc)
-        with atomic_dir(target) as tmp:
-            model.save_pretrained(tmp)
-            ctx.tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        ctx.tokenizer.save_pretrained(tmp)
         del model
-        # Measure the saved artifact, not the in-memory one: a cold and a warm run then see the
-        # same model (GPTQModel's freshly packed modules and reloaded ones differed slightly).
-        return _for_measurement(load_model(target, dtype=ctx.dtype, device=ctx.device,
-                                           quantization_config=load_qc), ctx)
+
+    # A cached checkpoint is checked against its manifest (sha256 of every file); a corrupt one
+    # is reported and calibrated again. Both paths then measure the saved artifact, so a cold
+    # and a warm run see the same model (freshly packed and reloaded modules differed slightly).
+    ctx.info["cache_hit"] = cached_dir(target, build, full_check=True)
+    if ctx.info["cache_hit"]:
+        ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
+    model = load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
+    return _for_measurement(model, ctx)
 
 
 def _for_measurement(model, ctx):
