@@ -14,6 +14,7 @@ from functools import cached_property
 
 from .errors import MissingBackend, QuantsinkError, UsageError
 from .policy import load_policy
+from .progress import heartbeat
 from .quant.configs import QuantConfig, RTNConfig
 from .quant.registry import bit_class
 from .spec import RunSpec
@@ -174,9 +175,10 @@ class Session:
                 return hit["texts"], hit["ids"]
             self.progress(f"baseline generation: {len(self.prompts.prompts)} prompts x "
                           f"{self.spec.max_new_tokens} tokens")
-            texts, ids = generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
-                                  self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos,
-                                  return_ids=True)
+            with heartbeat(self.progress, "baseline generation"):
+                texts, ids = generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
+                                      self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos,
+                                      return_ids=True)
             cache_put(path, {"texts": texts, "ids": [list(map(int, x)) for x in ids]})
         return texts, ids
 
@@ -305,7 +307,8 @@ class Session:
             entry["measured_as"] = target.spec
             self.progress(f"{q.spec}: measuring {target.spec} instead (pytest_quantsink_measure_as hook)")
         self.progress(f"{q.spec}: quantizing")
-        model, secs = quantize(target, ctx)
+        with heartbeat(self.progress, f"{q.spec}: quantizing"):
+            model, secs = quantize(target, ctx)
         entry["quantize_seconds"] = round(secs, 3)
         entry["info"] = ctx.info
         entry["module_types"] = ctx.info.pop("quantized_module_types", None) or sorted(
@@ -343,8 +346,9 @@ class Session:
         base_txt, base_ids = self.baseline_generations
         self.progress(f"{name + ': ' if name else ''}generation: {len(prompts)} prompts x "
                       f"{self.spec.max_new_tokens} tokens")
-        q_txt, q_ids = generate(model, self.tokenizer, [p.prompt for p in prompts], self.spec.max_new_tokens,
-                                self.spec.gen_batch_size, self.spec.bos, return_ids=True)
+        with heartbeat(self.progress, f"{name or 'quantized'} generation"):
+            q_txt, q_ids = generate(model, self.tokenizer, [p.prompt for p in prompts], self.spec.max_new_tokens,
+                                    self.spec.gen_batch_size, self.spec.bos, return_ids=True)
         out = []
         for p, bt, bi, qt, qi in zip(prompts, base_txt, base_ids, q_txt, q_ids):
             refs = list(p.references)
