@@ -105,6 +105,7 @@ def activate(config) -> None:
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = session
+    session.junit_per_item = config.getini("junit_family") in ("xunit1", "legacy")
     if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "numprocesses", None):
         # pytest -n N: keep each configuration's items on one worker (one quantization each).
         config.option.dist = "loadgroup"

@@ -30,6 +30,7 @@ class Session:
         self.configs: dict[str, dict] = {}
         self.created = time.time()
         self._prepared = False
+        self.junit_per_item = False  # set by the plugin: record_property needs junit_family xunit1
 
     # ---- inputs (all usage errors surface here, before any test runs) ----
     def prepare(self) -> "Session":

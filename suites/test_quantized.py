@@ -13,13 +13,17 @@ def _entry(qs_session, q):
     return entry
 
 
-def test_measure(qs_session, qs_config, record_property):
+def test_measure(qs_session, qs_config, record_property, record_testsuite_property):
     """Quantize, capture and measure one configuration against the baseline."""
     entry = _entry(qs_session, qs_config)
-    for k, v in entry["metrics"].items():
-        if isinstance(v, (int, float)):  # scalars only; per-layer lists stay in results.json
+    scalars = {k: v for k, v in entry["metrics"].items() if isinstance(v, (int, float))}  # lists stay in results.json
+    scalars["quantize_seconds"] = entry["quantize_seconds"]
+    for k, v in scalars.items():
+        # Suite-level properties work under every junit_family; per-item ones need xunit1 (set in
+        # pyproject.toml), so they are only recorded there.
+        record_testsuite_property(f"{qs_config.spec}.{k}", v)
+        if qs_session.junit_per_item:
             record_property(k, v)
-    record_property("quantize_seconds", entry["quantize_seconds"])
 
 
 def test_gate(qs_session, qs_gate, record_property):
@@ -27,8 +31,9 @@ def test_gate(qs_session, qs_gate, record_property):
     q, metric = qs_gate
     _entry(qs_session, q)
     gate = qs_session.gate_result(q, metric)
-    record_property("value", gate["value"])
-    record_property("limit", f"{'<=' if gate['op'] == 'max' else '>='} {gate['limit']}")
+    if qs_session.junit_per_item:
+        record_property("value", gate["value"])
+        record_property("limit", f"{'<=' if gate['op'] == 'max' else '>='} {gate['limit']}")
     if not gate["passed"]:
         pytest.fail(gate["detail"], pytrace=False)
 
@@ -38,8 +43,9 @@ def test_regression(qs_session, qs_regression, record_property):
     q, metric = qs_regression
     _entry(qs_session, q)
     res = qs_session.regression_result(q, metric)
-    record_property("value", res["value"])
-    record_property("earlier", res["earlier"])
-    record_property("tolerance", res["tolerance"])
+    if qs_session.junit_per_item:
+        record_property("value", res["value"])
+        record_property("earlier", res["earlier"])
+        record_property("tolerance", res["tolerance"])
     if not res["passed"]:
         pytest.fail(res["detail"], pytrace=False)

@@ -44,9 +44,12 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     report = tmp_path / "rep"
     res = suite_dir.runpytest_subprocess(
         "suites", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w2g16,fault-noop", "--report-dir", str(report),
-        "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "-q")
+        "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "-q",
+        "--junitxml", str(tmp_path / "junit.xml"))
     out = res.stdout.str()
     assert "quantsink verdict" in out
+    junit = (tmp_path / "junit.xml").read_text()
+    assert '<property name="rtn-w8.ppl_ratio" value="' in junit  # metrics reach CI systems
     index = [json.loads(x) for x in (report / "index.jsonl").read_text().splitlines()]
     assert len(index) == 1
     r = json.loads((report / index[0]["run_id"] / "results.json").read_text())
