@@ -190,6 +190,21 @@ def _loss_table(results) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _detected_sinks(results) -> str:
+    """Extra sinks (Sun et al. 2024): tokens besides the sink positions that many heads attend to."""
+    rows = []
+    for name, block in [("baseline", results.get("baseline") or {})] + [
+            (c["spec"], c.get("metrics") or {}) for c in results["configs"]]:
+        for d in block.get("detected_sinks") or []:
+            rows.append(f"<tr><td>{esc(name)}</td><td><code>{esc(repr(d.get('token')))}</code></td>"
+                        f"<td>{esc(d.get('count'))}</td><td>{_num(d.get('share_of_heads'), 3)}</td>"
+                        f"<td>{esc(', '.join(map(str, d.get('positions') or [])))}</td></tr>")
+    if not rows:
+        return "<p>No key position besides the sink positions draws more than 0.3 of attention in a quarter of the heads.</p>"
+    return ("<table><tr><th>model</th><th>token</th><th>occurrences</th><th>share of heads</th><th>positions</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def _marked(text: str, at: int) -> str:
     """Escape text, marking everything from character `at` on (the first divergence)."""
     text = text or ""
@@ -270,7 +285,7 @@ def render(results: dict) -> str:
                      "<h2>Next-token KL distribution</h2><div class='plot' id='kl'>", kl_histogram(results), "</div>",
                      "<h2>Sink hidden-state cosine per layer</h2><div class='plot' id='hidden-cos'>",
                      hidden_cos_plot(results), "</div>"]
-    sections += ["<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
+    sections += ["<h2>Detected sinks</h2>", _detected_sinks(results), "<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
             f"<title>quantsink {esc(results.get('run_id'))}: {esc(verdict)}</title><style>{STYLE}</style></head><body>"

@@ -27,6 +27,7 @@ class PassStats:
     nonfinite_layer: int | None = None  # first layer whose output had NaN/Inf
     maps: list | None = None  # L x [B,H,T,T] (baseline pass only)
     js: torch.Tensor | None = None  # [B,L,H] against ref maps (quantized pass only)
+    votes: torch.Tensor | None = None  # [B,T] heads (over all layers) giving a key > 0.3 of attention
 
 
 @torch.no_grad()
@@ -35,12 +36,14 @@ def forward_stats(model, input_ids: torch.Tensor, sink_positions=(0,), keep_maps
     L = len(ref_maps) if ref_maps is not None else None
     rows = M.sink_rows(input_ids.shape[1], sink_positions)
     mass, ent, js, maps, hid, mass_ratio, bad = {}, {}, {}, {}, {}, {}, []
+    votes = torch.zeros(input_ids.shape, dtype=torch.long)
     s0 = sink_positions[0]
 
     def on_attn(i, probs):
         probs = probs.float()
         mass[i] = M.sink_mass(probs, sink_positions)
         ent[i] = M.row_entropy(probs, rows)
+        votes.add_(M.key_votes(probs, rows).cpu())
         if keep_maps:
             maps[i] = probs
         if ref_maps is not None:
@@ -67,7 +70,7 @@ def forward_stats(model, input_ids: torch.Tensor, sink_positions=(0,), keep_maps
         logp=torch.log_softmax(out.logits.float(), dim=-1).cpu(),
         nonfinite_layer=bad[0] if bad else None,
         maps=[maps[i] for i in range(n)] if keep_maps else None,
-        js=stack(js) if ref_maps is not None else None)
+        js=stack(js) if ref_maps is not None else None, votes=votes)
 
 
 @dataclass
@@ -78,6 +81,8 @@ class ModelSummary:
     sink_mass: list = field(default_factory=list)  # N x [L,H]
     entropy: list = field(default_factory=list)  # N x [L,H]
     massive: list = field(default_factory=list)  # N x [L]
+    votes: list = field(default_factory=list)  # N x [T]
+    ids: list = field(default_factory=list)  # N x [T] token ids
     nonfinite_layer: int | None = None
 
     def add(self, st: PassStats, ids: torch.Tensor) -> None:
@@ -85,6 +90,8 @@ class ModelSummary:
         self.sink_mass += list(st.sink_mass.numpy())
         self.entropy += list(st.entropy.numpy())
         self.massive += list(st.massive.numpy())
+        self.votes += list(st.votes.numpy())
+        self.ids += list(ids.numpy())
         if st.nonfinite_layer is not None and self.nonfinite_layer is None:
             self.nonfinite_layer = st.nonfinite_layer
 

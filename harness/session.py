@@ -160,7 +160,7 @@ class Session:
         if summary is None:  # no configuration measured (yet): a baseline-only pass
             self.progress(f"baseline pass over {len(self.sequences)} sequences x {self.spec.seq_len} tokens")
             summary = run_single(self.baseline_model, self.batches, self.spec.sink_positions)
-        return baseline_metrics(summary)
+        return baseline_metrics(summary, self.tokenizer, self.spec.sink_positions)
 
     @cached_property
     def baseline_generations(self):
@@ -322,7 +322,7 @@ class Session:
         from .summarize import corpus_metrics, generation_metrics
 
         t0 = time.perf_counter()
-        met, views = corpus_metrics(ps, self.spec.seed)
+        met, views = corpus_metrics(ps, self.spec.seed, self.tokenizer, self.spec.sink_positions)
         gens = self._generations(model, q.spec)
         gmet, gviews = generation_metrics(gens, self.spec.seed)
         met.update(gmet)

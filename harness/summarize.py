@@ -19,13 +19,39 @@ def _nested(a: np.ndarray) -> list:
     return [[float(v) for v in row] for row in a] if a.ndim == 2 else [float(v) for v in a]
 
 
-def baseline_metrics(s) -> dict:
+def baseline_metrics(s, tokenizer=None, sink_positions=(0,)) -> dict:
     """Baseline block of results.json from a ModelSummary."""
     mass = _mean_stack(s.sink_mass)
     return {"loss": float(np.mean(np.concatenate(s.nll))), "sink_mass": _nested(mass),
             "sink_rate": M.sink_rate(mass, 0.3), "sink_rate_08": M.sink_rate(mass, 0.8),
             "massive_ratio": _nested(_mean_stack(s.massive)),
-            "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1))}
+            "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1)),
+            "detected_sinks": detected_sinks(s, tokenizer, sink_positions)}
+
+
+def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, top: int = 10) -> list[dict]:
+    """Key positions besides the sink positions that more than `share` of all heads attend to
+    with more than 0.3 of their attention, grouped by token text, most frequent first."""
+    if not s.votes:
+        return []
+    heads = int(np.prod(np.asarray(s.sink_mass[0]).shape))  # layers x heads
+    groups: dict[str, dict] = {}
+    for votes, ids in zip(s.votes, s.ids):
+        for pos in np.nonzero(np.asarray(votes) > share * heads)[0]:
+            if int(pos) in sink_positions:
+                continue
+            tok_id = int(ids[pos])
+            text = tokenizer.decode([tok_id]) if tokenizer is not None else str(tok_id)
+            g = groups.setdefault(text, {"token": text, "token_id": tok_id, "count": 0, "positions": [],
+                                         "share_of_heads": []})
+            g["count"] += 1
+            g["positions"].append(int(pos))
+            g["share_of_heads"].append(float(votes[pos]) / heads)
+    out = sorted(groups.values(), key=lambda g: -g["count"])[:top]
+    for g in out:
+        g["positions"] = sorted(set(g["positions"]))[:20]
+        g["share_of_heads"] = float(np.mean(g["share_of_heads"]))
+    return out
 
 
 def _where_lh(a: np.ndarray, fn) -> str:
@@ -38,7 +64,7 @@ def _boot(n: int, stat, seed: int) -> tuple[float, float]:
     return M.bootstrap_stat(n, stat, N_BOOT, seed)
 
 
-def corpus_metrics(ps, seed: int = 0) -> tuple[dict, dict]:
+def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tuple[dict, dict]:
     """(metrics, gate views) of a PairSummary."""
     nll_b = np.stack(ps.base.nll)  # [N, T-1]
     nll_q = np.stack(ps.quant.nll)
@@ -71,6 +97,7 @@ def corpus_metrics(ps, seed: int = 0) -> tuple[dict, dict]:
         "attn_js": _nested(js.mean(0)),
         "attn_entropy_delta": _nested((ent_q - ent_b).mean(0).mean(-1)),
         "logit_delta_max": float(ps.logit_delta_max),
+        "detected_sinks": detected_sinks(ps.quant, tokenizer, sink_positions),
     }
     shift = np.abs(mq - mb)
     views = {

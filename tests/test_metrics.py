@@ -99,3 +99,50 @@ def test_bootstrap_ci_contains_mean_and_is_seeded():
     assert lo < x.mean() < hi
     assert (lo, hi) == M.bootstrap_ci(x, seed=3)
     assert all(math.isnan(v) for v in M.bootstrap_ci([1.0, float("nan")]))
+
+
+def test_key_votes_against_a_loop():
+    """key_votes counts heads whose visible rows give a key more than eps on average."""
+    import numpy as np
+    import torch
+
+    from harness.metrics import key_votes
+
+    g = torch.Generator().manual_seed(0)
+    B, H, T = 2, 3, 7
+    logits = torch.randn(B, H, T, T, generator=g) * 3
+    logits[:, :, :, 3] += 2.5  # a second sink at position 3
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+    attn = logits.masked_fill(mask, float("-inf")).softmax(-1)
+    rows = slice(1, T)
+    got = key_votes(attn, rows, eps=0.3).numpy()
+    a = attn.numpy()
+    want = np.zeros((B, T), dtype=int)
+    for b in range(B):
+        for h in range(H):
+            for s in range(T):
+                ts = [t for t in range(1, T) if t >= s]
+                if ts and np.mean([a[b, h, t, s] for t in ts]) > 0.3:
+                    want[b, s] += 1
+    assert (got == want).all()
+    assert got[:, 3].sum() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([1e-1, 1e-2, 1e-3, 1e-4]))
+def test_js_float32_keeps_precision_for_close_maps(seed, scale):
+    """Float32 maps that barely differ: the stable form matches a float64 textbook reference."""
+    rng = np.random.default_rng(seed)
+    p = _dist(rng, (4, 256))
+    q = p * np.exp(scale * rng.standard_normal(p.shape))
+    q /= q.sum(-1, keepdims=True)
+    m = 0.5 * (p + q)
+    ref = 0.5 * (p * np.log(p / m)).sum(-1) + 0.5 * (q * np.log(q / m)).sum(-1)
+    p32, q32 = torch.tensor(p, dtype=torch.float32), torch.tensor(q, dtype=torch.float32)
+    got = M.js_divergence(p32, q32).double().numpy()
+    # inputs were rounded to float32: compare with the reference on the rounded inputs
+    p2, q2 = p32.double().numpy(), q32.double().numpy()
+    m2 = 0.5 * (p2 + q2)
+    ref2 = 0.5 * (p2 * np.log(p2 / m2)).sum(-1) + 0.5 * (q2 * np.log(q2 / m2)).sum(-1)
+    assert np.allclose(got, ref2, rtol=1e-3, atol=1e-9), (got, ref2)
+    assert np.allclose(got, ref, rtol=0.05, atol=1e-8)
