@@ -88,6 +88,11 @@ def main() -> None:
 
     real = cache_root()
     report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
+    # Warm-up, not timed: imports and the model files in the page cache, so that neither the
+    # harness (timed first) nor the floor pays for them.
+    warm = Session(build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report)))).prepare()
+    warm.load_baseline()
+    del warm
     rows, ratios = [], []
     for profile in a.profiles.split(","):
         values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report))

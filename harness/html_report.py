@@ -57,36 +57,37 @@ def _measured(results):
     return [c for c in results["configs"] if c.get("metrics") and c["metrics"].get("sink_mass")]
 
 
+def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
+    """One line per (label, values, style dict) over layers."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.0))
+    for label, values, style in series:
+        ax.plot([math.nan if v is None else v for v in values], label=label, **style)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    return _svg(fig)
+
+
 def sink_mass_plot(results) -> str:
     import numpy as np
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
     base = results.get("baseline") or {}
-    if base.get("sink_mass"):
-        ax.plot(np.nanmean(_finite_grid(base["sink_mass"]), axis=1), "k-", lw=2.2, label="baseline")
-    for i, c in enumerate(_measured(results)):
-        ax.plot(np.nanmean(_finite_grid(c["metrics"]["sink_mass"]), axis=1), "-", color=COLORS[i % 8],
-                lw=1.2, label=c["spec"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("attention on sink (mean over heads)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
-    return _svg(fig)
+    series = [("baseline", np.nanmean(_finite_grid(base["sink_mass"]), axis=1), {"color": "k", "lw": 2.2})] \
+        if base.get("sink_mass") else []
+    series += [(c["spec"], np.nanmean(_finite_grid(c["metrics"]["sink_mass"]), axis=1),
+                {"color": COLORS[i % 8], "lw": 1.2}) for i, c in enumerate(_measured(results))]
+    return _per_layer_plot(series, "attention on sink (mean over heads)", (0, 1))
 
 
 def hidden_cos_plot(results) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 2.8))
-    for i, c in enumerate(_measured(results)):
-        v = [math.nan if x is None else x for x in c["metrics"].get("sink_hidden_cos") or []]
-        ax.plot(v, "-o", ms=2.5, color=COLORS[i % 8], lw=1.2, label=c["spec"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("cosine to baseline")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
-    return _svg(fig)
+    series = [(c["spec"], c["metrics"].get("sink_hidden_cos") or [],
+               {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5})
+              for i, c in enumerate(_measured(results))]
+    return _per_layer_plot(series, "cosine to baseline")
 
 
 def heatmaps(results) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError, did_you_mean
-from .storage import cache_root, cached_dir
+from .storage import cache_root, cached_dir, file_sha256
 from .tiny import TINY_ARCHS, TINY_VERSION
 
 ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -41,14 +41,6 @@ def known_models() -> list[str]:
     return list(ALIASES) + [f"tiny-{a}" for a in TINY_ARCHS]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_sha_cached(path: Path) -> str:
     """sha256 of a big file, memoised in the cache by (path, size, mtime)."""
     st = path.stat()
@@ -56,7 +48,7 @@ def _file_sha_cached(path: Path) -> str:
     memo = cache_root() / "filehash" / key
     if memo.is_file():
         return memo.read_text().strip()
-    digest = _sha256(path)
+    digest = file_sha256(path)
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(digest)

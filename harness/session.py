@@ -290,8 +290,7 @@ class Session:
             if q.spec in models and q.spec in pairs:
                 entry = entries[q.spec]
                 self._guard(entry, self._finish, q, entry, models[q.spec], pairs[q.spec], corpus_secs)
-                del models[q.spec]
-                gc.collect()
+                del models[q.spec]  # frees the model before the next one generates
         models.clear()
         gc.collect()
 

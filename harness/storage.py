@@ -133,7 +133,8 @@ def cache_put(path: Path, payload) -> None:
 MANIFEST = "quantsink_manifest.json"
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -143,7 +144,7 @@ def _file_sha256(path: Path) -> str:
 
 def write_manifest(d: Path) -> None:
     """Record size and sha256 of every file under d (the entry's content hash)."""
-    files = {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+    files = {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
              for p in sorted(d.rglob("*")) if p.is_file() and p.name != MANIFEST}
     atomic_write(d / MANIFEST, json.dumps({"files": files}, indent=1))
 
@@ -160,7 +161,7 @@ def verify_manifest(d: Path, full: bool) -> str | None:
             return f"{rel} is missing"
         if p.stat().st_size != meta["size"]:
             return f"{rel} has {p.stat().st_size} bytes, expected {meta['size']}"
-        if full and _file_sha256(p) != meta["sha256"]:
+        if full and file_sha256(p) != meta["sha256"]:
             return f"{rel} content hash does not match"
     return None
 

@@ -26,26 +26,27 @@ def test_measure(qs_session, qs_config, record_property, record_testsuite_proper
             record_property(k, v)
 
 
+def _judge(qs_session, record_property, result: dict, **props) -> None:
+    """Record the item's figures (xunit1) and fail with the result's message when it did not pass."""
+    if qs_session.junit_per_item:
+        for k, v in props.items():
+            record_property(k, v)
+    if not result["passed"]:
+        pytest.fail(result["detail"], pytrace=False)
+
+
 def test_gate(qs_session, qs_gate, record_property):
     """One gate: metric against the policy limit for the configuration's bit-width class."""
     q, metric = qs_gate
     _entry(qs_session, q)
-    gate = qs_session.gate_result(q, metric)
-    if qs_session.junit_per_item:
-        record_property("value", gate["value"])
-        record_property("limit", f"{'<=' if gate['op'] == 'max' else '>='} {gate['limit']}")
-    if not gate["passed"]:
-        pytest.fail(gate["detail"], pytrace=False)
+    g = qs_session.gate_result(q, metric)
+    _judge(qs_session, record_property, g, value=g["value"],
+           limit=f"{'<=' if g['op'] == 'max' else '>='} {g['limit']}")
 
 
 def test_regression(qs_session, qs_regression, record_property):
     """One metric against the earlier run (--compare): worse beyond tolerance and outside the CI fails."""
     q, metric = qs_regression
     _entry(qs_session, q)
-    res = qs_session.regression_result(q, metric)
-    if qs_session.junit_per_item:
-        record_property("value", res["value"])
-        record_property("earlier", res["earlier"])
-        record_property("tolerance", res["tolerance"])
-    if not res["passed"]:
-        pytest.fail(res["detail"], pytrace=False)
+    r = qs_session.regression_result(q, metric)
+    _judge(qs_session, record_property, r, value=r["value"], earlier=r["earlier"], tolerance=r["tolerance"])
