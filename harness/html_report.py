@@ -73,12 +73,11 @@ def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
 
 
 def sink_mass_plot(results) -> str:
-    import numpy as np
-
+    # A layer with a non-finite head plots as a gap (NaN), not as the mean of the rest.
     base = results.get("baseline") or {}
-    series = [("baseline", np.nanmean(_finite_grid(base["sink_mass"]), axis=1), {"color": "k", "lw": 2.2})] \
+    series = [("baseline", _finite_grid(base["sink_mass"]).mean(axis=1), {"color": "k", "lw": 2.2})] \
         if base.get("sink_mass") else []
-    series += [(c["spec"], np.nanmean(_finite_grid(c["metrics"]["sink_mass"]), axis=1),
+    series += [(c["spec"], _finite_grid(c["metrics"]["sink_mass"]).mean(axis=1),
                 {"color": COLORS[i % 8], "lw": 1.2}) for i, c in enumerate(_measured(results))]
     return _per_layer_plot(series, "attention on sink (mean over heads)", (0, 1))
 

@@ -99,7 +99,7 @@ def test_sigint_mid_run_leaves_no_partial_run(tmp_path):
     report, cache = tmp_path / "rep", tmp_path / "cache"
     env = dict(os.environ, QS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-s", "-p", "no:cacheprovider", "--model", "tiny-llama",
-           "--quant", "rtn-w8,rtn-w4g16", "--n-sequences", "96", "--seq-len", "256",
+           "--quant", "rtn-w8,rtn-w4g16", "--corpus", "python-docs", "--n-sequences", "400", "--seq-len", "512",
            "--report-dir", str(report)]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []

@@ -18,6 +18,8 @@ SINK_SCALE = 0.1
 
 def _sink_hook(module, args, output):
     hidden = output[0] if isinstance(output, tuple) else output
+    if hidden.shape[1] < 2:  # a decode step: its one token is not the sink
+        return output
     h0 = hidden[:, 0, :]
     top = h0.abs().topk(k=max(1, h0.shape[-1] // 64), dim=-1).indices  # massive dims
     hidden[:, 0, :] = h0.scatter(-1, top, h0.gather(-1, top) * SINK_SCALE)
