@@ -81,3 +81,17 @@ def test_batched_generation_equals_unbatched_on_the_baseline(smol):
     single = generate(model, tok, prompts, 16, batch_size=1)
     same = sum(a == b for a, b in zip(batched, single))
     assert same / len(prompts) >= 0.98, [(p, a, b) for p, a, b in zip(prompts, batched, single) if a != b]
+
+
+def test_sink_only_fault_fails_sink_gates_while_perplexity_passes(tmp_path):
+    """fault-sink damages only the sink token's massive activations: the sink gates catch it
+    far beyond their limits while ppl_ratio stays within the 8-bit limit."""
+    from harness.api import run
+
+    r = run(dict(model="smollm2-135m", quant="fault-sink", n_sequences=8, n_prompts=16, max_new_tokens=8,
+                 report_dir=str(tmp_path)), progress=lambda m: None)
+    gates = {g["metric"]: g for g in r["configs"][0]["gates"]}
+    assert gates["ppl_ratio"]["passed"] and gates["ppl_ratio"]["value"] < 1.03, gates["ppl_ratio"]["detail"]
+    cos, shift = gates["sink_hidden_cos"], gates["sink_mass_shift"]
+    assert not cos["passed"] and cos["value"] < cos["limit"] - 0.1, cos["detail"]
+    assert not shift["passed"] and shift["value"] > 1.5 * shift["limit"], shift["detail"]

@@ -122,5 +122,11 @@ class FaultConfig(QuantConfig):
     kind: str = "nan"
 
     @property
+    def bits(self) -> int | None:
+        # fault-sink stands for a precise quantizer that damages only the sink: judged by the
+        # 8-bit limits, where its perplexity change alone would pass.
+        return 8 if self.kind == "sink" else None
+
+    @property
     def spec(self) -> str:
         return f"fault-{self.kind}"

@@ -2,7 +2,10 @@
 
 fault-nan : one weight of decoder layer 1 becomes NaN -> NaN logits from layer 1 on.
 fault-sink: damages only the sink token (position 0) after decoder layer 2: its largest
-            hidden-state dimensions (the massive activations) are scaled down 10x.
+            hidden-state dimensions (the massive activations, 1/64 of them) are scaled by 0.8.
+            On smollm2-135m that leaves perplexity within 1-2% but turns the sink's hidden
+            state (cosine ~0.7) and moves attention off it (scale 0.1 destroyed the model:
+            ppl x14; 0.7 gave ppl 1.057).
 fault-noop: returns the baseline unchanged (a quantizer that does nothing).
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from .base import decoder_layers
 from .configs import FaultConfig
 
 SINK_LAYER = 2
-SINK_SCALE = 0.1
+SINK_SCALE = 0.8
 
 
 def _sink_hook(module, args, output):
