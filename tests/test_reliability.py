@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -97,18 +98,24 @@ def test_two_pytest_runs_into_one_report_dir(tmp_path):
 def test_sigint_mid_run_leaves_no_partial_run(tmp_path):
     """Ctrl-C during measurement: no index line, no run directory, no temporary leftovers."""
     report, cache = tmp_path / "rep", tmp_path / "cache"
+    corpus = tmp_path / "long.txt"  # ~100 batches of 4 x 512 byte tokens: long enough to interrupt
+    corpus.write_text("".join(f"Line {i}: the quick brown fox {i % 97} jumps over {i % 89} lazy dogs.\n"
+                              for i in range(5000)))
     env = dict(os.environ, QS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-s", "-p", "no:cacheprovider", "--model", "tiny-llama",
-           "--quant", "rtn-w8,rtn-w4g16", "--corpus", "python-docs", "--n-sequences", "400", "--seq-len", "512",
+           "--quant", "rtn-w8,rtn-w4g16", "--corpus", str(corpus), "--n-sequences", "400", "--seq-len", "512",
            "--report-dir", str(report)]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
+    killer = threading.Timer(240, p.kill)  # never hang the suite if the marker line never comes
+    killer.start()
     for line in p.stdout:  # wait until the corpus pass is under way, then interrupt
         seen.append(line)
         if "corpus batch 2/" in line:
             p.send_signal(signal.SIGINT)
             break
     rest = p.communicate(timeout=120)[0]
+    killer.cancel()
     assert p.returncode == 2, "".join(seen) + rest  # pytest's 'interrupted'
     assert "KeyboardInterrupt" in rest
     assert not (report / "index.jsonl").exists() or read_lines(report / "index.jsonl") == []
