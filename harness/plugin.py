@@ -45,6 +45,7 @@ OPTIONS = [
 _INT = {"qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
         "qs_max_new_tokens": "max_new_tokens", "qs_n_prompts": "n_prompts"}
 _KEY = pytest.StashKey["object"]()
+_SESSIONS: list = []  # active sessions of this process (pytest_keyboard_interrupt has no config)
 
 
 def pytest_addhooks(pluginmanager):
@@ -105,6 +106,7 @@ def activate(config) -> None:
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_KEY] = session
+    _SESSIONS.append(session)
     session.junit_per_item = config.getini("junit_family") in ("xunit1", "legacy")
     if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "numprocesses", None):
         # pytest -n N: keep each configuration's items on one worker (one quantization each).
@@ -209,11 +211,17 @@ def qs_session(request):
     return s
 
 
+def pytest_keyboard_interrupt(excinfo):
+    """Remember an interruption (Ctrl-C) so that sessionfinish writes no partial run."""
+    for s in list(_SESSIONS):
+        s.interrupted = True
+
+
 def pytest_sessionfinish(session, exitstatus):
     s = get_session(session.config)
     if s is None or not s.configs:
         return
-    if exitstatus == pytest.ExitCode.INTERRUPTED:
+    if exitstatus == pytest.ExitCode.INTERRUPTED or getattr(s, "interrupted", False):
         # An interrupted run is not a run: write nothing rather than a partial verdict.
         s.progress("interrupted: no results written, index.jsonl unchanged")
         return

@@ -105,13 +105,17 @@ def test_sigint_mid_run_leaves_no_partial_run(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-s", "-p", "no:cacheprovider", "--model", "tiny-llama",
            "--quant", "rtn-w8,rtn-w4g16", "--corpus", str(corpus), "--n-sequences", "400", "--seq-len", "512",
            "--report-dir", str(report)]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A shell that starts a job in the background sets SIGINT to "ignored", which children
+    # inherit (and Python then installs no KeyboardInterrupt handler): restore the default.
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     killer = threading.Timer(240, p.kill)  # never hang the suite if the marker line never comes
     killer.start()
     for line in p.stdout:  # wait until the corpus pass is under way, then interrupt
         seen.append(line)
         if "corpus batch 2/" in line:
+            time.sleep(1.0)  # well inside the corpus pass, as a person's Ctrl-C would be
             p.send_signal(signal.SIGINT)
             break
     rest = p.communicate(timeout=120)[0]
