@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from harness.api import run  # noqa: E402
 from harness.generation import attention_impl, generate  # noqa: E402
-from harness.quant.base import QuantContext, quantize  # noqa: E402
+from harness.quant.base import quantize  # noqa: E402
 from harness.session import Session  # noqa: E402
 from harness.spec import build_spec  # noqa: E402
 
@@ -62,16 +62,12 @@ def bare(model, s: Session) -> float:
 
 def floor(values: dict, cache: Path) -> float:
     os.environ["QS_CACHE_DIR"] = str(cache)
-    s = Session(build_spec(dict(values))).prepare()
+    s = Session(build_spec(dict(values)), progress=lambda m: None).prepare()
     s._setup_threads()
     base = s.load_baseline()
     total = bare(base, s)
     for q in s.spec.quant:
-        ctx = QuantContext(model_dir=s.source.local_dir, model_key=s.source.sha256 or "", dtype=s.spec.baseline_dtype,
-                           device=s.spec.device, load_baseline=s.load_baseline, tokenizer=s.tokenizer,
-                           calibration=s.calibration, seed=s.spec.seed, gptq_samples=s.spec.gptq_samples,
-                           progress=lambda m: None)
-        model, _ = quantize(q, ctx)  # not timed: the floor is the passes only
+        model, _ = quantize(q, s.quant_context(q))  # not timed: the floor is the passes only
         total += bare(model, s)
         del model
     return total

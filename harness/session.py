@@ -31,6 +31,7 @@ class Session:
         self.created = time.time()
         self._prepared = False
         self.junit_per_item = False  # set by the plugin: record_property needs junit_family xunit1
+        self._base_summary = None  # baseline statistics from the first comparison pass
 
     # ---- inputs (all usage errors surface here, before any test runs) ----
     def prepare(self) -> "Session":
@@ -156,7 +157,7 @@ class Session:
         from .measure import run_single
         from .summarize import baseline_metrics
 
-        summary = getattr(self, "_base_summary", None)
+        summary = self._base_summary
         if summary is None:  # no configuration measured (yet): a baseline-only pass
             self.progress(f"baseline pass over {len(self.sequences)} sequences x {self.spec.seq_len} tokens")
             summary = run_single(self.baseline_model, self.batches, self.spec.sink_positions)
@@ -256,7 +257,7 @@ class Session:
         except QuantsinkError as e:
             entry.update(verdict="fail", error=f"{type(e).__name__}: {e}")
         except Exception as e:  # a crash in one configuration must not end the session
-            entry.update(verdict="fail", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            entry.update(verdict="fail", error=_one_line(e))
         return None
 
     def _measure_group(self, qs: list[QuantConfig]) -> None:
@@ -276,13 +277,13 @@ class Session:
         t0 = time.perf_counter()
 
         def failed(name, e):
-            entries[name].update(verdict="fail", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            entries[name].update(verdict="fail", error=_one_line(e))
             models.pop(name, None)
 
         pairs = run_multi(base_model, models, self.batches, self.spec.sink_positions,
                           progress=self.progress, on_error=failed) if models else {}
         corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
-        if pairs and getattr(self, "_base_summary", None) is None:
+        if pairs and self._base_summary is None:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.
             self._base_summary = next(iter(pairs.values())).base
@@ -294,14 +295,21 @@ class Session:
         models.clear()
         gc.collect()
 
-    def _quantize(self, q: QuantConfig, entry: dict):
-        from .quant.base import QuantContext, quantize
+    def quant_context(self, q: QuantConfig):
+        """What a quantization handler receives for q in this run."""
+        from .quant.base import QuantContext
 
-        ctx = QuantContext(model_dir=self.source.local_dir, model_key=self.source.sha256 or str(self.source.local_dir),
-                           dtype=self.spec.baseline_dtype, device=self.spec.device, load_baseline=self.load_baseline,
-                           tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
-                           gptq_samples=self.spec.gptq_samples, progress=lambda m: self.progress(f"{q.spec}: {m}"),
-                           allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
+        return QuantContext(model_dir=self.source.local_dir,
+                            model_key=self.source.sha256 or str(self.source.local_dir),
+                            dtype=self.spec.baseline_dtype, device=self.spec.device, load_baseline=self.load_baseline,
+                            tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
+                            gptq_samples=self.spec.gptq_samples, progress=lambda m: self.progress(f"{q.spec}: {m}"),
+                            allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
+
+    def _quantize(self, q: QuantConfig, entry: dict):
+        from .quant.base import quantize
+
+        ctx = self.quant_context(q)
         target = self.substitute(q) or q
         if target.spec != q.spec:
             entry["measured_as"] = target.spec
@@ -403,6 +411,11 @@ class Session:
         from .results import write_run
 
         return write_run(self.results(), self.spec.report_dir)
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line for results.json: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _param_bytes(model) -> int:
