@@ -38,10 +38,36 @@ def attention_impl(model, impl: str):
             model.set_attn_implementation(old)
 
 
+class _ProtectCtx:
+    """Routes the hooks of probe.routed to a Protection during one generate call."""
+
+    def __init__(self, prot):
+        self.prot, self.row0 = prot, 0
+
+    def on_call(self, row0: int) -> None:
+        self.row0 = row0
+
+    def on_attn(self, i, probs) -> None:
+        pass
+
+    def on_hidden(self, i, h) -> None:
+        self.prot.on_hidden(i, h, self.row0)
+
+    def on_kv(self, i, k, v, n_new):
+        return self.prot.on_kv(i, k, v, self.row0 + n_new)
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 16,
-             bos: str = "auto", return_ids: bool = False):
-    """Greedy continuations (text, and token ids if asked) of each prompt, in order."""
+             bos: str = "auto", return_ids: bool = False, kv=None, protect=None, min_new_tokens: int = 0):
+    """Greedy continuations (text, and token ids if asked) of each prompt, in order.
+
+    kv: a kvcache.KVSpec (generation reads a quantized KV cache); protect: a protect.SinkSource
+    (the sink prefix's hidden states and K/V come from the baseline).
+    """
+    from .kvcache import cache_kwarg, make_cache, watch
+    from .probe import bound, routed
+
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     texts, all_ids = [], []
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
@@ -55,10 +81,16 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
         for r, e in enumerate(enc):  # left padding: every prompt ends at the same column
             input_ids[r, width - len(e):] = torch.tensor(e)
             mask[r, width - len(e):] = 1
-        with attention_impl(model, "sdpa"):
+        cache = make_cache(model, kv)
+        hooks = contextlib.nullcontext()
+        if protect is not None:
+            ctx = _ProtectCtx(protect.protection_for_prompts(enc, width))
+            watch(cache, ctx.on_kv)
+            hooks = _both(routed(model, attention=False), bound(ctx))
+        with attention_impl(model, "sdpa"), hooks:
             out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                 eos_token_id=tok.eos_token_id)
+                                 max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None,
+                                 do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id, **{cache_kwarg(model): cache})
         for r, i in enumerate(idx):
             new = out[r, width:].tolist()
             if tok.eos_token_id is not None and tok.eos_token_id in new:
@@ -68,6 +100,12 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
         texts.append(results[i][0])
         all_ids.append(results[i][1])
     return (texts, all_ids) if return_ids else texts
+
+
+@contextlib.contextmanager
+def _both(a, b):
+    with a, b:
+        yield
 
 
 def first_line(text: str) -> str:

@@ -1,8 +1,14 @@
-"""Streaming measurement passes over corpus batches: one model alone, or quantized against baseline.
+"""Streaming measurement passes over corpus batches: one model alone, or several against the baseline.
 
-The baseline pass keeps the current batch's attention maps (one batch only); the
-quantized pass compares each layer's map with the baseline's as soon as that
-layer has run, then drops it.
+Every statistic is reduced row by row as each layer runs (sink mass, entropy, key votes,
+JS against the baseline), so attention maps are never held for all layers. Several models
+run in lockstep (see lockstep.py): the baseline publishes one layer's attention rows at a
+time and each quantized model compares its own rows with them before the baseline goes on.
+
+A pass is one forward call, or (when a model reads a quantized KV cache) a prefill of the
+sequence in chunks of CHUNK tokens, so later tokens see the cache as generation would; in
+that case every model of the group runs the same chunks (a plain cache reproduces the
+one-call pass exactly).
 """
 from __future__ import annotations
 
@@ -12,7 +18,22 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .probe import capture
+from .errors import CaptureError
+from .kvcache import KVSpec, cache_kwarg, make_cache, watch
+from .lockstep import TurnTaking
+from .probe import bound, routed
+
+CHUNK = 32  # prefill chunk (tokens) when a quantized KV cache is in the group
+_BLOCK = 1 << 22  # elements per row block in the reductions (bounds temporaries to ~16 MB)
+
+
+@dataclass
+class Runner:
+    """One participant: a model, read through a quantized KV cache or not, sink protected or not."""
+
+    model: object
+    kv: KVSpec | None = None
+    protect: object | None = None  # a protect.SinkSource: the baseline's states of the sink prefix
 
 
 @dataclass
@@ -23,54 +44,237 @@ class PassStats:
     entropy: torch.Tensor  # [B,L,H]
     massive: torch.Tensor  # [B,L]
     sink_hidden: torch.Tensor  # [B,L,D] hidden state of the first sink position after each layer
-    logp: torch.Tensor  # [B,T,V] float32 log-probabilities
+    sink_k: torch.Tensor  # [B,L,kvH*d] the sink's key as attention reads it from the cache
+    sink_v: torch.Tensor  # [B,L,kvH*d]
+    logp: torch.Tensor | None  # [B,T,V] float32 log-probabilities (None once reduced)
+    votes: torch.Tensor  # [B,T] heads (over all layers) giving a key > 0.3 of their attention
     nonfinite_layer: int | None = None  # first layer whose output had NaN/Inf
-    maps: list | None = None  # L x [B,H,T,T] (baseline pass only)
-    js: torch.Tensor | None = None  # [B,L,H] against ref maps (quantized pass only)
-    votes: torch.Tensor | None = None  # [B,T] heads (over all layers) giving a key > 0.3 of attention
+    js: torch.Tensor | None = None  # [B,L,H] against the baseline (compared passes only)
+    kl: torch.Tensor | None = None  # [B,T] KL(baseline || this model) per position
+    top1: torch.Tensor | None = None  # [B,T] bool
+    logit_delta_max: float = 0.0
+    nll: torch.Tensor | None = None  # [B,T-1] token NLL
 
 
-@torch.no_grad()
-def forward_stats(model, input_ids: torch.Tensor, sink_positions=(0,), keep_maps=False,
-                  ref_maps=None) -> PassStats:
-    L = len(ref_maps) if ref_maps is not None else None
-    rows = M.sink_rows(input_ids.shape[1], sink_positions)
-    mass, ent, js, maps, hid, mass_ratio, bad = {}, {}, {}, {}, {}, {}, []
-    votes = torch.zeros(input_ids.shape, dtype=torch.long)
-    s0 = sink_positions[0]
+class _Acc:
+    """Row-wise reductions of one model's pass over one batch (any number of calls)."""
 
-    def on_attn(i, probs):
-        probs = probs.float()
-        mass[i] = M.sink_mass(probs, sink_positions)
-        ent[i] = M.row_entropy(probs, rows)
-        votes.add_(M.key_votes(probs, rows).cpu())
-        if keep_maps:
-            maps[i] = probs
-        if ref_maps is not None:
-            js[i] = M.attn_js(ref_maps[i], probs, rows).float()
+    def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False):
+        self.B, self.T = ids.shape
+        self.S = tuple(sink_positions)
+        self.first_row = max(self.S) + 1
+        self.s0 = self.S[0]
+        self.turns, self.name, self.publish = turns, name, publish
+        self.compare = turns is not None and not publish
+        self.mass, self.ent, self.js, self.col, self.hid, self.massive = {}, {}, {}, {}, {}, {}
+        self.others: dict[int, list] = {}
+        self.sink_top: dict[int, torch.Tensor] = {}
+        self.sink_k, self.sink_v = {}, {}
+        self.bad: list[int] = []
+        self.row0, self.call, self.calls_seen = 0, -1, {}
+        self.protect = None  # protect.Protection for this batch, if any
 
-    def on_hidden(i, h):
-        if not bad and not torch.isfinite(h).all():
-            bad.append(i)
-        hid[i] = h[:, s0, :].float().cpu()
-        mass_ratio[i] = M.massive_ratio(h, s0).cpu()
+    # -- hooks (called through probe.routed in this participant's thread) --
+    def on_call(self, row0: int) -> None:
+        self.row0 = row0
+        self.call += 1
 
-    with capture(model, on_attn, on_hidden) as seen:
-        out = model(input_ids=input_ids.to(model.device), use_cache=False)
-    n = len(hid)
-    if len(seen) != n:
-        from .errors import CaptureError
+    def on_attn(self, i: int, probs: torch.Tensor) -> None:
+        c, t = probs.shape[-2], probs.shape[-1]
+        if t != self.row0 + c:
+            raise CaptureError(f"layer {i} attends to {t} keys, not all {self.row0 + c} positions so far "
+                               f"(a sliding-window cache): chunked passes need full-attention layers")
+        self.calls_seen.setdefault(self.call, set()).add(i)
+        ref = None
+        if self.compare:
+            key, ref = self.turns.slot if self.turns.slot else (None, None)
+            if key != (self.call, i):
+                raise CaptureError(f"{self.name}: baseline published {key}, this model is at call {self.call} "
+                                   f"layer {i}: the models do not run the same layers")
+        self._reduce(i, probs, ref)
+        if self.turns is not None:
+            if self.publish:
+                self.turns.slot = ((self.call, i), probs)
+            self.turns.pass_turn(self.name)
+            if self.publish:
+                self.turns.slot = None
 
-        raise CaptureError(f"attention came back from {len(seen)} of {n} layers")
-    if L is not None and L != n:
-        raise ValueError(f"baseline has {L} layers, quantized model {n}")
-    stack = lambda d: torch.stack([d[i] for i in range(n)], dim=1).cpu()  # noqa: E731
-    return PassStats(
-        sink_mass=stack(mass), entropy=stack(ent), massive=stack(mass_ratio), sink_hidden=stack(hid),
-        logp=torch.log_softmax(out.logits.float(), dim=-1).cpu(),
-        nonfinite_layer=bad[0] if bad else None,
-        maps=[maps[i] for i in range(n)] if keep_maps else None,
-        js=stack(js) if ref_maps is not None else None, votes=votes)
+    def _reduce(self, i, probs, ref) -> None:
+        B, H, c, t = probs.shape
+        j0 = max(0, self.first_row - self.row0)
+        mass = torch.zeros(B, H)
+        ent = torch.zeros(B, H)
+        js = torch.zeros(B, H)
+        col = torch.zeros(B, H, self.T)
+        step = max(1, _BLOCK // max(1, B * H * t))
+        for a in range(j0, c, step):
+            p = probs[:, :, a:a + step, :].float()
+            mass += p[..., list(self.S)].sum(-1).sum(-1).cpu()
+            ent += -(torch.special.xlogy(p, p)).sum(-1).sum(-1).cpu()
+            col[:, :, :t] += p.sum(2).cpu()
+            if ref is not None:
+                js += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float().cpu()
+            del p
+        for d, v in ((self.mass, mass), (self.ent, ent), (self.col, col), (self.js, js)):
+            d[i] = d[i] + v if i in d else v
+
+    def on_hidden(self, i: int, h: torch.Tensor) -> None:
+        if self.protect is not None:
+            self.protect.on_hidden(i, h, self.row0)
+        if not self.bad and not torch.isfinite(h).all():
+            self.bad.append(i)
+        c = h.shape[1]
+        if self.row0 <= self.s0 < self.row0 + c:
+            self.hid[i] = h[:, self.s0 - self.row0, :].float().cpu()
+            self.sink_top[i] = h[:, self.s0 - self.row0, :].float().abs().amax(-1).cpu()
+        if self.row0 == 0 and c == self.T:  # one call holds the whole sequence: reduce now
+            self.massive[i] = M.massive_ratio(h, self.s0).cpu()
+            return
+        keep = [k for k in range(c) if k + self.row0 != self.s0]
+        self.others.setdefault(i, []).append(h[:, keep, :].float().abs().flatten(1).cpu())
+
+    def on_kv(self, i: int, k: torch.Tensor, v: torch.Tensor, n_new: int):
+        new = self.protect.on_kv(i, k, v, self.row0 + n_new) if self.protect is not None else None
+        if new is not None:
+            k, v = new
+        if k.shape[-2] > self.s0:
+            self.sink_k[i] = k[:, :, self.s0, :].float().flatten(1).cpu()
+            self.sink_v[i] = v[:, :, self.s0, :].float().flatten(1).cpu()
+        return new
+
+    # -- result --
+    def stats(self, logp: torch.Tensor) -> PassStats:
+        n = len(self.hid)
+        missing = [k for k, layers in self.calls_seen.items() if len(layers) != n]
+        if not self.calls_seen or missing:
+            raise CaptureError(f"attention came back from {len(self.calls_seen.get(missing[0] if missing else 0, ()))}"
+                               f" of {n} layers")
+        for i, parts in self.others.items():
+            med = torch.cat(parts, dim=1).median(-1).values.clamp_min(1e-12)
+            self.massive[i] = self.sink_top[i] / med
+        rows = max(1, self.T - self.first_row)
+        stack = lambda d: torch.stack([d[i] for i in range(n)], dim=1)  # noqa: E731
+        col = stack(self.col)  # [B,L,H,T]
+        n_valid = (self.T - torch.clamp(torch.arange(self.T), min=self.first_row)).clamp_min(1)
+        votes = (col / n_valid > 0.3).sum((1, 2))
+        return PassStats(
+            sink_mass=stack(self.mass) / rows, entropy=stack(self.ent) / rows, massive=stack(self.massive),
+            sink_hidden=stack(self.hid), sink_k=stack(self.sink_k), sink_v=stack(self.sink_v), logp=logp,
+            votes=votes, nonfinite_layer=self.bad[0] if self.bad else None,
+            js=stack(self.js) / rows if self.compare else None)
+
+
+def log_softmax_(x: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """In-place log-softmax over the last dim, a block of rows at a time (no full-size temporaries)."""
+    flat = x.view(-1, x.shape[-1])
+    for a in range(0, flat.shape[0], rows):
+        blk = flat[a:a + rows]
+        blk.sub_(torch.logsumexp(blk, dim=-1, keepdim=True))
+    return x
+
+
+def _pass(runner: Runner, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> torch.Tensor:
+    """Run one model over one batch (in the calling thread); returns float32 log-probabilities."""
+    model = runner.model
+    dev = model.device
+    cache = make_cache(model, runner.kv)
+    watch(cache, acc.on_kv)
+    kw = cache_kwarg(model)
+    T = ids.shape[1]
+    spans = [(0, T)] if chunk is None else [(a, min(a + chunk, T)) for a in range(0, T, chunk)]
+    parts = []
+    with torch.no_grad(), bound(acc):
+        for a, b in spans:
+            out = model(input_ids=ids[:, a:b].to(dev), use_cache=True, **{kw: cache})
+            parts.append(out.logits.float().cpu())
+            del out
+    del cache
+    logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return log_softmax_(logits)
+
+
+def _compare(b: PassStats, q: PassStats) -> None:
+    """KL, top-1 agreement and max logit change of q against the baseline; drops q's logp."""
+    q.kl = M.token_kl(b.logp, q.logp)
+    q.top1 = b.logp.argmax(-1) == q.logp.argmax(-1)
+    d = (q.logp - b.logp).abs().max().item()
+    q.logit_delta_max = d if np.isfinite(d) else float("nan")
+    q.logp = None
+
+
+def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, sink_positions=(0,),
+                  chunk: int | None = None) -> tuple[PassStats, dict[str, PassStats | BaseException]]:
+    """The baseline and every runner on one batch, in lockstep; a runner that fails maps to its exception.
+
+    The runners' logp is reduced to KL/top-1 against the baseline and dropped; the baseline keeps its logp.
+    """
+    if chunk is None and any(r.kv is not None for r in (base, *runners.values())):
+        chunk = CHUNK
+    names = ["__baseline__", *runners]
+    turns = TurnTaking(names) if runners else None
+    accs = {"__baseline__": _Acc(ids, sink_positions, turns, "__baseline__", publish=True)}
+    for n, r in runners.items():
+        accs[n] = _Acc(ids, sink_positions, turns, n)
+        if r.protect is not None:
+            accs[n].protect = r.protect.protection(ids, sink_positions)
+    results: dict = {}
+
+    def job(name, runner):
+        def run():
+            logp = _pass(runner, ids, accs[name], chunk)
+            st = accs[name].stats(logp)
+            st.nll = M.token_nll(logp, ids)
+            if name != "__baseline__":
+                _compare(results["__baseline__"], st)
+            results[name] = st
+            return st
+        return run
+
+    allr = {"__baseline__": base, **runners}
+    models = {id(r.model): r.model for r in allr.values()}
+    with _routed_all(list(models.values())):
+        if turns is None:
+            out = {"__baseline__": (job("__baseline__", base)(), None)}
+        else:
+            out = turns.run({n: job(n, allr[n]) for n in names})
+    b, err = out["__baseline__"]
+    if err is not None:
+        raise err
+    return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in runners}
+
+
+class _routed_all:
+    """routed() on several models at once (a model shared by two runners is hooked once)."""
+
+    def __init__(self, models):
+        import contextlib
+
+        self.stack = contextlib.ExitStack()
+        self.models = models
+
+    def __enter__(self):
+        for m in self.models:
+            self.stack.enter_context(routed(m))
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+
+def forward_stats(model, ids: torch.Tensor, sink_positions=(0,), kv: KVSpec | None = None,
+                  chunk: int | None = None) -> PassStats:
+    """One model alone on one batch (no comparison)."""
+    b, _ = measure_batch(Runner(model, kv), {}, ids, sink_positions, chunk)
+    return b
+
+
+def compare_pair(base_model, quant, ids: torch.Tensor, sink_positions=(0,), chunk=None):
+    """(baseline stats, quantized stats) for one batch; quant is a model or a Runner."""
+    r = quant if isinstance(quant, Runner) else Runner(quant)
+    b, out = measure_batch(Runner(base_model), {"q": r}, ids, sink_positions, chunk)
+    if isinstance(out["q"], BaseException):
+        raise out["q"]
+    return b, out["q"]
 
 
 @dataclass
@@ -85,8 +289,8 @@ class ModelSummary:
     ids: list = field(default_factory=list)  # N x [T] token ids
     nonfinite_layer: int | None = None
 
-    def add(self, st: PassStats, ids: torch.Tensor) -> None:
-        self.nll += list(M.token_nll(st.logp, ids).numpy())
+    def add(self, st: PassStats, ids: torch.Tensor, nll: torch.Tensor) -> None:
+        self.nll += list(nll.numpy())
         self.sink_mass += list(st.sink_mass.numpy())
         self.entropy += list(st.entropy.numpy())
         self.massive += list(st.massive.numpy())
@@ -98,7 +302,7 @@ class ModelSummary:
 
 @dataclass
 class PairSummary:
-    """Per-sequence comparison values of quantized against baseline."""
+    """Per-sequence comparison values of a quantized model against the baseline."""
 
     base: ModelSummary = field(default_factory=ModelSummary)
     quant: ModelSummary = field(default_factory=ModelSummary)
@@ -107,51 +311,55 @@ class PairSummary:
     js: list = field(default_factory=list)  # N x [L,H]
     hidden_cos: list = field(default_factory=list)  # N x [L]
     hidden_relerr: list = field(default_factory=list)  # N x [L]
+    key_relerr: list = field(default_factory=list)  # N x [L]
+    value_relerr: list = field(default_factory=list)  # N x [L]
+    kv_relerr: list = field(default_factory=list)  # N x [L]: key and value together
     logit_delta_max: float = 0.0
+
+
+def _add_pair(ps: PairSummary, b: PassStats, q: PassStats, ids: torch.Tensor, nll_q: torch.Tensor) -> None:
+    ps.quant.add(q, ids, nll_q)
+    ps.kl += list(q.kl.numpy())
+    ps.top1 += list(q.top1.numpy())
+    ps.js += list(q.js.numpy())
+    ps.hidden_cos += list(M.cosine(b.sink_hidden, q.sink_hidden).numpy())
+    ps.hidden_relerr += list(M.relerr(b.sink_hidden, q.sink_hidden).numpy())
+    ps.key_relerr += list(M.relerr(b.sink_k, q.sink_k).numpy())
+    ps.value_relerr += list(M.relerr(b.sink_v, q.sink_v).numpy())
+    ps.kv_relerr += list(M.relerr(torch.cat([b.sink_k, b.sink_v], -1), torch.cat([q.sink_k, q.sink_v], -1)).numpy())
+    d = q.logit_delta_max
+    ps.logit_delta_max = max(ps.logit_delta_max, d) if np.isfinite(d) else float("nan")
 
 
 def run_single(model, batches, sink_positions) -> ModelSummary:
     s = ModelSummary()
     for ids in batches:
-        s.add(forward_stats(model, ids, sink_positions), ids)
+        st = forward_stats(model, ids, sink_positions)
+        s.add(st, ids, st.nll)
     return s
 
 
-def _add_pair(ps: PairSummary, b: PassStats, q: PassStats, ids: torch.Tensor) -> None:
-    ps.quant.add(q, ids)
-    ps.kl += list(M.token_kl(b.logp, q.logp).numpy())
-    ps.top1 += list((b.logp.argmax(-1) == q.logp.argmax(-1)).numpy())
-    ps.js += list(q.js.numpy())
-    ps.hidden_cos += list(M.cosine(b.sink_hidden, q.sink_hidden).numpy())
-    ps.hidden_relerr += list(M.relerr(b.sink_hidden, q.sink_hidden).numpy())
-    d = (q.logp - b.logp).abs().max().item()
-    ps.logit_delta_max = max(ps.logit_delta_max, d) if np.isfinite(d) else float("nan")
-
-
-def run_multi(base_model, quant_models: dict, batches, sink_positions, progress=None,
+def run_multi(base_model, runners: dict, batches, sink_positions, progress=None,
               on_error=None) -> dict[str, PairSummary]:
-    """Compare several quantized models with the baseline, running the baseline once per batch.
+    """Compare several runners (or plain models) with the baseline, running the baseline once per batch.
 
-    quant_models maps a name to a model. A model whose forward raises is reported through
-    on_error(name, exc) and dropped (without on_error the exception propagates).
+    A runner whose pass raises is reported through on_error(name, exc) and dropped (without
+    on_error the exception propagates).
     """
-    out = {name: PairSummary() for name in quant_models}
-    live = dict(quant_models)
+    live = {n: (r if isinstance(r, Runner) else Runner(r)) for n, r in runners.items()}
+    out = {name: PairSummary() for name in live}
     base = ModelSummary()
     for k, ids in enumerate(batches):
-        b = forward_stats(base_model, ids, sink_positions, keep_maps=True)
-        base.add(b, ids)
-        for name, model in list(live.items()):
-            try:
-                q = forward_stats(model, ids, sink_positions, ref_maps=b.maps)
-            except Exception as e:
+        b, qs = measure_batch(Runner(base_model), live, ids, sink_positions)
+        base.add(b, ids, b.nll)
+        for name, q in qs.items():
+            if isinstance(q, BaseException):
                 if on_error is None:
-                    raise
-                on_error(name, e)
+                    raise q
+                on_error(name, q)
                 del live[name], out[name]
                 continue
-            _add_pair(out[name], b, q, ids)
-        b.maps = None
+            _add_pair(out[name], b, q, ids, q.nll)
         if progress:
             progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(live) or 'no model left'})")
     for ps in out.values():

@@ -36,13 +36,16 @@ OPTIONS = [
     ("--trust-remote-code", "qs_trust_remote_code", "allow a checkpoint's own Python code", "bool"),
     ("--lockstep", "qs_lockstep", "auto | on | off: measure all configurations together, running the "
      "baseline once per corpus batch (auto: when the models fit in memory)", "str"),
+    ("--protect-sink", "qs_protect_sink", "also measure each configuration with the sink prefix's hidden states "
+     "and K/V taken from the baseline (IntactKV-style) and report how much of the gap that recovers", "bool"),
+    ("--long-new-tokens", "qs_long_new_tokens", "long generations: new tokens per prompt (default from profile)", "str"),
     ("--qs-threads", "qs_threads", "torch threads (default: OMP_NUM_THREADS, else measured choice)", "str"),
     ("--seq-len", "qs_seq_len", "tokens per corpus sequence (default from profile)", "str"),
     ("--n-sequences", "qs_n_sequences", "corpus sequences measured (default from profile)", "str"),
     ("--max-new-tokens", "qs_max_new_tokens", "greedy tokens generated per prompt (default from profile)", "str"),
     ("--n-prompts", "qs_n_prompts", "prompts generated (0 = all; default from profile)", "str"),
 ]
-_INT = {"qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
+_INT = {"qs_long_new_tokens": "long_new_tokens", "qs_threads": "threads", "qs_seq_len": "seq_len", "qs_n_sequences": "n_sequences",
         "qs_max_new_tokens": "max_new_tokens", "qs_n_prompts": "n_prompts"}
 _KEY = pytest.StashKey["object"]()
 _SESSIONS: list = []  # active sessions of this process (pytest_keyboard_interrupt has no config)

@@ -7,6 +7,7 @@ reduce them on the spot: attention maps are never held for all layers at once.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Callable
 
 import torch
@@ -74,3 +75,59 @@ def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
     finally:
         for h in handles:
             h.remove()
+
+
+# ---- per-thread routing: one set of hooks per model, each thread sees its own context ----
+
+_TLS = threading.local()
+
+
+def current():
+    """The calling thread's capture context (None outside a measurement)."""
+    return getattr(_TLS, "ctx", None)
+
+
+@contextlib.contextmanager
+def bound(ctx):
+    """Bind ctx to the calling thread for the duration of the block."""
+    old = current()
+    _TLS.ctx = ctx
+    try:
+        yield ctx
+    finally:
+        _TLS.ctx = old
+
+
+def _cache_of(kwargs):
+    c = kwargs.get("cache")
+    return c if c is not None else kwargs.get("past_key_values")
+
+
+@contextlib.contextmanager
+def routed(model, attention: bool = True):
+    """Install hooks on model that forward to the calling thread's context:
+    ctx.on_call(row0) before each model call (row0 = positions already in the cache),
+    ctx.on_attn(layer, probs) and ctx.on_hidden(layer, hidden) as each layer runs."""
+
+    def pre(module, args, kwargs):
+        ctx = current()
+        if ctx is not None:
+            cache = _cache_of(kwargs)
+            ctx.on_call(int(cache.get_seq_length()) if cache is not None else 0)
+
+    def on_attn(i, probs):
+        ctx = current()
+        if ctx is not None:
+            ctx.on_attn(i, probs)
+
+    def on_hidden(i, h):
+        ctx = current()
+        if ctx is not None:
+            ctx.on_hidden(i, h)
+
+    handle = model.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        with capture(model, on_attn if attention else None, on_hidden):
+            yield
+    finally:
+        handle.remove()

@@ -184,7 +184,7 @@ class Session:
             cache_put(path, {"texts": texts, "ids": [list(map(int, x)) for x in ids]})
         return texts, ids
 
-    def _baseline_gen_key(self) -> str:
+    def _baseline_gen_key(self, tag: str = "") -> str:
         import hashlib
         import json
 
@@ -196,7 +196,8 @@ class Session:
                 "prompts": self.prompts.sha256, "ids": [p.id for p in self.prompts.prompts],
                 "new": s.max_new_tokens, "batch": s.gen_batch_size, "bos": s.bos, "dtype": s.baseline_dtype,
                 "device": s.device, "harness": __version__, "torch": _version("torch"),
-                "transformers": _version("transformers"), "threads": getattr(self, "threads", None)}
+                "transformers": _version("transformers"), "threads": getattr(self, "threads", None),
+                "tag": tag}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
 
     # ---- configurations ----
@@ -260,6 +261,22 @@ class Session:
             entry.update(verdict="fail", error=_one_line(e))
         return None
 
+    @cached_property
+    def sink_source(self):
+        """The baseline's states of sink prefixes, for the --protect-sink variants."""
+        from .protect import SinkSource
+
+        return SinkSource(self.baseline_model, self.spec.sink_positions)
+
+    def _runner(self, q: QuantConfig, model, protect: bool = False):
+        from .kvcache import KVSpec
+        from .measure import Runner
+        from .quant.configs import kv_part
+
+        kv = kv_part(q)
+        spec = KVSpec(kv.backend, kv.nbits, kv.group, kv.residual) if kv is not None else None
+        return Runner(model, spec, self.sink_source if protect else None)
+
     def _measure_group(self, qs: list[QuantConfig]) -> None:
         from .measure import run_multi
 
@@ -274,14 +291,24 @@ class Session:
             m = self._guard(entries[q.spec], self._quantize, q, entries[q.spec])
             if m is not None:
                 models[q.spec] = m
+        runners = {}
+        for q in qs:
+            if q.spec in models:
+                runners[q.spec] = self._runner(q, models[q.spec])
+                if self.spec.protect_sink:
+                    runners[q.spec + PROTECTED] = self._runner(q, models[q.spec], protect=True)
         t0 = time.perf_counter()
 
         def failed(name, e):
-            entries[name].update(verdict="fail", error=_one_line(e))
-            models.pop(name, None)
+            spec = name.removesuffix(PROTECTED)
+            if name.endswith(PROTECTED):
+                entries[spec]["protected_error"] = _one_line(e)
+                return
+            entries[spec].update(verdict="fail", error=_one_line(e))
+            models.pop(spec, None)
 
-        pairs = run_multi(base_model, models, self.batches, self.spec.sink_positions,
-                          progress=self.progress, on_error=failed) if models else {}
+        pairs = run_multi(base_model, runners, self.batches, self.spec.sink_positions,
+                          progress=self.progress, on_error=failed) if runners else {}
         corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
         if pairs and self._base_summary is None:
             # The baseline's statistics come from the same forward passes the comparison used
@@ -290,9 +317,11 @@ class Session:
         for q in qs:
             if q.spec in models and q.spec in pairs:
                 entry = entries[q.spec]
-                self._guard(entry, self._finish, q, entry, models[q.spec], pairs[q.spec], corpus_secs)
+                self._guard(entry, self._finish, q, entry, models[q.spec], pairs[q.spec], corpus_secs,
+                            pairs.get(q.spec + PROTECTED))
                 del models[q.spec]  # frees the model before the next one generates
         models.clear()
+        runners.clear()
         gc.collect()
 
     def quant_context(self, q: QuantConfig):
@@ -302,6 +331,7 @@ class Session:
         return QuantContext(model_dir=self.source.local_dir,
                             model_key=self.source.sha256 or str(self.source.local_dir),
                             dtype=self.spec.baseline_dtype, device=self.spec.device, load_baseline=self.load_baseline,
+                            shared_baseline=lambda: self.baseline_model,
                             tokenizer=self.tokenizer, calibration=self.calibration, seed=self.spec.seed,
                             gptq_samples=self.spec.gptq_samples, progress=lambda m: self.progress(f"{q.spec}: {m}"),
                             allow_pickle=self.spec.allow_pickle, trust_remote_code=self.spec.trust_remote_code)
@@ -323,17 +353,34 @@ class Session:
             {type(m).__name__ for m in model.modules()})
         return model
 
-    def _finish(self, q: QuantConfig, entry: dict, model, ps, corpus_secs: float) -> None:
+    def _finish(self, q: QuantConfig, entry: dict, model, ps, corpus_secs: float, protected_ps=None) -> None:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
         from .gates import evaluate_gate
-        from .summarize import corpus_metrics, generation_metrics
+        from .summarize import corpus_metrics, generation_metrics, sink_recovery
 
         t0 = time.perf_counter()
+        runner = self._runner(q, model)
         met, views = corpus_metrics(ps, self.spec.seed, self.tokenizer, self.spec.sink_positions)
-        gens = self._generations(model, q.spec)
+        gens = self._generations(runner, q.spec)
         gmet, gviews = generation_metrics(gens, self.spec.seed)
         met.update(gmet)
         views.update(gviews)
+        bmet, bviews = self._behaviour(q, runner, gens)
+        met.update(bmet)
+        views.update(bviews)
+        for g in gens:
+            g.pop("quantized_ids", None)
+        if protected_ps is not None:
+            pmet, _ = corpus_metrics(protected_ps, self.spec.seed, self.tokenizer, self.spec.sink_positions)
+            pgens = self._generations(self._runner(q, model, protect=True), f"{q.spec} (sink protected)")
+            pg, _ = generation_metrics(pgens, self.spec.seed)
+            keep = ("loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_p99", "top1_agreement", "sink_rate",
+                    "sink_hidden_cos", "sink_kv_relerr", "attn_js", "flip_rate", "degenerate_rate",
+                    "misgeneration_rate", "mean_first_divergence")
+            entry["protected"] = {k: v for k, v in {**pmet, **pg}.items() if k in keep}
+            met["sink_recovery"] = sink_recovery(met, entry["protected"])
+        elif entry.get("protected_error"):
+            met["sink_recovery"] = {"error": entry["protected_error"]}
         entry["measure_seconds"] = round(corpus_secs + time.perf_counter() - t0, 3)
         entry["nonfinite_layer"] = ps.quant.nonfinite_layer
         note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
@@ -347,16 +394,48 @@ class Session:
                           for m, lim in self.policy.gates_for(bit_class(q)).items()]
         entry["verdict"] = "pass" if all(g["passed"] for g in entry["gates"]) else "fail"
 
-    def _generations(self, model, name: str = "") -> list[dict]:
-        from .generation import first_divergence, generate, is_correct, is_degenerate
+    # ---- generations ----
+    def _baseline_gen(self, tag: str, texts: list[str], new_tokens: int, min_new: int = 0):
+        """Greedy continuations of the baseline, cached on disk keyed by everything that changes them."""
+        import hashlib
 
-        prompts = self.prompts.prompts
-        base_txt, base_ids = self.baseline_generations
-        self.progress(f"{name + ': ' if name else ''}generation: {len(prompts)} prompts x "
-                      f"{self.spec.max_new_tokens} tokens")
-        with heartbeat(self.progress, f"{name or 'quantized'} generation"):
-            q_txt, q_ids = generate(model, self.tokenizer, [p.prompt for p in prompts], self.spec.max_new_tokens,
-                                    self.spec.gen_batch_size, self.spec.bos, return_ids=True)
+        from .generation import generate
+        from .storage import cache_get, cache_put, cache_root, file_lock
+
+        extra = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+        key = self._baseline_gen_key(f"{tag}:{extra}:{new_tokens}:{min_new}")
+        path = cache_root() / "baseline-gen" / f"{key}.json"
+        with file_lock(path.with_suffix(".lock")):
+            hit = cache_get(path)
+            if hit is not None:
+                self.progress(f"baseline generation ({tag}): cached ({path.name})")
+                return hit["texts"], hit["ids"]
+            self.progress(f"baseline generation ({tag}): {len(texts)} prompts x {new_tokens} tokens")
+            with heartbeat(self.progress, f"baseline generation ({tag})"):
+                out_t, out_i = generate(self.baseline_model, self.tokenizer, texts, new_tokens,
+                                        self.spec.gen_batch_size, self.spec.bos, return_ids=True,
+                                        min_new_tokens=min_new)
+            cache_put(path, {"texts": out_t, "ids": [list(map(int, x)) for x in out_i]})
+        return out_t, out_i
+
+    def _generate(self, runner, texts: list[str], new_tokens: int, label: str, min_new: int = 0):
+        from .generation import generate
+
+        self.progress(f"{label}: {len(texts)} prompts x {new_tokens} tokens")
+        with heartbeat(self.progress, label):
+            return generate(runner.model, self.tokenizer, texts, new_tokens, self.spec.gen_batch_size,
+                            self.spec.bos, return_ids=True, kv=runner.kv, protect=runner.protect,
+                            min_new_tokens=min_new)
+
+    def _generations(self, runner, name: str = "", prompts=None, base=None, new_tokens=None,
+                     min_new: int = 0) -> list[dict]:
+        """Per-prompt records comparing the runner's greedy continuations with the baseline's."""
+        from .generation import first_divergence, is_correct, is_degenerate
+
+        prompts = self.prompts.prompts if prompts is None else prompts
+        base_txt, base_ids = self.baseline_generations if base is None else base
+        q_txt, q_ids = self._generate(runner, [p.prompt for p in prompts], new_tokens or self.spec.max_new_tokens,
+                                      f"{name + ': ' if name else ''}generation", min_new)
         out = []
         for p, bt, bi, qt, qi in zip(prompts, base_txt, base_ids, q_txt, q_ids):
             refs = list(p.references)
@@ -365,8 +444,72 @@ class Session:
                         "correct_baseline": is_correct(bt, refs) if refs else None,
                         "correct_quantized": is_correct(qt, refs) if refs else None,
                         "degenerate": is_degenerate(qt, qi), "degenerate_baseline": is_degenerate(bt, bi),
-                        "first_divergence": first_divergence(bi, qi), "exact": bi == qi})
+                        "first_divergence": first_divergence(bi, qi), "exact": bi == qi,
+                        "quantized_ids": list(map(int, qi))})
         return out
+
+    # ---- behaviour probes (stability, readability, long generations, over-mixing, BOS) ----
+    @cached_property
+    def long_prompts(self):
+        from .data import load_prompts
+
+        allp = load_prompts(self.spec.prompts).prompts
+        picked = [p for p in allp if p.long] or [p for p in allp if not p.references]
+        return list(picked[:self.spec.long_n_prompts])
+
+    @cached_property
+    def probe_sequences(self):
+        seqs, n = self.sequences, min(self.spec.n_probe_sequences, len(self.sequences))
+        idx = sorted({round(i * (len(seqs) - 1) / max(n - 1, 1)) for i in range(n)})
+        return seqs[idx]
+
+    @cached_property
+    def _variant_prompts(self):
+        from .behaviour import prompt_variants
+
+        ref = [p for p in self.prompts.prompts if p.references]
+        return ref, [v for p in ref for v in prompt_variants(p.prompt)]
+
+    @cached_property
+    def _baseline_behaviour(self) -> dict:
+        """The baseline's side of every behaviour probe (computed once per run)."""
+        from .behaviour import bos_ablation, continuation_nll, perturbation_spread
+
+        s = self.spec
+        ref, variants = self._variant_prompts
+        out = {"variants": self._baseline_gen("variants", variants, s.max_new_tokens),
+               "long": self._baseline_gen("long", [p.prompt for p in self.long_prompts], s.long_new_tokens,
+                                          s.long_new_tokens)}
+        base_txt, base_ids = self.baseline_generations
+        out["own_nll"] = continuation_nll(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
+                                          base_ids, s.bos, s.gen_batch_size)
+        ids = self.probe_sequences
+        out["spread"] = perturbation_spread(self.baseline_model, ids, max(s.sink_positions) + 1).numpy()
+        bos_id = self.tokenizer.bos_token_id
+        out["bos"] = bos_ablation(self.baseline_model, ids, bos_id) if bos_id is not None else None
+        return out
+
+    def _behaviour(self, q: QuantConfig, runner, gens: list[dict]) -> tuple[dict, dict]:
+        from .behaviour import bos_ablation, continuation_nll, perturbation_spread
+        from .summarize import behaviour_metrics
+
+        s = self.spec
+        base = self._baseline_behaviour
+        ref, variants = self._variant_prompts
+        var_txt, _ = self._generate(runner, variants, s.max_new_tokens, f"{q.spec}: prompt variants")
+        long = self._generations(runner, f"{q.spec}: long", self.long_prompts, base["long"], s.long_new_tokens,
+                                 s.long_new_tokens)
+        q_nll = continuation_nll(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
+                                 [g["quantized_ids"] for g in gens], s.bos, s.gen_batch_size)
+        self.progress(f"{q.spec}: perturbation and BOS probes on {len(self.probe_sequences)} sequences")
+        ids = self.probe_sequences
+        spread = perturbation_spread(runner.model, ids, max(s.sink_positions) + 1, runner.kv).numpy()
+        bos_id = self.tokenizer.bos_token_id
+        bos = bos_ablation(runner.model, ids, bos_id, runner.kv) if bos_id is not None else None
+        return behaviour_metrics(
+            ref=ref, gens=gens, var_base=base["variants"][0], var_quant=var_txt, long=long,
+            own_nll=base["own_nll"], q_nll=q_nll, spread_b=base["spread"], spread_q=spread,
+            bos_b=base["bos"], bos_q=bos, seed=s.seed)
 
     def gate_result(self, q: QuantConfig, metric: str) -> dict | None:
         entry = self.measure(q)
@@ -411,6 +554,9 @@ class Session:
         from .results import write_run
 
         return write_run(self.results(), self.spec.report_dir)
+
+
+PROTECTED = "#sink-protected"  # name suffix of a configuration's --protect-sink variant
 
 
 def _one_line(e: BaseException) -> str:

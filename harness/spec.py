@@ -41,6 +41,10 @@ class RunSpec:
     threads: int | None = None
     unavailable: str | None = None  # why nothing can run here (e.g. CUDA asked, none present)
     lockstep: str = "auto"  # auto | on | off: hold all quantized models, baseline forward once per batch
+    protect_sink: bool = False  # add a sink-protected variant of every configuration (sink_recovery)
+    long_new_tokens: int = 96  # long generations: tokens per prompt (EOS suppressed until then)
+    long_n_prompts: int = 4  # long generations: prompts (those marked long in the prompt file)
+    n_probe_sequences: int = 8  # corpus sequences for perturbation_spread and bos_ablation
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,7 +129,8 @@ def build_spec(values: dict) -> RunSpec:
         spec.baseline_dtype = "fp16" if spec.device.startswith("cuda") else "fp32"
     if spec.baseline_dtype not in ("fp16", "bf16", "fp32"):
         raise UsageError(f"unknown --baseline-dtype '{spec.baseline_dtype}'; valid: fp16, bf16, fp32")
-    for k in ("n_sequences", "seq_len", "batch_size", "max_new_tokens", "gen_batch_size"):
+    for k in ("n_sequences", "seq_len", "batch_size", "max_new_tokens", "gen_batch_size", "long_new_tokens",
+              "long_n_prompts", "n_probe_sequences"):
         if int(getattr(spec, k)) < 1:
             raise UsageError(f"{k} must be at least 1")
     if max(spec.sink_positions) >= spec.seq_len - 1:

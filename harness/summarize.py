@@ -73,6 +73,7 @@ def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tu
     mass_b, mass_q = np.stack(ps.base.sink_mass), np.stack(ps.quant.sink_mass)  # [N,L,H]
     js = np.stack(ps.js)  # [N,L,H]
     cos, rel = np.stack(ps.hidden_cos), np.stack(ps.hidden_relerr)  # [N,L]
+    kvrel = np.stack(ps.kv_relerr)  # [N,L]
     ent_b, ent_q = np.stack(ps.base.entropy), np.stack(ps.quant.entropy)
     n = len(nll_b)
 
@@ -94,6 +95,9 @@ def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tu
         "sink_mass": _nested(mq), "sink_rate": M.sink_rate(mq, 0.3), "sink_rate_08": M.sink_rate(mq, 0.8),
         "sink_hidden_cos": _nested(cos.mean(0)), "sink_hidden_relerr": _nested(rel.mean(0)),
         "massive_ratio": _nested(np.stack(ps.quant.massive).mean(0)),
+        "sink_kv_relerr": _nested(kvrel.mean(0)),
+        "sink_key_relerr": _nested(np.stack(ps.key_relerr).mean(0)),
+        "sink_value_relerr": _nested(np.stack(ps.value_relerr).mean(0)),
         "attn_js": _nested(js.mean(0)),
         "attn_entropy_delta": _nested((ent_q - ent_b).mean(0).mean(-1)),
         "logit_delta_max": float(ps.logit_delta_max),
@@ -116,6 +120,8 @@ def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tu
         "sink_hidden_cos": GateView(
             float(cos.mean(0).min()), _boot(n, lambda i: cos[i].mean(0).min(), seed),
             f"layer {int(np.argmin(cos.mean(0)))}"),
+        "sink_kv_relerr": GateView(float(kvrel.mean(0).max()), _boot(n, lambda i: kvrel[i].mean(0).max(), seed),
+                                   f"layer {int(np.argmax(kvrel.mean(0)))}"),
         "attn_js": GateView(float(js.mean(0).max()), _boot(n, lambda i: js[i].mean(0).max(), seed),
                             _where_lh(js.mean(0), np.argmax)),
         "logit_delta_max": GateView(met["logit_delta_max"]),
@@ -153,3 +159,99 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
              "degenerate_rate": GateView(met["degenerate_rate"], _boot(n, lambda i: degen[i].mean(), seed)),
              "misgeneration_rate": GateView(met["misgeneration_rate"], _boot(n, lambda i: mis[i].mean(), seed))}
     return met, views
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q, bos_b, bos_q,
+                      seed: int = 0) -> tuple[dict, dict]:
+    """stability_rate, gen_ppl_ratio, long_* generation metrics, perturbation_spread and bos_ablation."""
+    from .generation import is_correct
+
+    met: dict = {}
+    views: dict = {}
+    # Stability: correctness of the prompt and its three variants all agree (per model).
+    by_id = {g["id"]: g for g in gens}
+    stable_q, stable_b = [], []
+    for k, p in enumerate(ref):
+        refs = list(p.references)
+        g = by_id.get(p.id)
+        if g is None:
+            continue
+        vb = [is_correct(t, refs) for t in var_base[3 * k:3 * k + 3]]
+        vq = [is_correct(t, refs) for t in var_quant[3 * k:3 * k + 3]]
+        stable_b.append(len({g["correct_baseline"], *vb}) == 1)
+        stable_q.append(len({g["correct_quantized"], *vq}) == 1)
+    sq, sb = np.array(stable_q, dtype=float), np.array(stable_b, dtype=float)
+    met["stability_rate"] = float(sq.mean()) if sq.size else math.nan
+    met["stability_rate_baseline"] = float(sb.mean()) if sb.size else math.nan
+    met["n_stability_prompts"] = int(sq.size)
+    views["stability_rate"] = GateView(met["stability_rate"], _boot(len(sq), lambda i: sq[i].mean(), seed))
+    # Readability: perplexity under the baseline of the quantized continuations over the baseline's own.
+    both = [(a, b) for a, b in zip(own_nll, q_nll) if a[1] > 0 and b[1] > 0]
+    if both:
+        nb = np.array([a for a, _ in both])  # [n, 2]: summed nll, tokens
+        nq = np.array([b for _, b in both])
+
+        def ratio(i):
+            return math.exp(nq[i, 0].sum() / nq[i, 1].sum() - nb[i, 0].sum() / nb[i, 1].sum())
+
+        met["gen_ppl_ratio"] = ratio(np.arange(len(both)))
+        met["gen_ppl_baseline"] = math.exp(nb[:, 0].sum() / nb[:, 1].sum())
+        met["gen_ppl_quantized"] = math.exp(nq[:, 0].sum() / nq[:, 1].sum())
+        views["gen_ppl_ratio"] = GateView(met["gen_ppl_ratio"], _boot(len(both), ratio, seed))
+    else:
+        met["gen_ppl_ratio"] = math.nan
+    met["n_gen_ppl_prompts"] = len(both)
+    # Long generations.
+    lm, lv = generation_metrics(long, seed)
+    met.update({"long_degenerate_rate": lm["degenerate_rate"], "long_mean_first_divergence": lm["mean_first_divergence"],
+                "long_exact_match_rate": lm["exact_match_rate"], "long_n_prompts": lm["n_prompts"],
+                "long_new_tokens": max((len(g["quantized_ids"]) for g in long), default=0)})
+    views["long_degenerate_rate"] = lv["degenerate_rate"]
+    met["long_generations"] = [{k: g[k] for k in ("id", "prompt", "baseline", "quantized", "degenerate",
+                                                  "degenerate_baseline", "first_divergence")} for g in long]
+    # Over-mixing probe (Barbero et al. 2025): quantized spread over the baseline's.
+    sb_, sq_ = np.asarray(spread_b, dtype=float), np.asarray(spread_q, dtype=float)
+    ok = ~(np.isnan(sb_) | np.isnan(sq_))
+    met["perturbation_spread"] = _nanmean(sq_[ok]) / _nanmean(sb_[ok]) if ok.any() else math.nan
+    met["perturbation_spread_baseline"] = _nanmean(sb_[ok])
+    met["perturbation_spread_quantized"] = _nanmean(sq_[ok])
+    if ok.any():
+        b2, q2 = sb_[ok], sq_[ok]
+        views["perturbation_spread"] = GateView(met["perturbation_spread"],
+                                                _boot(len(b2), lambda i: q2[i].mean() / b2[i].mean(), seed))
+    # BOS ablation: loss over the same body tokens and sink rate (eps 0.3), with and without BOS.
+    if bos_b is None or bos_q is None:
+        met["bos_ablation"] = {"skipped": "the tokenizer has no BOS token"}
+    else:
+        def side(d):
+            return {k: {"loss": float(np.mean(d[k]["nll"])),
+                        "sink_rate": M.sink_rate(np.mean(d[k]["sink_mass"], axis=0), 0.3)}
+                    for k in ("with_bos", "without_bos")}
+
+        met["bos_ablation"] = {"baseline": side(bos_b), "quantized": side(bos_q)}
+    return met, views
+
+
+def sink_recovery(met: dict, prot: dict) -> dict:
+    """Share of each gap (against the baseline) that sink protection recovers: 1 - protected / plain.
+
+    1.0: protection closes the gap; 0: no effect; negative: protection made it worse. None when
+    the plain gap is too small to divide by or not a gap at all (nothing to recover).
+    """
+    out = {}
+    floors = {"loss_delta": 1e-3, "kld_mean": 1e-4, "misgeneration_rate": 1e-9}
+    for k, floor in floors.items():
+        a, b = met.get(k), prot.get(k)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            out[k] = None
+        else:
+            out[k] = (1.0 - b / a) if a > floor else None
+        out[f"{k}_plain"] = a
+        out[f"{k}_protected"] = b
+    return out

@@ -19,6 +19,7 @@ class QuantContext:
     dtype: str = "fp32"
     device: str = "cpu"
     load_baseline: Callable[[], object] | None = None  # fresh baseline copy (eager attention)
+    shared_baseline: Callable[[], object] | None = None  # the run's baseline itself (must not be modified)
     tokenizer: object | None = None
     calibration: Callable[[int, int], tuple[list[str], str]] | None = None  # (n, seed) -> texts, sha
     seed: int = 0

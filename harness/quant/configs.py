@@ -35,6 +35,8 @@ class QuantConfig:
 
         d = dict(d)
         klass = METHODS[d.pop("method")].config_class
+        if klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:
+            return klass.from_dict({"method": klass.method, **d})
         return klass(**d)
 
 
@@ -130,3 +132,67 @@ class FaultConfig(QuantConfig):
     @property
     def spec(self) -> str:
         return f"fault-{self.kind}"
+
+
+@dataclass(frozen=True)
+class KVConfig(QuantConfig):
+    """Weights at baseline precision; keys and values read through transformers' quantized
+    KV cache (backend quanto or hqq; the newest `residual` tokens stay in full precision)."""
+
+    method: ClassVar[str] = "kv"
+    backend: str = "quanto"
+    nbits: int = 4
+    group: int = 64
+    residual: int = 128
+
+    @property
+    def spec(self) -> str:
+        g = f"g{self.group}" if self.group != 64 else ""
+        r = f"-r{self.residual}" if self.residual != 128 else ""
+        return f"kv-{self.backend}-w{self.nbits}{g}{r}"
+
+    @property
+    def bits(self) -> int:
+        return self.nbits
+
+    @property
+    def group_size(self) -> int:
+        return self.group
+
+
+@dataclass(frozen=True)
+class ComboConfig(QuantConfig):
+    """A weight method and a KV-cache method together, e.g. gptq-w4g128+kv-quanto-w4."""
+
+    method: ClassVar[str] = "combo"
+    weights: QuantConfig = None  # type: ignore[assignment]
+    kv: KVConfig = None  # type: ignore[assignment]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.weights.spec}+{self.kv.spec}"
+
+    @property
+    def bits(self) -> int | None:
+        wb = self.weights.bits
+        return min(wb, self.kv.bits) if wb is not None else self.kv.bits
+
+    @property
+    def group_size(self) -> int | None:
+        return self.weights.group_size
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "weights": self.weights.to_dict(), "kv": self.kv.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ComboConfig":
+        return cls(weights=QuantConfig.from_dict(d["weights"]), kv=QuantConfig.from_dict(d["kv"]))
+
+
+def kv_part(cfg: QuantConfig) -> KVConfig | None:
+    """The KV-cache part of a configuration, if it has one."""
+    if isinstance(cfg, KVConfig):
+        return cfg
+    if isinstance(cfg, ComboConfig):
+        return cfg.kv
+    return None

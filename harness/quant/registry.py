@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import MissingBackend, UsageError, did_you_mean
-from .configs import BnbConfig, FaultConfig, GPTQConfig, PathConfig, QuantConfig, RTNConfig
+from .configs import BnbConfig, ComboConfig, FaultConfig, GPTQConfig, KVConfig, PathConfig, QuantConfig, RTNConfig
 
 _WG = re.compile(r"^w(\d+)(?:g(\d+))?$")
 
@@ -89,6 +89,33 @@ def _parse_gptq(spec: str, tokens: list[str]) -> QuantConfig:
     return GPTQConfig(w_bits=bits, group=group)
 
 
+_KV = re.compile(r"^w(\d+)(?:g(\d+))?$")
+KV_BITS = {"quanto": (2, 4), "hqq": (1, 2, 3, 4, 8)}
+
+
+def _parse_kv(spec: str, tokens: list[str]) -> QuantConfig:
+    ex = METHODS["kv"].examples
+    if not tokens or tokens[0] not in KV_BITS:
+        got = tokens[0] if tokens else "nothing"
+        raise _bad(spec, f"unknown KV-cache backend '{got}'{did_you_mean(got, list(KV_BITS))}", ex)
+    backend = tokens[0]
+    m = _KV.match(tokens[1]) if len(tokens) > 1 else None
+    if not m:
+        raise _bad(spec, f"expected kv-{backend}-wBITS[gGROUP][-rRESIDUAL]", ex)
+    bits, group = int(m.group(1)), int(m.group(2) or 64)
+    if bits not in KV_BITS[backend]:
+        raise _bad(spec, f"the {backend} KV cache takes {', '.join(map(str, KV_BITS[backend]))} bits, not {bits}", ex)
+    residual = 128
+    for opt in tokens[2:]:
+        if re.fullmatch(r"r\d+", opt):
+            residual = int(opt[1:])
+        else:
+            raise _bad(spec, f"unknown option '{opt}' (kv knows: rRESIDUAL, e.g. r32)", ex)
+    if group < 1 or residual < 1:
+        raise _bad(spec, "group size and residual length must be positive", ex)
+    return KVConfig(backend=backend, nbits=bits, group=group, residual=residual)
+
+
 def _parse_fault(spec: str, tokens: list[str]) -> QuantConfig:
     kinds = ("nan", "sink", "noop")
     if len(tokens) != 1 or tokens[0] not in kinds:
@@ -109,13 +136,19 @@ METHODS: dict[str, Method] = {
                "pip install gptqmodel 'torch==<your torch version>'"),
         Method("path", PathConfig, "harness.quant.path:quantize", lambda s, t: PathConfig(),
                "path:DIR_OR_HUB_ID"),
+        Method("kv", KVConfig, "harness.quant.kv:quantize", _parse_kv,
+               "kv-quanto-w{2,4}, kv-hqq-w{1,2,3,4,8}, optional gGROUP and -rRESIDUAL, e.g. kv-quanto-w4, "
+               "kv-hqq-w2g32-r32; combine with weights as gptq-w4g128+kv-quanto-w4"),
+        Method("combo", ComboConfig, "harness.quant.kv:quantize_combo", lambda s, t: ComboConfig(),
+               "WEIGHT_SPEC+KV_SPEC, e.g. gptq-w4g128+kv-quanto-w4"),
         Method("fault", FaultConfig, "harness.quant.fault:quantize", _parse_fault,
                "fault-nan, fault-sink, fault-noop"),
     ]
 }
 
-USER_METHODS = ("bnb", "gptq", "rtn", "path")
-_VALID = "bnb-int8, bnb-nf4, bnb-fp4, gptq-wBITSgGROUP, rtn-wBITS[gGROUP][-asym], path:DIR"
+USER_METHODS = ("bnb", "gptq", "rtn", "kv", "path")
+_VALID = ("bnb-int8, bnb-nf4, bnb-fp4, gptq-wBITSgGROUP, rtn-wBITS[gGROUP][-asym], kv-quanto-wBITS, kv-hqq-wBITS, "
+          "WEIGHTS+KV, path:DIR")
 
 
 def parse_spec(spec: str) -> QuantConfig:
@@ -123,6 +156,14 @@ def parse_spec(spec: str) -> QuantConfig:
     spec = spec.strip()
     if not spec:
         raise UsageError(f"empty quantization spec; valid: {_VALID}")
+    if "+" in spec and not spec.startswith("path:"):
+        parts = [parse_spec(p) for p in spec.split("+")]
+        kvs = [p for p in parts if isinstance(p, KVConfig)]
+        rest = [p for p in parts if not isinstance(p, KVConfig)]
+        if len(parts) != 2 or len(kvs) != 1 or isinstance(rest[0], ComboConfig):
+            raise UsageError(f"'{spec}': a combination is one weight method and one KV-cache method, "
+                             f"e.g. gptq-w4g128+kv-quanto-w4")
+        return ComboConfig(weights=rest[0], kv=kvs[0])
     if spec.startswith("path:"):
         target = spec[len("path:"):]
         if not target:
@@ -134,7 +175,7 @@ def parse_spec(spec: str) -> QuantConfig:
             f"use 'gptq-...' instead (e.g. gptq-w4g128), which runs GPTQModel, its maintained "
             f"successor; auto-gptq checkpoints load with --quant path:DIR")
     method, *tokens = spec.split("-")
-    if method not in METHODS:
+    if method not in METHODS or method == "combo":
         raise UsageError(f"unknown quantization method '{method}' in '{spec}'"
                          f"{did_you_mean(method, USER_METHODS)}; valid: {_VALID}")
     return METHODS[method].parse(spec, tokens)

@@ -1,0 +1,105 @@
+"""Behavioural probes beyond the corpus pass: prompt variants (stability), continuation
+perplexity under the baseline (readability), the over-mixing probe (perturbation spread)
+and the BOS ablation. Each takes a model (and its KV-cache spec) and returns raw per-item
+values; summarize.py turns them into metrics.
+"""
+from __future__ import annotations
+
+import torch
+
+from .kvcache import cache_kwarg, make_cache
+
+
+def prompt_variants(text: str) -> list[str]:
+    """Three neutral variants: an extra space, a trailing newline, the first letter's case flipped."""
+    spaced = text.replace(" ", "  ", 1) if " " in text else " " + text
+    k = next((i for i, ch in enumerate(text) if ch.isalpha()), None)
+    flipped = text if k is None else text[:k] + text[k].swapcase() + text[k + 1:]
+    return [spaced, text + "\n", flipped]
+
+
+@torch.no_grad()
+def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos: str = "auto",
+                     batch_size: int = 16) -> list[tuple[float, int]]:
+    """(summed NLL, token count) of each continuation given its prompt, under model (teacher forced)."""
+    from .generation import attention_impl, encode_prompt
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
+    items = [(i, encode_prompt(tok, p, bos), list(c)) for i, (p, c) in enumerate(zip(prompts, conts)) if c]
+    for a in range(0, len(items), batch_size):
+        chunk = items[a:a + batch_size]
+        width = max(len(p) + len(c) for _, p, c in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, (_, p, c) in enumerate(chunk):  # right padding: positions start at 0 in every row
+            ids[r, :len(p) + len(c)] = torch.tensor(p + c)
+            mask[r, :len(p) + len(c)] = 1
+        with attention_impl(model, "sdpa"):
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                           use_cache=False).logits.float().cpu()
+        logp = torch.log_softmax(logits, dim=-1)
+        for r, (i, p, c) in enumerate(chunk):
+            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)  # logits at pos predict token pos + 1
+            nll = -logp[r, pos, torch.tensor(c)].sum().item()
+            out[i] = (nll, len(c))
+    return out
+
+
+@torch.no_grad()
+def final_hidden(model, ids: torch.Tensor, kv=None, chunk: int = 32) -> torch.Tensor:
+    """[B,T,D] last hidden states (the model's own hidden_states[-1]), through kv's cache if given."""
+    from .generation import attention_impl
+
+    cache = make_cache(model, kv)
+    spans = [(0, ids.shape[1])] if kv is None else [(a, min(a + chunk, ids.shape[1]))
+                                                    for a in range(0, ids.shape[1], chunk)]
+    parts = []
+    with attention_impl(model, "sdpa"):
+        for a, b in spans:
+            out = model(input_ids=ids[:, a:b].to(model.device), use_cache=True, output_hidden_states=True,
+                        **{cache_kwarg(model): cache})
+            parts.append(out.hidden_states[-1].float().cpu())
+    return torch.cat(parts, dim=1)
+
+
+def swap_early(ids: torch.Tensor, pos: int) -> torch.Tensor:
+    """ids with the tokens at pos and pos + 1 swapped."""
+    out = ids.clone()
+    out[:, pos], out[:, pos + 1] = ids[:, pos + 1], ids[:, pos]
+    return out
+
+
+def perturbation_spread(model, ids: torch.Tensor, pos: int, kv=None) -> torch.Tensor:
+    """[B]: mean over later positions t > pos + 1 of ||h'_t - h_t|| / ||h_t||, h' after swapping
+    the tokens at pos and pos + 1 (Barbero et al. 2025's over-mixing probe). NaN for rows
+    where the two tokens are equal (the swap changes nothing)."""
+    h = final_hidden(model, ids, kv)
+    h2 = final_hidden(model, swap_early(ids, pos), kv)
+    later = slice(pos + 2, ids.shape[1])
+    rel = (h2[:, later] - h[:, later]).double().norm(dim=-1) / h[:, later].double().norm(dim=-1).clamp_min(1e-30)
+    spread = rel.mean(-1)
+    spread[ids[:, pos] == ids[:, pos + 1]] = float("nan")
+    return spread
+
+
+def bos_variants(ids: torch.Tensor, bos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(with BOS, without BOS) versions of corpus rows, holding the same body tokens.
+
+    body = the row without a leading BOS; with = [BOS] + body[:T-1]; without = body[:T-1].
+    """
+    body = ids[:, 1:] if bool((ids[:, 0] == bos_id).all()) else ids[:, :-1]
+    with_bos = torch.cat([torch.full((ids.shape[0], 1), bos_id, dtype=ids.dtype), body], dim=1)
+    return with_bos, body
+
+
+def bos_ablation(model, ids: torch.Tensor, bos_id: int, kv=None) -> dict:
+    """Per-sequence loss (over the same body tokens) and sink mass [L,H], with and without BOS."""
+    from .measure import forward_stats
+
+    with_bos, without = bos_variants(ids, bos_id)
+    a = forward_stats(model, with_bos, (0,), kv=kv)
+    b = forward_stats(model, without, (0,), kv=kv)
+    # with: nll[:, k] predicts with_bos[k+1] = body[k]; skip body[0] (unpredictable without BOS)
+    return {"with_bos": {"nll": a.nll[:, 1:].mean(-1).numpy(), "sink_mass": a.sink_mass.numpy()},
+            "without_bos": {"nll": b.nll.mean(-1).numpy(), "sink_mass": b.sink_mass.numpy()}}
