@@ -454,7 +454,7 @@ class Session:
         from .data import load_prompts
 
         allp = load_prompts(self.spec.prompts).prompts
-        picked = [p for p in allp if p.long] or [p for p in allp if not p.references]
+        picked = [p for p in allp if p.long] or [p for p in allp if not p.references] or list(allp)
         return list(picked[:self.spec.long_n_prompts])
 
     @cached_property

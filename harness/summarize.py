@@ -138,9 +138,9 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
     exact = np.array([g["exact"] for g in gens], dtype=float)
     div = np.array([g["first_divergence"] for g in gens], dtype=float)
     ref = [g for g in gens if g["reference"]]
-    right_base = np.array([g["correct_baseline"] is True for g in gens])
-    flip = np.array([g["correct_baseline"] is True and g["correct_quantized"] is False for g in gens])
-    degen = np.array([bool(g["degenerate"]) and not g["degenerate_baseline"] for g in gens])
+    right_base = np.array([g["correct_baseline"] is True for g in gens], dtype=bool)
+    flip = np.array([g["correct_baseline"] is True and g["correct_quantized"] is False for g in gens], dtype=bool)
+    degen = np.array([bool(g["degenerate"]) and not g["degenerate_baseline"] for g in gens], dtype=bool)
     mis = flip | degen
     n_right = int(right_base.sum())
 

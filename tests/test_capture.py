@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.errors import CaptureError
-from harness.measure import forward_stats
+from harness.measure import compare_pair, forward_stats
 from harness.probe import attention_modules, capture
 from harness.quant.configs import RTNConfig
 from harness.quant.rtn import apply_rtn
@@ -36,8 +36,7 @@ def test_sink_mass_and_js_match_output_attentions(arch, tiny):
         ref_b = [a.numpy() for a in model(input_ids=ids, output_attentions=True).attentions]
         ref_q = [a.numpy() for a in quant(input_ids=ids, output_attentions=True).attentions]
     assert len(ref_b) == model.config.num_hidden_layers
-    b = forward_stats(model, ids, keep_maps=True)
-    q = forward_stats(quant, ids, ref_maps=b.maps)
+    b, q = compare_pair(model, quant, ids)
     for layer in range(len(ref_b)):
         np.testing.assert_allclose(b.sink_mass[:, layer].numpy(), _np_sink_mass(ref_b[layer]), atol=1e-5)
         np.testing.assert_allclose(q.sink_mass[:, layer].numpy(), _np_sink_mass(ref_q[layer]), atol=1e-5)
