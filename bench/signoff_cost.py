@@ -5,8 +5,9 @@
 
 For each profile, in one process: the harness (plain-Python API, empty caches; quantization
 time reported separately and left out of the ratio), then the floor: the baseline and each
-quantized model doing bare SDPA forward passes over the same corpus tokens plus bare batched
-greedy generation of the same prompts and lengths. Then the cache check: the smoke profile
+quantized model doing bare SDPA forward passes over the same corpus tokens (and probe sequences)
+plus bare batched greedy generation of the same prompts, prompt variants and long subset, at
+the same lengths. Then the cache check: the smoke profile
 with --warm-quant added, run cold (empty caches) and warm (rerun). The last line is
 `overhead_ratio=<harness/floor, first profile> warm_speedup=<cold/warm>`.
 """
@@ -50,13 +51,20 @@ def harness(values: dict, cache: Path) -> tuple[float, float, dict]:
 
 @torch.no_grad()
 def bare(model, s: Session) -> float:
-    """Bare forward passes (SDPA, no capture) over the corpus batches plus bare batched generation."""
+    """Bare forward passes (SDPA, no capture) over the corpus batches and the probe sequences (each
+    twice: perturbed and BOS-ablated) plus bare batched generation of every prompt set the run
+    generates (prompts, their variants, the long subset at its length)."""
     t0 = time.perf_counter()
     with attention_impl(model, "sdpa"):
         for ids in s.batches:
             model(input_ids=ids.to(model.device), use_cache=False)
-    generate(model, s.tokenizer, [p.prompt for p in s.prompts.prompts], s.spec.max_new_tokens,
-             s.spec.gen_batch_size, s.spec.bos)
+        for _ in range(4):
+            model(input_ids=s.probe_sequences.to(model.device), use_cache=False)
+    g = s.spec
+    generate(model, s.tokenizer, [p.prompt for p in s.prompts.prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
+    generate(model, s.tokenizer, s._variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos)
+    generate(model, s.tokenizer, [p.prompt for p in s.long_prompts], g.long_new_tokens, g.gen_batch_size, g.bos,
+             min_new_tokens=g.long_new_tokens)
     return time.perf_counter() - t0
 
 

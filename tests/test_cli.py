@@ -140,3 +140,62 @@ def test_xdist_gives_the_same_results_as_a_serial_run(suite_dir, tmp_path):
     assert a["baseline"] == b["baseline"] and a["verdict"] == b["verdict"]
     assert b["model"]["num_layers"] == 4 and b["corpus"]["n_sequences"] == 4
     assert len((tmp_path / "p" / "index.jsonl").read_text().splitlines()) == 1  # one run, not one per worker
+
+
+SCALARS = ("loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_median", "kld_p99", "kld_max", "top1_agreement",
+           "sink_rate", "sink_rate_08", "exact_match_rate", "mean_first_divergence", "flip_rate", "degenerate_rate",
+           "misgeneration_rate", "stability_rate", "gen_ppl_ratio", "perturbation_spread", "long_degenerate_rate",
+           "long_mean_first_divergence")
+PER_LAYER = ("sink_hidden_cos", "sink_hidden_relerr", "massive_ratio", "sink_kv_relerr", "attn_entropy_delta")
+
+
+def check_issue3_fields(r: dict, n_layers: int, protect: bool) -> None:
+    """Every measurement of SPEC section 4 is present and finite; gated ones carry intervals."""
+    b = r["baseline"]
+    assert len(b["massive_ratio"]) == n_layers and all(math.isfinite(x) for x in b["massive_ratio"])
+    assert r["settings"]["sink_positions"] == [0] and r["settings"]["bos"] in ("auto", "always", "never")
+    for c in r["configs"]:
+        m = c["metrics"]
+        for k in SCALARS:
+            assert isinstance(m[k], (int, float)) and math.isfinite(m[k]), (c["spec"], k, m.get(k))
+        for k in PER_LAYER:
+            assert len(m[k]) == n_layers and all(math.isfinite(x) for x in m[k]), (c["spec"], k)
+        for side in ("baseline", "quantized"):
+            for v in ("with_bos", "without_bos"):
+                assert all(math.isfinite(x) for x in m["bos_ablation"][side][v].values()), (c["spec"], side, v)
+        assert m["long_new_tokens"] >= 8 and m["long_generations"]
+        for g in c["gates"]:
+            gv = c["gate_views"][g["metric"]]
+            if g["metric"] != "logit_delta_max":
+                assert gv["ci_low"] is not None and gv["ci_low"] <= gv["value"] + 1e-9 and \
+                    gv["value"] <= gv["ci_high"] + 1e-9, (c["spec"], g["metric"], gv)
+        if protect:
+            rec = m["sink_recovery"]
+            for k in ("loss_delta", "kld_mean", "misgeneration_rate"):
+                assert k in rec and math.isfinite(rec[f"{k}_plain"]) and math.isfinite(rec[f"{k}_protected"])
+            assert math.isfinite(c["protected"]["kld_mean"])
+
+
+def test_kv_cache_configs_and_sink_protection_through_the_cli(suite_dir, tmp_path):
+    report = tmp_path / "rep"
+    res = suite_dir.runpytest_subprocess(
+        "suites", "--model", "tiny-llama", "--quant", "rtn-w3g16,kv-hqq-w2g32-r16,rtn-w4g16+kv-quanto-w4g32,kv-hqq-w4",
+        "--protect-sink", "--report-dir", str(report), "--n-sequences", "4", "--seq-len", "48",
+        "--max-new-tokens", "6", "--n-prompts", "12", "--long-new-tokens", "12", "-q")
+    assert res.ret in (0, 1), res.stdout.str()[-3000:]
+    index = [json.loads(x) for x in (report / "index.jsonl").read_text().splitlines()]
+    r = json.loads((report / index[0]["run_id"] / "results.json").read_text())
+    assert [c["spec"] for c in r["configs"]] == ["rtn-w3g16", "kv-hqq-w2g32-r16", "rtn-w4g16+kv-quanto-w4g32",
+                                                 "kv-hqq-w4"]
+    # The tiny model's KV width (2 heads x 16) is not a multiple of the default group 64: a clear error.
+    assert r["configs"][3]["error"] == ("QuantsinkError: kv-hqq-w4: group 64 does not divide KV heads x head size "
+                                        "= 32 of LlamaForCausalLM; use a group that does, e.g. kv-hqq-w4g32")
+    r["configs"] = r["configs"][:3]
+    assert all(not c.get("error") for c in r["configs"]), [c.get("error") for c in r["configs"]]
+    check_issue3_fields(r, 4, protect=True)
+    kv = r["configs"][1]
+    assert kv["info"]["kv_cache"]["nbits"] == 2 and kv["config"] == {"method": "kv", "backend": "hqq", "nbits": 2,
+                                                                    "group": 32, "residual": 16}
+    assert kv["metrics"]["kld_mean"] > 0  # the corpus pass really read the 2-bit cache
+    assert max(kv["metrics"]["sink_kv_relerr"]) > 0.01
+    assert r["configs"][0]["metrics"]["long_new_tokens"] == 12

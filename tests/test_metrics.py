@@ -146,3 +146,76 @@ def test_js_float32_keeps_precision_for_close_maps(seed, scale):
     ref2 = 0.5 * (p2 * np.log(p2 / m2)).sum(-1) + 0.5 * (q2 * np.log(q2 / m2)).sum(-1)
     assert np.allclose(got, ref2, rtol=1e-3, atol=1e-9), (got, ref2)
     assert np.allclose(got, ref, rtol=0.05, atol=1e-8)
+
+
+# ---- behaviour probes and sink recovery ----
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from harness.behaviour import bos_variants, prompt_variants, swap_early  # noqa: E402
+from harness.summarize import behaviour_metrics, sink_recovery  # noqa: E402
+
+
+@given(st.text(min_size=1, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_prompt_variants_are_neutral_edits(text):
+    spaced, newline, flipped = prompt_variants(text)
+    assert newline == text + "\n"
+    assert spaced.replace("  ", " ", 1) == text or spaced == " " + text
+    assert len(flipped) == len(text) and flipped.lower() == text.lower() or flipped.casefold() == text.casefold() \
+        or sum(a != b for a, b in zip(flipped, text)) <= 1
+
+
+def test_prompt_variants_hand_worked():
+    assert prompt_variants("The capital of France is") == [
+        "The  capital of France is", "The capital of France is\n", "the capital of France is"]
+    assert prompt_variants("42") == [" 42", "42\n", "42"]
+
+
+def test_swap_and_bos_variants_hand_worked():
+    ids = torch.tensor([[1, 5, 6, 7, 8]])
+    assert swap_early(ids, 1).tolist() == [[1, 6, 5, 7, 8]]
+    w, wo = bos_variants(ids, 1)  # row starts with BOS: body = 5 6 7 8
+    assert w.tolist() == [[1, 5, 6, 7, 8]] and wo.tolist() == [[5, 6, 7, 8]]
+    w, wo = bos_variants(torch.tensor([[5, 6, 7, 8]]), 1)  # no BOS: body = first T-1 tokens
+    assert w.tolist() == [[1, 5, 6, 7]] and wo.tolist() == [[5, 6, 7]]
+
+
+def test_sink_recovery_hand_worked():
+    r = sink_recovery({"loss_delta": 0.4, "kld_mean": 0.2, "misgeneration_rate": 0.0},
+                      {"loss_delta": 0.1, "kld_mean": 0.3, "misgeneration_rate": 0.1})
+    assert r["loss_delta"] == pytest.approx(0.75)  # protection closed 3/4 of the loss gap
+    assert r["kld_mean"] == pytest.approx(-0.5)  # protection made KL worse
+    assert r["misgeneration_rate"] is None  # no gap to recover
+    assert r["loss_delta_plain"] == 0.4 and r["loss_delta_protected"] == 0.1
+    assert sink_recovery({"loss_delta": float("nan")}, {"loss_delta": 0.1})["loss_delta"] is None
+
+
+class _P:
+    def __init__(self, id, refs):
+        self.id, self.references = id, tuple(refs)
+
+
+def test_behaviour_metrics_hand_worked():
+    ref = [_P("a", ["Paris"]), _P("b", ["4"])]
+    gens = [{"id": "a", "correct_baseline": True, "correct_quantized": True},
+            {"id": "b", "correct_baseline": True, "correct_quantized": True}]
+    var_base = [" Paris.", " Paris", " Paris!", " 4", " 4", " 4"]
+    var_quant = [" Paris.", " Lyon", " Paris", " 4", " 4", " 4"]  # prompt a flips on one variant
+    long = [{"id": "l", "prompt": "p", "baseline": "x", "quantized": "y", "degenerate": "loop",
+             "degenerate_baseline": None, "first_divergence": 3, "exact": False, "correct_baseline": None,
+             "correct_quantized": None, "reference": None, "quantized_ids": [1] * 10}]
+    own = [(2.0, 2), (4.0, 2)]  # baseline's own continuations: mean nll 1.5
+    qn = [(4.0, 2), (5.0, 2)]  # quantized continuations: mean nll 2.25
+    spread_b, spread_q = np.array([0.1, 0.2, np.nan]), np.array([0.2, 0.4, 0.9])
+    bos = {"with_bos": {"nll": np.array([1.0, 3.0]), "sink_mass": np.full((2, 2, 2), 0.5)},
+           "without_bos": {"nll": np.array([2.0, 4.0]), "sink_mass": np.full((2, 2, 2), 0.1)}}
+    met, views = behaviour_metrics(ref, gens, var_base, var_quant, long, own, qn, spread_b, spread_q, bos, bos)
+    assert met["stability_rate"] == 0.5 and met["stability_rate_baseline"] == 1.0
+    assert met["gen_ppl_ratio"] == pytest.approx(np.exp(0.75))
+    assert met["long_degenerate_rate"] == 1.0 and met["long_mean_first_divergence"] == 3
+    assert met["perturbation_spread"] == pytest.approx(2.0)  # NaN row (no-op swap) left out
+    ab = met["bos_ablation"]["baseline"]
+    assert ab["with_bos"] == {"loss": 2.0, "sink_rate": 1.0} and ab["without_bos"] == {"loss": 3.0, "sink_rate": 0.0}
+    lo, hi = views["stability_rate"].ci
+    assert 0 <= lo <= 0.5 <= hi <= 1

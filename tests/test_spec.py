@@ -12,7 +12,8 @@ from harness.spec import build_spec
     ("bnb-int8", "bnb", 8, None), ("bnb-nf4", "bnb", 4, 64), ("bnb-fp4", "bnb", 4, 64),
     ("gptq-w4g128", "gptq", 4, 128), ("gptq-w3g128", "gptq", 3, 128), ("gptq-w2g64", "gptq", 2, 64),
     ("gptq-w8g128", "gptq", 8, 128), ("rtn-w4g32", "rtn", 4, 32), ("rtn-w8", "rtn", 8, None),
-    ("rtn-w3g64-asym", "rtn", 3, 64),
+    ("rtn-w3g64-asym", "rtn", 3, 64), ("kv-quanto-w4", "kv", 4, 64), ("kv-hqq-w2g32-r32", "kv", 2, 32),
+    ("gptq-w4g128+kv-quanto-w4", "combo", 4, 128), ("rtn-w3g32+kv-hqq-w4", "combo", 3, 32),
 ])
 def test_valid_specs_roundtrip(spec, method, bits, group):
     cfg = parse_spec(spec)
@@ -24,6 +25,9 @@ def test_valid_specs_roundtrip(spec, method, bits, group):
     ("rtn-w9", "2 to 8 bits"), ("bnb-w3", "no 3-bit mode"), ("gptq-w5", "2, 3, 4, 8"),
     ("foo-w4", "unknown quantization method 'foo'"), ("auto-gptq-w4", "gptq"),
     ("rtn-w4g32-sym", "unknown option"), ("gptq-w4", None), ("bnb-nf3", "did you mean"),
+    ("kv-quanto-w3", "takes 2, 4 bits"), ("kv-quant-w4", "did you mean 'quanto'"), ("kv-hqq-w4-x", "unknown option"),
+    ("kv-quanto-w4+kv-hqq-w2", "one weight method and one KV-cache method"),
+    ("rtn-w4g32+bnb-int8", "one weight method and one KV-cache method"),
 ])
 def test_bad_specs_name_valid_choices(spec, needle):
     if needle is None:  # gptq-w4 is valid: default group 128
@@ -81,3 +85,9 @@ def test_any_string_parses_or_is_a_usage_error(text):
         assert "\n" not in str(e)
     else:
         assert cfgs and all(parse_spec(c.spec) == c for c in cfgs if c.method != "path")
+
+
+def test_combo_order_is_normalised_and_class_is_the_lower_width():
+    a, b = parse_spec("kv-quanto-w2+gptq-w4g128"), parse_spec("gptq-w4g128+kv-quanto-w2")
+    assert a == b and a.spec == "gptq-w4g128+kv-quanto-w2"
+    assert bit_class(a) == "2" and bit_class(parse_spec("kv-quanto-w4")) == "4"

@@ -161,8 +161,8 @@ def parse_spec(spec: str) -> QuantConfig:
         kvs = [p for p in parts if isinstance(p, KVConfig)]
         rest = [p for p in parts if not isinstance(p, KVConfig)]
         if len(parts) != 2 or len(kvs) != 1 or isinstance(rest[0], ComboConfig):
-            raise UsageError(f"'{spec}': a combination is one weight method and one KV-cache method, "
-                             f"e.g. gptq-w4g128+kv-quanto-w4")
+            raise UsageError(f"'{spec}': a combination is one weight method and one KV-cache method; "
+                             f"valid: WEIGHTS+KV, e.g. gptq-w4g128+kv-quanto-w4")
         return ComboConfig(weights=rest[0], kv=kvs[0])
     if spec.startswith("path:"):
         target = spec[len("path:"):]
