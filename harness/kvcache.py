@@ -40,15 +40,21 @@ def make_cache(model, kv: KVSpec | None):
                           residual_length=kv.residual)
 
 
-def watch(cache, on_update: Callable[..., tuple | None]) -> None:
+def watch(cache, on_update: Callable[..., tuple | None], keep: bool = True) -> None:
     """Wrap each layer's update: on_update(layer, keys, values, n_new) sees what attention will
-    read ([B, kvH, S, d]) and how many positions this call added, and may return replacements."""
+    read ([B, kvH, S, d]) and how many positions this call added, and may return replacements.
+
+    keep=False (a pass of one call that will never read the cache again): each layer drops its
+    stored keys and values once attention has them, so the cache never holds all layers.
+    """
     for i, layer in enumerate(cache.layers):
         orig = layer.update
 
-        def update(key_states, value_states, *args, _orig=orig, _i=i, **kwargs):
+        def update(key_states, value_states, *args, _orig=orig, _i=i, _layer=layer, **kwargs):
             k, v = _orig(key_states, value_states, *args, **kwargs)
             new = on_update(_i, k, v, key_states.shape[-2])
+            if not keep:
+                _layer.keys = _layer.values = None
             return new if new is not None else (k, v)
 
         layer.update = update

@@ -24,7 +24,7 @@ from .lockstep import TurnTaking
 from .probe import bound, routed
 
 CHUNK = 32  # prefill chunk (tokens) when a quantized KV cache is in the group
-_BLOCK = 1 << 22  # elements per row block in the reductions (bounds temporaries to ~16 MB)
+_BLOCK = 1 << 20  # elements per row block in the reductions (bounds temporaries to ~4 MB each)
 
 
 @dataclass
@@ -164,7 +164,7 @@ class _Acc:
             js=stack(self.js) / rows if self.compare else None)
 
 
-def log_softmax_(x: torch.Tensor, rows: int = 256) -> torch.Tensor:
+def log_softmax_(x: torch.Tensor, rows: int = 64) -> torch.Tensor:
     """In-place log-softmax over the last dim, a block of rows at a time (no full-size temporaries)."""
     flat = x.view(-1, x.shape[-1])
     for a in range(0, flat.shape[0], rows):
@@ -177,11 +177,11 @@ def _pass(runner: Runner, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> to
     """Run one model over one batch (in the calling thread); returns float32 log-probabilities."""
     model = runner.model
     dev = model.device
-    cache = make_cache(model, runner.kv)
-    watch(cache, acc.on_kv)
-    kw = cache_kwarg(model)
     T = ids.shape[1]
     spans = [(0, T)] if chunk is None else [(a, min(a + chunk, T)) for a in range(0, T, chunk)]
+    cache = make_cache(model, runner.kv)
+    watch(cache, acc.on_kv, keep=len(spans) > 1)
+    kw = cache_kwarg(model)
     parts = []
     with torch.no_grad(), bound(acc):
         for a, b in spans:
@@ -193,11 +193,19 @@ def _pass(runner: Runner, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> to
     return log_softmax_(logits)
 
 
-def _compare(b: PassStats, q: PassStats) -> None:
-    """KL, top-1 agreement and max logit change of q against the baseline; drops q's logp."""
-    q.kl = M.token_kl(b.logp, q.logp)
-    q.top1 = b.logp.argmax(-1) == q.logp.argmax(-1)
-    d = (q.logp - b.logp).abs().max().item()
+def _compare(b: PassStats, q: PassStats, step: int = 64) -> None:
+    """KL, top-1 agreement and max logit change of q against the baseline, a block of positions
+    at a time (vocabulary-sized temporaries stay small); drops q's logp."""
+    B, T, _ = q.logp.shape
+    q.kl = torch.empty(B, T)
+    q.top1 = torch.empty(B, T, dtype=torch.bool)
+    d = 0.0
+    for a in range(0, T, step):
+        lb, lq = b.logp[:, a:a + step], q.logp[:, a:a + step]
+        q.kl[:, a:a + step] = M.token_kl(lb, lq)
+        q.top1[:, a:a + step] = lb.argmax(-1) == lq.argmax(-1)
+        x = (lq - lb).abs().max().item()
+        d = max(d, x) if np.isfinite(x) else float("nan") if np.isfinite(d) else d
     q.logit_delta_max = d if np.isfinite(d) else float("nan")
     q.logp = None
 
