@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--profiles", default="smoke,nightly")
     ap.add_argument("--repeat", type=int, default=3, help="best of N harness/floor pairs for the smoke profile")
     ap.add_argument("--warm-quant", default="gptq-w4g128", help="added for the cold/warm cache check ('' to skip)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the harness and the floor both run there)")
     a = ap.parse_args()
     from harness.storage import cache_root
 
@@ -95,12 +96,14 @@ def main() -> None:
     report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
     # Warm-up, not timed: imports and the model files in the page cache, so that neither the
     # harness (timed first) nor the floor pays for them.
-    warm = Session(build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report)))).prepare()
+    warm = Session(build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report),
+                                   device=a.device))).prepare()
     warm.load_baseline()
     del warm
     rows, ratios = [], []
     for profile in a.profiles.split(","):
-        values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report))
+        values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report),
+                      device=a.device)
         # Harness and floor alternate; the best of `repeat` of each (this machine's timings jump by
         # 10-20% from run to run). Each harness run gets empty caches.
         runs, floors = [], []
@@ -113,13 +116,16 @@ def main() -> None:
         f = min(floors)
         ratio = (h_total - h_quant) / f
         ratios.append(ratio)
-        rows.append((profile, a.quant, h_total, h_quant, h_total - h_quant, f, ratio, res["environment"]["threads"]))
+        n_models = 1 + len(res["configs"])
+        toks = n_models * res["corpus"]["n_sequences"] * res["corpus"]["seq_len"]
+        rows.append((profile, a.quant, h_total, h_quant, h_total - h_quant, f, ratio, res["environment"]["threads"],
+                     toks / (h_total - h_quant)))
         print(f"{profile}: harness {h_total:.1f} s (quantize {h_quant:.1f} s), floor {f:.1f} s, "
               f"ratio {ratio:.2f}", flush=True)
     warm_speedup = None
     if a.warm_quant:
         values = dict(model=a.model, quant=f"{a.quant},{a.warm_quant}", profile="smoke", compare="none",
-                      report_dir=str(report))
+                      report_dir=str(report), device=a.device)
         cache = fresh_cache(real)
         cold, cold_q, _ = harness(values, cache)
         warm, warm_q, res = harness(values, cache)
@@ -130,11 +136,12 @@ def main() -> None:
               f"GPTQ cache hit on rerun: {hits}", flush=True)
     shutil.rmtree(report, ignore_errors=True)
     print()
-    print("| profile | configs | harness total (s) | of which quantize (s) | harness passes (s) | floor (s) "
-          "| overhead ratio | threads |")
-    print("|---|---|---|---|---|---|---|---|")
-    for p, q, t, qs, hp, f, r, th in rows:
-        print(f"| {p} | {q} | {t:.1f} | {qs:.1f} | {hp:.1f} | {f:.1f} | {r:.2f} | {th} |")
+    print(f"device {a.device}, model {a.model}")
+    print("| profile | configs | harness total (s) = time to sign off | of which quantize (s) | harness passes (s) "
+          "| floor (s) | overhead ratio | threads | corpus tokens/s (all models, whole harness) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p, q, t, qs, hp, f, r, th, tps in rows:
+        print(f"| {p} | {q} | {t:.1f} | {qs:.1f} | {hp:.1f} | {f:.1f} | {r:.2f} | {th} | {tps:.0f} |")
     print(f"overhead_ratio={ratios[0]:.2f} warm_speedup={warm_speedup:.2f}" if warm_speedup
           else f"overhead_ratio={ratios[0]:.2f} warm_speedup=n/a")
 

@@ -190,6 +190,56 @@ def _loss_table(results) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
+def kv_relerr_plot(results) -> str:
+    series = [(c["spec"], c["metrics"].get("sink_kv_relerr") or [],
+               {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5})
+              for i, c in enumerate(_measured(results))]
+    return _per_layer_plot(series, "sink K/V relative error")
+
+
+def _diagnosis_table(results) -> str:
+    """Behaviour probes per configuration: stability, readability, long generations, over-mixing, BOS."""
+    keys = ["stability_rate", "stability_rate_baseline", "gen_ppl_ratio", "long_degenerate_rate",
+            "long_mean_first_divergence", "perturbation_spread"]
+    head = "".join(f"<th>{k}</th>" for k in keys) + "<th>loss with / without BOS (baseline)</th>" \
+        "<th>loss with / without BOS</th><th>sink_rate with / without BOS</th>"
+    rows = []
+    for c in results["configs"]:
+        m = c.get("metrics") or {}
+        if not m:
+            continue
+        bos = m.get("bos_ablation") or {}
+        b, q = bos.get("baseline") or {}, bos.get("quantized") or {}
+
+        def pair(d, k):
+            return f"{_num((d.get('with_bos') or {}).get(k))} / {_num((d.get('without_bos') or {}).get(k))}"
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys)
+                    + f"<td>{pair(b, 'loss')}</td><td>{pair(q, 'loss')}</td><td>{pair(q, 'sink_rate')}</td></tr>")
+    return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>" if rows else "<p>No configuration measured.</p>"
+
+
+def _recovery_table(results) -> str:
+    """--protect-sink: how much of each gap the sink-protected variant recovers."""
+    rows = []
+    for c in results["configs"]:
+        r = (c.get("metrics") or {}).get("sink_recovery")
+        if not r:
+            continue
+        if r.get("error"):
+            rows.append(f"<tr><th>{esc(c['spec'])}</th><td colspan=9>{esc(r['error'])}</td></tr>")
+            continue
+        cells = "".join(f"<td>{_num(r.get(f'{k}_plain'))}</td><td>{_num(r.get(f'{k}_protected'))}</td>"
+                        f"<td>{_num(r.get(k), 2)}</td>" for k in ("loss_delta", "kld_mean", "misgeneration_rate"))
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th>{k}</th><th>protected</th><th>recovered</th>"
+                   for k in ("loss_delta", "kld_mean", "misgeneration_rate"))
+    return ("<h2>Sink protection (--protect-sink)</h2><p>Recovered = 1 - protected / plain: the share of the gap "
+            "that keeping the sink prefix at full precision closes.</p>"
+            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>")
+
+
 def _detected_sinks(results) -> str:
     """Extra sinks (Sun et al. 2024): tokens besides the sink positions that many heads attend to."""
     rows = []
@@ -284,7 +334,10 @@ def render(results: dict) -> str:
                      "<h2>Head heatmaps</h2><div class='plot' id='heatmaps'>", heatmaps(results), "</div>",
                      "<h2>Next-token KL distribution</h2><div class='plot' id='kl'>", kl_histogram(results), "</div>",
                      "<h2>Sink hidden-state cosine per layer</h2><div class='plot' id='hidden-cos'>",
-                     hidden_cos_plot(results), "</div>"]
+                     hidden_cos_plot(results), "</div>",
+                     "<h2>Sink key/value error per layer</h2><div class='plot' id='kv-relerr'>",
+                     kv_relerr_plot(results), "</div>",
+                     "<h2>Behaviour probes</h2>", _diagnosis_table(results), _recovery_table(results)]
     sections += ["<h2>Detected sinks</h2>", _detected_sinks(results), "<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"

@@ -101,22 +101,21 @@ class _Acc:
 
     def _reduce(self, i, probs, ref) -> None:
         B, H, c, t = probs.shape
+        dev = probs.device
         j0 = max(0, self.first_row - self.row0)
-        mass = torch.zeros(B, H)
-        ent = torch.zeros(B, H)
-        js = torch.zeros(B, H)
-        col = torch.zeros(B, H, self.T)
-        step = max(1, _BLOCK // max(1, B * H * t))
+        if i not in self.mass:  # accumulators live on the model's device; moved to the CPU once, in stats()
+            self.mass[i], self.ent[i], self.js[i] = (torch.zeros(B, H, device=dev) for _ in range(3))
+            self.col[i] = torch.zeros(B, H, self.T, device=dev)
+        block = _BLOCK if dev.type == "cpu" else 16 * _BLOCK
+        step = max(1, block // max(1, B * H * t))
         for a in range(j0, c, step):
             p = probs[:, :, a:a + step, :].float()
-            mass += p[..., list(self.S)].sum(-1).sum(-1).cpu()
-            ent += -(torch.special.xlogy(p, p)).sum(-1).sum(-1).cpu()
-            col[:, :, :t] += p.sum(2).cpu()
+            self.mass[i] += p[..., list(self.S)].sum(-1).sum(-1)
+            self.ent[i] += -(torch.special.xlogy(p, p)).sum(-1).sum(-1)
+            self.col[i][:, :, :t] += p.sum(2)
             if ref is not None:
-                js += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float().cpu()
+                self.js[i] += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float()
             del p
-        for d, v in ((self.mass, mass), (self.ent, ent), (self.col, col), (self.js, js)):
-            d[i] = d[i] + v if i in d else v
 
     def on_hidden(self, i: int, h: torch.Tensor) -> None:
         if self.protect is not None:
@@ -153,7 +152,7 @@ class _Acc:
             med = torch.cat(parts, dim=1).median(-1).values.clamp_min(1e-12)
             self.massive[i] = self.sink_top[i] / med
         rows = max(1, self.T - self.first_row)
-        stack = lambda d: torch.stack([d[i] for i in range(n)], dim=1)  # noqa: E731
+        stack = lambda d: torch.stack([d[i].cpu() for i in range(n)], dim=1)  # noqa: E731
         col = stack(self.col)  # [B,L,H,T]
         n_valid = (self.T - torch.clamp(torch.arange(self.T), min=self.first_row)).clamp_min(1)
         votes = (col / n_valid > 0.3).sum((1, 2))
@@ -186,7 +185,7 @@ def _pass(runner: Runner, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> to
     with torch.no_grad(), bound(acc):
         for a, b in spans:
             out = model(input_ids=ids[:, a:b].to(dev), use_cache=True, **{kw: cache})
-            parts.append(out.logits.float().cpu())
+            parts.append(out.logits.float())  # stays on the model's device: KL is computed there
             del out
     del cache
     logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
@@ -201,9 +200,9 @@ def _compare(b: PassStats, q: PassStats, step: int = 64) -> None:
     q.top1 = torch.empty(B, T, dtype=torch.bool)
     d = 0.0
     for a in range(0, T, step):
-        lb, lq = b.logp[:, a:a + step], q.logp[:, a:a + step]
-        q.kl[:, a:a + step] = M.token_kl(lb, lq)
-        q.top1[:, a:a + step] = lb.argmax(-1) == lq.argmax(-1)
+        lb, lq = b.logp[:, a:a + step], q.logp[:, a:a + step].to(b.logp.device)
+        q.kl[:, a:a + step] = M.token_kl(lb, lq).cpu()
+        q.top1[:, a:a + step] = (lb.argmax(-1) == lq.argmax(-1)).cpu()
         x = (lq - lb).abs().max().item()
         d = max(d, x) if np.isfinite(x) else float("nan") if np.isfinite(d) else d
     q.logit_delta_max = d if np.isfinite(d) else float("nan")
@@ -214,7 +213,8 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
                   chunk: int | None = None) -> tuple[PassStats, dict[str, PassStats | BaseException]]:
     """The baseline and every runner on one batch, in lockstep; a runner that fails maps to its exception.
 
-    The runners' logp is reduced to KL/top-1 against the baseline and dropped; the baseline keeps its logp.
+    The runners' logp is reduced to KL/top-1 against the baseline and dropped; so is the baseline's
+    when there are runners (alone, it comes back on the CPU).
     """
     if chunk is None and any(r.kv is not None for r in (base, *runners.values())):
         chunk = CHUNK
@@ -231,7 +231,7 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
         def run():
             logp = _pass(runner, ids, accs[name], chunk)
             st = accs[name].stats(logp)
-            st.nll = M.token_nll(logp, ids)
+            st.nll = M.token_nll(logp, ids.to(logp.device)).cpu()
             if name != "__baseline__":
                 _compare(results["__baseline__"], st)
             results[name] = st
@@ -248,6 +248,7 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
     b, err = out["__baseline__"]
     if err is not None:
         raise err
+    b.logp = b.logp.cpu() if not runners else None  # compared passes have used it already
     return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in runners}
 
 

@@ -77,3 +77,14 @@ def test_missing_attention_weights_is_an_error(tiny):
     finally:
         for h in handles:
             h.remove()
+
+
+def test_unknown_architecture_is_a_clear_error(tiny):
+    """A decoder layer without a recognisable attention module: an error naming it, never zeros."""
+    model, _ = tiny("llama")
+    odd = copy.deepcopy(model)
+    for layer in odd.model.layers:
+        layer.mixer = layer.self_attn
+        del layer.self_attn
+    with pytest.raises(CaptureError, match="decoder layer 0 has no attention module.*not supported"):
+        forward_stats(odd, torch.randint(0, 256, (1, 8)))

@@ -36,7 +36,8 @@ def run_dir(tmp_path_factory):
 def test_report_has_every_section_and_escapes(run_dir):
     page = (run_dir / "report.html").read_text()
     for section in ("<h2>Verdict</h2>", "Sink mass per layer", "Head heatmaps", "Next-token KL distribution",
-                    "Sink hidden-state cosine per layer", "Loss and perplexity", "<h2>Generations</h2>",
+                    "Sink hidden-state cosine per layer", "Sink key/value error per layer", "Behaviour probes",
+                    "Loss and perplexity", "<h2>Generations</h2>",
                     "Environment and inputs", "corpus sha256", "prompts sha256"):
         assert section in page, section
     assert page.count("<svg") >= 4
