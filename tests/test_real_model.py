@@ -89,8 +89,11 @@ def test_sink_only_fault_fails_sink_gates_while_perplexity_passes(tmp_path):
     from harness.api import run
 
     r = run(dict(model="smollm2-135m", quant="fault-sink", n_sequences=8, n_prompts=16, max_new_tokens=8,
-                 report_dir=str(tmp_path)), progress=lambda m: None)
+                 long_new_tokens=16, n_probe_sequences=4, report_dir=str(tmp_path)), progress=lambda m: None)
     gates = {g["metric"]: g for g in r["configs"][0]["gates"]}
+    # The damage starts at layer 2's output: the sink's K/V of layers 0-2 are untouched, later ones move.
+    kv = r["configs"][0]["metrics"]["sink_kv_relerr"]
+    assert max(kv[:3]) < 1e-5 and min(kv[3:]) > 0.01, kv
     assert gates["ppl_ratio"]["passed"] and gates["ppl_ratio"]["value"] < 1.03, gates["ppl_ratio"]["detail"]
     cos, shift = gates["sink_hidden_cos"], gates["sink_mass_shift"]
     assert not cos["passed"] and cos["value"] < cos["limit"] - 0.1, cos["detail"]
