@@ -39,8 +39,24 @@ def summary_markdown(results: dict) -> str:
         lines.append(f"| `{_md(c['spec'])}` | {c['verdict']} | {_fmt(m.get('ppl_ratio'))} | "
                      f"{_fmt(m.get('kld_mean'))} | {_fmt(m.get('flip_rate'))} | {_fmt(m.get('misgeneration_rate'))} | "
                      f"{_fmt(js_max)} | {_md(worst)} |")
+    lines += _recovery(r)
     lines += _comparison(r)
     return "\n".join(lines) + "\n"
+
+
+def _recovery(r: dict) -> list[str]:
+    """--protect-sink: share of each gap that keeping the sink prefix at full precision closes."""
+    rows = [(c["spec"], (c.get("metrics") or {}).get("sink_recovery")) for c in r["configs"]]
+    rows = [(s, rec) for s, rec in rows if rec and not rec.get("error")]
+    if not rows:
+        return []
+    out = ["", "## Sink protection: gap recovered (1 - protected / plain)", "",
+           "| config | loss_delta | kld_mean | misgeneration_rate |", "|---|---|---|---|"]
+    for spec, rec in rows:
+        cells = [f"{_fmt(rec.get(k))} ({_fmt(rec.get(k + '_plain'))} -> {_fmt(rec.get(k + '_protected'))})"
+                 for k in ("loss_delta", "kld_mean", "misgeneration_rate")]
+        out.append(f"| `{_md(spec)}` | " + " | ".join(cells) + " |")
+    return out
 
 
 def _comparison(r: dict) -> list[str]:
