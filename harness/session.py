@@ -165,24 +165,8 @@ class Session:
 
     @cached_property
     def baseline_generations(self):
-        """Greedy continuations of the baseline, cached on disk keyed by everything that changes them."""
-        from .generation import generate
-        from .storage import cache_get, cache_put, cache_root, file_lock
-
-        path = cache_root() / "baseline-gen" / f"{self._baseline_gen_key()}.json"
-        with file_lock(path.with_suffix(".lock")):
-            hit = cache_get(path)
-            if hit is not None:
-                self.progress(f"baseline generation: cached ({path.name})")
-                return hit["texts"], hit["ids"]
-            self.progress(f"baseline generation: {len(self.prompts.prompts)} prompts x "
-                          f"{self.spec.max_new_tokens} tokens")
-            with heartbeat(self.progress, "baseline generation"):
-                texts, ids = generate(self.baseline_model, self.tokenizer, [p.prompt for p in self.prompts.prompts],
-                                      self.spec.max_new_tokens, self.spec.gen_batch_size, self.spec.bos,
-                                      return_ids=True)
-            cache_put(path, {"texts": texts, "ids": [list(map(int, x)) for x in ids]})
-        return texts, ids
+        """Greedy continuations of the baseline for the run's prompts (cached on disk)."""
+        return self._baseline_gen("prompts", [p.prompt for p in self.prompts.prompts], self.spec.max_new_tokens)
 
     def _baseline_gen_key(self, tag: str = "") -> str:
         import hashlib
