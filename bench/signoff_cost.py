@@ -101,7 +101,7 @@ def main() -> None:
     warm.load_baseline()
     del warm
     rows, ratios = [], []
-    for profile in a.profiles.split(","):
+    for profile in [p for p in a.profiles.split(",") if p]:
         values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report),
                       device=a.device)
         # Harness and floor alternate; the best of `repeat` of each (this machine's timings jump by
@@ -142,8 +142,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for p, q, t, qs, hp, f, r, th, tps in rows:
         print(f"| {p} | {q} | {t:.1f} | {qs:.1f} | {hp:.1f} | {f:.1f} | {r:.2f} | {th} | {tps:.0f} |")
-    print(f"overhead_ratio={ratios[0]:.2f} warm_speedup={warm_speedup:.2f}" if warm_speedup
-          else f"overhead_ratio={ratios[0]:.2f} warm_speedup=n/a")
+    ratio = f"{ratios[0]:.2f}" if ratios else "n/a"
+    print(f"overhead_ratio={ratio} warm_speedup={warm_speedup:.2f}" if warm_speedup
+          else f"overhead_ratio={ratio} warm_speedup=n/a")
 
 
 if __name__ == "__main__":

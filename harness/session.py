@@ -452,6 +452,9 @@ class Session:
         from .behaviour import prompt_variants
 
         ref = [p for p in self.prompts.prompts if p.references]
+        n = self.spec.n_stability_prompts
+        if 0 < n < len(ref):  # evenly spread, so every prompt family keeps a share
+            ref = [ref[(i * len(ref)) // n] for i in range(n)]
         return ref, [v for p in ref for v in prompt_variants(p.prompt)]
 
     @cached_property

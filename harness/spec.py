@@ -42,9 +42,10 @@ class RunSpec:
     unavailable: str | None = None  # why nothing can run here (e.g. CUDA asked, none present)
     lockstep: str = "auto"  # auto | on | off: hold all quantized models, baseline forward once per batch
     protect_sink: bool = False  # add a sink-protected variant of every configuration (sink_recovery)
-    long_new_tokens: int = 96  # long generations: tokens per prompt (EOS suppressed until then)
+    long_new_tokens: int = 64  # long generations: tokens per prompt (EOS suppressed until then)
     long_n_prompts: int = 4  # long generations: prompts (those marked long in the prompt file)
     n_probe_sequences: int = 8  # corpus sequences for perturbation_spread and bos_ablation
+    n_stability_prompts: int = 12  # reference prompts whose variants are generated (0: all)
 
     def to_dict(self) -> dict:
         d = asdict(self)
