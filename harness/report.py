@@ -64,7 +64,7 @@ def _comparison(r: dict) -> list[str]:
     cmp = r.get("compare") or {}
     regs = [(c["spec"], g) for c in r["configs"] for g in c.get("regressions", [])]
     if not cmp.get("run_id") or not regs:
-        return [f"", f"_{_md(cmp.get('note') or 'no comparison')}_"] if cmp else []
+        return ["", f"_{_md(cmp.get('note') or 'no comparison')}_"] if cmp else []
     bad = sum(not g["passed"] for _, g in regs)
     out = ["", f"## Change from run `{_md(cmp['run_id'])}`: "
                f"{f'{bad} regression(s)' if bad else 'no regression'}", "",

@@ -1,6 +1,5 @@
 """Greedy generation, correctness against references, degeneration."""
 import pytest
-import torch
 
 from harness.generation import first_divergence, generate, has_loop, is_correct, is_degenerate
 

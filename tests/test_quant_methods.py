@@ -1,5 +1,4 @@
 """Each method really changes the model: module types, weight grids, moved logits."""
-import copy
 import importlib.util
 
 import pytest
