@@ -12,6 +12,7 @@ one-call pass exactly).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,8 +111,8 @@ class _Acc:
         step = max(1, block // max(1, B * H * t))
         for a in range(j0, c, step):
             p = probs[:, :, a:a + step, :].float()
-            self.mass[i] += p[..., list(self.S)].sum(-1).sum(-1)
-            self.ent[i] += -(torch.special.xlogy(p, p)).sum(-1).sum(-1)
+            self.mass[i] += M.sink_mass_sum(p, self.S)
+            self.ent[i] += M.entropy_sum(p)
             self.col[i][:, :, :t] += p.sum(2)
             if ref is not None:
                 self.js[i] += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float()
@@ -153,9 +154,7 @@ class _Acc:
             self.massive[i] = self.sink_top[i] / med
         rows = max(1, self.T - self.first_row)
         stack = lambda d: torch.stack([d[i].cpu() for i in range(n)], dim=1)  # noqa: E731
-        col = stack(self.col)  # [B,L,H,T]
-        n_valid = (self.T - torch.clamp(torch.arange(self.T), min=self.first_row)).clamp_min(1)
-        votes = (col / n_valid > 0.3).sum((1, 2))
+        votes = M.votes_from_columns(stack(self.col), self.first_row)  # col [B,L,H,T] -> [B,T]
         return PassStats(
             sink_mass=stack(self.mass) / rows, entropy=stack(self.ent) / rows, massive=stack(self.massive),
             sink_hidden=stack(self.hid), sink_k=stack(self.sink_k), sink_v=stack(self.sink_v), logp=logp,
@@ -239,8 +238,10 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
         return run
 
     allr = {"__baseline__": base, **runners}
-    models = {id(r.model): r.model for r in allr.values()}
-    with _routed_all(list(models.values())):
+    models = {id(r.model): r.model for r in allr.values()}  # a model shared by two runners is hooked once
+    with contextlib.ExitStack() as stack:
+        for m in models.values():
+            stack.enter_context(routed(m))
         if turns is None:
             out = {"__baseline__": (job("__baseline__", base)(), None)}
         else:
@@ -250,24 +251,6 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
         raise err
     b.logp = b.logp.cpu() if not runners else None  # compared passes have used it already
     return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in runners}
-
-
-class _routed_all:
-    """routed() on several models at once (a model shared by two runners is hooked once)."""
-
-    def __init__(self, models):
-        import contextlib
-
-        self.stack = contextlib.ExitStack()
-        self.models = models
-
-    def __enter__(self):
-        for m in self.models:
-            self.stack.enter_context(routed(m))
-        return self
-
-    def __exit__(self, *exc):
-        return self.stack.__exit__(*exc)
 
 
 def forward_stats(model, ids: torch.Tensor, sink_positions=(0,), kv: KVSpec | None = None,

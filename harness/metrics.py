@@ -18,16 +18,30 @@ def sink_rows(T: int, sink_positions: tuple[int, ...]) -> slice:
     return slice(max(sink_positions) + 1, T)
 
 
+def sink_mass_sum(rows: torch.Tensor, sink_positions=(0,)) -> torch.Tensor:
+    """rows [B,H,R,T] (query rows after the sinks) -> [B,H]: sum over rows of sum_{s in S} A[t, s]."""
+    return rows[..., list(sink_positions)].float().sum(-1).sum(-1)
+
+
 def sink_mass(attn: torch.Tensor, sink_positions=(0,)) -> torch.Tensor:
     """attn [B,H,T,T] -> [B,H]: mean over query rows t > max(S) of sum_{s in S} A[t, s]."""
     rows = attn[:, :, sink_rows(attn.shape[-1], sink_positions), :]
-    return rows[..., list(sink_positions)].sum(-1).float().mean(-1)
+    return sink_mass_sum(rows, sink_positions) / max(1, rows.shape[2])
 
 
 def sink_rate(mass: np.ndarray, eps: float) -> float:
     """Share of (layer, head) whose sink mass exceeds eps (Gu et al. 0.3; Barbero et al. 0.8)."""
     mass = np.asarray(mass, dtype=np.float64)
     return float((mass > eps).mean())
+
+
+def votes_from_columns(col: torch.Tensor, first_row: int, eps: float = 0.3) -> torch.Tensor:
+    """col [B,...,H,T]: per head, attention each key received summed over query rows t >= first_row
+    -> [B,T]: the number of heads whose visible rows (t >= max(s, first_row)) give the key more than
+    eps on average. Causal masking makes rows t < s contribute zero to the sums."""
+    T = col.shape[-1]
+    n_valid = (T - torch.clamp(torch.arange(T, device=col.device), min=first_row)).clamp_min(1)
+    return (col / n_valid > eps).flatten(1, -2).sum(1)
 
 
 def key_votes(attn: torch.Tensor, rows: slice, eps: float = 0.3) -> torch.Tensor:
@@ -37,17 +51,19 @@ def key_votes(attn: torch.Tensor, rows: slice, eps: float = 0.3) -> torch.Tensor
     A key with votes from many heads is a sink (Sun et al. 2024 find extra ones on the first
     "." or newline).
     """
-    T = attn.shape[-1]
-    r0 = rows.start or 0
-    col = attn[:, :, rows, :].float().sum(2)  # [B,H,T]: causal masking makes rows t < s zero
-    n_valid = (T - torch.clamp(torch.arange(T, device=attn.device), min=r0)).clamp_min(1)  # rows t >= max(s, r0)
-    return (col / n_valid > eps).sum(1)
+    return votes_from_columns(attn[:, :, rows, :].float().sum(2), rows.start or 0, eps)
+
+
+def entropy_sum(rows: torch.Tensor) -> torch.Tensor:
+    """rows [B,H,R,T] -> [B,H]: summed Shannon entropy (nats) of the attention rows."""
+    p = rows.float()
+    return -(torch.special.xlogy(p, p)).sum(-1).sum(-1)
 
 
 def row_entropy(attn: torch.Tensor, rows: slice) -> torch.Tensor:
     """attn [B,H,T,T] -> [B,H]: mean Shannon entropy (nats) of the attention rows."""
-    p = attn[:, :, rows, :].float()
-    return -(torch.special.xlogy(p, p)).sum(-1).mean(-1)
+    sel = attn[:, :, rows, :]
+    return entropy_sum(sel) / max(1, sel.shape[2])
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor, dim: int = -1) -> torch.Tensor:
