@@ -44,7 +44,6 @@ def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
     Raises CaptureError if a layer ran without returning attention probabilities.
     """
     handles = []
-    seen: set[int] = set()
 
     def attn_hook(idx):
         def hook(module, args, output):
@@ -54,7 +53,6 @@ def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
                     f"layer {idx} ({type(module).__name__}) returned no attention probabilities "
                     f"(attn_implementation={getattr(model.config, '_attn_implementation', '?')}); "
                     f"eager attention is required")
-            seen.add(idx)
             on_attn(idx, probs)
         return hook
 
@@ -71,7 +69,7 @@ def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
         if on_hidden is not None:
             for i, layer in enumerate(decoder_layers(model)):
                 handles.append(layer.register_forward_hook(hidden_hook(i)))
-        yield seen
+        yield
     finally:
         for h in handles:
             h.remove()
