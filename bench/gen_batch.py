@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.data import load_prompts  # noqa: E402
+from harness.datasets import load_prompts  # noqa: E402
 from harness.generation import generate  # noqa: E402
 from harness.models import load_model, load_tokenizer, resolve_model  # noqa: E402
 

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from harness.api import run  # noqa: E402
 from harness.generation import attention_impl, generate  # noqa: E402
-from harness.quant.base import quantize  # noqa: E402
+from harness.methods import quantize  # noqa: E402
 from harness.session import Session  # noqa: E402
 from harness.spec import build_spec  # noqa: E402
 
@@ -50,7 +50,7 @@ def harness(values: dict, cache: Path) -> tuple[float, float, dict]:
 
 
 @torch.no_grad()
-def bare(model, s: Session) -> float:
+def bare(model, s) -> float:
     """Bare forward passes (SDPA, no capture) over the corpus batches and the probe sequences (each
     twice: perturbed and BOS-ablated) plus bare batched generation of every prompt set the run
     generates (prompts, their variants, the long subset at its length)."""
@@ -61,8 +61,8 @@ def bare(model, s: Session) -> float:
         for _ in range(4):
             model(input_ids=s.probe_sequences.to(model.device), use_cache=False)
     g = s.spec
-    generate(model, s.tokenizer, [p.prompt for p in s.prompts.prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
-    generate(model, s.tokenizer, s._variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos)
+    generate(model, s.tokenizer, [p.prompt for p in s.prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
+    generate(model, s.tokenizer, s.variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos)
     generate(model, s.tokenizer, [p.prompt for p in s.long_prompts], g.long_new_tokens, g.gen_batch_size, g.bos,
              min_new_tokens=g.long_new_tokens)
     return time.perf_counter() - t0
@@ -70,9 +70,9 @@ def bare(model, s: Session) -> float:
 
 def floor(values: dict, cache: Path) -> float:
     os.environ["QS_CACHE_DIR"] = str(cache)
-    s = Session(build_spec(dict(values)), progress=lambda m: None).prepare()
-    s._setup_threads()
-    base = s.load_baseline()
+    s = Session(build_spec(dict(values)), progress=lambda m: None).prepare().baseline
+    s.setup_threads()
+    base = s.load()
     total = bare(base, s)
     for q in s.spec.quant:
         model, _ = quantize(q, s.quant_context(q))  # not timed: the floor is the passes only
@@ -98,7 +98,7 @@ def main() -> None:
     # harness (timed first) nor the floor pays for them.
     warm = Session(build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report),
                                    device=a.device))).prepare()
-    warm.load_baseline()
+    warm.baseline.load()
     del warm
     rows, ratios = [], []
     for profile in [p for p in a.profiles.split(",") if p]:

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from harness.data import load_prompts
+from harness.datasets import load_prompts
 from harness.generation import generate
 from harness.measure import forward_stats
 from harness.models import load_model, load_tokenizer, resolve_model

@@ -1,12 +1,30 @@
-"""Plain-Python entry point: the same run as `pytest suites`, without pytest (e.g. nightly jobs)."""
+"""Plain-Python entry point: the same run as `pytest suites`, without pytest (e.g. nightly jobs).
+
+    python -m harness [OPTIONS]      run, write REPORT_DIR/<run_id>/, print the verdict block
+    python -m harness metrics        the metric catalogue
+    python -m harness methods        registered quantization methods and their availability
+
+Options are generated from settings.SETTINGS, the same table as the pytest option group.
+"""
 from __future__ import annotations
 
+import argparse
+import sys
+
 from .session import Session
+from .settings import SETTINGS
 from .spec import RunSpec, build_spec
+
+USAGE_ERROR = 4  # pytest's exit code for usage errors
 
 
 def run(spec: RunSpec | dict, progress=None) -> dict:
     """Measure every configuration, write REPORT_DIR/<run_id>/ and the index line; return results."""
+    return run_session(spec, progress)[0]
+
+
+def run_session(spec: RunSpec | dict, progress=None):
+    """(results, run directory) of a complete run."""
     if isinstance(spec, dict):
         spec = build_spec(spec)
     session = Session(spec, progress).prepare()
@@ -14,27 +32,55 @@ def run(spec: RunSpec | dict, progress=None) -> dict:
     results = session.results()
     from .results import write_run
 
-    write_run(results, spec.report_dir)
-    return results
+    return results, write_run(results, spec.report_dir)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits 4, like pytest's usage errors."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"ERROR: {message} (see python -m harness --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m harness", description="Sign off quantized LLMs against their full-precision "
+                "baseline (the same run as `pytest suites`). Subcommands: metrics, methods.")
+    for s in SETTINGS:
+        if s.type == "bool":
+            p.add_argument(s.option, dest=s.name, action="store_true", default=None, help=s.help_text())
+        else:
+            p.add_argument(s.option, dest=s.name, default=None, metavar=s.metavar, help=s.help_text())
+    return p
+
+
+def print_methods() -> None:
+    from .methods import availability
+
+    for name, examples, state in availability():
+        print(f"{name:<8} {state:<10} {examples}" if state == "available" else f"{name:<8} missing    {examples}"
+              f"\n{'':<8} {state}")
 
 
 def main(argv=None) -> int:
-    """`python -m harness --model ... --quant ...`: exit 0 pass, 1 fail, 4 usage error."""
-    import argparse
-    import sys
-
+    """`python -m harness ...`: exit 0 pass, 1 fail, 4 usage error."""
     from .errors import UsageError
 
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
-    for flag in ("model", "revision", "quant", "bits", "methods", "device", "baseline-dtype", "corpus", "prompts",
-                 "bos", "sink-positions", "policy", "profile", "report-dir", "compare", "lockstep"):
-        p.add_argument(f"--{flag}")
-    p.add_argument("--signoff", action="store_true", default=None)
-    a = vars(p.parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["metrics"]:
+        from .catalogue import text_table
+
+        print(text_table())
+        return 0
+    if argv[:1] == ["methods"]:
+        print_methods()
+        return 0
+    values = vars(parser().parse_args(argv))
     try:
-        results = run({k: v for k, v in a.items()})
+        results, run_dir = run_session(values)
     except UsageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
-        return 4
-    print(f"verdict: {results['verdict']} (run {results['run_id']})")
+        return USAGE_ERROR
+    from .report import verdict_lines
+
+    print("\n".join(verdict_lines(results, run_dir)))
     return 0 if results["verdict"] == "pass" else 1

@@ -97,15 +97,14 @@ def identity(results: dict) -> dict:
             "harness major version": str(r.get("harness_version", "0")).split(".")[0]}
 
 
-def session_identity(session) -> dict:
-    """identity() of the run a prepared Session is about to make."""
+def spec_identity(spec, corpus, prompts) -> dict:
+    """identity() of the run a RunSpec is about to make over these corpus and prompts."""
     from . import __version__
 
-    s = session.spec
-    return identity({"model": {"id": s.model, "revision": s.revision or "main"},
-                     "corpus": {"sha256": session.corpus.sha256, "seq_len": s.seq_len},
-                     "prompts": {"sha256": session.prompts.sha256, "n": len(session.prompts.prompts)},
-                     "settings": {"n_sequences": s.n_sequences, "spec": [q.spec for q in s.quant]},
+    return identity({"model": {"id": spec.model, "revision": spec.revision or "main"},
+                     "corpus": {"sha256": corpus.sha256, "seq_len": spec.seq_len},
+                     "prompts": {"sha256": prompts.sha256, "n": len(prompts.prompts)},
+                     "settings": {"n_sequences": spec.n_sequences, "spec": [q.spec for q in spec.quant]},
                      "harness_version": __version__})
 
 

@@ -10,6 +10,8 @@ import io
 import math
 import os
 
+from .catalogue import shown
+
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -177,16 +179,18 @@ def _regression_table(results) -> str:
 
 
 def _loss_table(results) -> str:
-    keys = ["loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_median", "kld_p99", "kld_max", "top1_agreement",
-            "sink_rate", "sink_rate_08", "exact_match_rate", "flip_rate", "degenerate_rate", "misgeneration_rate"]
-    head = "".join(f"<th>{k}</th>" for k in keys)
+    cols = shown("loss_table")
+    head = "".join(f"<th>{m.name}</th>" for m in cols)
     base = results.get("baseline") or {}
-    rows = [f"<tr><th>baseline</th><td>{_num(base.get('loss'))}</td><td>0</td><td>1</td>"
-            + "<td>-</td>" * 5 + f"<td>{_num(base.get('sink_rate'))}</td><td>{_num(base.get('sink_rate_08'))}</td>"
-            + "<td>-</td>" * 4 + "</tr>"]
+
+    def baseline_cell(m):
+        v = base.get(m.name, m.identity)
+        return f"<td>{_num(float(v)) if isinstance(v, (int, float)) else '-'}</td>"
+    rows = ["<tr><th>baseline</th>" + "".join(baseline_cell(m) for m in cols) + "</tr>"]
     for c in results["configs"]:
         m = c.get("metrics") or {}
-        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys) + "</tr>")
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k.name))}</td>" for k in cols)
+                    + "</tr>")
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -199,8 +203,7 @@ def kv_relerr_plot(results) -> str:
 
 def _diagnosis_table(results) -> str:
     """Behaviour probes per configuration: stability, readability, long generations, over-mixing, BOS."""
-    keys = ["stability_rate", "stability_rate_baseline", "gen_ppl_ratio", "long_degenerate_rate",
-            "long_mean_first_divergence", "perturbation_spread"]
+    keys = [m.name for m in shown("probe_table")]
     head = "".join(f"<th>{k}</th>" for k in keys) + "<th>loss with / without BOS (baseline)</th>" \
         "<th>loss with / without BOS</th><th>sink_rate with / without BOS</th>"
     rows = []

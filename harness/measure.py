@@ -29,8 +29,8 @@ _BLOCK = 1 << 20  # elements per row block in the reductions (bounds temporaries
 
 
 @dataclass
-class Runner:
-    """One participant: a model, read through a quantized KV cache or not, sink protected or not."""
+class Participant:
+    """One model in a measurement: read through a quantized KV cache or not, sink protected or not."""
 
     model: object
     kv: KVSpec | None = None
@@ -171,13 +171,13 @@ def log_softmax_(x: torch.Tensor, rows: int = 64) -> torch.Tensor:
     return x
 
 
-def _pass(runner: Runner, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> torch.Tensor:
+def _pass(participant: Participant, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> torch.Tensor:
     """Run one model over one batch (in the calling thread); returns float32 log-probabilities."""
-    model = runner.model
+    model = participant.model
     dev = model.device
     T = ids.shape[1]
     spans = [(0, T)] if chunk is None else [(a, min(a + chunk, T)) for a in range(0, T, chunk)]
-    cache = make_cache(model, runner.kv)
+    cache = make_cache(model, participant.kv)
     watch(cache, acc.on_kv, keep=len(spans) > 1)
     kw = cache_kwarg(model)
     parts = []
@@ -208,27 +208,27 @@ def _compare(b: PassStats, q: PassStats, step: int = 64) -> None:
     q.logp = None
 
 
-def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, sink_positions=(0,),
+def measure_batch(base: Participant, participants: dict[str, Participant], ids: torch.Tensor, sink_positions=(0,),
                   chunk: int | None = None) -> tuple[PassStats, dict[str, PassStats | BaseException]]:
-    """The baseline and every runner on one batch, in lockstep; a runner that fails maps to its exception.
+    """The baseline and every participant on one batch, in lockstep; a participant that fails maps to its exception.
 
-    The runners' logp is reduced to KL/top-1 against the baseline and dropped; so is the baseline's
-    when there are runners (alone, it comes back on the CPU).
+    The participants' logp is reduced to KL/top-1 against the baseline and dropped; so is the baseline's
+    when there are participants (alone, it comes back on the CPU).
     """
-    if chunk is None and any(r.kv is not None for r in (base, *runners.values())):
+    if chunk is None and any(r.kv is not None for r in (base, *participants.values())):
         chunk = CHUNK
-    names = ["__baseline__", *runners]
-    turns = TurnTaking(names) if runners else None
+    names = ["__baseline__", *participants]
+    turns = TurnTaking(names) if participants else None
     accs = {"__baseline__": _Acc(ids, sink_positions, turns, "__baseline__", publish=True)}
-    for n, r in runners.items():
+    for n, r in participants.items():
         accs[n] = _Acc(ids, sink_positions, turns, n)
         if r.protect is not None:
             accs[n].protect = r.protect.protection(ids, sink_positions)
     results: dict = {}
 
-    def job(name, runner):
+    def job(name, participant):
         def run():
-            logp = _pass(runner, ids, accs[name], chunk)
+            logp = _pass(participant, ids, accs[name], chunk)
             st = accs[name].stats(logp)
             st.nll = M.token_nll(logp, ids.to(logp.device)).cpu()
             if name != "__baseline__":
@@ -237,8 +237,8 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
             return st
         return run
 
-    allr = {"__baseline__": base, **runners}
-    models = {id(r.model): r.model for r in allr.values()}  # a model shared by two runners is hooked once
+    allr = {"__baseline__": base, **participants}
+    models = {id(r.model): r.model for r in allr.values()}  # a model shared by two participants is hooked once
     with contextlib.ExitStack() as stack:
         for m in models.values():
             stack.enter_context(routed(m))
@@ -249,21 +249,21 @@ def measure_batch(base: Runner, runners: dict[str, Runner], ids: torch.Tensor, s
     b, err = out["__baseline__"]
     if err is not None:
         raise err
-    b.logp = b.logp.cpu() if not runners else None  # compared passes have used it already
-    return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in runners}
+    b.logp = b.logp.cpu() if not participants else None  # compared passes have used it already
+    return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in participants}
 
 
 def forward_stats(model, ids: torch.Tensor, sink_positions=(0,), kv: KVSpec | None = None,
                   chunk: int | None = None) -> PassStats:
     """One model alone on one batch (no comparison)."""
-    b, _ = measure_batch(Runner(model, kv), {}, ids, sink_positions, chunk)
+    b, _ = measure_batch(Participant(model, kv), {}, ids, sink_positions, chunk)
     return b
 
 
 def compare_pair(base_model, quant, ids: torch.Tensor, sink_positions=(0,), chunk=None):
-    """(baseline stats, quantized stats) for one batch; quant is a model or a Runner."""
-    r = quant if isinstance(quant, Runner) else Runner(quant)
-    b, out = measure_batch(Runner(base_model), {"q": r}, ids, sink_positions, chunk)
+    """(baseline stats, quantized stats) for one batch; quant is a model or a Participant."""
+    r = quant if isinstance(quant, Participant) else Participant(quant)
+    b, out = measure_batch(Participant(base_model), {"q": r}, ids, sink_positions, chunk)
     if isinstance(out["q"], BaseException):
         raise out["q"]
     return b, out["q"]
@@ -331,18 +331,18 @@ def run_single(model, batches, sink_positions) -> ModelSummary:
     return s
 
 
-def run_multi(base_model, runners: dict, batches, sink_positions, progress=None,
+def run_multi(base_model, participants: dict, batches, sink_positions, progress=None,
               on_error=None) -> dict[str, PairSummary]:
-    """Compare several runners (or plain models) with the baseline, running the baseline once per batch.
+    """Compare several participants (or plain models) with the baseline, running the baseline once per batch.
 
-    A runner whose pass raises is reported through on_error(name, exc) and dropped (without
+    A participant whose pass raises is reported through on_error(name, exc) and dropped (without
     on_error the exception propagates).
     """
-    live = {n: (r if isinstance(r, Runner) else Runner(r)) for n, r in runners.items()}
+    live = {n: (r if isinstance(r, Participant) else Participant(r)) for n, r in participants.items()}
     out = {name: PairSummary() for name in live}
     base = ModelSummary()
     for k, ids in enumerate(batches):
-        b, qs = measure_batch(Runner(base_model), live, ids, sink_positions)
+        b, qs = measure_batch(Participant(base_model), live, ids, sink_positions)
         base.add(b, ids, b.nll)
         for name, q in qs.items():
             if isinstance(q, BaseException):
@@ -353,7 +353,7 @@ def run_multi(base_model, runners: dict, batches, sink_positions, progress=None,
                 continue
             _add_pair(out[name], b, q, ids, q.nll)
         if progress:
-            progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(live) or 'no model left'})")
+            progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(map(str, live)) or 'no model left'})")
     for ps in out.values():
         ps.base = base
     return out

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
+
+from .stats import bootstrap_ci, bootstrap_stat, sink_rate  # noqa: F401  (re-exported)
 
 LN2 = math.log(2.0)
 
@@ -27,12 +28,6 @@ def sink_mass(attn: torch.Tensor, sink_positions=(0,)) -> torch.Tensor:
     """attn [B,H,T,T] -> [B,H]: mean over query rows t > max(S) of sum_{s in S} A[t, s]."""
     rows = attn[:, :, sink_rows(attn.shape[-1], sink_positions), :]
     return sink_mass_sum(rows, sink_positions) / max(1, rows.shape[2])
-
-
-def sink_rate(mass: np.ndarray, eps: float) -> float:
-    """Share of (layer, head) whose sink mass exceeds eps (Gu et al. 0.3; Barbero et al. 0.8)."""
-    mass = np.asarray(mass, dtype=np.float64)
-    return float((mass > eps).mean())
 
 
 def votes_from_columns(col: torch.Tensor, first_row: int, eps: float = 0.3) -> torch.Tensor:
@@ -125,23 +120,3 @@ def relerr(ref: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Relative L2 error ||x - ref|| / ||ref|| along the last dim."""
     ref, x = ref.double(), x.double()
     return (x - ref).norm(dim=-1) / ref.norm(dim=-1).clamp_min(1e-30)
-
-
-def bootstrap_stat(n: int, stat, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap interval of stat(index array) over n resampled items (seeded).
-
-    NaN interval when there is nothing to resample or any resampled stat is non-finite.
-    """
-    if n == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=np.float64)
-    if not np.all(np.isfinite(vals)):
-        return (float("nan"), float("nan"))
-    return (float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2)))
-
-
-def bootstrap_ci(samples, stat=np.mean, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap interval of stat over the first axis of samples (seeded)."""
-    x = np.asarray(samples, dtype=np.float64)
-    return bootstrap_stat(len(x), lambda i: stat(x[i]), n_boot, seed, alpha)

@@ -5,29 +5,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .catalogue import GATE_METRICS
 from .errors import UsageError, did_you_mean
+from .methods.base import BIT_CLASSES
 
 BUNDLED_POLICY = Path(__file__).parent / "data" / "policy.toml"
-CLASSES = ("8", "4", "3", "2")
-
-# Gate metrics: each is a scalar view of the measurements (see summarize.gate_views).
-GATE_METRICS = {
-    "ppl_ratio": "perplexity of quantized over baseline on the corpus",
-    "loss_delta": "quantized minus baseline mean token loss (nats)",
-    "kld_mean": "mean next-token KL(baseline || quantized), nats",
-    "kld_p99": "99th percentile of next-token KL, nats",
-    "top1_agreement": "share of positions where both models' top token agree",
-    "sink_rate_delta": "absolute change of sink_rate (eps 0.3)",
-    "sink_mass_shift": "largest |change| of sink_mass over (layer, head)",
-    "sink_hidden_cos": "lowest cosine of the sink token's hidden state over layers",
-    "attn_js": "largest mean attention JS divergence over (layer, head), nats",
-    "flip_rate": "share of baseline-correct prompts answered wrongly",
-    "degenerate_rate": "share of outputs degenerate where the baseline's is not",
-    "misgeneration_rate": "share of prompts that flip or degenerate",
-    "logit_delta_max": "largest |change| of any log-probability: 0 means nothing was quantized",
-}
-
-HIGHER_IS_BETTER = {"top1_agreement", "sink_hidden_cos"}
+CLASSES = BIT_CLASSES
 
 
 @dataclass(frozen=True)
@@ -40,6 +23,21 @@ class Limit:
 
     def holds(self, value: float) -> bool:
         return value <= self.bound if self.op == "max" else value >= self.bound
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed worsening against an earlier run: `rel` (share of the earlier value) and/or `abs`; the larger applies."""
+
+    rel: float = 0.0
+    abs: float = 0.0
+
+    def allowed(self, earlier: float) -> float:
+        return max(self.abs, self.rel * abs(earlier))
+
+    def __str__(self) -> str:
+        parts = ([f"{self.rel:g} relative"] if self.rel else []) + ([f"{self.abs:g} absolute"] if self.abs else [])
+        return " or ".join(parts) or "0"
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,6 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 def _regression_table(p: Path, table) -> dict:
     """[regression] metric = { rel = 0.05 } and/or { abs = 0.01 }: allowed worsening against an earlier run."""
-    from .regression import Tolerance
-
     if not isinstance(table, dict):
         raise UsageError(f"policy {p}: [regression] must be a table of metric = {{ rel = 0.05 }}")
     out = {}

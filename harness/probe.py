@@ -13,21 +13,7 @@ from typing import Callable
 import torch
 
 from .errors import CaptureError
-from .quant.base import decoder_layers
-
-_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
-
-
-def attention_modules(model) -> list[torch.nn.Module]:
-    out = []
-    for i, layer in enumerate(decoder_layers(model)):
-        mod = next((getattr(layer, n) for n in _ATTN_NAMES if hasattr(layer, n)), None)
-        if mod is None:
-            raise CaptureError(f"{type(model).__name__}: decoder layer {i} has no attention module "
-                               f"named one of {_ATTN_NAMES}; this architecture is not supported")
-        out.append(mod)
-    return out
-
+from .structure import attention_modules, decoder_layers
 
 def ensure_eager(model) -> None:
     """Attention probabilities come back only from eager attention (SDPA returns none)."""

@@ -9,22 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .policy import HIGHER_IS_BETTER
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Allowed worsening: `rel` (share of the earlier value) and/or `abs`; the larger one applies."""
-
-    rel: float = 0.0
-    abs: float = 0.0
-
-    def allowed(self, earlier: float) -> float:
-        return max(self.abs, self.rel * abs(earlier))
-
-    def __str__(self) -> str:
-        parts = ([f"{self.rel:g} relative"] if self.rel else []) + ([f"{self.abs:g} absolute"] if self.abs else [])
-        return " or ".join(parts) or "0"
+from .catalogue import HIGHER_IS_BETTER
+from .policy import Tolerance
 
 
 @dataclass(frozen=True)

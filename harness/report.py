@@ -1,5 +1,8 @@
-"""summary.md: a verdict table fit for a CI job summary or a pull-request comment."""
+"""summary.md (a verdict table fit for a CI job summary or a pull-request comment) and the
+terminal verdict block that pytest and `python -m harness` both print."""
 from __future__ import annotations
+
+from .catalogue import shown
 
 
 def _fmt(v) -> str:
@@ -14,6 +17,31 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _label(m) -> str:
+    return m.name + (" (worst)" if m.shape != "scalar" else "")
+
+
+def scalar(config: dict, metric: str):
+    """A configuration's scalar for a metric: its gate view (worst layer/head for arrays) or its value."""
+    view = (config.get("gate_views") or {}).get(metric)
+    if view is not None:
+        return view.get("value")
+    v = (config.get("metrics") or {}).get(metric)
+    return v if not isinstance(v, (list, dict)) else None
+
+
+def verdict_lines(results: dict, run_dir=None) -> list[str]:
+    """The verdict block: a headline, one line per configuration with its failed gates, the files."""
+    lines = [f"quantsink verdict: {results['verdict'].upper()}"]
+    for c in results["configs"]:
+        failed = [g["metric"] for g in c.get("gates", []) if not g["passed"]]
+        why = "failed: " + ", ".join(failed) if failed else (c.get("skip_reason") or c.get("error") or "")
+        lines.append(f"  {c['spec']:<22} {c['verdict']:<8} {why}".rstrip())
+    if run_dir is not None:
+        lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
+    return lines
+
+
 def summary_markdown(results: dict) -> str:
     r = results
     lines = [f"# quantsink: {r['verdict'].upper()}", "",
@@ -25,20 +53,16 @@ def summary_markdown(results: dict) -> str:
     if b:
         lines += [f"Baseline: loss {_fmt(b.get('loss'))}, sink_rate {_fmt(b.get('sink_rate'))} (eps 0.3), "
                   f"{_fmt(b.get('sink_rate_08'))} (eps 0.8).", ""]
-    lines += ["| config | verdict | ppl_ratio | kld_mean | flip_rate | misgen | attn_js max | failed gates |",
-              "|---|---|---|---|---|---|---|---|"]
+    cols = shown("summary")
+    lines += ["| config | verdict | " + " | ".join(_label(m) for m in cols) + " | failed gates |",
+              "|---|---|" + "---|" * len(cols) + "---|"]
     for c in r["configs"]:
-        m = c.get("metrics") or {}
-        js = m.get("attn_js")
-        js_max = max(max(row) for row in js) if js and all(js) and all(
-            v is not None for row in js for v in row) else None
         failed = [g for g in c.get("gates", []) if not g["passed"]]
         worst = "; ".join(f"{g['metric']} {_fmt(g['value'])} (limit {'<=' if g['op'] == 'max' else '>='} "
                           f"{_fmt(g['limit'])})" for g in failed[:3]) or (
             _md(c.get("skip_reason") or c.get("error") or "none"))
-        lines.append(f"| `{_md(c['spec'])}` | {c['verdict']} | {_fmt(m.get('ppl_ratio'))} | "
-                     f"{_fmt(m.get('kld_mean'))} | {_fmt(m.get('flip_rate'))} | {_fmt(m.get('misgeneration_rate'))} | "
-                     f"{_fmt(js_max)} | {_md(worst)} |")
+        cells = " | ".join(_fmt(scalar(c, m.name)) for m in cols)
+        lines.append(f"| `{_md(c['spec'])}` | {c['verdict']} | {cells} | {_md(worst)} |")
     lines += _recovery(r)
     lines += _comparison(r)
     return "\n".join(lines) + "\n"

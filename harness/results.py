@@ -18,18 +18,18 @@ SCHEMA = "quantsink.results/1"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def _version(pkg: str) -> str | None:
+def package_version(pkg: str) -> str | None:
     try:
         return metadata.version(pkg)
     except metadata.PackageNotFoundError:
         return None
 
 
-def environment(session) -> dict:
-    return {"python": platform.python_version(), "torch": _version("torch"),
-            "transformers": _version("transformers"), "bitsandbytes": _version("bitsandbytes"),
-            "gptqmodel": _version("gptqmodel"), "device": session.spec.device,
-            "threads": getattr(session, "threads", None), "platform": platform.platform()}
+def environment(device: str, threads: int | None) -> dict:
+    return {"python": platform.python_version(), "torch": package_version("torch"),
+            "transformers": package_version("transformers"), "bitsandbytes": package_version("bitsandbytes"),
+            "gptqmodel": package_version("gptqmodel"), "device": device, "threads": threads,
+            "platform": platform.platform()}
 
 
 def clean(obj):
@@ -51,47 +51,45 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def build_results(session) -> dict:
-    s = session.spec
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created))
-    configs = [session.configs[q.spec] for q in s.quant if q.spec in session.configs]
-    regressed = any(not r["passed"] for c in configs for r in c.get("regressions", []))
-    failed = regressed or any(c["verdict"] == "fail" for c in configs)
-    skipped = any(c["verdict"] == "skipped" for c in configs)
-    missing = len(configs) < len(s.quant)
-    verdict = "fail" if failed or (s.signoff and (skipped or missing)) else "pass"
-    ran = any(c["verdict"] != "skipped" for c in configs)
-    base = session.baseline if "baseline" in session.__dict__ or ran else None
-    model_cfg = session.baseline_model.config if "baseline_model" in session.__dict__ else None
-    digest = hashlib.sha256(f"{created}{s.model}{[q.spec for q in s.quant]}{id(session)}".encode()).hexdigest()[:8]
-    run_id = getattr(session, "run_id", None) or f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(session.created))}-{digest}"
-    session.run_id = run_id
-    n_seq = len(session.sequences) if "sequences" in session.__dict__ else getattr(session, "n_sequences_seen", 0)
-    from .tokens import effective_bos
+def new_run_id(created: float, model: str, specs: list[str]) -> str:
+    """`<UTC timestamp>-<8 hex>`: unique per session (the hash includes a random salt)."""
+    import os
 
+    salt = os.urandom(8).hex()
+    digest = hashlib.sha256(f"{created}{model}{specs}{salt}".encode()).hexdigest()[:8]
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(created))}-{digest}"
+
+
+def run_verdict(rec) -> str:
+    configs = rec.configs
+    regressed = any(not r["passed"] for c in configs for r in (c.regressions or []))
+    failed = regressed or any(c.verdict == "fail" for c in configs)
+    skipped = any(c.verdict == "skipped" for c in configs)
+    missing = len(configs) < len(rec.spec.quant)
+    return "fail" if failed or (rec.spec.signoff and (skipped or missing)) else "pass"
+
+
+def build_results(rec) -> dict:
+    """results.json (schema quantsink.results/1) from a records.RunRecord."""
+    s, inp = rec.spec, rec.inputs
+    configs = [c.as_dict() for c in rec.configs]
     return clean({
-        "schema": SCHEMA, "run_id": run_id, "created": created, "verdict": verdict,
-        "harness_version": __version__, "environment": environment(session),
-        "model": {"id": s.model, "revision": s.revision or "main", "source": session.source.to_dict(),
-                  "baseline_dtype": s.baseline_dtype,
-                  "num_layers": getattr(model_cfg, "num_hidden_layers", None) or getattr(model_cfg, "n_layer", None)
-                  or (getattr(session, "model_shape", None) or {}).get("num_layers"),
-                  "num_heads": getattr(model_cfg, "num_attention_heads", None) or getattr(model_cfg, "n_head", None)
-                  or (getattr(session, "model_shape", None) or {}).get("num_heads")},
-        "corpus": {"name": session.corpus.name, "sha256": session.corpus.sha256, "n_sequences": n_seq,
+        "schema": SCHEMA, "run_id": rec.run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.created)), "verdict": run_verdict(rec),
+        "harness_version": __version__, "environment": environment(s.device, rec.threads),
+        "model": {"id": s.model, "revision": s.revision or "main", "source": inp.source.to_dict(),
+                  "baseline_dtype": s.baseline_dtype, **rec.shape},
+        "corpus": {"name": inp.corpus.name, "sha256": inp.corpus.sha256, "n_sequences": rec.n_sequences,
                    "seq_len": s.seq_len},
-        "prompts": {"name": session.prompts.name, "sha256": session.prompts.sha256,
-                    "n": len(session.prompts.prompts)},
-        "settings": {"profile": s.profile, "bos": s.bos,
-                     "bos_effective": effective_bos(session.tokenizer, s.bos) if n_seq else None,
-                     "sink_positions": list(s.sink_positions), "policy": session.policy.path,
+        "prompts": {"name": inp.prompts.name, "sha256": inp.prompts.sha256, "n": len(inp.prompts.prompts)},
+        "settings": {"profile": s.profile, "bos": s.bos, "bos_effective": rec.bos_effective,
+                     "sink_positions": list(s.sink_positions), "policy": inp.policy.path,
                      "signoff": s.signoff, "seed": s.seed, "max_new_tokens": s.max_new_tokens,
-                     "n_sequences": s.n_sequences, "n_prompts": s.n_prompts,
-                     "lockstep": session.__dict__.get("lockstep"),
+                     "n_sequences": s.n_sequences, "n_prompts": s.n_prompts, "lockstep": rec.lockstep,
                      "spec": [q.spec for q in s.quant]},
-        "compare": {"target": s.compare, "run_id": (getattr(session, "earlier", None) or {}).get("run_id"),
-                    "note": getattr(session, "compare_note", None), "regressed": regressed},
-        "baseline": base,
+        "compare": {"target": s.compare, "run_id": (inp.earlier or {}).get("run_id"), "note": inp.compare_note,
+                    "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or []))},
+        "baseline": rec.baseline,
         "configs": configs,
     })
 

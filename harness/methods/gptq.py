@@ -10,8 +10,52 @@ import hashlib
 import json
 import os
 
+from dataclasses import dataclass
+
 from ..storage import cache_root, cached_dir
-from .configs import GPTQConfig
+from .base import WG, QuantConfig, bad_spec
+from .registry import register_handler, register_method
+
+GPTQ_BITS = (2, 3, 4, 8)
+
+
+@register_method("gptq", examples="gptq-w{2,3,4,8}gGROUP, e.g. gptq-w4g128, gptq-w3g128, gptq-w2g64",
+                 packages=("gptqmodel",), install="pip install gptqmodel 'torch==<your torch version>'")
+@dataclass(frozen=True)
+class GPTQConfig(QuantConfig):
+    """GPTQ through transformers' GPTQConfig and GPTQModel, calibrated on corpus samples."""
+
+    w_bits: int = 4
+    group: int = 128
+
+    @property
+    def spec(self) -> str:
+        return f"gptq-w{self.w_bits}g{self.group}"
+
+    @property
+    def bits(self) -> int:
+        return self.w_bits
+
+    @property
+    def group_size(self) -> int:
+        return self.group
+
+    @classmethod
+    def parse(cls, spec: str, tokens: list[str]) -> "GPTQConfig":
+        m = WG.match(tokens[0]) if tokens else None
+        if not m or len(tokens) != 1:
+            raise bad_spec(spec, "expected gptq-wBITSgGROUP", cls.examples)
+        bits = int(m.group(1))
+        if bits not in GPTQ_BITS:
+            raise bad_spec(spec, f"GPTQ takes {', '.join(map(str, GPTQ_BITS))} bits, not {bits}", cls.examples)
+        group = int(m.group(2) or 128)
+        if group < 1:
+            raise bad_spec(spec, "group size must be positive", cls.examples)
+        return cls(w_bits=bits, group=group)
+
+    @classmethod
+    def shorthand(cls, bits: int, group: int) -> list[str]:
+        return [f"gptq-w{bits}g{group}"] if bits in GPTQ_BITS else []
 
 
 def _prepare_env(ctx) -> None:
@@ -65,6 +109,7 @@ def cache_key(cfg: GPTQConfig, ctx, calib_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+@register_handler(GPTQConfig)
 def quantize(cfg: GPTQConfig, ctx):
     _prepare_env(ctx)
     from transformers import GPTQConfig as HFGPTQConfig

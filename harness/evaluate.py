@@ -1,0 +1,194 @@
+"""Quantize and measure configurations against the baseline, then gate them: one ConfigResult each.
+
+In lockstep mode a group of configurations shares one corpus pass: the baseline's forward runs
+once per batch and every quantized model compares with it layer by layer (see lockstep.py).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from functools import cached_property
+
+from . import continuations
+from .errors import MissingBackend, QuantsinkError, UsageError
+from .progress import heartbeat
+from .records import ConfigResult, Key
+
+
+class Evaluator:
+    def __init__(self, spec, inputs, baseline, progress, substitute=None):
+        self.spec, self.inputs, self.base, self.progress = spec, inputs, baseline, progress
+        # Test hook: substitute(q) may return another QuantConfig to measure under q's name
+        # (recorded as `measured_as`); see the pytest hook pytest_quantsink_measure_as.
+        self.substitute = substitute or (lambda q: None)
+
+    @cached_property
+    def lockstep(self) -> bool:
+        """Hold every quantized model at once? 'auto': when they fit comfortably in memory."""
+        mode = self.spec.lockstep
+        if mode in ("on", "off"):
+            return mode == "on"
+        n = len(self.spec.quant)
+        if n < 2:
+            return False
+        need = _param_bytes(self.base.model) * n  # upper bound: quantized models are smaller
+        return need < 0.4 * _free_memory(self.spec.device)
+
+    def new_result(self, q) -> ConfigResult:
+        from .methods import bit_class
+
+        return ConfigResult.new(q, bit_class(q, self.spec.bit_class))
+
+    def measure_group(self, qs: list) -> dict[str, ConfigResult]:
+        """Measure qs together (one corpus pass); a failure ends its configuration, never the group."""
+        from .measure import run_multi
+
+        results = {q.spec: self.new_result(q) for q in qs}
+        if self.spec.unavailable:
+            for r in results.values():
+                r.skip(self.spec.unavailable)
+            return results
+        base_model = self.base.model
+        models = {}
+        for q in qs:
+            m = _guard(results[q.spec], self._quantize, q, results[q.spec])
+            if m is not None:
+                models[q.spec] = m
+        parts = {}
+        for q in qs:
+            if q.spec in models:
+                parts[Key(q.spec)] = self.participant(q, models[q.spec])
+                if self.spec.protect_sink:
+                    parts[Key(q.spec, True)] = self.participant(q, models[q.spec], protect=True)
+        t0 = time.perf_counter()
+
+        def failed(key: Key, e):
+            if key.protected:
+                results[key.spec].protected_error = _one_line(e)
+                return
+            results[key.spec].fail(_one_line(e))
+            models.pop(key.spec, None)
+
+        pairs = run_multi(base_model, parts, self.base.batches, self.spec.sink_positions,
+                          progress=self.progress, on_error=failed) if parts else {}
+        corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
+        if pairs and self.base.summary is None:
+            # The baseline's statistics come from the same forward passes the comparison used
+            # (identical for every configuration): no separate baseline pass.
+            self.base.summary = next(iter(pairs.values())).base
+        for q in qs:
+            if q.spec in models and Key(q.spec) in pairs:
+                r = results[q.spec]
+                _guard(r, self._finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
+                       pairs.get(Key(q.spec, True)))
+                del models[q.spec]  # frees the model before the next one generates
+        models.clear()
+        parts.clear()
+        gc.collect()
+        return results
+
+    def participant(self, q, model, protect: bool = False):
+        from .kvcache import KVSpec
+        from .measure import Participant
+        from .methods.kv import kv_part
+
+        kv = kv_part(q)
+        spec = KVSpec(kv.backend, kv.nbits, kv.group, kv.residual) if kv is not None else None
+        return Participant(model, spec, self.base.sink_source if protect else None)
+
+    def _quantize(self, q, result: ConfigResult):
+        from .methods import quantize
+
+        ctx = self.base.quant_context(q)
+        target = self.substitute(q) or q
+        if target.spec != q.spec:
+            result.measured_as = target.spec
+            self.progress(f"{q.spec}: measuring {target.spec} instead (pytest_quantsink_measure_as hook)")
+        self.progress(f"{q.spec}: quantizing")
+        with heartbeat(self.progress, f"{q.spec}: quantizing"):
+            model, secs = quantize(target, ctx)
+        result.quantize_seconds = round(secs, 3)
+        result.info = ctx.info
+        result.module_types = ctx.info.pop("quantized_module_types", None) or sorted(
+            {type(m).__name__ for m in model.modules()})
+        return model
+
+    def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None) -> None:
+        """Metrics, generations and gates of one configuration from its corpus comparison."""
+        from .catalogue import PROTECTED
+        from .gates import evaluate_gate
+        from .summarize import corpus_metrics, generation_metrics, sink_recovery
+
+        t0 = time.perf_counter()
+        s, tok = self.spec, self.base.tokenizer
+        part = self.participant(q, model)
+        met, views = corpus_metrics(ps, s.seed, tok, s.sink_positions)
+        gens = continuations.records(self.base, part, q.spec)
+        for fn in (lambda: generation_metrics(gens, s.seed), lambda: continuations.behaviour(self.base, q.spec,
+                                                                                             part, gens)):
+            m, v = fn()
+            met.update(m)
+            views.update(v)
+        for g in gens:
+            g.pop("quantized_ids", None)
+        if protected_ps is not None:
+            pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions)
+            pgens = continuations.records(self.base, self.participant(q, model, protect=True),
+                                          str(Key(q.spec, True)))
+            pg, _ = generation_metrics(pgens, s.seed)
+            r.protected = {k: v for k, v in {**pmet, **pg}.items() if k in PROTECTED}
+            met["sink_recovery"] = sink_recovery(met, r.protected)
+        elif r.protected_error:
+            met["sink_recovery"] = {"error": r.protected_error}
+        r.measure_seconds = round(corpus_secs + time.perf_counter() - t0, 3)
+        r.nonfinite_layer = ps.quant.nonfinite_layer
+        r.measured = True
+        note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
+                if ps.quant.nonfinite_layer is not None else "")
+        r.metrics, r.generations = met, gens
+        r.gate_views = {m: {"value": v.value, "ci_low": v.ci[0] if v.ci else None,
+                            "ci_high": v.ci[1] if v.ci else None, "where": v.where} for m, v in views.items()}
+        r.gates = [evaluate_gate(q.spec, m, lim, views[m], note)
+                   for m, lim in self.inputs.policy.gates_for(r.bit_class).items()]
+        r.verdict = "pass" if all(g["passed"] for g in r.gates) else "fail"
+
+
+def _guard(result: ConfigResult, fn, *args):
+    """Run one configuration's step; errors end that configuration, never the session."""
+    try:
+        return fn(*args)
+    except MissingBackend as e:
+        result.skip(str(e))
+    except UsageError:
+        raise
+    except QuantsinkError as e:
+        result.fail(f"{type(e).__name__}: {e}")
+    except Exception as e:  # a crash in one configuration must not end the session
+        result.fail(_one_line(e))
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line for results.json: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _param_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _free_memory(device: str) -> int:
+    """Bytes free on the device (CUDA: mem_get_info; CPU: MemAvailable)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

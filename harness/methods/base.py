@@ -1,0 +1,103 @@
+"""What every method shares: the config base class, the context a handler receives, bit classes.
+
+Pure Python: importing this never imports torch or a quantization backend.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from ..errors import UsageError
+
+WG = re.compile(r"^w(\d+)(?:g(\d+))?$")  # the wBITS[gGROUP] token of the spec grammar
+BIT_CLASSES = ("8", "6", "5", "4", "3", "2")  # policy classes; "2" holds every width <= 2
+
+
+def class_of_bits(bits: int) -> str:
+    """Policy class of a bit width: 8 (>= 8), 6 (6-7), 5, 4, 3, 2 (<= 2)."""
+    if bits >= 8:
+        return "8"
+    if bits >= 6:
+        return "6"
+    return str(max(2, bits))
+
+
+def bad_spec(spec: str, why: str, examples: str) -> UsageError:
+    return UsageError(f"bad quantization spec '{spec}': {why}; valid: {examples}")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Base of every method's config: canonical spec, bits, group, bit class, dict round trip.
+
+    A method subclasses it in its own module and registers it with `@register_method`.
+    """
+
+    method: ClassVar[str] = ""
+    examples: ClassVar[str] = ""
+
+    @property
+    def spec(self) -> str:  # canonical spec string, e.g. "rtn-w4g32"
+        raise NotImplementedError
+
+    @property
+    def bits(self) -> int | None:
+        return None
+
+    @property
+    def group_size(self) -> int | None:
+        return None
+
+    @property
+    def bit_class(self) -> str | None:
+        """Policy class, or None when it cannot be told (then --bit-class decides)."""
+        return class_of_bits(self.bits) if self.bits is not None else None
+
+    @classmethod
+    def parse(cls, spec: str, tokens: list[str]) -> "QuantConfig":
+        """The config for `spec` (tokens: the parts after the method name, split on '-')."""
+        raise NotImplementedError
+
+    @classmethod
+    def shorthand(cls, bits: int, group: int) -> list[str]:
+        """Specs that `--bits B --methods <this>` expands to (none: this method lacks B bits)."""
+        return []
+
+    def preflight(self, model_info) -> None:
+        """Checks against the model before anything loads (model_info: inputs.ModelInfo)."""
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantConfig":
+        from .registry import get_method
+
+        d = dict(d)
+        klass = get_method(d.pop("method")).config_class
+        if klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:
+            return klass.from_dict({"method": klass.method, **d})
+        return klass(**d)
+
+
+@dataclass
+class QuantContext:
+    """Everything a handler may need; handlers load what they use, lazily."""
+
+    model_dir: Path  # baseline checkpoint (safetensors)
+    model_key: str  # identifies the baseline weights for cache keys
+    dtype: str = "fp32"
+    device: str = "cpu"
+    load_baseline: Callable[[], object] | None = None  # fresh baseline copy (eager attention)
+    shared_baseline: Callable[[], object] | None = None  # the run's baseline itself (must not be modified)
+    tokenizer: object | None = None
+    calibration: Callable[[int, int], tuple[list[str], str]] | None = None  # (n, seed) -> texts, sha
+    seed: int = 0
+    gptq_samples: int = 64
+    progress: Callable[[str], None] = print
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    info: dict = field(default_factory=dict)  # handler notes recorded in results (cache hits...)

@@ -1,0 +1,200 @@
+"""Every setting of a run declared once: flag, ini name, type, choices, check, help and default.
+
+The pytest option group, `python -m harness`'s argparse, `RunSpec` and the pytest header are all
+generated from SETTINGS; profiles are declared as changes over a parent profile.
+Command line beats ini beats the profile's default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable
+
+from .errors import UsageError, did_you_mean
+
+DEFAULT_QUANT = "bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # RunSpec field
+    help: str
+    default: Any = None  # the root profile's value
+    type: str = "str"  # str | int | bool
+    choices: tuple[str, ...] | None = None
+    minimum: int | None = None  # for int settings
+    flag: str = ""  # command-line flag; default --<name with dashes>
+    metavar: str | None = None
+    stated_default: str | None = None  # how help states a default that is resolved later
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "qs_" + self.name
+
+    def convert(self, value):
+        """A command-line, ini or API value as this setting's type; UsageError naming the flag."""
+        if value is None:
+            return None
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise UsageError(f"{self.option} takes true or false (got '{value}')")
+        if self.type == "int":
+            try:
+                v = int(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{self.option} takes an integer (got '{value}')") from None
+            if self.minimum is not None and v < self.minimum:
+                raise UsageError(f"{self.option} must be at least {self.minimum} (got {v})")
+            return v
+        v = str(value)
+        if self.choices is not None and v not in self.choices:
+            raise UsageError(f"unknown {self.option} '{v}'{did_you_mean(v, self.choices)}; "
+                             f"valid: {', '.join(self.choices)}")
+        return v
+
+    def help_text(self) -> str:
+        """Help with its stated default: one value, or the value per profile when profiles differ."""
+        if self.stated_default is not None:
+            return f"{self.help} (default: {self.stated_default})"
+        per = {p: profile_values(p).get(self.name) for p in PROFILES}
+        if len(set(map(repr, per.values()))) > 1:
+            return f"{self.help} (default: " + ", ".join(f"{p} {_show(v)}" for p, v in per.items()) + ")"
+        if self.default is None or self.type == "bool" and not self.default:
+            return self.help
+        return f"{self.help} (default: {_show(self.default)})"
+
+
+def _show(v) -> str:
+    return "on" if v is True else "off" if v is False else str(v)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", "Hub id, local directory, .gguf file or alias (smollm2-135m, tiny-<arch>)", "smollm2-135m",
+            metavar="ID"),
+    Setting("revision", "Hub revision / commit", stated_default="main", metavar="REV"),
+    Setting("quant", "comma-separated quantization specs, e.g. bnb-int8,gptq-w4g128,rtn-w3g32",
+            stated_default=DEFAULT_QUANT, metavar="SPEC,..."),
+    Setting("bits", "shorthand with --methods: bit-widths, e.g. 8,4", metavar="B,..."),
+    Setting("methods", "shorthand with --bits: methods, e.g. bnb,gptq,rtn", metavar="M,..."),
+    Setting("bit_class", "policy class for configurations whose bit width cannot be read",
+            choices=("8", "6", "5", "4", "3", "2")),
+    Setting("device", "where models run: auto, cpu, cuda or cuda:N", "auto"),
+    Setting("baseline_dtype", "baseline precision", choices=("fp16", "bf16", "fp32"),
+            stated_default="fp16 on CUDA, fp32 on CPU"),
+    Setting("corpus", "text for loss and attention statistics: bundled, python-docs or PATH (.txt, .jsonl or "
+            "directory)", "bundled"),
+    Setting("prompts", "generation prompts: bundled or PATH (.jsonl)", "bundled"),
+    Setting("bos", "start sequences with the tokenizer's BOS: auto follows the tokenizer's own rule", "auto",
+            choices=("auto", "always", "never")),
+    Setting("sink_positions", "comma-separated key positions treated as sinks", "0", metavar="0[,K...]"),
+    Setting("policy", "gate thresholds (TOML)", stated_default="the bundled policy", metavar="PATH"),
+    Setting("profile", "sizes and strictness", "smoke", choices=("smoke", "nightly", "signoff")),
+    Setting("report_dir", "where runs are written", "reports", metavar="DIR"),
+    Setting("compare", "earlier run to compare with: latest, pinned, RUN_ID, PATH or none", "none"),
+    Setting("pin", "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit",
+            metavar="RUN_ID"),
+    Setting("signoff", "strict: a skipped or missing measurement fails the run", False, type="bool"),
+    Setting("allow_pickle", "allow pickle (*.bin) checkpoints", False, type="bool"),
+    Setting("trust_remote_code", "allow a checkpoint's own Python code", False, type="bool"),
+    Setting("lockstep", "measure all configurations together, running the baseline once per corpus batch "
+            "(auto: when the models fit in memory)", "auto", choices=("auto", "on", "off")),
+    Setting("protect_sink", "also measure each configuration with the sink prefix's hidden states and K/V taken "
+            "from the baseline (IntactKV-style) and report how much of the gap that recovers", False, type="bool"),
+    Setting("seed", "seed of calibration samples and bootstrap resamples", 0, type="int", minimum=0),
+    Setting("n_sequences", "corpus sequences measured", 16, type="int", minimum=1),
+    Setting("seq_len", "tokens per corpus sequence", 128, type="int", minimum=2),
+    Setting("batch_size", "corpus sequences per forward pass", 4, type="int", minimum=1),
+    Setting("max_new_tokens", "greedy tokens generated per prompt", 16, type="int", minimum=1),
+    Setting("n_prompts", "prompts generated, an evenly spread subset (0 = all)", 48, type="int", minimum=0),
+    Setting("gen_batch_size", "prompts per generate call", 16, type="int", minimum=1),
+    Setting("gptq_samples", "calibration samples for GPTQ", 32, type="int", minimum=1),
+    Setting("long_new_tokens", "long generations: new tokens per prompt (EOS suppressed until then)", 64,
+            type="int", minimum=1),
+    Setting("long_n_prompts", "long generations: prompts (those marked long in the prompt file)", 4, type="int",
+            minimum=1),
+    Setting("n_probe_sequences", "corpus sequences for perturbation_spread and bos_ablation", 8, type="int",
+            minimum=1),
+    Setting("n_stability_prompts", "reference prompts whose neutral variants are generated (0 = all)", 12,
+            type="int", minimum=0),
+    Setting("threads", "torch threads", type="int", minimum=1, flag="--qs-threads",
+            stated_default="OMP_NUM_THREADS, else every core"),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Profile:
+    parent: str | None
+    changes: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(None),  # the settings' own defaults
+    "nightly": Profile("smoke", dict(corpus="python-docs", n_sequences=48, seq_len=256, max_new_tokens=32,
+                                     n_prompts=0, gptq_samples=64, compare="latest", long_new_tokens=256,
+                                     long_n_prompts=8, n_probe_sequences=16, n_stability_prompts=0)),
+    "signoff": Profile("nightly", dict(n_sequences=96, seq_len=512, batch_size=2, max_new_tokens=48,
+                                       gptq_samples=128, compare="pinned", signoff=True, long_n_prompts=12,
+                                       n_probe_sequences=32)),
+}
+
+
+def profile_values(name: str) -> dict:
+    """Every setting's value under a profile: the root defaults, then each ancestor's changes."""
+    chain = []
+    while name is not None:
+        chain.append(PROFILES[name])
+        name = PROFILES[name].parent
+    out = {s.name: s.default for s in SETTINGS}
+    for p in reversed(chain):
+        out.update(p.changes)
+    return out
+
+
+def profile_changes(name: str) -> dict:
+    """What a profile sets differently from the root profile."""
+    root = profile_values("smoke")
+    return {k: v for k, v in profile_values(name).items() if root.get(k) != v}
+
+
+def _runspec_to_dict(self) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(self)
+    d["quant"] = [q.spec for q in self.quant]
+    d["sink_positions"] = list(self.sink_positions)
+    return d
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+_DERIVED: tuple[tuple[str, Any, Any], ...] = (
+    # quant: the parsed configurations (from --quant or --bits/--methods); sink_positions: parsed tuple
+    ("compare_explicit", bool, False),  # named by the user (a missing earlier run is then an error)
+    ("unavailable", Any, None),  # why nothing can run here (e.g. CUDA asked, none present)
+)
+
+RunSpec = make_dataclass(
+    "RunSpec",
+    [(s.name, Any if s.name in ("quant", "sink_positions") else _TYPES[s.type] | None,
+      field(default_factory=list) if s.name == "quant" else
+      field(default=(0,)) if s.name == "sink_positions" else field(default=profile_values("smoke")[s.name]))
+     for s in SETTINGS] + [(n, t, field(default=d)) for n, t, d in _DERIVED],
+    namespace={"to_dict": _runspec_to_dict,
+               "__doc__": "Every input of a run, resolved from command line > ini > profile default "
+                          "(fields generated from harness.settings.SETTINGS)."},
+)
+RunSpec.__module__ = __name__
+
+
+def option_values(get: Callable[[Setting], Any]) -> dict:
+    """{setting name: value or None} from a getter (pytest's options + ini, or argparse)."""
+    return {s.name: get(s) for s in SETTINGS}
