@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import harness.testing  # noqa: F401  (registers the test-only fault methods in this process)
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]

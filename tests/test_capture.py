@@ -8,8 +8,8 @@ import torch
 from harness.errors import CaptureError
 from harness.measure import compare_pair, forward_stats
 from harness.probe import attention_modules, capture
-from harness.quant.configs import RTNConfig
-from harness.quant.rtn import apply_rtn
+from harness.methods.rtn import RTNConfig
+from harness.methods.rtn import apply_rtn
 from harness.tiny import TINY_ARCHS
 
 

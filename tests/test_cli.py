@@ -43,7 +43,7 @@ def test_rtn_group_not_dividing_names_the_layer():
 def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     report = tmp_path / "rep"
     res = suite_dir.runpytest_subprocess(
-        "suites", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w2g16,fault-noop", "--report-dir", str(report),
+        "suites", "-p", "harness.testing", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w2g16,fault-noop", "--report-dir", str(report),
         "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "-q",
         "--junitxml", str(tmp_path / "junit.xml"))
     out = res.stdout.str()
@@ -99,7 +99,7 @@ def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
     from harness.spec import build_spec
 
     alone = Session(build_spec(dict(kw, quant="rtn-w8"))).prepare()
-    assert on["baseline"] == off["baseline"] and _close(on["baseline"], alone.baseline)
+    assert on["baseline"] == off["baseline"] and _close(on["baseline"], alone.baseline.stats)
     nan = on["configs"][2]
     assert nan["verdict"] == "fail" and nan["nonfinite_layer"] is not None  # the session went on
 

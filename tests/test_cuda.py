@@ -37,19 +37,19 @@ def test_capture_on_cuda_matches_output_attentions(cuda_tiny):
 
 def test_lockstep_kv_and_protection_on_cuda(cuda_tiny):
     from harness.kvcache import KVSpec
-    from harness.measure import Runner, compare_pair
+    from harness.measure import Participant, compare_pair
     from harness.protect import SinkSource
-    from harness.quant.configs import RTNConfig
-    from harness.quant.rtn import apply_rtn
+    from harness.methods.rtn import RTNConfig
+    from harness.methods.rtn import apply_rtn
 
     model, _ = cuda_tiny
     quant = apply_rtn(copy.deepcopy(model), RTNConfig(w_bits=3, group=16))
     ids = _ids()
     b, q = compare_pair(model, quant, ids)
     assert float(q.js.max()) > 0 and float(q.kl.mean()) > 0
-    _, k = compare_pair(model, Runner(model, KVSpec("hqq", 2, 32, 8)), ids)
+    _, k = compare_pair(model, Participant(model, KVSpec("hqq", 2, 32, 8)), ids)
     assert float(k.kl.mean()) > 0
-    _, p = compare_pair(model, Runner(model, protect=SinkSource(model)), ids)
+    _, p = compare_pair(model, Participant(model, protect=SinkSource(model)), ids)
     assert float(p.kl.max()) < 1e-5
 
 

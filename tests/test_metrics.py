@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from harness import metrics as M
-from harness.quant.rtn import fake_quantize
+from harness.methods.rtn import fake_quantize
 
 
 def _dist(rng, shape):

@@ -4,9 +4,9 @@ import importlib.util
 import pytest
 import torch
 
-from harness.quant.base import QuantContext, quantize
-from harness.quant.registry import parse_spec
-from harness.quant.rtn import quantizable_weights
+from harness.methods import QuantContext, quantize
+from harness.methods import parse_spec
+from harness.structure import linear_modules as quantizable_weights
 
 
 def _ctx(tmp_path=None, name="llama"):

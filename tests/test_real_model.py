@@ -34,7 +34,7 @@ def test_second_load_is_fast(smol):
 
 
 def test_default_model_has_a_strong_sink(smol):
-    from harness.data import load_corpus
+    from harness.datasets import load_corpus
     from harness.measure import forward_stats
     from harness.metrics import sink_rate
     from harness.tokens import corpus_sequences
@@ -53,7 +53,7 @@ def test_default_model_has_a_strong_sink(smol):
 
 def test_bundled_reference_prompts_are_answered_by_the_baseline(smol):
     """The prompt set's promise: every prompt with references is answered correctly by the baseline."""
-    from harness.data import load_prompts
+    from harness.datasets import load_prompts
     from harness.generation import generate, is_correct
 
     model, tok, _ = smol
@@ -71,7 +71,7 @@ def test_batched_generation_equals_unbatched_on_the_baseline(smol):
     A few may differ: padding changes the shapes of the matmuls, so float rounding differs
     slightly, and a near-tie between the top two tokens can then flip (see docs/performance.md).
     """
-    from harness.data import load_prompts
+    from harness.datasets import load_prompts
     from harness.generation import generate
 
     model, tok, _ = smol

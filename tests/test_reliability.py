@@ -38,14 +38,14 @@ def test_baseline_generation_cache_is_used_and_rebuilt_when_corrupt(tmp_path, mo
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path))
     spec = dict(model="tiny-llama", quant="rtn-w8", n_prompts=6, max_new_tokens=4)
-    first = Session(build_spec(spec)).prepare().baseline_generations
+    first = Session(build_spec(spec)).prepare().baseline.generations
     (entry,) = (tmp_path / "baseline-gen").glob("*.json")
     msgs = []
-    again = Session(build_spec(spec), progress=msgs.append).prepare().baseline_generations
+    again = Session(build_spec(spec), progress=msgs.append).prepare().baseline.generations
     assert list(again[0]) == list(first[0]) and any("cached" in m for m in msgs)
     entry.write_text(entry.read_text().replace('"texts"', '"textz"', 1))
     with pytest.warns(UserWarning, match="corrupt"):
-        rebuilt = Session(build_spec(spec)).prepare().baseline_generations
+        rebuilt = Session(build_spec(spec)).prepare().baseline.generations
     assert list(rebuilt[0]) == list(first[0]) and cache_get(entry) is not None
 
 

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from harness.errors import UsageError
-from harness.quant.configs import QuantConfig
-from harness.quant.registry import bit_class, expand_shorthand, parse_spec, parse_specs
+from harness.methods import QuantConfig
+from harness.methods import bit_class, expand_shorthand, parse_spec, parse_specs
 from harness.spec import build_spec
 
 
@@ -56,8 +56,8 @@ def test_shorthand_expands_valid_pairs():
 
 
 def test_bit_classes():
-    assert [bit_class(parse_spec(s)) for s in ("bnb-int8", "bnb-nf4", "rtn-w3g32", "gptq-w2g64", "rtn-w6")] == \
-        ["8", "4", "3", "2", "4"]
+    assert [bit_class(parse_spec(s)) for s in ("bnb-int8", "bnb-nf4", "rtn-w3g32", "gptq-w2g64", "rtn-w6", "rtn-w5",
+                                               "rtn-w7")] == ["8", "4", "3", "2", "6", "5", "6"]
 
 
 def test_dedup_and_order():

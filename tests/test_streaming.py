@@ -7,10 +7,10 @@ import torch
 
 from harness.errors import CaptureError
 from harness.kvcache import KVSpec
-from harness.measure import Runner, compare_pair, forward_stats, measure_batch
+from harness.measure import Participant, compare_pair, forward_stats, measure_batch
 from harness.protect import SinkSource
-from harness.quant.configs import RTNConfig
-from harness.quant.rtn import apply_rtn
+from harness.methods.rtn import RTNConfig
+from harness.methods.rtn import apply_rtn
 from harness.tiny import TINY_ARCHS
 
 FULL_ATTENTION = [a for a in TINY_ARCHS if a != "mistral"]
@@ -56,7 +56,7 @@ def test_sink_kv_is_what_the_cache_holds(arch, tiny):
 def test_kv_quantization_changes_the_sink_kv_and_logits(tiny):
     model, _ = tiny("llama")
     ids = _ids()
-    b, q = compare_pair(model, Runner(model, KVSpec("hqq", 2, 16, 8)), ids)
+    b, q = compare_pair(model, Participant(model, KVSpec("hqq", 2, 16, 8)), ids)
     rel = ((q.sink_k - b.sink_k).norm(dim=-1) / b.sink_k.norm(dim=-1)).mean()
     assert 0.05 < float(rel) < 2  # the sink's key as attention reads it went through 2-bit rounding
     assert float(q.kl.mean()) > 0 and float(q.js.max()) > 0
@@ -65,7 +65,7 @@ def test_kv_quantization_changes_the_sink_kv_and_logits(tiny):
 def test_protection_of_the_baseline_is_the_identity(tiny):
     model, _ = tiny("llama")
     ids = _ids()
-    b, p = compare_pair(model, Runner(model, protect=SinkSource(model)), ids)
+    b, p = compare_pair(model, Participant(model, protect=SinkSource(model)), ids)
     assert float(p.kl.max()) < 1e-6 and float(p.js.max()) < 1e-6
 
 
@@ -75,8 +75,8 @@ def test_protection_restores_the_sink_states(tiny):
     ids = _ids()
     src = SinkSource(model)
     b, q = compare_pair(model, quant, ids)
-    _, p = compare_pair(model, Runner(quant, protect=src), ids)
-    _, pk = compare_pair(model, Runner(model, KVSpec("hqq", 2, 16, 8), protect=src), ids)
+    _, p = compare_pair(model, Participant(quant, protect=src), ids)
+    _, pk = compare_pair(model, Participant(model, KVSpec("hqq", 2, 16, 8), protect=src), ids)
     assert float((q.sink_hidden - b.sink_hidden).norm()) > 1e-2  # unprotected: the sink moved
     np.testing.assert_allclose(p.sink_hidden.numpy(), b.sink_hidden.numpy(), atol=1e-5)
     np.testing.assert_allclose(p.sink_k.numpy(), b.sink_k.numpy(), atol=1e-5)
@@ -94,7 +94,7 @@ def test_a_failing_runner_is_reported_and_the_others_finish(tiny):
         raise RuntimeError("kernel exploded")
     layer2.register_forward_hook(boom)
     ids = _ids()
-    b, out = measure_batch(Runner(model), {"ok": Runner(quant), "broken": Runner(broken)}, ids)
+    b, out = measure_batch(Participant(model), {"ok": Participant(quant), "broken": Participant(broken)}, ids)
     assert isinstance(out["broken"], RuntimeError)
     _, alone = compare_pair(model, quant, ids)
     np.testing.assert_allclose(out["ok"].js.numpy(), alone.js.numpy(), atol=1e-7)
