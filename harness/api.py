@@ -1,7 +1,7 @@
 """Plain-Python entry point: the same run as `pytest suites`, without pytest (e.g. nightly jobs).
 
     python -m harness [OPTIONS]      run, write REPORT_DIR/<run_id>/, print the verdict block
-    python -m harness metrics        the metric catalogue
+    python -m harness metrics        the metric catalogue (--markdown: the table of docs/results.md)
     python -m harness methods        registered quantization methods and their availability
 
 Options are generated from settings.SETTINGS, the same table as the pytest option group.
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
         if s.type == "bool":
             p.add_argument(s.option, dest=s.name, action="store_true", default=None, help=s.help_text())
         else:
-            p.add_argument(s.option, dest=s.name, default=None, metavar=s.metavar, help=s.help_text())
+            p.add_argument(s.option, dest=s.name, default=None, metavar=s.meta, help=s.help_text())
     return p
 
 
@@ -67,9 +67,9 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["metrics"]:
-        from .catalogue import text_table
+        from .catalogue import markdown_table, text_table
 
-        print(text_table())
+        print(markdown_table() if "--markdown" in argv else text_table())
         return 0
     if argv[:1] == ["methods"]:
         print_methods()

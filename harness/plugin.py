@@ -36,7 +36,7 @@ def pytest_addoption(parser):
             group.addoption(s.option, action="store_true", default=None, dest=s.ini, help=s.help_text())
             parser.addini(s.ini, s.help, type="bool", default=None)
         else:
-            group.addoption(s.option, action="store", default=None, dest=s.ini, metavar=s.metavar,
+            group.addoption(s.option, action="store", default=None, dest=s.ini, metavar=s.meta,
                             help=s.help_text())
             parser.addini(s.ini, s.help, default=None)
 

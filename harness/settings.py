@@ -27,6 +27,11 @@ class Setting:
     stated_default: str | None = None  # how help states a default that is resolved later
 
     @property
+    def meta(self) -> str:
+        """The value's name in help: given, the choices, or NAME."""
+        return self.metavar or ("|".join(self.choices) if self.choices else self.name.upper())
+
+    @property
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 

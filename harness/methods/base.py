@@ -14,6 +14,7 @@ from ..errors import UsageError
 
 WG = re.compile(r"^w(\d+)(?:g(\d+))?$")  # the wBITS[gGROUP] token of the spec grammar
 BIT_CLASSES = ("8", "6", "5", "4", "3", "2")  # policy classes; "2" holds every width <= 2
+CONFIG_CLASSES: dict[str, type] = {}  # method name -> config class (filled by registry.register_method)
 
 
 def class_of_bits(bits: int) -> str:
@@ -74,12 +75,16 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantConfig":
-        from .registry import get_method
-
+        """The config a to_dict() came from (any registered method when called on the base class)."""
         d = dict(d)
-        klass = get_method(d.pop("method")).config_class
-        if klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:
-            return klass.from_dict({"method": klass.method, **d})
+        name = d.pop("method", cls.method)
+        klass = CONFIG_CLASSES.get(name) if cls is QuantConfig else cls
+        if klass is None:
+            from ..errors import UsageError
+
+            raise UsageError(f"no quantization method '{name}' is registered")
+        if klass is not cls and klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:
+            return klass.from_dict({"method": name, **d})
         return klass(**d)
 
 

@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Callable
 
 from ..errors import MissingBackend, UsageError, did_you_mean
-from .base import BIT_CLASSES, QuantConfig
+from .base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
 
 BUILTIN = ("rtn", "bnb", "gptq", "kv", "combo", "path")  # modules under harness.methods
 ENTRY_POINT_GROUP = "quantsink.methods"
@@ -59,6 +59,7 @@ def register_method(name: str, *, examples: str, packages: tuple[str, ...] = (),
         cls.method = name
         cls.examples = examples
         _METHODS[name] = Method(name, cls, examples, tuple(packages), install, user, origin=cls.__module__)
+        CONFIG_CLASSES[name] = cls
         return cls
     return deco
 
