@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import NotComparable, UsageError
 from .storage import append_line, read_lines
 
 INDEX = "index.jsonl"
@@ -41,77 +41,174 @@ def pinned_run_id(report_dir: str | Path, model: str | None = None) -> str | Non
     return pins[-1]["run_id"] if pins else None
 
 
-def pin(report_dir: str | Path, run_id: str) -> dict:
-    """Mark run_id as the approved sign-off baseline (`--compare pinned` uses the newest pin)."""
+def pin(report_dir: str | Path, run_id: str, anyway: bool = False) -> dict:
+    """Mark run_id as the approved sign-off baseline (`--compare pinned` uses the newest pin).
+
+    Only a run whose verdict is "pass" can be approved, unless `anyway` (--pin-anyway): the
+    record then says so.
+    """
     path = run_path(report_dir, run_id)
     if not path.is_file():
         raise UsageError(f"--pin {run_id}: no such run in {report_dir} (see its index.jsonl)")
     res = _load(path, run_id)
-    record = {"run_id": run_id, "model": res["model"]["id"], "verdict": res["verdict"],
+    verdict = res.get("verdict")
+    if verdict != "pass" and not anyway:
+        raise UsageError(f"--pin {run_id}: the run's verdict is {verdict}, not pass, so it cannot be the approved "
+                         f"sign-off baseline; pin a passing run, or add --pin-anyway to pin it regardless")
+    record = {"run_id": run_id, "model": res["model"]["id"], "verdict": verdict,
               "pinned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if verdict != "pass":
+        record["pinned_anyway"] = True  # approved with --pin-anyway despite its verdict
     append_line(Path(report_dir) / PINS, record)
     return record
 
 
-def resolve(target: str, report_dir: str | Path, model: str, explicit: bool) -> tuple[dict | None, str]:
+def _try_load(path: Path, what: str) -> tuple[dict | None, str]:
+    try:
+        return _load(path, what), ""
+    except UsageError as e:
+        return None, str(e)
+
+
+def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None, what: str):
+    """(results, run id, how many newer candidates were skipped) of the newest candidate (run id, path) whose
+    identity matches `current`, or (None, why the newest one was refused, len(candidates))."""
+    why = ""
+    for n, (rid, path) in enumerate(reversed(candidates)):
+        res, err = _try_load(path, what)
+        diffs = differences(current, identity(res)) if res is not None and current is not None else []
+        if res is not None and not diffs:
+            return res, rid, n
+        why = why or (f"the newest, {rid}, differs in {', '.join(k for k, _, _ in diffs)}" if res is not None
+                      else f"the newest, {rid}, is unreadable")
+    return None, why, len(candidates)
+
+
+def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
+            current: dict | None = None) -> tuple[dict | None, str]:
     """The earlier run's results for --compare (or None) and a line saying what was chosen.
 
-    `latest` is the newest run of the same model in the index. A missing earlier run is an
-    error when the user named it; when a profile asked for it (first nightly run, no pin yet)
-    the run goes on without regression gates.
+    `current` is spec_identity() of the run about to be made. `latest` is the newest *comparable* run
+    of the same model in the index, `pinned` the newest comparable pin; when no run (or pin) of the
+    model exists, that is an error if the user named --compare, else the run goes on without
+    regression gates (first nightly run, no pin yet); when runs exist but none is comparable, the
+    run goes on without regression gates. A RUN_ID or PATH that is not comparable is an error.
     """
     if target in (None, "", "none"):
         return None, "no comparison"
-    if target == "latest":
-        runs = [r for r in read_index(report_dir) if r.get("model") == model and Path(r.get("path", "")).is_file()]
-        if not runs:
+    if target in ("latest", "pinned"):
+        if target == "latest":
+            cands = [(r.get("run_id", "?"), Path(r["path"])) for r in read_index(report_dir)
+                     if r.get("model") == model and Path(r.get("path", "")).is_file()]
+            kind, fix = "earlier run", "run once without --compare first"
+        else:
+            cands = [(p["run_id"], run_path(report_dir, p["run_id"])) for p in read_lines(Path(report_dir) / PINS)
+                     if p.get("model") == model]
+            kind, fix = "pinned run", "approve one with --pin RUN_ID"
+        if not cands:
             if explicit:
-                raise UsageError(f"--compare latest: no earlier run of {model} in {report_dir}; "
-                                 f"run once without --compare first")
-            return None, f"no earlier run of {model} in {report_dir}: no regression gates"
-        return _load(Path(runs[-1]["path"]), target), f"comparing with latest run {runs[-1]['run_id']}"
-    if target == "pinned":
-        rid = pinned_run_id(report_dir, model)
-        if rid is None:
-            if explicit:
-                raise UsageError(f"--compare pinned: no pinned run of {model} in {report_dir}; "
-                                 f"approve one with --pin RUN_ID")
-            return None, f"no pinned run of {model}: no regression gates"
-        return _load(run_path(report_dir, rid), target), f"comparing with pinned run {rid}"
+                raise UsageError(f"--compare {target}: no {kind} of {model} in {report_dir}; {fix}")
+            return None, f"no {kind} of {model} in {report_dir}: no regression gates"
+        res, rid, skipped = _newest_comparable(cands, current, target)
+        if res is None:
+            return None, (f"no comparable {kind}: no regression gates ({skipped} {kind}(s) of {model} with other "
+                          f"inputs; {rid})")
+        newer = f", skipping {skipped} newer one(s) with other inputs" if skipped else ""
+        return res, f"comparing with {'latest comparable' if target == 'latest' else 'pinned'} run {rid}{newer}"
     p = Path(target)
     if p.suffix == ".json" or p.is_dir() or "/" in target:
         path = p / "results.json" if p.is_dir() else p
-        return _load(path, target), f"comparing with {path}"
-    return _load(run_path(report_dir, target), target), f"comparing with run {target}"
+        res, note = _load(path, target), f"comparing with {path}"
+    else:
+        res, note = _load(run_path(report_dir, target), target), f"comparing with run {target}"
+    if current is not None:
+        check_comparable(current, identity(res), res.get("run_id", target))
+    return res, note
+
+
+# What must match for two runs to be comparable: the data a metric is computed from. The list of
+# configurations is not part of it (each configuration is compared with its own earlier measurement).
+IDENTITY = ("model", "weights sha256", "revision", "corpus sha256", "prompts sha256", "bos", "sink positions",
+            "seq_len", "n_sequences", "max_new_tokens", "long_new_tokens", "seed", "baseline dtype",
+            "device type", "batch size", "harness major version")
+LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel")  # may differ; named in the compare note
 
 
 def identity(results: dict) -> dict:
-    """What must match for two runs to be comparable (from a results.json)."""
-    r, st = results, results.get("settings", {})
-    return {"model": r["model"]["id"], "revision": r["model"]["revision"],
-            "corpus sha256": r["corpus"]["sha256"],
-            "corpus size": f"{st.get('n_sequences', r['corpus'].get('n_sequences'))} x "
-                           f"{r['corpus'].get('seq_len')} tokens",
-            "prompts sha256": r["prompts"]["sha256"], "prompts n": r["prompts"]["n"],
-            "spec": ",".join(st.get("spec", [])),
-            "harness major version": str(r.get("harness_version", "0")).split(".")[0]}
+    """IDENTITY of a run from its results.json; None where the run did not record it (unknown)."""
+    r = results
+    st, model, corpus = r.get("settings") or {}, r.get("model") or {}, r.get("corpus") or {}
+    device = st.get("device", (r.get("environment") or {}).get("device"))
+    sinks = st.get("sink_positions")
+    version = r.get("harness_version")
+    return {"model": model.get("id"), "weights sha256": (model.get("source") or {}).get("sha256"),
+            "revision": model.get("revision"), "corpus sha256": corpus.get("sha256"),
+            "prompts sha256": (r.get("prompts") or {}).get("sha256"), "bos": st.get("bos"),
+            "sink positions": None if sinks is None else ",".join(str(int(x)) for x in sinks),
+            "seq_len": st.get("seq_len", corpus.get("seq_len")), "n_sequences": st.get("n_sequences"),
+            "max_new_tokens": st.get("max_new_tokens"), "long_new_tokens": st.get("long_new_tokens"),
+            "seed": st.get("seed"), "baseline dtype": st.get("baseline_dtype", model.get("baseline_dtype")),
+            "device type": None if device is None else str(device).split(":")[0],
+            "batch size": st.get("batch_size"),
+            "harness major version": None if version is None else str(version).split(".")[0]}
 
 
-def spec_identity(spec, corpus, prompts) -> dict:
-    """identity() of the run a RunSpec is about to make over these corpus and prompts."""
+def spec_identity(spec, corpus, prompts, source=None) -> dict:
+    """identity() of the run a RunSpec is about to make over these corpus, prompts and model source."""
     from . import __version__
 
-    return identity({"model": {"id": spec.model, "revision": spec.revision or "main"},
-                     "corpus": {"sha256": corpus.sha256, "seq_len": spec.seq_len},
-                     "prompts": {"sha256": prompts.sha256, "n": len(prompts.prompts)},
-                     "settings": {"n_sequences": spec.n_sequences, "spec": [q.spec for q in spec.quant]},
+    return identity({"model": {"id": spec.model, "revision": spec.revision or "main",
+                               "source": {"sha256": getattr(source, "sha256", None)}},
+                     "corpus": {"sha256": corpus.sha256},
+                     "prompts": {"sha256": prompts.sha256},
+                     "settings": {"bos": spec.bos, "sink_positions": list(spec.sink_positions),
+                                  "seq_len": spec.seq_len, "n_sequences": spec.n_sequences,
+                                  "max_new_tokens": spec.max_new_tokens, "long_new_tokens": spec.long_new_tokens,
+                                  "seed": spec.seed, "baseline_dtype": spec.baseline_dtype, "device": spec.device,
+                                  "batch_size": spec.batch_size},
                      "harness_version": __version__})
 
 
+def _short(v) -> str:
+    """A value as a compare message shows it: a sha256 as its first 12 hex digits."""
+    s = str(v)
+    return s[:12] if len(s) == 64 and all(c in "0123456789abcdef" for c in s) else s
+
+
+def differences(current: dict, earlier: dict) -> list[tuple[str, object, object]]:
+    """(key, earlier value, current value) for every identity key that differs; unknown (None) on either
+    side is not a difference (runs written before a key was recorded)."""
+    return [(k, earlier.get(k), current.get(k)) for k in current
+            if current.get(k) is not None and earlier.get(k) is not None and current.get(k) != earlier.get(k)]
+
+
 def check_comparable(current: dict, earlier: dict, earlier_id: str = "earlier run") -> None:
-    """UsageError naming every field that differs between the two identities."""
-    diffs = [f"{k} differs ({earlier.get(k)} in {earlier_id}, {current.get(k)} now)"
-             for k in current if current.get(k) != earlier.get(k)]
+    """NotComparable (a UsageError) with one clause per identity key that differs."""
+    diffs = differences(current, earlier)
     if diffs:
-        raise UsageError("runs are not comparable: " + "; ".join(diffs)
-                         + "; compare with a run of the same inputs or use --compare none")
+        raise NotComparable(f"run {earlier_id} is not comparable: "
+                            + "; ".join(f"{k} differs ({_short(e)} in {earlier_id}, {_short(n)} now)"
+                                        for k, e, n in diffs)
+                            + "; compare with a run of the same inputs or use --compare none")
+
+
+def compare_details(earlier: dict, specs_now: list[str], libraries_now: dict | None = None) -> str:
+    """What the compare note adds about an earlier run: configurations in only one of the two runs
+    (they get no regression checks) and library versions that changed ('' when nothing)."""
+    from .results import package_version
+
+    before = list((earlier.get("settings") or {}).get("spec") or [c.get("spec") for c in earlier.get("configs", [])])
+    parts = []
+    new = [s for s in specs_now if s not in before]
+    gone = [s for s in before if s not in specs_now]
+    if new:
+        parts.append(f"not in the earlier run: {', '.join(new)}")
+    if gone:
+        parts.append(f"not measured now: {', '.join(gone)}")
+    env = earlier.get("environment") or {}
+    now = libraries_now if libraries_now is not None else {lib: package_version(lib) for lib in LIBRARIES}
+    changed = [f"{lib} {env[lib] or 'absent'} -> {now.get(lib) or 'absent'}" for lib in LIBRARIES
+               if lib in env and env[lib] != now.get(lib)]
+    if changed:
+        parts.append(f"changed since the earlier run: {', '.join(changed)}")
+    return "".join(f"; {x}" for x in parts)

@@ -11,6 +11,7 @@ import math
 import os
 
 from .catalogue import shown
+from .report import family, gate_order, gate_status, not_passed
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -138,43 +139,85 @@ def kl_histogram(results) -> str:
     return _svg(fig)
 
 
+def _status_class(status: str) -> str:
+    return status if status in ("pass", "fail") else "undecided"
+
+
+def _interval(g: dict) -> str:
+    lo, hi = g.get("ci_low"), g.get("ci_high")
+    return f"[{_num(lo)}, {_num(hi)}]" if lo is not None and hi is not None else ""
+
+
+def _reason(c: dict, g: dict) -> str:
+    """One failing (or not passing) gate in a verdict row: metric, value, 95% interval, limit, where."""
+    st = gate_status(g)
+    op = "&le;" if g.get("op") == "max" else "&ge;"
+    ci = _interval(g)
+    where = ((c.get("gate_views") or {}).get(g["metric"]) or {}).get("where")
+    return (f"<li class=\"{_status_class(st)}\" data-metric=\"{esc(g['metric'])}\" title=\"{esc(g.get('detail'))}\">"
+            f"<b>{esc(g['metric'])}</b> {_num(g.get('value'))}"
+            + (f" <small>95% CI</small> {ci}" if ci else "")
+            + f", limit {op} {_num(g.get('limit'))}"
+            + (f" <small>({esc(where)})</small>" if where else "")
+            + ("" if st == "fail" else f" <b>{esc(st)}</b>") + "</li>")
+
+
 def _verdict_table(results) -> str:
-    metrics = []
-    for c in results["configs"]:
-        for g in c.get("gates", []):
-            if g["metric"] not in metrics:
-                metrics.append(g["metric"])
-    head = "".join(f"<th>{esc(m)}</th>" for m in metrics)
+    """One row per configuration: verdict, every failing gate with value, interval and limit (or why
+    it did not run);
+    then every gate as a row (sink and attention gates first), configurations as columns, so the
+    table stays narrow however many gates a policy sets."""
+    configs = results["configs"]
     rows = []
-    for c in results["configs"]:
-        gates = {g["metric"]: g for g in c.get("gates", [])}
+    for c in configs:
+        bad = not_passed(c.get("gates"))
+        n = len(c.get("gates") or [])
+        reasons = ("<ul class=reasons>" + "".join(_reason(c, g) for g in bad) + "</ul>") if bad else (
+            f"all {n} gates pass" if n else "")
+        note = c.get("skip_reason") or c.get("error")
+        if note:
+            reasons += f"<p class=note>{esc(note)}</p>"
+        measured_as = f" <small>(measured as {esc(c['measured_as'])})</small>" if c.get("measured_as") else ""
+        rows.append(f"<tr data-config=\"{esc(c['spec'])}\"><th class=spec>{esc(c['spec'])}{measured_as}</th>"
+                    f"<td class=\"{esc(c['verdict'])}\">{esc(c['verdict'])}</td>"
+                    f"<td class=reasons>{reasons or '-'}</td></tr>")
+    verdict = ("<table class=verdict><tr><th>config</th><th>verdict</th>"
+               "<th>failing gates (value, 95% CI, limit) or note</th></tr>" + "".join(rows) + "</table>")
+
+    metrics = sorted({g["metric"] for c in configs for g in c.get("gates", [])}, key=gate_order)
+    if not metrics:
+        return verdict
+    head = "".join(f"<th class=spec>{esc(c['spec'])}</th>" for c in configs)
+    grid = []
+    for m in metrics:
         cells = []
-        for m in metrics:
-            g = gates.get(m)
+        for c in configs:
+            g = next((g for g in c.get("gates", []) if g["metric"] == m), None)
             if g is None:
                 cells.append("<td class=na>-</td>")
                 continue
-            op = "&le;" if g["op"] == "max" else "&ge;"
-            cells.append(f"<td class={'pass' if g['passed'] else 'fail'} title=\"{esc(g['detail'])}\">"
-                         f"{'&#10003;' if g['passed'] else '&#10007;'} {_num(g['value'])}<br>"
-                         f"<small>{op} {_num(g['limit'])}</small></td>")
-        note = esc(c.get("skip_reason") or c.get("error") or "")
-        measured_as = f" <small>(measured as {esc(c['measured_as'])})</small>" if c.get("measured_as") else ""
-        rows.append(f"<tr><th>{esc(c['spec'])}{measured_as}</th><td class={esc(c['verdict'])}>"
-                    f"{esc(c['verdict'])}</td>{''.join(cells)}<td>{note}</td></tr>")
-    return (f"<table class=verdict><tr><th>config</th><th>verdict</th>{head}<th>note</th></tr>"
-            + "".join(rows) + "</table>")
+            st = gate_status(g)
+            mark = {"pass": "&#10003;", "fail": "&#10007;"}.get(st, f"? {esc(st)}")
+            op = "&le;" if g.get("op") == "max" else "&ge;"
+            ci = _interval(g)
+            cells.append(f"<td class=\"{_status_class(st)}\" data-metric=\"{esc(m)}\" title=\"{esc(g.get('detail'))}\">"
+                         f"{mark} {_num(g.get('value'))}<br><small>{ci + ' ' if ci else ''}{op} {_num(g.get('limit'))}"
+                         "</small></td>")
+        grid.append(f"<tr data-metric=\"{esc(m)}\"><th>{esc(m)}</th><td>{esc(family(m))}</td>{''.join(cells)}</tr>")
+    return (verdict + "<h3 id=gates>Every gate (sink and attention first)</h3>"
+            f"<table class=gates><tr><th>gate</th><th>family</th>{head}</tr>{''.join(grid)}</table>")
 
 
 def _regression_table(results) -> str:
     regs = [(c["spec"], r) for c in results["configs"] for r in c.get("regressions", [])]
     if not regs:
         return ""
-    rows = "".join(f"<tr class={'pass' if r['passed'] else 'fail'}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
+    rows = "".join(f"<tr class={_status_class(gate_status(r))}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
                    f"<td>{_num(r['earlier'])}</td><td>{_num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
-                   f"<td>{'pass' if r['passed'] else 'REGRESSION'}</td></tr>" for s, r in regs)
+                   f"<td>{ {'pass': 'pass', 'fail': 'REGRESSION'}.get(gate_status(r), esc(gate_status(r)))}</td></tr>"
+                   for s, r in regs)
     cmp = results.get("compare") or {}
-    return (f"<h2>Regression against {esc(cmp.get('run_id'))}</h2><table><tr><th>config</th><th>metric</th>"
+    return (f"<h2 id=regression>Regression against {esc(cmp.get('run_id'))}</h2><table><tr><th>config</th><th>metric</th>"
             f"<th>earlier</th><th>now</th><th>tolerance</th><th>result</th></tr>{rows}</table>")
 
 
@@ -317,7 +360,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1 .pass{color:#17702a} h1 .fail{color:#b00020}
 table{border-collapse:collapse;margin:8px 0 20px} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;
 vertical-align:top} td.pass,tr.pass td:last-child{background:#e3f5e6} td.fail,tr.fail td:last-child{background:#fbe0e3}
-td.skipped{background:#eee} tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
+td.skipped{background:#eee} td.undecided,li.undecided,tr.undecided td:last-child{background:#fff7e0}
+table.verdict,table.gates{max-width:100%} td.reasons,th.spec{overflow-wrap:anywhere}
+ul.reasons{margin:0;padding-left:1.2em} p.note{margin:0} li.fail b:first-child{color:#b00020} tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
 pre{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace;max-width:420px} mark{background:#ffd54f}
 .plot svg{max-width:100%;height:auto} small{color:#555}
 """

@@ -32,7 +32,7 @@ class RunInputs:
     def load(cls, spec) -> "RunInputs":
         """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
         from .datasets import load_corpus, load_prompts
-        from .history import check_comparable, identity, resolve, spec_identity
+        from .history import compare_details, resolve, spec_identity
         from .methods import bit_class
         from .models import resolve_model
         from .policy import load_policy
@@ -45,8 +45,9 @@ class RunInputs:
         for q in spec.quant:
             bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
             q.preflight(info)
-        earlier, note = resolve(spec.compare, spec.report_dir, spec.model, spec.compare_explicit)
+        # latest / pinned: the newest comparable run; a named RUN_ID or PATH must be comparable
+        earlier, note = resolve(spec.compare, spec.report_dir, spec.model, spec.compare_explicit,
+                                spec_identity(spec, corpus, prompts, source))
         if earlier is not None:
-            check_comparable(spec_identity(spec, corpus, prompts), identity(earlier),
-                             earlier.get("run_id", "earlier run"))
+            note += compare_details(earlier, [q.spec for q in spec.quant])
         return cls(policy, corpus, prompts, source, earlier, note)

@@ -66,9 +66,13 @@ def activate(config) -> None:
         if spec.pin:
             from .history import pin
 
-            rec = pin(spec.report_dir, spec.pin)
-            pytest.exit(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}) "
-                        f"as the sign-off baseline for --compare pinned", returncode=0)
+            rec = pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))
+            anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
+            # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
+            # nothing else ran.
+            print(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) "
+                  f"as the sign-off baseline for --compare pinned", flush=True)
+            pytest.exit("--pin only records the pin; no tests run", returncode=0)
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
         session = Session(spec, progress=_progress(config), substitute=_substitute(config)).prepare()

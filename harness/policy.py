@@ -50,7 +50,14 @@ class Policy:
         return dict(self.limits.get(bit_class, {}))
 
 
+TABLES = ("limits", "regression")  # every top-level table a policy may have
+LIMIT_KEYS = ("max", "min")
+TOLERANCE_KEYS = ("rel", "abs")
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and check a policy file. The schema is strict: an unknown table, class, metric or key is a
+    UsageError (a misspelled `[limit.4]` or `[regresion]` would otherwise drop its gates silently)."""
     p = Path(path) if path else BUNDLED_POLICY
     if not p.is_file():
         raise UsageError(f"policy file {p} not found; give a TOML file or leave --policy unset")
@@ -58,19 +65,35 @@ def load_policy(path: str | Path | None = None) -> Policy:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"policy file {p} is not valid TOML: {e}") from None
-    limits: dict[str, dict] = {c: {} for c in CLASSES}
+    for key, value in data.items():
+        if key not in TABLES:
+            what = f"table [{key}]" if isinstance(value, dict) else f"key '{key}'"
+            raise UsageError(f"policy {p}: unknown {what}{did_you_mean(key, TABLES)}; "
+                             f"valid: [limits.<class>] and [regression]")
     table = data.get("limits")
     if not isinstance(table, dict):
         raise UsageError(f"policy file {p} needs a [limits.<class>] table per bit-width class {CLASSES}")
+    return Policy(str(p), _limits_table(p, table), _regression_table(p, data.get("regression", {})))
+
+
+def _limits_table(p: Path, table: dict) -> dict:
+    """[limits.<class>] metric = { max = X } or { min = X }; class "all" applies to every class."""
+    limits: dict[str, dict] = {c: {} for c in CLASSES}
+    valid = ("all",) + tuple(CLASSES)
     for cls, metrics in table.items():
+        if cls not in valid:
+            hint = ("; metrics go inside a class table such as [limits.4]" if cls in GATE_METRICS else "")
+            raise UsageError(f"policy {p}: unknown bit-width class [limits.{cls}]{did_you_mean(cls, valid)}; "
+                             f"valid: {', '.join(valid)}{hint}")
+        if not isinstance(metrics, dict):
+            raise UsageError(f"policy {p}: limits.{cls} must be a table [limits.{cls}] of "
+                             f"metric = {{ max = 1.05 }}, got {metrics!r}")
         targets = CLASSES if cls == "all" else (cls,)
-        if cls != "all" and cls not in CLASSES:
-            raise UsageError(f"policy {p}: unknown bit-width class '{cls}'; valid: all, {', '.join(CLASSES)}")
         for metric, spec in metrics.items():
-            if metric not in GATE_METRICS:
-                raise UsageError(f"policy {p}: unknown metric '{metric}'{did_you_mean(metric, GATE_METRICS)}"
-                                 f"; valid: {', '.join(GATE_METRICS)}")
-            if (not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("max", "min")
+            _check_metric(p, metric, f"[limits.{cls}]")
+            if isinstance(spec, dict):
+                _check_keys(p, spec, LIMIT_KEYS, f"limits.{cls}.{metric}", "{ max = 1.05 } or { min = 0.9 }")
+            if (not isinstance(spec, dict) or len(spec) != 1
                     or isinstance(next(iter(spec.values())), bool)
                     or not isinstance(next(iter(spec.values())), (int, float))):
                 raise UsageError(f"policy {p}: limit for {cls}.{metric} must look like "
@@ -78,7 +101,20 @@ def load_policy(path: str | Path | None = None) -> Policy:
             op, bound = next(iter(spec.items()))
             for t in targets:
                 limits[t][metric] = Limit(op, float(bound))
-    return Policy(str(p), limits, _regression_table(p, data.get("regression", {})))
+    return limits
+
+
+def _check_metric(p: Path, metric: str, where: str) -> None:
+    if metric not in GATE_METRICS:
+        raise UsageError(f"policy {p}: unknown metric '{metric}' in {where}{did_you_mean(metric, GATE_METRICS)}"
+                         f"; valid: {', '.join(GATE_METRICS)}")
+
+
+def _check_keys(p: Path, spec: dict, keys: tuple, where: str, form: str) -> None:
+    for k in spec:
+        if k not in keys:
+            raise UsageError(f"policy {p}: unknown key '{k}' in {where}{did_you_mean(k, keys)}; "
+                             f"it must look like {form}")
 
 
 def _regression_table(p: Path, table) -> dict:
@@ -87,10 +123,10 @@ def _regression_table(p: Path, table) -> dict:
         raise UsageError(f"policy {p}: [regression] must be a table of metric = {{ rel = 0.05 }}")
     out = {}
     for metric, spec in table.items():
-        if metric not in GATE_METRICS:
-            raise UsageError(f"policy {p}: unknown metric '{metric}' in [regression]"
-                             f"{did_you_mean(metric, GATE_METRICS)}; valid: {', '.join(GATE_METRICS)}")
-        ok = (isinstance(spec, dict) and spec and set(spec) <= {"rel", "abs"}
+        _check_metric(p, metric, "[regression]")
+        if isinstance(spec, dict):
+            _check_keys(p, spec, TOLERANCE_KEYS, f"regression.{metric}", "{ rel = 0.05 } and/or { abs = 0.01 }")
+        ok = (isinstance(spec, dict) and spec
               and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in spec.values()))
         if not ok:
             raise UsageError(f"policy {p}: regression tolerance for {metric} must look like "

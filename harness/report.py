@@ -2,7 +2,14 @@
 terminal verdict block that pytest and `python -m harness` both print."""
 from __future__ import annotations
 
-from .catalogue import shown
+import math
+
+from .catalogue import BY_NAME, METRICS, shown
+
+# Report order of gate families: the sink gates this harness exists for come first.
+FAMILY_ORDER = ("sink", "attention", "corpus", "generation", "behaviour", "probe")
+_CATALOGUE_INDEX = {m.name: i for i, m in enumerate(METRICS)}
+TOP_CHANGES = 5  # passing regression checks shown outside the collapsed block of summary.md
 
 
 def _fmt(v) -> str:
@@ -21,6 +28,58 @@ def _label(m) -> str:
     return m.name + (" (worst)" if m.shape != "scalar" else "")
 
 
+def family(metric: str) -> str:
+    """The metric's catalogue family ("other" for a name the catalogue does not know)."""
+    m = BY_NAME.get(metric)
+    return m.family if m else "other"
+
+
+def gate_order(metric: str) -> tuple:
+    """Sort key for gates in reports: by family (sink, attention, corpus, ...), then catalogue order."""
+    fam = family(metric)
+    rank = FAMILY_ORDER.index(fam) if fam in FAMILY_ORDER else len(FAMILY_ORDER)
+    return rank, _CATALOGUE_INDEX.get(metric, len(_CATALOGUE_INDEX)), metric
+
+
+def gate_status(g: dict) -> str:
+    """What a gate (or regression check) is shown as: "pass", "fail", or its own `outcome` when that
+    is something else ("inconclusive", "insufficient", "not_applicable", ...). `passed` False is never
+    shown as a pass."""
+    outcome = g.get("outcome")
+    if outcome is not None and outcome not in ("pass", "fail"):
+        return str(outcome)
+    return "fail" if outcome == "fail" or not g.get("passed") else "pass"
+
+
+def not_passed(gates) -> list[dict]:
+    """Every gate that failed or did not pass (a non-pass outcome), sink and attention gates first."""
+    out = [g for g in gates or [] if not g.get("passed") or gate_status(g) != "pass"]
+    return sorted(out, key=lambda g: gate_order(g["metric"]))
+
+
+def _op(g: dict) -> str:
+    return "<=" if g.get("op") == "max" else ">="
+
+
+def _gate_md(g: dict) -> str:
+    """One failed gate for summary.md: metric, value, 95% interval, limit (and a non-fail outcome)."""
+    ci = f" [{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]" \
+        if g.get("ci_low") is not None and g.get("ci_high") is not None else ""
+    st = gate_status(g)
+    return _md(f"{g['metric']} {_fmt(g.get('value'))}{ci} (limit {_op(g)} {_fmt(g.get('limit'))})"
+               + ("" if st == "fail" else f": {st}"))
+
+
+def _failed_cell(gates: list[dict]) -> str:
+    """Every failed gate; more than three are grouped by catalogue family, one line per family."""
+    if len(gates) <= 3:
+        return "; ".join(_gate_md(g) for g in gates)
+    groups: dict[str, list[str]] = {}
+    for g in gates:  # already in family order
+        groups.setdefault(family(g["metric"]), []).append(_gate_md(g))
+    return "<br>".join(f"**{_md(fam)}** ({len(items)}): " + "; ".join(items) for fam, items in groups.items())
+
+
 def scalar(config: dict, metric: str):
     """A configuration's scalar for a metric: its gate view (worst layer/head for arrays) or its value."""
     view = (config.get("gate_views") or {}).get(metric)
@@ -34,7 +93,8 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
     """The verdict block: a headline, one line per configuration with its failed gates, the files."""
     lines = [f"quantsink verdict: {results['verdict'].upper()}"]
     for c in results["configs"]:
-        failed = [g["metric"] for g in c.get("gates", []) if not g["passed"]]
+        failed = [g["metric"] + ("" if gate_status(g) == "fail" else f" ({gate_status(g)})")
+                  for g in not_passed(c.get("gates"))]
         why = "failed: " + ", ".join(failed) if failed else (c.get("skip_reason") or c.get("error") or "")
         lines.append(f"  {c['spec']:<22} {c['verdict']:<8} {why}".rstrip())
     if run_dir is not None:
@@ -57,14 +117,13 @@ def summary_markdown(results: dict) -> str:
     lines += ["| config | verdict | " + " | ".join(_label(m) for m in cols) + " | failed gates |",
               "|---|---|" + "---|" * len(cols) + "---|"]
     for c in r["configs"]:
-        failed = [g for g in c.get("gates", []) if not g["passed"]]
-        worst = "; ".join(f"{g['metric']} {_fmt(g['value'])} (limit {'<=' if g['op'] == 'max' else '>='} "
-                          f"{_fmt(g['limit'])})" for g in failed[:3]) or (
-            _md(c.get("skip_reason") or c.get("error") or "none"))
+        failed = not_passed(c.get("gates"))
+        worst = _failed_cell(failed) if failed else _md(c.get("skip_reason") or c.get("error") or "none")
         cells = " | ".join(_fmt(scalar(c, m.name)) for m in cols)
-        lines.append(f"| `{_md(c['spec'])}` | {c['verdict']} | {cells} | {_md(worst)} |")
+        lines.append(f"| `{_md(c['spec'])}` | {_md(c['verdict'])} | {cells} | {worst} |")
     lines += _recovery(r)
     lines += _comparison(r)
+    lines += ["", "Full report (plots, every gate with its interval, generations): [report.html](report.html)"]
     return "\n".join(lines) + "\n"
 
 
@@ -83,20 +142,54 @@ def _recovery(r: dict) -> list[str]:
     return out
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _relative_change(g: dict) -> float:
+    """|now - earlier| / |earlier| (inf when the earlier value was 0 and it moved; -1 when not comparable)."""
+    e, v = g.get("earlier"), g.get("value")
+    if not (_number(e) and _number(v)):
+        return -1.0
+    if e == 0:
+        return 0.0 if v == 0 else math.inf
+    return abs(v - e) / abs(e)
+
+
+def _regression_rows(regs) -> list[str]:
+    out = ["| config | metric | earlier | now | change | tolerance | result |", "|---|---|---|---|---|---|---|"]
+    for spec, g in regs:
+        e, v = g.get("earlier"), g.get("value")
+        change = "n/a"
+        if _number(e) and _number(v):
+            change = f"{v - e:+.4g}" + (f" ({(v - e) / abs(e):+.1%})" if e != 0 else "")
+        st = gate_status(g)
+        result = {"pass": "pass", "fail": "**regression**"}.get(st, f"**{_md(st)}**")
+        out.append(f"| `{_md(spec)}` | {_md(g['metric'])} | {_fmt(e)} | {_fmt(v)} | {change} | "
+                   f"{_md(g['tolerance'])} | {result} |")
+    return out
+
+
 def _comparison(r: dict) -> list[str]:
-    """Change from the earlier run (--compare): every regression check, worst first."""
+    """Change from the earlier run (--compare): regressions, then the largest changes; the other
+    checks (all within tolerance) collapsed in a <details> block."""
     cmp = r.get("compare") or {}
     regs = [(c["spec"], g) for c in r["configs"] for g in c.get("regressions", [])]
     if not cmp.get("run_id") or not regs:
         return ["", f"_{_md(cmp.get('note') or 'no comparison')}_"] if cmp else []
-    bad = sum(not g["passed"] for _, g in regs)
+    bad = [sg for sg in regs if gate_status(sg[1]) != "pass"]
+    good = [sg for sg in regs if gate_status(sg[1]) == "pass"]
+    bad.sort(key=lambda sg: (gate_status(sg[1]) != "fail", -(sg[1].get("worse_by") or 0)))
+    good.sort(key=lambda sg: -_relative_change(sg[1]))
+    top, rest = good[:TOP_CHANGES], good[TOP_CHANGES:]
+    n_fail = sum(gate_status(g) == "fail" for _, g in bad)
     out = ["", f"## Change from run `{_md(cmp['run_id'])}`: "
-               f"{f'{bad} regression(s)' if bad else 'no regression'}", "",
-           "| config | metric | earlier | now | change | tolerance | result |", "|---|---|---|---|---|---|---|"]
-    regs.sort(key=lambda sg: (sg[1]["passed"], -(sg[1]["worse_by"] or 0)))
-    for spec, g in regs:
-        e, v = g.get("earlier"), g.get("value")
-        change = f"{v - e:+.4g}" if isinstance(e, float) and isinstance(v, float) else "n/a"
-        out.append(f"| `{_md(spec)}` | {g['metric']} | {_fmt(e)} | {_fmt(v)} | {change} | {_md(g['tolerance'])} | "
-                   f"{'pass' if g['passed'] else '**regression**'} |")
+               f"{f'{n_fail} regression(s)' if n_fail else 'no regression'}", "",
+           f"{len(regs)} checks: {len(bad)} not passed, then the {len(top)} largest changes within tolerance "
+           "(relative to the earlier value); every check is also in "
+           "[report.html](report.html#regression).", ""]
+    out += _regression_rows(bad + top)
+    if rest:
+        out += ["", f"<details><summary>{len(rest)} more checks within tolerance</summary>", "",
+                *_regression_rows(rest), "", "</details>"]
     return out

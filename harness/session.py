@@ -23,6 +23,8 @@ class Session:
         self.run_id = new_run_id(self.created, spec.model, [q.spec for q in spec.quant])
         self.inputs = self.baseline = self.evaluator = None
         self.taken_over: dict = {}  # the baseline side reported by pytest-xdist workers
+        self.import_warnings: list = []  # warnings raised while importing backends (re-issued in a test)
+        self.import_output = ""  # what the backends printed on import (kept out of the terminal)
 
     def prepare(self) -> "Session":
         """Load and check every input; all usage errors surface here, before any test runs."""
@@ -32,9 +34,18 @@ class Session:
             from .inputs import RunInputs
 
             self.inputs = RunInputs.load(self.spec)
+            self._import_backends()
             self.baseline = Baseline(self.spec, self.inputs, self.progress)
             self.evaluator = Evaluator(self.spec, self.inputs, self.baseline, self.progress, self.substitute)
         return self
+
+    def _import_backends(self) -> None:
+        """Import the run's quantization backends now, without their start-up noise (harness.quiet)."""
+        from .methods.registry import backend_modules
+        from .quiet import quiet_imports
+
+        mods = ["transformers"] + [m for q in self.spec.quant for m in backend_modules(q)]
+        self.import_warnings, self.import_output = quiet_imports(mods)
 
     @property
     def policy(self):
@@ -50,6 +61,11 @@ class Session:
         configuration of the run together, so the baseline runs once per corpus batch."""
         if q.spec not in self.configs:
             self.prepare()
+            if self.import_warnings:  # inside the first test item: pytest's warnings summary shows them
+                from .quiet import reissue
+
+                reissue(self.import_warnings)
+                self.import_warnings = []
             todo = [c for c in self.spec.quant if c.spec not in self.configs] if self.evaluator.lockstep else [q]
             if q not in todo:
                 todo.append(q)

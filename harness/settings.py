@@ -107,6 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compare", "earlier run to compare with: latest, pinned, RUN_ID, PATH or none", "none"),
     Setting("pin", "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit",
             metavar="RUN_ID"),
+    Setting("pin_anyway", "allow pinning a run whose verdict is not pass", False, type="bool"),
     Setting("signoff", "strict: a skipped or missing measurement fails the run", False, type="bool"),
     Setting("allow_pickle", "allow pickle (*.bin) checkpoints", False, type="bool"),
     Setting("trust_remote_code", "allow a checkpoint's own Python code", False, type="bool"),

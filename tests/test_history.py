@@ -1,6 +1,7 @@
 """History: --compare, comparability, regression gates, pins, the measure-as test hook."""
 import json
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -43,25 +44,81 @@ def test_improvement_never_fails(earlier, better, rel, ab):
 
 
 def _results(**over):
-    r = {"model": {"id": "m", "revision": "main"}, "corpus": {"sha256": "c1", "seq_len": 128},
-         "prompts": {"sha256": "p1", "n": 48}, "settings": {"n_sequences": 16, "spec": ["rtn-w4g32"]},
+    r = {"model": {"id": "m", "revision": "main", "source": {"sha256": "a" * 64}, "baseline_dtype": "fp32"},
+         "corpus": {"sha256": "c" * 64, "seq_len": 128}, "prompts": {"sha256": "p" * 64, "n": 48},
+         "environment": {"device": "cpu", "torch": "2.12.0", "transformers": "4.50.0"},
+         "settings": {"n_sequences": 16, "spec": ["rtn-w4g32"], "bos": "auto", "sink_positions": [0], "seed": 0,
+                      "max_new_tokens": 16, "long_new_tokens": 64, "batch_size": 4},
          "harness_version": "0.1.0"}
     for k, v in over.items():
-        r[k] = {**r[k], **v}
+        r[k] = {**r[k], **v} if isinstance(v, dict) else v
     return r
 
 
 @pytest.mark.parametrize("over,needle", [
     ({"model": {"id": "other"}}, "model differs (m in r0, other now)"),
-    ({"corpus": {"sha256": "c2"}}, "corpus sha256 differs"),
-    ({"prompts": {"sha256": "p2"}}, "prompts sha256 differs"),
-    ({"settings": {"spec": ["rtn-w3g32"]}}, "spec differs"),
+    ({"corpus": {"sha256": "d" * 64}}, f"corpus sha256 differs ({'c' * 12} in r0, {'d' * 12} now)"),
+    ({"prompts": {"sha256": "q" * 64}}, "prompts sha256 differs"),
     ({"model": {"revision": "v2"}}, "revision differs"),
 ])
 def test_incomparable_runs_name_the_difference(over, needle):
     with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check_comparable(identity(_results(**over)), identity(_results()), "r0")
     check_comparable(identity(_results()), identity(_results()), "r0")
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"model": {"source": {"sha256": "b" * 64}}}, "weights sha256 differs"),
+    ({"settings": {"bos": "never"}}, "bos differs (auto in r0, never now)"),
+    ({"settings": {"sink_positions": [0, 1]}}, "sink positions differs (0 in r0, 0,1 now)"),
+    ({"corpus": {"seq_len": 256}}, "seq_len differs (128 in r0, 256 now)"),
+    ({"settings": {"n_sequences": 48}}, "n_sequences differs"),
+    ({"settings": {"max_new_tokens": 32}}, "max_new_tokens differs"),
+    ({"settings": {"long_new_tokens": 256}}, "long_new_tokens differs"),
+    ({"settings": {"seed": 1}}, "seed differs"),
+    ({"model": {"baseline_dtype": "fp16"}}, "baseline dtype differs (fp32 in r0, fp16 now)"),
+    ({"environment": {"device": "cuda:0"}}, "device type differs (cpu in r0, cuda now)"),
+    ({"settings": {"batch_size": 2}}, "batch size differs (4 in r0, 2 now)"),
+    ({"harness_version": "1.0.0"}, "harness major version differs (0 in r0, 1 now)"),
+])
+def test_item9_identity_is_the_data_identity(over, needle):
+    with pytest.raises(UsageError) as e:
+        check_comparable(identity(_results(**over)), identity(_results()), "r0")
+    msg = str(e.value)
+    assert needle in msg and msg.count("differs") == 1 and len(msg) < 200, msg
+
+
+def test_item9_configurations_libraries_and_unrecorded_keys_are_not_identity():
+    from harness.history import compare_details
+
+    now = _results(settings={"spec": ["rtn-w4g32", "bnb-int8"]}, environment={"device": "cuda:1", "torch": "2.13"})
+    before = _results(settings={"spec": ["rtn-w4g32", "rtn-w3g32"]}, environment={"device": "cuda:0"})
+    check_comparable(identity(now), identity(before), "r0")  # spec list, device index, torch version
+    old = _results()  # written before results.json recorded batch_size and long_new_tokens: unknown
+    del old["settings"]["batch_size"], old["settings"]["long_new_tokens"]
+    check_comparable(identity(_results(settings={"batch_size": 1, "long_new_tokens": 8})), identity(old), "r0")
+    note = compare_details(before, now["settings"]["spec"], {"torch": "2.13", "transformers": "4.50.0"})
+    assert note == ("; not in the earlier run: bnb-int8; not measured now: rtn-w3g32; "
+                    "changed since the earlier run: torch 2.12.0 -> 2.13")
+    assert compare_details(before, ["rtn-w4g32", "rtn-w3g32"], {"torch": "2.12.0", "transformers": "4.50.0"}) == ""
+
+
+def test_item9_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
+    from harness.history import resolve
+
+    for rid, seq in (("r1", 128), ("r2", 256)):
+        (tmp_path / rid).mkdir()
+        res = _results(corpus={"seq_len": seq})
+        res.update(schema="quantsink.results/1", run_id=rid, verdict="pass")
+        (tmp_path / rid / "results.json").write_text(json.dumps(res))
+        (tmp_path / "pins.jsonl").open("a").write(json.dumps({"run_id": rid, "model": "m"}) + "\n")
+    cur = identity(_results())
+    got, note = resolve("pinned", tmp_path, "m", True, cur)
+    assert got["run_id"] == "r1" and note == "comparing with pinned run r1, skipping 1 newer one(s) with other inputs"
+    got, note = resolve("pinned", tmp_path, "m", True, identity(_results(settings={"seed": 5})))
+    assert got is None and note.startswith("no comparable pinned run: no regression gates") and "seed" in note
+    with pytest.raises(UsageError, match="seq_len differs"):
+        resolve("r2", tmp_path, "m", True, cur)  # named explicitly: an error, not a fallback
 
 
 def _run(suite_dir, report, *extra):
@@ -102,9 +159,10 @@ def test_compare_refuses_other_corpus_and_missing_runs(suite_dir, tmp_path):
     (suite_dir.path / "policy.toml").write_text(POLICY)
     report = tmp_path / "rep"
     assert _run(suite_dir, report).ret == 0
+    rid = json.loads((report / "index.jsonl").read_text().splitlines()[0])["run_id"]
     corpus = suite_dir.path / "c.txt"
     corpus.write_text("A different corpus of plain words, repeated to have enough tokens. " * 40)
-    res = _run(suite_dir, report, "--compare", "latest", "--corpus", str(corpus))
+    res = _run(suite_dir, report, "--compare", rid, "--corpus", str(corpus))  # named: must be comparable
     assert res.ret == 4 and "corpus sha256 differs" in res.stderr.str()
     res = _run(suite_dir, report, "--compare", "no-such-run")
     assert res.ret == 4 and "does not exist" in res.stderr.str()
@@ -125,3 +183,65 @@ def test_pin_and_compare_pinned(suite_dir, tmp_path):
     res.stdout.fnmatch_lines([f"*comparing with pinned run {rid}*"])
     bad = suite_dir.runpytest_subprocess("suites", "--report-dir", str(report), "--pin", "nope")
     assert bad.ret == 4 and "no such run" in bad.stderr.str()
+
+
+def _runs(report):
+    return [json.loads(x)["run_id"] for x in (report / "index.jsonl").read_text().splitlines()]
+
+
+def test_item9_compare_latest_takes_the_newest_comparable_run(suite_dir, tmp_path):
+    """A run with other inputs (a smoke run before a nightly one) no longer blocks --compare latest, and a
+    changed configuration list is compared where it can be."""
+    (suite_dir.path / "policy.toml").write_text(POLICY)
+    report = tmp_path / "rep"
+    assert _run(suite_dir, report).ret == 0  # A
+    assert _run(suite_dir, report, "--seq-len", "40", "--quant", "rtn-w8").ret == 0  # B: newer, other inputs
+    a, b = _runs(report)
+    res = _run(suite_dir, report, "--compare", "latest", "--quant", "rtn-w4g16,rtn-w3g16", "-v")
+    assert res.ret == 0, res.stdout.str() + res.stderr.str()
+    res.stdout.fnmatch_lines([f"*comparing with latest comparable run {a}, skipping 1 newer one(s) with other "
+                              f"inputs; not in the earlier run: rtn-w3g16; not measured now: rtn-w8*",
+                              "*test_regression?rtn-w4g16-kld_mean? PASSED*"])
+    assert "test_regression[rtn-w3g16" not in res.stdout.str()
+    last = json.loads((report / _runs(report)[-1] / "results.json").read_text())
+    assert last["compare"]["run_id"] == a and "not in the earlier run: rtn-w3g16" in last["compare"]["note"]
+    # No comparable run at all: said, and the run goes on (collection only here: nothing is measured).
+    res = _run(suite_dir, report, "--compare", "latest", "--seq-len", "32", "--collect-only")
+    assert res.ret == 0, res.stdout.str() + res.stderr.str()
+    res.stdout.fnmatch_lines(["*no comparable earlier run: no regression gates*"])
+    # A run named explicitly stays an error: short hashes, one clause per difference.
+    corpus = suite_dir.path / "c.txt"
+    corpus.write_text("A different corpus of plain words, repeated to have enough tokens. " * 40)
+    res = _run(suite_dir, report, "--compare", b, "--corpus", str(corpus))
+    errs = [ln for ln in res.stderr.lines if ln.startswith("ERROR:")]  # (libraries warn on stderr too)
+    assert res.ret == 4 and len(errs) == 1, res.stderr.str()
+    err = errs[0]
+    assert "seq_len differs (40 in" in err and "corpus sha256 differs (" in err and err.count("differs") == 2, err
+    assert not re.search(r"[0-9a-f]{13}", err) and len(err) < 400, err
+
+
+def _fake_run(report, rid, verdict):
+    (report / rid).mkdir(parents=True)
+    (report / rid / "results.json").write_text(json.dumps(
+        {"schema": "quantsink.results/1", "run_id": rid, "verdict": verdict, "model": {"id": "tiny-llama"}}))
+
+
+def test_item5_pinning_a_failing_run_needs_pin_anyway(suite_dir, tmp_path):
+    report = tmp_path / "rep"
+    _fake_run(report, "r-fail", "fail")
+    _fake_run(report, "r-pass", "pass")
+    pin = ("suites", "--report-dir", str(report), "--pin")
+    bad = suite_dir.runpytest_subprocess(*pin, "r-fail")
+    errs = [ln for ln in bad.stderr.lines if ln.startswith("ERROR:")]
+    err = errs[0] if len(errs) == 1 else bad.stderr.str()
+    assert bad.ret == 4 and len(errs) == 1 and "--pin-anyway" in err and "fail" in err, err
+    assert not (report / "pins.jsonl").exists()
+    for rid, extra, word in (("r-fail", ["--pin-anyway"], "verdict fail, pinned with --pin-anyway"),
+                             ("r-pass", [], "verdict pass")):
+        ok = suite_dir.runpytest_subprocess(*pin, rid, *extra)
+        line = f"quantsink: pinned run {rid} (tiny-llama, {word}) as the sign-off baseline for --compare pinned"
+        assert ok.ret == 0 and ok.stdout.lines.count(line) == 1, ok.stdout.str()
+        assert "pinned run" not in ok.stderr.str(), ok.stderr.str()  # not repeated as pytest's "Exit: ..." line
+    pins = [json.loads(x) for x in (report / "pins.jsonl").read_text().splitlines()]
+    assert [(p["run_id"], p["verdict"], p.get("pinned_anyway")) for p in pins] == [
+        ("r-fail", "fail", True), ("r-pass", "pass", None)]

@@ -35,3 +35,39 @@ def test_nan_never_passes():
     assert not g["passed"] and "layer 3" in g["detail"] and g["value"] is None
     ok = evaluate_gate("x", "ppl_ratio", lim, GateView(1.0, (0.99, 1.01), "layer 2"))
     assert ok["passed"] and "1" in ok["detail"]
+
+
+BAD_PART = "[limits.all]\nlogit_delta_max = { min = 1e-6 }\n"
+
+
+@pytest.mark.parametrize("body,needles", [
+    ("[limit.4]\nppl_ratio = { max = 1.3 }\n", ["unknown table [limit]", "did you mean 'limits'"]),
+    ("[regresion]\nkld_mean = { rel = 0.1 }\n", ["unknown table [regresion]", "did you mean 'regression'"]),
+    ("[limitz]\n", ["unknown table [limitz]", "did you mean 'limits'"]),
+    ("treshold = 3\n", ["unknown key 'treshold'"]),
+    ("[limits.al]\nppl_ratio = { max = 1.3 }\n", ["unknown bit-width class [limits.al]", "did you mean 'all'"]),
+    ("[limits.ppl_ratio]\nmax = 1.3\n", ["unknown bit-width class", "inside a class table"]),
+    ("[limits.4]\nppl_ratio = { maxx = 1.3 }\n", ["unknown key 'maxx' in limits.4.ppl_ratio", "did you mean 'max'"]),
+    ("[regression]\nkld_mean = { rell = 0.1 }\n", ["unknown key 'rell' in regression.kld_mean", "did you mean 'rel'"]),
+    ("[regression]\nkld_maen = { rel = 0.1 }\n", ["unknown metric 'kld_maen' in [regression]",
+                                                   "did you mean 'kld_mean'"]),
+    ("[limits.4]\nflip_rat = { max = 0.3 }\n", ["unknown metric 'flip_rat' in [limits.4]", "did you mean 'flip_rate'"]),
+])
+def test_item2_misspelled_policy_table_is_a_usage_error(tmp_path, body, needles):
+    """A misspelled table, class, metric or key used to drop its gates silently; now each is named."""
+    f = tmp_path / "p.toml"
+    f.write_text(body + BAD_PART)  # a top-level key must come before the first table
+    with pytest.raises(UsageError) as e:
+        load_policy(f)
+    msg = str(e.value)
+    assert "\n" not in msg and all(n in msg for n in needles), msg
+
+
+def test_item2_bundled_and_example_policies_pass_the_strict_schema():
+    from pathlib import Path
+
+    load_policy()
+    examples = sorted((Path(__file__).resolve().parents[1] / "docs" / "examples").glob("*.toml"))
+    assert examples
+    for f in examples:
+        assert load_policy(f).regression, f

@@ -42,6 +42,11 @@ class ComboConfig(QuantConfig):
     def preflight(self, model_info) -> None:
         self.weights.preflight(model_info)
 
+    def backend_modules(self) -> list[str]:
+        from .registry import backend_modules
+
+        return backend_modules(self.weights) + backend_modules(self.kv)
+
     def to_dict(self) -> dict:
         return {"method": self.method, "weights": self.weights.to_dict(), "kv": self.kv.to_dict()}
 

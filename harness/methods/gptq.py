@@ -124,7 +124,7 @@ def quantize(cfg: GPTQConfig, ctx):
     ctx.info["cache_dir"] = str(target)
 
     def build(tmp):
-        ctx.progress(f"{cfg.spec}: calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
+        ctx.progress(f"calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
         qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
                           tokenizer=ctx.tokenizer, backend="torch", desc_act=False)
         model = load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc)
@@ -137,7 +137,7 @@ def quantize(cfg: GPTQConfig, ctx):
     # and a warm run see the same model (freshly packed and reloaded modules differed slightly).
     ctx.info["cache_hit"] = cached_dir(target, build, full_check=True)
     if ctx.info["cache_hit"]:
-        ctx.progress(f"{cfg.spec}: loading cached GPTQ model from {target}")
+        ctx.progress(f"loading cached GPTQ model from {target}")
     model = load_model(target, dtype=ctx.dtype, device=ctx.device, quantization_config=load_qc)
     return _for_measurement(model, ctx)
 

@@ -68,6 +68,9 @@ class KVConfig(QuantConfig):
             raise bad_spec(spec, "group size and residual length must be positive", ex)
         return cls(backend=backend, nbits=bits, group=group, residual=residual)
 
+    def backend_modules(self) -> list[str]:
+        return [_BACKEND_PACKAGES[self.backend][0]]
+
     @classmethod
     def missing_backend(cls) -> str | None:
         gone = [b for b, (pkg, _) in _BACKEND_PACKAGES.items() if not _present(pkg)]

@@ -201,6 +201,14 @@ def quantize(cfg: QuantConfig, ctx):
     return model, time.perf_counter() - t0
 
 
+def backend_modules(cfg: QuantConfig) -> list[str]:
+    """Modules a configuration's backend imports (imported up front, quietly: see harness.quiet)."""
+    own = getattr(cfg, "backend_modules", None)
+    if callable(own):
+        return list(own())
+    return [p for p in get_method(cfg.method).packages if p != "torch"]
+
+
 def availability() -> list[tuple[str, str, str]]:
     """(method, examples, 'available' or the install line) for every user method."""
     return [(n, m.examples, m.missing() or "available") for n, m in methods().items() if m.user]
