@@ -63,7 +63,10 @@ def test_generation_on_cuda_with_kv_cache_and_protection(cuda_tiny):
     plain = generate(model, tok, prompts, 12, return_ids=True)[1]
     assert generate(model, tok, prompts, 12, return_ids=True, protect=SinkSource(model))[1] == plain
     # hqq only: quanto compiles its CUDA extension on first use (minutes), not worth a lease's time
-    generate(model, tok, prompts, 12, kv=KVSpec("hqq", 4, 32, 8))
+    kv = generate(model, tok, prompts, 12, return_ids=True, kv=KVSpec("hqq", 4, 32, 8))[1]
+    assert len(kv) == len(prompts) and all(0 < len(ids) <= 12 for ids in kv)
+    # The first 8 tokens are decoded from the full-precision residual: they match the plain run's.
+    assert all(a[:1] == b[:1] for a, b in zip(kv, plain))
 
 
 def test_bnb_nf4_suite_on_cuda(suite_dir, tmp_path):
@@ -75,3 +78,9 @@ def test_bnb_nf4_suite_on_cuda(suite_dir, tmp_path):
     out = res.stdout.str()
     assert res.ret in (0, 1), out[-3000:]
     assert "measurement failed" not in out, out[-3000:]
+    import json
+
+    (run_dir,) = [d for d in (tmp_path / "rep").iterdir() if d.is_dir()]
+    r = json.loads((run_dir / "results.json").read_text())
+    assert [c["verdict"] for c in r["configs"] if c["verdict"] == "skipped"] == [], "every configuration must run"
+    assert all(c["gates"] and c["metrics"]["kld_mean"] > 0 for c in r["configs"])

@@ -161,9 +161,21 @@ from harness.summarize import behaviour_metrics, sink_recovery  # noqa: E402
 def test_prompt_variants_are_neutral_edits(text):
     spaced, newline, flipped = prompt_variants(text)
     assert newline == text + "\n"
-    assert spaced.replace("  ", " ", 1) == text or spaced == " " + text
-    assert len(flipped) == len(text) and flipped.lower() == text.lower() or flipped.casefold() == text.casefold() \
-        or sum(a != b for a, b in zip(flipped, text)) <= 1
+    # exactly one space added: after the first space, or in front when there is none
+    if " " in text:
+        k = text.index(" ")
+        assert spaced == text[:k] + " " + text[k:]
+    else:
+        assert spaced == " " + text
+    # only the first letter changes, to its other case; everything before and after it is untouched
+    letters = [i for i, ch in enumerate(text) if ch.isalpha()]
+    if not letters:
+        assert flipped == text
+    else:
+        k = letters[0]
+        tail = len(text) - k - 1
+        assert flipped[:k] == text[:k] and flipped[len(flipped) - tail:] == text[k + 1:]
+        assert flipped[k:len(flipped) - tail] == text[k].swapcase()
 
 
 def test_prompt_variants_hand_worked():

@@ -71,7 +71,8 @@ def test_corrupt_gguf_is_a_usage_error(tmp_path):
 
 def test_source_to_dict():
     d = ModelSource("x", "local", None, __import__("pathlib").Path("/tmp")).to_dict()
-    assert d["revision"] == "main" and json.dumps(d)
+    assert d == {"id": "x", "kind": "local", "revision": "main", "local_dir": "/tmp", "sha256": None}
+    assert json.loads(json.dumps(d)) == d
 
 
 @pytest.mark.parametrize("damage,needle", [

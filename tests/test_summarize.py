@@ -1,0 +1,83 @@
+"""corpus_metrics and generation_metrics against values worked out by hand on tiny inputs."""
+import math
+
+import numpy as np
+import pytest
+
+from harness.measure import ModelSummary, PairSummary
+from harness.summarize import corpus_metrics, generation_metrics
+
+
+def _pair():
+    """N=2 sequences of T=3 tokens, L=1 layer, H=2 heads."""
+    b, q = ModelSummary(), ModelSummary()
+    b.nll = [np.array([1.0, 1.0]), np.array([2.0, 2.0])]  # loss 1.5
+    q.nll = [np.array([1.5, 1.5]), np.array([2.0, 3.0])]  # loss 2.0
+    b.sink_mass = [np.array([[0.5, 0.1]]), np.array([[0.5, 0.1]])]
+    q.sink_mass = [np.array([[0.4, 0.5]]), np.array([[0.1, 0.3]])]  # mean [[0.25, 0.4]]
+    for s in (b, q):
+        s.entropy = [np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]])]
+        s.massive = [np.array([100.0]), np.array([300.0])]
+        s.votes = [np.zeros(3), np.zeros(3)]
+        s.ids = [np.array([1, 2, 3]), np.array([1, 4, 5])]
+    q.entropy = [np.array([[1.5, 2.0]]), np.array([[0.5, 3.0]])]
+    ps = PairSummary(base=b, quant=q)
+    ps.kl = [np.array([0.1, 0.3, 9.0]), np.array([0.2, 0.4, 9.0])]  # the last position has no next token
+    ps.top1 = [np.array([True, False, True]), np.array([True, True, False])]
+    ps.js = [np.array([[0.01, 0.03]]), np.array([[0.03, 0.05]])]
+    ps.hidden_cos = [np.array([0.9]), np.array([0.7])]
+    ps.hidden_relerr = [np.array([0.1]), np.array([0.3])]
+    ps.key_relerr = ps.value_relerr = ps.kv_relerr = [np.array([0.05]), np.array([0.15])]
+    ps.logit_delta_max = 2.5
+    return ps
+
+
+def test_corpus_metrics_hand_worked():
+    met, views = corpus_metrics(_pair())
+    assert met["loss"] == 2.0 and met["loss_baseline"] == 1.5 and met["loss_delta"] == 0.5
+    assert met["ppl_ratio"] == pytest.approx(math.exp(0.5))
+    assert met["kld_mean"] == pytest.approx(0.25) and met["kld_median"] == pytest.approx(0.25)
+    assert met["kld_max"] == pytest.approx(0.4)
+    assert met["kld_p99"] == pytest.approx(0.3 + 0.97 * 0.1)  # linear interpolation between 0.3 and 0.4
+    assert met["top1_agreement"] == 0.75
+    assert met["sink_mass"] == [[pytest.approx(0.25), pytest.approx(0.4)]]
+    assert met["sink_rate"] == 0.5 and met["sink_rate_08"] == 0.0  # 0.25 is not > 0.3; 0.4 is
+    assert met["attn_js"] == [[pytest.approx(0.02), pytest.approx(0.04)]]
+    assert met["sink_hidden_cos"] == [pytest.approx(0.8)] and met["massive_ratio"] == [200.0]
+    assert met["attn_entropy_delta"] == [pytest.approx(0.25)]  # ((0.5 + 0) + (-0.5 + 1)) / 4
+    assert met["logit_delta_max"] == 2.5
+    assert views["sink_rate_delta"].value == 0.0  # baseline 0.5 (0.5 > 0.3, 0.1 not) vs 0.5
+    assert views["sink_mass_shift"].value == pytest.approx(0.3)
+    assert views["sink_mass_shift"].where.startswith("layer 0 head 1 (baseline 0.100, quantized 0.400)")
+    assert views["attn_js"].value == pytest.approx(0.04) and views["attn_js"].where == "layer 0 head 1"
+    assert views["sink_hidden_cos"].value == pytest.approx(0.8) and views["sink_hidden_cos"].where == "layer 0"
+    assert views["logit_delta_max"].ci is None
+    lo, hi = views["ppl_ratio"].ci  # resampling two sequences: loss deltas 0.5 or 0.5 (each row's delta)
+    assert lo <= met["ppl_ratio"] <= hi
+
+
+def test_a_nonfinite_sink_map_gives_nan_rates_never_zero():
+    ps = _pair()
+    ps.quant.sink_mass[0] = np.array([[np.nan, 0.5]])
+    met, views = corpus_metrics(ps)
+    assert math.isnan(met["sink_rate"]) and math.isnan(met["sink_rate_08"])
+    assert math.isnan(views["sink_rate_delta"].value)
+
+
+def _gen(correct_b, correct_q, degen=None, degen_b=None, exact=False, div=0, ref="x"):
+    return {"reference": ref, "correct_baseline": correct_b, "correct_quantized": correct_q, "degenerate": degen,
+            "degenerate_baseline": degen_b, "exact": exact, "first_divergence": div}
+
+
+def test_generation_metrics_hand_worked():
+    gens = [_gen(True, False, div=2),  # a flip
+            _gen(True, True, exact=True, div=5),
+            _gen(False, False, degen="loop", div=0),  # degenerates where the baseline did not
+            _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None)]  # both empty: not counted
+    met, views = generation_metrics(gens)
+    assert met["flip_rate"] == 0.5  # 1 flip of 2 baseline-correct prompts
+    assert met["degenerate_rate"] == 0.25 and met["misgeneration_rate"] == 0.5
+    assert met["exact_match_rate"] == 0.5 and met["mean_first_divergence"] == 2.75
+    assert (met["n_prompts"], met["n_with_references"], met["n_baseline_correct"], met["n_quantized_correct"]) == \
+        (4, 3, 2, 1)
+    assert views["flip_rate"].ci[0] <= 0.5 <= views["flip_rate"].ci[1]
