@@ -9,8 +9,6 @@ import math
 
 import torch
 
-from .stats import bootstrap_ci, bootstrap_stat, sink_rate  # noqa: F401  (re-exported)
-
 LN2 = math.log(2.0)
 
 

@@ -36,7 +36,7 @@ def test_second_load_reads_the_converted_cache(smol, monkeypatch):
 def test_default_model_has_a_strong_sink(smol):
     from harness.datasets import load_corpus
     from harness.measure import forward_stats
-    from harness.metrics import sink_rate
+    from harness.stats import sink_rate
     from harness.tokens import corpus_sequences
 
     model, tok, _ = smol

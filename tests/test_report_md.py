@@ -122,7 +122,7 @@ def test_item14_summary_collapses_passing_regression_checks():
     assert md.rstrip("\n").splitlines()[-1].endswith("[report.html](report.html)")
 
 
-def test_item14_summary_without_collapse_when_few_checks():
+def test_summary_few_regression_checks_are_not_collapsed():
     cmp = {"target": "latest", "run_id": "r0", "note": "comparing", "regressed": False}
     md = summary_markdown(results([config("rtn-w8", [], regressions=_regressions(3))],
                                   compare=cmp, verdict="pass"))
