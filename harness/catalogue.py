@@ -47,7 +47,9 @@ class Metric:
     protected: bool = False  # reported for the --protect-sink variant
     show: tuple[str, ...] = ()  # summary | loss_table | probe_table
     identity: float | None = None  # its value when the quantized model is the baseline
-    min_n: int = 1  # fewest items a gate on it needs
+    min_n: int = 1  # fewest items a gate on it needs (fewer: outcome "insufficient")
+    count: Callable | None = None  # count(ev) -> items the gate rests on (default: the group's items)
+    premise: Callable | None = None  # premise(ev) -> why the gate cannot apply (absent in the baseline), or None
 
     @property
     def higher_is_better(self) -> bool:
@@ -91,6 +93,21 @@ def _ppl(ev, i) -> float:
 def _gen_ppl(ev, i) -> float:
     nb, nq = ev["nb"], ev["nq"]
     return math.exp(nq[i, 0].sum() / nq[i, 1].sum() - nb[i, 0].sum() / nb[i, 1].sum())
+
+
+def _no_sink(ev) -> str | None:
+    """Sink gates need a sink in the baseline: a head giving the sink positions > 0.3 of its attention."""
+    if _rate(ev["mass_b"].mean(0), 0.3) > 0:
+        return None
+    return "the baseline has no sink (no head gives the sink positions more than 0.3 of its attention)"
+
+
+def _no_correct(ev) -> str | None:
+    if ev["right_base"].sum() > 0:
+        return None
+    n_ref = int(ev["has_ref"].sum())
+    return (f"the baseline answers none of the {n_ref} prompts with references correctly: nothing can flip"
+            if n_ref else "no prompt has reference answers: nothing can flip")
 
 
 def _flip(ev, i) -> float:
@@ -144,14 +161,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_rate_delta", "|sink_rate quantized - sink_rate baseline| (eps 0.3)", "share", "lower", "sink",
            evidence=_SEQ, stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), .3)
                                                  - _rate(ev["mass_b"][i].mean(0), .3)),
-           gate=True, in_metrics=False),
+           gate=True, in_metrics=False, premise=_no_sink),
     Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head)", "share", "lower", "sink",
            evidence=_SEQ, stat=lambda ev, i: np.abs(ev["mass_q"][i].mean(0) - ev["mass_b"][i].mean(0)).max(),
-           where=_shift_where, gate=True, in_metrics=False),
+           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink),
     Metric("sink_hidden_cos", "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
            "baseline; gated: the lowest layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
            array=lambda ev: ev["cos"].mean(0), stat=lambda ev, i: ev["cos"][i].mean(0).min(),
-           where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}", gate=True, protected=True),
+           where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}", gate=True, protected=True,
+           premise=_no_sink),
     Metric("sink_hidden_relerr", "[l] relative L2 error of the first sink token's hidden state after layer l",
            "ratio", "lower", "sink", shape="layer", evidence=_SEQ, array=lambda ev: ev["rel"].mean(0)),
     Metric("massive_ratio", "[l] max |h| at the sink over the median |h| of the other tokens (quantized; "
@@ -160,7 +178,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
            "(post-RoPE, post-KV-quantization); gated: the worst layer", "ratio", "lower", "sink", shape="layer",
            evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), stat=lambda ev, i: ev["kvrel"][i].mean(0).max(),
-           where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}", gate=True, protected=True),
+           where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}", gate=True, protected=True,
+           premise=_no_sink),
     Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
            shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
     Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
@@ -184,14 +203,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("mean_first_divergence", "mean index of the first token that differs from the baseline's", "tokens",
            "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["div"][i]), protected=True),
     Metric("flip_rate", "share of baseline-correct prompts answered wrongly", "share", "lower", "generation",
-           evidence=_PR, stat=_flip, gate=True, protected=True, show=("summary", "loss_table"), identity=0.0),
+           evidence=_PR, stat=_flip, gate=True, protected=True, show=("summary", "loss_table"), identity=0.0,
+           count=lambda ev: int(ev["right_base"].sum()), premise=_no_correct),
     Metric("degenerate_rate", "share of outputs degenerate (loop, empty, replacement characters) where the "
            "baseline's is not", "share", "lower", "generation", evidence=_PR,
            stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
            identity=0.0),
     Metric("misgeneration_rate", "share of prompts that flip or degenerate", "share", "lower", "generation",
            evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True, protected=True,
-           show=("summary", "loss_table"), identity=0.0),
+           show=("summary", "loss_table"), identity=0.0, premise=_no_correct),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),

@@ -11,7 +11,7 @@ import time
 from functools import cached_property
 
 from . import continuations
-from .errors import MissingBackend, QuantsinkError, UsageError
+from .errors import MissingBackend, QuantsinkError
 from .progress import heartbeat
 from .records import ConfigResult, Key
 
@@ -116,8 +116,8 @@ class Evaluator:
 
     def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None) -> None:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
-        from .catalogue import PROTECTED
-        from .gates import evaluate_gate
+        from .catalogue import BY_NAME, PROTECTED
+        from .gates import config_verdict, evaluate_gate
         from .summarize import corpus_metrics, generation_metrics, sink_recovery
 
         t0 = time.perf_counter()
@@ -147,11 +147,10 @@ class Evaluator:
         note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
                 if ps.quant.nonfinite_layer is not None else "")
         r.metrics, r.generations = met, gens
-        r.gate_views = {m: {"value": v.value, "ci_low": v.ci[0] if v.ci else None,
-                            "ci_high": v.ci[1] if v.ci else None, "where": v.where} for m, v in views.items()}
-        r.gates = [evaluate_gate(q.spec, m, lim, views[m], note)
+        r.gate_views = {m: v.as_dict() for m, v in views.items()}
+        r.gates = [evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
                    for m, lim in self.inputs.policy.gates_for(r.bit_class).items()]
-        r.verdict = "pass" if all(g["passed"] for g in r.gates) else "fail"
+        r.verdict = config_verdict(r.gates)
 
 
 def _guard(result: ConfigResult, fn, *args):
@@ -160,9 +159,7 @@ def _guard(result: ConfigResult, fn, *args):
         return fn(*args)
     except MissingBackend as e:
         result.skip(str(e))
-    except UsageError:
-        raise
-    except QuantsinkError as e:
+    except QuantsinkError as e:  # a UsageError here (e.g. a bad path: checkpoint) ends this configuration only
         result.fail(f"{type(e).__name__}: {e}")
     except Exception as e:  # a crash in one configuration must not end the session
         result.fail(_one_line(e))

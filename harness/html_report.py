@@ -217,7 +217,8 @@ def _regression_table(results) -> str:
                    f"<td>{ {'pass': 'pass', 'fail': 'REGRESSION'}.get(gate_status(r), esc(gate_status(r)))}</td></tr>"
                    for s, r in regs)
     cmp = results.get("compare") or {}
-    return (f"<h2 id=regression>Regression against {esc(cmp.get('run_id'))}</h2><table><tr><th>config</th><th>metric</th>"
+    return (f"<h2 id=regression>Regression against {esc(cmp.get('run_id'))}</h2>"
+            "<table><tr><th>config</th><th>metric</th>"
             f"<th>earlier</th><th>now</th><th>tolerance</th><th>result</th></tr>{rows}</table>")
 
 

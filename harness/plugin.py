@@ -121,7 +121,14 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
+_WORKER_LINES = pytest.StashKey[list]()
+
+
 def _progress(config):
+    if _is_worker(config):  # pytest-xdist: lines ride on each test report to the controller
+        lines = config.stash.setdefault(_WORKER_LINES, [])
+        return lambda msg: lines.append(msg)
+
     def emit(msg: str) -> None:
         tr = config.pluginmanager.get_plugin("terminalreporter")
         capman = config.pluginmanager.get_plugin("capturemanager")
@@ -139,6 +146,28 @@ def _progress(config):
                 else:
                     print(line, file=sys.stderr, flush=True)
     return emit
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """pytest-xdist worker: attach the progress lines written since the last report."""
+    report = yield
+    lines = item.config.stash.get(_WORKER_LINES, None)
+    if lines:
+        report.quantsink_progress = list(lines)  # serialized with the report (TestReport keeps extras)
+        lines.clear()
+    return report
+
+
+def pytest_runtest_logreport(report):
+    """pytest-xdist controller: print the progress lines a worker attached, as they arrive."""
+    lines = getattr(report, "quantsink_progress", None)
+    node = getattr(report, "node", None)
+    if lines and node is not None and not _is_worker(node.config) and get_session(node.config) is not None:
+        emit = _progress(node.config)
+        worker = getattr(node, "gateway", None)
+        for line in lines:
+            emit(f"[{worker.id}] {line}" if worker is not None else line)
 
 
 def get_session(config):
@@ -235,6 +264,27 @@ def pytest_keyboard_interrupt(excinfo):
         config.stash[_INTERRUPTED] = True
 
 
+def _record_suite_properties(config, results: dict) -> None:
+    """JUnit suite properties `<spec>.<metric>` for every scalar catalogue metric (controller or serial run)."""
+    from _pytest.junitxml import xml_key
+
+    from .catalogue import BY_NAME
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for c in results["configs"]:
+        scalars = {k: v for k, v in (c.get("metrics") or {}).items()
+                   if k in BY_NAME and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if c.get("quantize_seconds") is not None:
+            scalars["quantize_seconds"] = c["quantize_seconds"]
+        for k, v in scalars.items():
+            xml.add_global_property(f"{c['spec']}.{k}", v)
+        xml.add_global_property(f"{c['spec']}.verdict", c["verdict"])
+    xml.add_global_property("quantsink.verdict", results["verdict"])
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     s = get_session(config)
@@ -249,7 +299,11 @@ def pytest_sessionfinish(session, exitstatus):
     if _is_worker(config):  # the controller merges every worker's configurations and writes once
         config.workeroutput["quantsink"] = json.dumps(clean(s.handoff()))
         return
-    config.stash[_RUN_DIR] = s.write()
+    config.stash[_RUN_DIR] = run_dir = s.write()
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    _record_suite_properties(config, results)
+    if results["verdict"] == "fail" and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. nothing was measured: never a green run
 
 
 @pytest.hookimpl(optionalhook=True)

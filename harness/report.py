@@ -181,15 +181,19 @@ def _comparison(r: dict) -> list[str]:
     good = [sg for sg in regs if gate_status(sg[1]) == "pass"]
     bad.sort(key=lambda sg: (gate_status(sg[1]) != "fail", -(sg[1].get("worse_by") or 0)))
     good.sort(key=lambda sg: -_relative_change(sg[1]))
-    top, rest = good[:TOP_CHANGES], good[TOP_CHANGES:]
+    top = [sg for sg in good[:TOP_CHANGES] if _relative_change(sg[1]) > 0]  # an unchanged metric is no news
+    rest = good[len(top):]
     n_fail = sum(gate_status(g) == "fail" for _, g in bad)
+    shown_what = [f"{len(bad)} not passed"] if bad else []
+    shown_what += [f"the {len(top)} largest changes within tolerance (relative to the earlier value)"] if top else []
     out = ["", f"## Change from run `{_md(cmp['run_id'])}`: "
                f"{f'{n_fail} regression(s)' if n_fail else 'no regression'}", "",
-           f"{len(regs)} checks: {len(bad)} not passed, then the {len(top)} largest changes within tolerance "
-           "(relative to the earlier value); every check is also in "
-           "[report.html](report.html#regression).", ""]
-    out += _regression_rows(bad + top)
+           f"{len(regs)} checks" + (f"; shown first: {' and '.join(shown_what)}" if shown_what else "")
+           + "; every check is also in [report.html](report.html#regression).", ""]
+    if bad or top:
+        out += _regression_rows(bad + top)
     if rest:
-        out += ["", f"<details><summary>{len(rest)} more checks within tolerance</summary>", "",
+        more = "more " if bad or top else ""
+        out += ["", f"<details><summary>{len(rest)} {more}checks within tolerance</summary>", "",
                 *_regression_rows(rest), "", "</details>"]
     return out

@@ -60,22 +60,41 @@ def new_run_id(created: float, model: str, specs: list[str]) -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(created))}-{digest}"
 
 
-def run_verdict(rec) -> str:
+def run_verdict(rec) -> tuple[str, str]:
+    """(verdict, reason): pass only when every configuration was measured and passed.
+
+    fail: a configuration or regression check failed, nothing at all was measured, or (strict)
+    anything short of a pass; inconclusive: some configuration was skipped or not decided.
+    """
     configs = rec.configs
-    regressed = any(not r["passed"] for c in configs for r in (c.regressions or []))
-    failed = regressed or any(c.verdict == "fail" for c in configs)
-    skipped = any(c.verdict == "skipped" for c in configs)
-    missing = len(configs) < len(rec.spec.quant)
-    return "fail" if failed or (rec.spec.signoff and (skipped or missing)) else "pass"
+    failed = [c.spec for c in configs if c.verdict == "fail"]
+    regressed = [c.spec for c in configs if any(not r["passed"] for r in (c.regressions or []))]
+    skipped = [f"{c.spec} ({c.skip_reason})" for c in configs if c.verdict == "skipped"]
+    undecided = [c.spec for c in configs if c.verdict == "inconclusive"]
+    missing = [q.spec for q in rec.spec.quant if q.spec not in {c.spec for c in configs}]
+    if not any(c.measured for c in configs):
+        why = "; ".join(skipped + [f"{c.spec}: {c.error}" for c in configs if c.error]) or "no configuration ran"
+        return "fail", f"nothing was measured: {why}"
+    if failed or regressed:
+        return "fail", "failed: " + ", ".join(dict.fromkeys(failed + regressed))
+    short = ([f"skipped: {', '.join(skipped)}"] if skipped else []) + (
+        [f"inconclusive: {', '.join(undecided)}"] if undecided else []) + (
+        [f"not measured: {', '.join(missing)}"] if missing else [])
+    if short:
+        return ("fail" if rec.spec.signoff else "inconclusive"), "; ".join(short) + (
+            " (strict: only a pass passes)" if rec.spec.signoff else "")
+    return "pass", f"all {len(configs)} configurations passed"
 
 
 def build_results(rec) -> dict:
     """results.json (schema quantsink.results/1) from a records.RunRecord."""
     s, inp = rec.spec, rec.inputs
     configs = [c.as_dict() for c in rec.configs]
+    verdict, reason = run_verdict(rec)
     return clean({
         "schema": SCHEMA, "run_id": rec.run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.created)), "verdict": run_verdict(rec),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.created)), "verdict": verdict,
+        "verdict_reason": reason,
         "harness_version": __version__, "environment": environment(s.device, rec.threads),
         "model": {"id": s.model, "revision": s.revision or "main", "source": inp.source.to_dict(),
                   "baseline_dtype": s.baseline_dtype, **rec.shape},

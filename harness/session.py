@@ -102,6 +102,8 @@ class Session:
         res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
             earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"))
         r.regressions.append(res)
+        if not res["passed"]:
+            r.verdict = "fail"  # a configuration's verdict includes its regressions
         return res
 
     # ---- pytest-xdist: workers hand their measurements to the controller ----

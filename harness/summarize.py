@@ -71,7 +71,7 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
             if m.in_metrics:
                 met[m.name] = math.nan
             if m.gate:
-                views[m.name] = GateView(math.nan)
+                views[m.name] = GateView(math.nan, n=0)
             continue
         if m.array is not None:
             met[m.name] = _nested(np.asarray(m.array(ev)))
@@ -82,7 +82,9 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
             met[m.name] = value
         if m.gate:
             ci = _boot(n, lambda i, m=m: m.stat(ev, i), seed) if m.interval else None
-            views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "")
+            views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "",
+                                     m.count(ev) if m.count is not None else n,
+                                     m.premise(ev) if m.premise is not None else None)
     return met, views
 
 
@@ -120,6 +122,7 @@ def prompt_evidence(gens: list[dict]) -> dict:
     return {"exact": np.array([g["exact"] for g in gens], dtype=float),
             "div": np.array([g["first_divergence"] for g in gens], dtype=float),
             "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
+            "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
             "flip": flip, "degen": degen, "mis": flip | degen}
 
 

@@ -16,27 +16,32 @@ def _result(request, qs_session, q):
     return r
 
 
-def test_measure(request, qs_session, qs_config, record_property, record_testsuite_property):
+def test_measure(request, qs_session, qs_config, record_property):
     """Quantize, capture and measure one configuration against the baseline."""
     r = _result(request, qs_session, qs_config)
-    # Scalar metrics of the catalogue (per-layer lists stay in results.json).
-    scalars = {k: v for k, v in r.metrics.items() if k in BY_NAME and isinstance(v, (int, float))}
-    scalars["quantize_seconds"] = r.quantize_seconds
-    for k, v in scalars.items():
-        # Suite-level properties work under every junit_family; per-item ones need xunit1 (set in
-        # pyproject.toml), so they are only recorded there.
-        record_testsuite_property(f"{qs_config.spec}.{k}", v)
-        if junit_per_item(request.config):
-            record_property(k, v)
+    # Per-item properties need junit_family xunit1 (set in pyproject.toml); the suite-level ones
+    # (`<spec>.<metric>`, every junit_family) are recorded from results.json at the end of the run.
+    if junit_per_item(request.config):
+        for k, v in r.metrics.items():
+            if k in BY_NAME and isinstance(v, (int, float)) and not isinstance(v, bool):
+                record_property(k, v)
+        record_property("quantize_seconds", r.quantize_seconds)
 
 
-def _judge(request, record_property, result: dict, **props) -> None:
-    """Record the item's figures (xunit1) and fail with the result's message when it did not pass."""
+def _judge(request, qs_session, record_property, result: dict, **props) -> None:
+    """Record the item's figures (xunit1); fail on a failed result; an undecided one (inconclusive,
+    insufficient, not applicable) is a visible skip, or a failure under --signoff."""
     if junit_per_item(request.config):
         for k, v in props.items():
             record_property(k, v)
-    if not result["passed"]:
+    outcome = result.get("outcome", "pass" if result["passed"] else "fail")
+    if outcome == "fail":
         pytest.fail(result["detail"], pytrace=False)
+    if outcome != "pass":
+        msg = f"{outcome.upper().replace('_', ' ')}: {result['detail']}"
+        if qs_session.spec.signoff:
+            pytest.fail(msg + " (--signoff passes only on pass)", pytrace=False)
+        pytest.skip(msg)
 
 
 def test_gate(request, qs_session, qs_gate, record_property):
@@ -44,7 +49,10 @@ def test_gate(request, qs_session, qs_gate, record_property):
     q, metric = qs_gate
     _result(request, qs_session, q)
     g = qs_session.gate_result(q, metric)
-    _judge(request, record_property, g, value=g["value"], limit=f"{'<=' if g['op'] == 'max' else '>='} {g['limit']}")
+    if g is None:
+        pytest.fail(f"{q.spec}: no {metric} gate was evaluated ({qs_session.measure(q).error or 'no measurement'})",
+                    pytrace=False)
+    _judge(request, qs_session, record_property, g, value=g["value"], limit=f"{'<=' if g['op'] == 'max' else '>='} {g['limit']}")
 
 
 def test_regression(request, qs_session, qs_regression, record_property):
@@ -52,4 +60,4 @@ def test_regression(request, qs_session, qs_regression, record_property):
     q, metric = qs_regression
     _result(request, qs_session, q)
     r = qs_session.regression_result(q, metric)
-    _judge(request, record_property, r, value=r["value"], earlier=r["earlier"], tolerance=r["tolerance"])
+    _judge(request, qs_session, record_property, r, value=r["value"], earlier=r["earlier"], tolerance=r["tolerance"])

@@ -130,6 +130,17 @@ def test_summary_few_regression_checks_are_not_collapsed():
     assert len([ln for ln in md.splitlines() if ln.startswith("| `rtn-w8` |") and "relative" in ln]) == 3
 
 
+def test_item14_summary_collapses_every_unchanged_check():
+    cmp = {"target": "latest", "run_id": "r0", "note": "comparing", "regressed": False}
+    checks = _regressions(9)
+    for g in checks:
+        g["value"], g["worse_by"] = g["earlier"], 0.0  # a rerun with the same numbers
+    md = summary_markdown(results([config("rtn-w8", [], regressions=checks)], compare=cmp, verdict="pass"))
+    head, sep, tail = md.partition("<details><summary>9 checks within tolerance</summary>")
+    assert sep and "| `rtn-w8` |" not in head.split("## Change")[1]
+    assert len([ln for ln in tail.splitlines() if ln.startswith("| `rtn-w8` |")]) == 9
+
+
 def test_item14_summary_links_report_html_without_compare():
     for cmp in (None, {"target": "none", "run_id": None, "note": "no comparison", "regressed": False}):
         md = summary_markdown(results([config("rtn-w8", [gate("kld_mean", 0.01, 0.4)])], compare=cmp, verdict="pass"))
