@@ -30,7 +30,7 @@ class Evaluator:
         if mode in ("on", "off"):
             return mode == "on"
         n = len(self.spec.quant)
-        if n < 2:
+        if n < 2 or self.spec.unavailable:
             return False
         need = _param_bytes(self.base.model) * n  # upper bound: quantized models are smaller
         return need < 0.4 * _free_memory(self.spec.device)

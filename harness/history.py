@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from .errors import NotComparable, UsageError
+from .errors import NotComparable, UsageError, did_you_mean
 from .storage import append_line, read_lines
 
 INDEX = "index.jsonl"
@@ -63,25 +63,28 @@ def pin(report_dir: str | Path, run_id: str, anyway: bool = False) -> dict:
     return record
 
 
-def _try_load(path: Path, what: str) -> tuple[dict | None, str]:
+def _try_load(path: Path, what: str) -> dict | None:
     try:
-        return _load(path, what), ""
-    except UsageError as e:
-        return None, str(e)
+        return _load(path, what)
+    except UsageError:
+        return None
 
 
 def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None, what: str):
     """(results, run id, how many newer candidates were skipped) of the newest candidate (run id, path) whose
-    identity matches `current`, or (None, why the newest one was refused, len(candidates))."""
-    why = ""
-    for n, (rid, path) in enumerate(reversed(candidates)):
-        res, err = _try_load(path, what)
+    identity matches `current`, or (None, why the newest one was refused, how many there were)."""
+    why, seen = "", set()
+    for rid, path in reversed(candidates):
+        if rid in seen:  # pinned twice: its newest pin counts
+            continue
+        seen.add(rid)
+        res = _try_load(path, what)
         diffs = differences(current, identity(res)) if res is not None and current is not None else []
         if res is not None and not diffs:
-            return res, rid, n
+            return res, rid, len(seen) - 1
         why = why or (f"the newest, {rid}, differs in {', '.join(k for k, _, _ in diffs)}" if res is not None
                       else f"the newest, {rid}, is unreadable")
-    return None, why, len(candidates)
+    return None, why, len(seen)
 
 
 def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
@@ -120,7 +123,13 @@ def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
         path = p / "results.json" if p.is_dir() else p
         res, note = _load(path, target), f"comparing with {path}"
     else:
-        res, note = _load(run_path(report_dir, target), target), f"comparing with run {target}"
+        path = run_path(report_dir, target)
+        if not path.is_file():
+            hint = did_you_mean(target, ["latest", "pinned", "none"]) or did_you_mean(
+                target, [r.get("run_id", "") for r in read_index(report_dir)])
+            raise UsageError(f"--compare {target}: no run {target} in {report_dir}{hint}; valid: latest, pinned, "
+                             f"none, a run id from index.jsonl, or a path to a results.json")
+        res, note = _load(path, target), f"comparing with run {target}"
     if current is not None:
         check_comparable(current, identity(res), res.get("run_id", target))
     return res, note

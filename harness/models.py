@@ -18,7 +18,7 @@ from .storage import cache_root, cached_dir, file_sha256
 from .tiny import TINY_ARCHS, TINY_VERSION
 
 ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _tiny(arch: str) -> Path:
     return target
 
 
-def _check_local_dir(path: Path, allow_pickle: bool) -> None:
+def check_local_dir(path: Path, allow_pickle: bool) -> None:
     if not (path / "config.json").is_file():
         raise UsageError(f"model directory {path} has no config.json; point --model at a "
                          f"transformers checkpoint directory, a .gguf file or one of {known_models()}")
@@ -186,11 +186,11 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
         local, sha = _converted(path.resolve(), re.sub(r"[^\w.-]", "_", path.stem)[:60])
         return ModelSource(model, "gguf", revision, local, sha)
     if path.is_dir():
-        _check_local_dir(path, allow_pickle)
+        check_local_dir(path, allow_pickle)
         return ModelSource(model, "local", revision, path.resolve())
-    if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
+    if HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         local = _hub(model, revision)
-        _check_local_dir(local, allow_pickle)
+        check_local_dir(local, allow_pickle)
         return ModelSource(model, "hub", revision, local)
     raise UsageError(f"model '{model}' not found: not a directory, .gguf file, Hub id or alias"
                      f"{did_you_mean(model, known_models())}; valid aliases: {', '.join(known_models())}")

@@ -41,6 +41,30 @@ def pytest_addoption(parser):
             parser.addini(s.ini, s.help, default=None)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """quantsink options without the suites (e.g. `pytest --model tiny-llama` from the repository root
+    collects the harness's own tests): a usage error that says what to run."""
+    if get_session(config) is not None or _is_worker(config):
+        return
+    given = [s.option for s in SETTINGS if config.getoption(s.ini) is not None]
+    if given:
+        raise pytest.UsageError(f"{', '.join(given)}: quantsink options take effect in the sign-off suites; "
+                                f"run `pytest suites {' '.join(_given_args(config))}`".rstrip())
+
+
+def _given_args(config) -> list[str]:
+    """The quantsink options of this command line, to repeat in the hint."""
+    out = []
+    for s in SETTINGS:
+        v = config.getoption(s.ini)
+        if v is True:
+            out.append(s.option)
+        elif v is not None:
+            out += [s.option, str(v)]
+    return out
+
+
 def option_values(config) -> dict:
     """Command line beats ini; None means 'let the profile decide'."""
     out = {}
@@ -195,7 +219,8 @@ def pytest_report_header(config):
             f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
             f"{sp.corpus}, {len(s.inputs.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
             f"{', signoff (strict)' if sp.signoff else ''}",
-            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}"]
+            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}"] + [
+            f"quantsink: {note}" for note in s.inputs.notes]
 
 
 def pytest_generate_tests(metafunc):

@@ -92,6 +92,8 @@ def scalar(config: dict, metric: str):
 def verdict_lines(results: dict, run_dir=None) -> list[str]:
     """The verdict block: a headline, one line per configuration with its failed gates, the files."""
     lines = [f"quantsink verdict: {results['verdict'].upper()}"]
+    if results.get("verdict_reason"):
+        lines.append(f"  {results['verdict_reason']}")
     for c in results["configs"]:
         failed = [g["metric"] + ("" if gate_status(g) == "fail" else f" ({gate_status(g)})")
                   for g in not_passed(c.get("gates"))]
@@ -104,11 +106,15 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
 
 def summary_markdown(results: dict) -> str:
     r = results
-    lines = [f"# quantsink: {r['verdict'].upper()}", "",
-             f"Model `{_md(r['model']['id'])}` (revision {_md(r['model']['revision'])}), "
-             f"profile {r['settings']['profile']}, corpus {_md(r['corpus']['name'])} "
-             f"({r['corpus']['n_sequences']} x {r['corpus']['seq_len']} tokens, sha {r['corpus']['sha256'][:12]}), "
-             f"prompts {r['prompts']['n']} (sha {r['prompts']['sha256'][:12]}).", ""]
+    size = (f"{r['corpus']['n_sequences']} x {r['corpus']['seq_len']} tokens" if r['corpus']['n_sequences']
+            else "not measured")
+    lines = [f"# quantsink: {r['verdict'].upper()}", ""]
+    if r.get("verdict_reason"):
+        lines += [f"**{_md(r['verdict_reason'])}**", ""]
+    lines += [f"Model `{_md(r['model']['id'])}` (revision {_md(r['model']['revision'])}), "
+              f"profile {r['settings']['profile']}, corpus {_md(r['corpus']['name'])} "
+              f"({size}, sha {r['corpus']['sha256'][:12]}), "
+              f"prompts {r['prompts']['n']} (sha {r['prompts']['sha256'][:12]}).", ""]
     b = r.get("baseline") or {}
     if b:
         lines += [f"Baseline: loss {_fmt(b.get('loss'))}, sink_rate {_fmt(b.get('sink_rate'))} (eps 0.3), "

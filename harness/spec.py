@@ -53,7 +53,8 @@ def build_spec(values: dict) -> RunSpec:
     if given.get("bits") or given.get("methods"):
         if not (given.get("bits") and given.get("methods")):
             raise UsageError("--bits and --methods go together, e.g. --bits 8,4 --methods bnb,gptq")
-        spec.quant = expand_shorthand(given["bits"], given["methods"])
+        expand_shorthand(given["bits"], given["methods"])  # checks names and widths now
+        spec.quant = []  # expanded by RunInputs.load, with a group size that fits the model's layers
     else:
         spec.quant = parse_specs(given.get("quant") or DEFAULT_QUANT)
     spec.device = resolve_device(given.get("device") or "auto")
@@ -68,7 +69,7 @@ def build_spec(values: dict) -> RunSpec:
     if "baseline_dtype" not in given:
         spec.baseline_dtype = "fp16" if spec.device.startswith("cuda") else "fp32"
     if max(spec.sink_positions) >= spec.seq_len - 1:
-        raise UsageError(f"--sink-positions {spec.sink_positions} must lie before the last position "
+        raise UsageError(f"--sink-positions {','.join(map(str, spec.sink_positions))} must lie before the last position "
                          f"of a sequence (seq_len {spec.seq_len})")
     return spec
 

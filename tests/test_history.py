@@ -111,7 +111,8 @@ def test_item9_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
         res = _results(corpus={"seq_len": seq})
         res.update(schema="quantsink.results/1", run_id=rid, verdict="pass")
         (tmp_path / rid / "results.json").write_text(json.dumps(res))
-        (tmp_path / "pins.jsonl").open("a").write(json.dumps({"run_id": rid, "model": "m"}) + "\n")
+        with open(tmp_path / "pins.jsonl", "a") as f:
+            f.write(json.dumps({"run_id": rid, "model": "m"}) + "\n")
     cur = identity(_results())
     got, note = resolve("pinned", tmp_path, "m", True, cur)
     assert got["run_id"] == "r1" and note == "comparing with pinned run r1, skipping 1 newer one(s) with other inputs"

@@ -1,6 +1,7 @@
 """bitsandbytes LLM.int8 and 4-bit (NF4 / FP4) through transformers' BitsAndBytesConfig."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import did_you_mean
@@ -34,9 +35,13 @@ class BnbConfig(QuantConfig):
     def parse(cls, spec: str, tokens: list[str]) -> "BnbConfig":
         if len(tokens) != 1 or tokens[0] not in _KINDS:
             got = "-".join(tokens) or "nothing"
-            m = WG.match(tokens[0]) if tokens else None
-            why = (f"bitsandbytes has no {m.group(1)}-bit mode (8-bit: int8; 4-bit: nf4, fp4)" if m
-                   else f"unknown bitsandbytes mode '{got}'{did_you_mean(got, ['int8', 'nf4', 'fp4'])}")
+            m = WG.match(tokens[0]) or re.fullmatch(r"int(\d+)", tokens[0]) if tokens else None
+            if m and m.group(1) == "4":
+                why = "bitsandbytes' 4-bit modes are nf4 and fp4 (did you mean 'bnb-nf4'?)"
+            elif m:
+                why = f"bitsandbytes has no {m.group(1)}-bit mode (8-bit: int8; 4-bit: nf4, fp4)"
+            else:
+                why = f"unknown bitsandbytes mode '{got}'{did_you_mean(got, ['int8', 'nf4', 'fp4'])}"
             raise bad_spec(spec, why, cls.examples)
         return cls(kind=_KINDS[tokens[0]])
 

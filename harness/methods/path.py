@@ -26,6 +26,23 @@ class PathConfig(QuantConfig):
         bits = path_bits(self.path)
         return class_of_bits(bits) if bits is not None else None
 
+    def preflight(self, model_info) -> None:
+        """A local checkpoint must exist with a config and weights (pickle only when allowed); a Hub id
+        is resolved when the configuration runs."""
+        from ..models import HUB_ID, check_local_dir
+
+        p = Path(self.path).expanduser()
+        if p.is_dir():
+            try:
+                check_local_dir(p, model_info.allow_pickle)
+            except UsageError as e:
+                raise UsageError(f"--quant {self.spec}: {e}") from None
+            return
+        if HUB_ID.match(self.path) and not self.path.startswith((".", "/", "~")):
+            return
+        raise UsageError(f"--quant {self.spec}: no such checkpoint directory ({p}); give path:DIR with a "
+                         f"config.json and *.safetensors, or path:ORG/NAME for a Hub id")
+
     @classmethod
     def parse(cls, spec: str, tokens: list[str]) -> "PathConfig":
         if not tokens or not tokens[0]:

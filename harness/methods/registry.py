@@ -129,9 +129,33 @@ def parse_spec(spec: str) -> QuantConfig:
             f"successor; auto-gptq checkpoints load with --quant path:DIR")
     name, *tokens = spec.split("-")
     if name not in methods() or name in ("combo", "path"):
-        raise UsageError(f"unknown quantization method '{name}' in '{spec}'"
-                         f"{did_you_mean(name, user_methods())}; valid: {valid_specs()}")
-    return _METHODS[name].config_class.parse(spec, tokens)
+        hint = _respelled(spec) or did_you_mean(name, user_methods())
+        raise UsageError(f"unknown quantization method '{name}' in '{spec}'{hint}; valid: {valid_specs()}")
+    try:
+        return _METHODS[name].config_class.parse(spec, tokens)
+    except UsageError as e:
+        hint = _respelled(spec)
+        if hint and "did you mean" not in str(e):
+            msg = str(e)
+            cut = msg.rfind("; valid:")
+            raise UsageError(msg[:cut] + hint + msg[cut:] if cut > 0 else msg + hint) from None
+        raise
+
+
+def _respelled(spec: str) -> str:
+    """' (did you mean X?)' for a spec that parses once lower-cased or with '-g32' joined to its width."""
+    import re
+
+    for cand in dict.fromkeys([spec.lower(), re.sub(r"-(g\d+)", r"\1", spec), re.sub(r"-(g\d+)", r"\1", spec.lower())]):
+        if cand == spec:
+            continue
+        try:
+            parse_spec(cand)
+        except UsageError:
+            continue
+        why = " specs are lower case" if cand.lower() == cand and spec != spec.lower() else ""
+        return f" (did you mean '{cand}'?{why})"
+    return ""
 
 
 def parse_specs(text: str) -> list[QuantConfig]:
