@@ -52,11 +52,21 @@ class Baseline:
         return "model" in self.__dict__
 
     @cached_property
-    def sequences(self):
+    def _sequences_and_docs(self):
         from .tokens import corpus_sequences
 
         s = self.spec
-        return corpus_sequences(self.tokenizer, self.inputs.corpus, s.n_sequences, s.seq_len, s.bos)
+        return corpus_sequences(self.tokenizer, self.inputs.corpus, s.n_sequences, s.seq_len, s.bos, with_docs=True)
+
+    @property
+    def sequences(self):
+        """[N, seq_len] corpus token ids."""
+        return self._sequences_and_docs[0]
+
+    @property
+    def sequence_docs(self) -> list[int]:
+        """The corpus document each sequence was cut from (intervals resample documents)."""
+        return self._sequences_and_docs[1]
 
     @property
     def batches(self):
@@ -104,6 +114,18 @@ class Baseline:
         if 0 < n < len(ref):  # evenly spread, so every prompt family keeps a share
             ref = [ref[(i * len(ref)) // n] for i in range(n)]
         return ref, [v for p in ref for v in prompt_variants(p.prompt)]
+
+    @cached_property
+    def variant_correctness(self) -> dict:
+        """{prompt id: [correct on each of the three neutral variants]} for every reference prompt of
+        the run (the baseline's own noise floor: a flip counts only where it is stable)."""
+        from .behaviour import prompt_variants
+        from .generation import is_correct
+
+        ref = [p for p in self.prompts if p.references]
+        texts = [v for p in ref for v in prompt_variants(p.prompt)]
+        out, _ = self.generate("stable", texts, self.spec.max_new_tokens) if texts else ([], [])
+        return {p.id: [is_correct(t, list(p.references)) for t in out[3 * k:3 * k + 3]] for k, p in enumerate(ref)}
 
     @cached_property
     def sink_source(self):

@@ -9,7 +9,8 @@ prints it).
 
 Evidence groups (built by summarize.py, one row per item):
   sequences  corpus sequences: nll_b/nll_q/kl/top1 [N,T-1], mass_b/mass_q/js [N,L,H], cos/kvrel [N,L]
-  prompts    generation prompts: exact, div, flip, right_base, degen, mis [n]
+  prompts    generation prompts: exact, div, right_base, stable_right, stable_wrong, q_right, degen, mis [n]
+Every group also carries `cluster` [n]: the unit intervals resample (corpus document, prompt family).
   long       the long-generation subset, same fields as prompts
   stability  reference prompts with neutral variants: sq, sb (correctness the same on all) [n]
   gen_ppl    continuations scored by the baseline: nb, nq [n, 2] (summed NLL, tokens)
@@ -24,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from .stats import sink_rate
+from .stats import crossfit_abs, crossfit_worst, sink_rate
 
 FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe")
 
@@ -103,16 +104,18 @@ def _no_sink(ev) -> str | None:
 
 
 def _no_correct(ev) -> str | None:
-    if ev["right_base"].sum() > 0:
+    if ev["stable_right"].sum() > 0:
         return None
     n_ref = int(ev["has_ref"].sum())
-    return (f"the baseline answers none of the {n_ref} prompts with references correctly: nothing can flip"
-            if n_ref else "no prompt has reference answers: nothing can flip")
+    return (f"the baseline answers none of the {n_ref} prompts with references correctly on the prompt and all "
+            f"three neutral variants: nothing can flip" if n_ref else "no prompt has reference answers: nothing can flip")
 
 
-def _flip(ev, i) -> float:
-    rb = ev["right_base"][i].sum()
-    return ev["flip"][i].sum() / rb if rb else 0.0
+def _net_flip(ev, i) -> float:
+    """(stable-correct prompts the quantized model gets wrong - stable-wrong ones it gets right) / stable-correct."""
+    sr, sw, q = ev["stable_right"][i], ev["stable_wrong"][i], ev["q_right"][i]
+    n = sr.sum()
+    return float(((sr & ~q).sum() - (sw & q).sum()) / n) if n else math.nan
 
 
 _SEQ, _PR = "sequences", "prompts"
@@ -126,25 +129,25 @@ METRICS: tuple[Metric, ...] = (
            "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_b"][i].mean())),
     Metric("loss_delta", "loss - loss_baseline", "nats", "lower", "corpus", evidence=_SEQ,
            stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(), gate=True, protected=True,
-           show=("loss_table",), identity=0.0),
+           show=("loss_table",), identity=0.0, min_n=8),
     Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
            "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0),
+           show=("summary", "loss_table"), identity=1.0, min_n=8),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
-           show=("summary", "loss_table")),
+           show=("summary", "loss_table"), min_n=8),
     Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
            stat=_finite_or_nan(np.median), show=("loss_table",)),
     Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=_finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
-           show=("loss_table",)),
+           show=("loss_table",), min_n=8),
     Metric("kld_max", "largest next-token KL at any position", "nats", "lower", "corpus", evidence=_SEQ,
            stat=_finite_or_nan(np.max), show=("loss_table",)),
     Metric("kld_histogram", "counts of log10(KL) per position in 30 bins over [-8, 1]", "count", None,
            "corpus", shape="record"),
     Metric("top1_agreement", "share of positions where both models' most likely next token agree", "share",
            "higher", "corpus", evidence=_SEQ, stat=lambda ev, i: ev["top1"][i].mean(), gate=True,
-           protected=True, show=("loss_table",), identity=1.0),
+           protected=True, show=("loss_table",), identity=1.0, min_n=8),
     Metric("logit_delta_max", "largest |change| of any log-probability: 0 means nothing was quantized",
            "nats", None, "corpus", evidence="run", stat=lambda ev, i: ev["logit_delta_max"], gate=True,
            interval=False),
@@ -161,15 +164,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_rate_delta", "|sink_rate quantized - sink_rate baseline| (eps 0.3)", "share", "lower", "sink",
            evidence=_SEQ, stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), .3)
                                                  - _rate(ev["mass_b"][i].mean(0), .3)),
-           gate=True, in_metrics=False, premise=_no_sink),
+           gate=True, in_metrics=False, premise=_no_sink, min_n=8),
     Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head)", "share", "lower", "sink",
-           evidence=_SEQ, stat=lambda ev, i: np.abs(ev["mass_q"][i].mean(0) - ev["mass_b"][i].mean(0)).max(),
-           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink),
+           evidence=_SEQ, stat=lambda ev, i: crossfit_abs(ev["mass_q"] - ev["mass_b"], i),
+           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink, min_n=8),
     Metric("sink_hidden_cos", "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
            "baseline; gated: the lowest layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
-           array=lambda ev: ev["cos"].mean(0), stat=lambda ev, i: ev["cos"][i].mean(0).min(),
+           array=lambda ev: ev["cos"].mean(0), stat=lambda ev, i: crossfit_worst(ev["cos"], i, np.argmin),
            where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink),
+           premise=_no_sink, min_n=8),
     Metric("sink_hidden_relerr", "[l] relative L2 error of the first sink token's hidden state after layer l",
            "ratio", "lower", "sink", shape="layer", evidence=_SEQ, array=lambda ev: ev["rel"].mean(0)),
     Metric("massive_ratio", "[l] max |h| at the sink over the median |h| of the other tokens (quantized; "
@@ -177,9 +180,9 @@ METRICS: tuple[Metric, ...] = (
            array=lambda ev: ev["massive_q"].mean(0)),
     Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
            "(post-RoPE, post-KV-quantization); gated: the worst layer", "ratio", "lower", "sink", shape="layer",
-           evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), stat=lambda ev, i: ev["kvrel"][i].mean(0).max(),
+           evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), stat=lambda ev, i: crossfit_worst(ev["kvrel"], i),
            where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink),
+           premise=_no_sink, min_n=8),
     Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
            shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
     Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
@@ -190,9 +193,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("attn_js", "[l][h] mean over query rows of the Jensen-Shannon divergence between baseline and "
            "quantized attention rows (<= ln 2); gated: the worst head", "nats", "lower", "attention",
            shape="layer_head", evidence=_SEQ, array=lambda ev: ev["js"].mean(0),
-           stat=lambda ev, i: ev["js"][i].mean(0).max(), where=lambda ev: _lh(ev["js"].mean(0),
+           stat=lambda ev, i: crossfit_worst(ev["js"], i), where=lambda ev: _lh(ev["js"].mean(0),
                                                                                np.argmax(ev["js"].mean(0))),
-           gate=True, protected=True, show=("summary",)),
+           gate=True, protected=True, show=("summary",), min_n=8),
     Metric("attn_entropy_delta", "[l] change of mean attention-row entropy, averaged over heads", "nats", None,
            "attention", shape="layer", evidence=_SEQ,
            array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1)),
@@ -202,30 +205,40 @@ METRICS: tuple[Metric, ...] = (
            show=("loss_table",), identity=1.0),
     Metric("mean_first_divergence", "mean index of the first token that differs from the baseline's", "tokens",
            "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["div"][i]), protected=True),
-    Metric("flip_rate", "share of baseline-correct prompts answered wrongly", "share", "lower", "generation",
-           evidence=_PR, stat=_flip, gate=True, protected=True, show=("summary", "loss_table"), identity=0.0,
-           count=lambda ev: int(ev["right_base"].sum()), premise=_no_correct),
+    Metric("flip_rate", "net flips over stable-correct prompts (baseline right on the prompt and its three neutral "
+           "variants): (stable-correct answered wrongly - stable-wrong answered rightly) / stable-correct", "share",
+           "lower", "generation", evidence=_PR, stat=_net_flip, gate=True, protected=True,
+           show=("summary", "loss_table"), identity=0.0, count=lambda ev: int(ev["stable_right"].sum()),
+           premise=_no_correct, min_n=30),
     Metric("degenerate_rate", "share of outputs degenerate (loop, empty, replacement characters) where the "
            "baseline's is not", "share", "lower", "generation", evidence=_PR,
            stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
-           identity=0.0),
-    Metric("misgeneration_rate", "share of prompts that flip or degenerate", "share", "lower", "generation",
-           evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True, protected=True,
-           show=("summary", "loss_table"), identity=0.0, premise=_no_correct),
+           identity=0.0, min_n=30),
+    Metric("misgeneration_rate", "share of prompts that flip (stable-correct, answered wrongly) or degenerate",
+           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True,
+           protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),
     Metric("n_quantized_correct", "prompts the quantized model answers correctly", "count", None, "generation"),
+    Metric("n_stable_correct", "prompts the baseline answers correctly on the prompt and all three neutral variants",
+           "count", None, "generation"),
+    Metric("n_stable_wrong", "prompts the baseline answers wrongly on the prompt and all three variants", "count",
+           None, "generation"),
+    Metric("flips", "stable-correct prompts the quantized model answers wrongly", "count", None, "generation"),
+    Metric("unflips", "stable-wrong prompts the quantized model answers correctly", "count", None, "generation"),
+    Metric("flip_mcnemar_p", "one-sided exact McNemar p-value of flips against unflips (small: the quantized "
+           "model is systematically worse on these prompts)", "p", None, "generation"),
     # -- behaviour probes --
     Metric("stability_rate", "share of reference prompts whose correctness is the same on the prompt and its "
            "three neutral variants (quantized)", "share", "higher", "behaviour", evidence="stability",
-           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",)),
+           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",), min_n=20),
     Metric("stability_rate_baseline", "the same for the baseline", "share", None, "behaviour",
            evidence="stability", stat=lambda ev, i: _mean(ev["sb"][i]), show=("probe_table",)),
     Metric("n_stability_prompts", "reference prompts in the stability probe", "count", None, "behaviour"),
     Metric("gen_ppl_ratio", "perplexity under the baseline of the quantized continuations over that of the "
            "baseline's own", "ratio", "lower", "behaviour", evidence="gen_ppl", stat=_gen_ppl, gate=True,
-           show=("probe_table",), identity=1.0),
+           show=("probe_table",), identity=1.0, min_n=20),
     Metric("gen_ppl_baseline", "perplexity of the baseline's continuations under the baseline", "ratio", None,
            "behaviour"),
     Metric("gen_ppl_quantized", "perplexity of the quantized continuations under the baseline", "ratio", None,
@@ -233,7 +246,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_gen_ppl_prompts", "prompts where both continuations are non-empty", "count", None, "behaviour"),
     Metric("long_degenerate_rate", "degenerate_rate on the long-generation subset", "share", "lower",
            "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["degen"][i]), gate=True,
-           show=("probe_table",)),
+           show=("probe_table",), min_n=4),
     Metric("long_mean_first_divergence", "mean_first_divergence on the long-generation subset", "tokens",
            "higher", "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["div"][i]), show=("probe_table",)),
     Metric("long_exact_match_rate", "exact_match_rate on the long-generation subset", "share", "higher",
@@ -245,7 +258,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("perturbation_spread", "relative change of later final hidden states after swapping two early "
            "tokens (Barbero et al.'s over-mixing probe), quantized over baseline", "ratio", "lower", "probe",
            evidence="spread", stat=lambda ev, i: ev["q"][i].mean() / ev["b"][i].mean(), gate=True,
-           show=("probe_table",), identity=1.0),
+           show=("probe_table",), identity=1.0, min_n=4),
     Metric("perturbation_spread_baseline", "the baseline's spread", "ratio", None, "probe"),
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
     Metric("bos_ablation", "loss and sink_rate with and without BOS, baseline and quantized", "record", None,

@@ -29,12 +29,17 @@ def records(base, participant, name: str = "", prompts=None, base_out=None, new_
     base_txt, base_ids = base.generations if base_out is None else base_out
     q_txt, q_ids = generate(base, participant, [p.prompt for p in prompts], new_tokens or base.spec.max_new_tokens,
                             f"{name + ': ' if name else ''}generation", min_new)
+    variants = base.variant_correctness if base_out is None else {}
     out = []
     for p, bt, bi, qt, qi in zip(prompts, base_txt, base_ids, q_txt, q_ids):
         refs = list(p.references)
+        cb = is_correct(bt, refs) if refs else None
+        cv = variants.get(p.id)
+        stable = None if cv is None or cb is None else "right" if cb and all(cv) else "wrong" if not (
+            cb or any(cv)) else None
         out.append({"id": p.id, "prompt": p.prompt, "reference": refs[0] if refs else None,
-                    "references": refs, "baseline": bt, "quantized": qt,
-                    "correct_baseline": is_correct(bt, refs) if refs else None,
+                    "references": refs, "baseline": bt, "quantized": qt, "correct_baseline": cb,
+                    "correct_baseline_variants": cv, "stable_baseline": stable,
                     "correct_quantized": is_correct(qt, refs) if refs else None,
                     "degenerate": is_degenerate(qt, qi), "degenerate_baseline": is_degenerate(bt, bi),
                     "first_divergence": first_divergence(bi, qi), "exact": bi == qi,

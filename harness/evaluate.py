@@ -118,12 +118,12 @@ class Evaluator:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
         from .catalogue import BY_NAME, PROTECTED
         from .gates import config_verdict, evaluate_gate
-        from .summarize import corpus_metrics, generation_metrics, sink_recovery
+        from .summarize import corpus_metrics, generation_metrics, sequence_items, sink_recovery
 
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
-        met, views = corpus_metrics(ps, s.seed, tok, s.sink_positions)
+        met, views = corpus_metrics(ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
         gens = continuations.records(self.base, part, q.spec)
         for fn in (lambda: generation_metrics(gens, s.seed), lambda: continuations.behaviour(self.base, q.spec,
                                                                                              part, gens)):
@@ -133,7 +133,7 @@ class Evaluator:
         for g in gens:
             g.pop("quantized_ids", None)
         if protected_ps is not None:
-            pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions)
+            pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
             pgens = continuations.records(self.base, self.participant(q, model, protect=True),
                                           str(Key(q.spec, True)))
             pg, _ = generation_metrics(pgens, s.seed)
@@ -147,6 +147,7 @@ class Evaluator:
         note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
                 if ps.quant.nonfinite_layer is not None else "")
         r.metrics, r.generations = met, gens
+        r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
                    for m, lim in self.inputs.policy.gates_for(r.bit_class).items()]

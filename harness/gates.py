@@ -1,8 +1,13 @@
 """Gates: one limit applied to one metric's scalar view, with a message a person can act on.
 
-Outcomes: `pass`, `fail`, `insufficient` (fewer items than the metric's minimum) and
-`not_applicable` (the gate's premise is absent in the baseline: no correct answer to flip, no
-sink to shift). Only `pass` counts as passed; the others are shown, never silently passed.
+A gate is a non-inferiority decision on the metric's 95% interval (BCa over resampled corpus
+documents or prompt families): `pass` when the whole interval lies on the good side of the limit,
+`fail` when it lies wholly on the bad side (a non-finite value always fails), `inconclusive` when
+it straddles the limit (with an estimate of the items that would decide it), `insufficient` with
+fewer items than the metric's minimum, and `not_applicable` when the gate's premise is absent in
+the baseline (no stable-correct answer to flip, no sink to shift). A gate without an interval
+(logit_delta_max) is decided on its value. Only `pass` counts as passed; the others are shown,
+never silently passed.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from .policy import Limit
+from .stats import needed_n
 
 OUTCOMES = ("pass", "fail", "inconclusive", "insufficient", "not_applicable")
 
@@ -50,12 +56,28 @@ def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinit
         detail = f"{spec}: {metric} is {v} (non-finite): fails {metric} {limit}" + (
             f"; {nonfinite_note}" if nonfinite_note else "")
     else:
-        outcome = "pass" if limit.holds(v) else "fail"
-        detail = (f"{spec}: {metric} = {v:.4g}{ci} {'within' if outcome == 'pass' else 'violates'} limit {limit}"
-                  f"{n_txt}" + (f" (worst at {view.where})" if view.where else ""))
+        outcome = decide(limit, v, view.ci if ci else None)
+        word = {"pass": "within", "fail": "violates", "inconclusive": "straddles"}[outcome]
+        detail = (f"{spec}: {metric} = {v:.4g}{ci} {word} limit {limit}{n_txt}"
+                  + (f" (worst at {view.where})" if view.where else ""))
+    need = needed_n(view.n or 0, v, view.ci, limit.bound) if outcome == "inconclusive" else None
+    if need is not None:
+        detail += f"; about {need} items would decide it"
     return {"metric": metric, "value": v if finite else None, "limit": limit.bound, "op": limit.op,
-            "outcome": outcome, "passed": outcome == "pass", "detail": detail, "n": view.n,
+            "outcome": outcome, "passed": outcome == "pass", "detail": detail, "n": view.n, "n_needed": need,
             "ci_low": view.ci[0] if view.ci else None, "ci_high": view.ci[1] if view.ci else None}
+
+
+def decide(limit: Limit, value: float, ci: tuple[float, float] | None) -> str:
+    """pass / fail / inconclusive from where the interval lies against the limit (the value alone
+    when there is no interval)."""
+    if ci is None:
+        return "pass" if limit.holds(value) else "fail"
+    lo, hi = ci
+    good, bad = (hi, lo) if limit.op == "max" else (lo, hi)
+    if limit.holds(good):
+        return "pass"
+    return "fail" if not limit.holds(bad) else "inconclusive"
 
 
 def config_verdict(gates: list[dict]) -> str:

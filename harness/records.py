@@ -46,6 +46,7 @@ class ConfigResult:
     regressions: list | None = None
     protected: dict | None = None  # the sink-protected variant's metrics (--protect-sink)
     protected_error: str | None = None
+    evidence: dict | None = None  # per-item paired evidence: {"sequences": [...]} (prompts: see generations)
 
     @classmethod
     def new(cls, q, bit_class: str) -> "ConfigResult":

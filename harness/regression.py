@@ -1,16 +1,83 @@
 """Regression checks: today's metric against an earlier run's, direction-aware, with a tolerance.
 
-A check fails only when the metric got worse by more than its tolerance *and* the
-earlier value lies outside today's bootstrap interval (so resampling noise alone
-never fails a nightly run). A non-finite value today always fails.
+Both runs measured the same hash-checked corpus and prompts, so a difference is not sampling
+noise between two draws: it is paired, item by item. A check fails when the metric got worse by
+more than its tolerance *and*, where per-item evidence exists, the change is systematic:
+- corpus metrics (loss_delta, ppl_ratio, kld_mean, top1_agreement): the per-sequence change has a
+  95% interval (BCa over resampled documents) wholly on the worse side;
+- flips, misgeneration and degeneration: an exact one-sided McNemar test on the prompts whose
+  outcome changed between the two runs gives p < 0.05.
+Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
+non-finite value today always fails.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .catalogue import HIGHER_IS_BETTER
 from .policy import Tolerance
+from .stats import N_BOOT, cluster_bootstrap, mcnemar_p
+
+ALPHA = 0.05
+
+# per-sequence quantity whose mean change is the metric's change (sign: + means worse)
+_SEQ = {"loss_delta": ("nll", 1), "ppl_ratio": ("nll", 1), "kld_mean": ("kl_mean", 1), "top1_agreement": ("top1", -1)}
+# per-prompt event that is "bad" for the metric
+_PROMPT = {"flip_rate": "flip", "misgeneration_rate": "mis", "degenerate_rate": "degen"}
+
+
+def _seq_values(cfg: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    items = (cfg.get("evidence") or {}).get("sequences")
+    if not items:
+        return None
+    if key == "nll":
+        v = [s["nll_quantized"] - s["nll_baseline"] for s in items]
+    else:
+        v = [s[key] for s in items]
+    return np.asarray(v, dtype=float), np.asarray([s["doc"] for s in items])
+
+
+def _prompt_events(cfg: dict, what: str) -> dict | None:
+    gens = cfg.get("generations")
+    if not gens:
+        return None
+    out = {}
+    for g in gens:
+        flip = g.get("stable_baseline") == "right" and g.get("correct_quantized") is False
+        degen = bool(g.get("degenerate")) and not g.get("degenerate_baseline")
+        out[g["id"]] = {"flip": flip, "degen": degen, "mis": flip or degen}[what]
+    return out
+
+
+def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, seed: int = 0) -> dict | None:
+    """{significant, detail} of the item-by-item change of a metric between two runs, or None when
+    either run lacks per-item evidence for it."""
+    if not earlier_cfg or not now_cfg:
+        return None
+    if metric in _SEQ:
+        key, sign = _SEQ[metric]
+        a, b = _seq_values(earlier_cfg, key), _seq_values(now_cfg, key)
+        if a is None or b is None or len(a[0]) != len(b[0]):
+            return None
+        d = sign * (b[0] - a[0])  # + : worse now
+        lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), b[1], N_BOOT, seed)
+        sig = bool(math.isfinite(lo) and lo > 0)
+        return {"significant": sig, "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
+                                              f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences"}
+    if metric in _PROMPT:
+        a, b = _prompt_events(earlier_cfg, _PROMPT[metric]), _prompt_events(now_cfg, _PROMPT[metric])
+        if a is None or b is None:
+            return None
+        both = [k for k in b if k in a]
+        worse = sum(b[k] and not a[k] for k in both)
+        better = sum(a[k] and not b[k] for k in both)
+        p = mcnemar_p(worse, better)
+        return {"significant": p < ALPHA, "worse_items": worse, "better_items": better, "p": p,
+                "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})"}
+    return None
 
 
 @dataclass(frozen=True)
@@ -19,10 +86,12 @@ class RegressionCheck:
     metric: str
     tolerance: Tolerance
 
-    def evaluate(self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str) -> dict:
+    def evaluate(self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str,
+                 paired: dict | None = None) -> dict:
         higher_better = self.metric in HIGHER_IS_BETTER
         base = {"metric": self.metric, "earlier": earlier, "value": now, "earlier_run": earlier_run,
-                "tolerance": str(self.tolerance), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+                "tolerance": str(self.tolerance), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+                "paired": paired}
         if earlier is None or not math.isfinite(earlier):
             return {**base, "passed": True, "worse_by": None,
                     "detail": f"{self.spec}: {self.metric} had no finite value in {earlier_run}; nothing to compare"}
@@ -31,14 +100,16 @@ class RegressionCheck:
                     "detail": f"{self.spec}: {self.metric} is non-finite now (was {earlier:.4g} in {earlier_run})"}
         worse_by = (earlier - now) if higher_better else (now - earlier)
         allowed = self.tolerance.allowed(earlier)
-        in_ci = bool(ci and ci[0] is not None and ci[1] is not None and ci[0] <= earlier <= ci[1])
-        failed = worse_by > allowed and not in_ci
+        beyond = worse_by > allowed
+        significant = paired["significant"] if paired is not None else True
+        failed = beyond and significant
         word = "worse" if worse_by > 0 else "better"
-        ci_txt = f", 95% CI now [{ci[0]:.4g}, {ci[1]:.4g}]" if ci and ci[0] is not None else ""
         detail = (f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} "
-                  f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g}{ci_txt})")
+                  f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g})")
+        if paired is not None:
+            detail += f"; {paired['detail']}"
         if failed:
             detail = "regression: " + detail
-        elif worse_by > allowed:
-            detail += ": earlier value inside today's interval, not a regression"
+        elif beyond:
+            detail += ": beyond tolerance but not a systematic change, not a regression"
         return {**base, "passed": not failed, "worse_by": worse_by, "detail": detail}

@@ -33,8 +33,8 @@ class Session:
             from .evaluate import Evaluator
             from .inputs import RunInputs
 
+            self._import_backends()  # before the preflight, which builds models on the meta device
             self.inputs = RunInputs.load(self.spec)
-            self._import_backends()
             self.baseline = Baseline(self.spec, self.inputs, self.progress)
             self.evaluator = Evaluator(self.spec, self.inputs, self.baseline, self.progress, self.substitute)
         return self
@@ -44,8 +44,13 @@ class Session:
         from .methods.registry import backend_modules
         from .quiet import quiet_imports
 
-        mods = ["transformers"] + [m for q in self.spec.quant for m in backend_modules(q)]
+        # transformers imports torchao (when installed) on its first from_pretrained: import it here too
+        mods = ["transformers", "transformers.modeling_utils", "torchao"] + [
+            m for q in self.spec.quant for m in backend_modules(q)]
         self.import_warnings, self.import_output = quiet_imports(mods)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: quantsink prints its own progress
 
     @property
     def policy(self):
@@ -89,7 +94,7 @@ class Session:
         return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
 
     def regression_result(self, q, metric: str) -> dict:
-        from .regression import RegressionCheck
+        from .regression import RegressionCheck, paired_change
 
         r = self.measure(q)
         r.regressions = r.regressions or []
@@ -99,8 +104,9 @@ class Session:
         earlier = (self._earlier_config(q).get("gate_views") or {}).get(metric, {})
         now = (r.gate_views or {}).get(metric, {})
         ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
+        paired = paired_change(metric, self._earlier_config(q), r.as_dict(), self.spec.seed)
         res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
-            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"))
+            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"), paired)
         r.regressions.append(res)
         if not res["passed"]:
             r.verdict = "fail"  # a configuration's verdict includes its regressions

@@ -7,7 +7,7 @@ import numpy as np
 
 from .catalogue import for_evidence
 from .gates import GateView
-from .stats import N_BOOT, bootstrap_stat, sink_rate
+from .stats import N_BOOT, cluster_bootstrap, mcnemar_p, sink_rate
 
 
 def _mean_stack(xs) -> np.ndarray:
@@ -52,20 +52,44 @@ def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, 
         g["share_of_heads"] = float(np.mean(g["share_of_heads"]))
     return out
 
-def _boot(n: int, stat, seed: int) -> tuple[float, float]:
-    """Bootstrap 95% interval of stat(index array) over n resampled items."""
-    return bootstrap_stat(n, stat, N_BOOT, seed)
+def family(prompt_id: str) -> str:
+    """A prompt's family (the id up to its last '-'): prompts made from one template resample together."""
+    return str(prompt_id).rsplit("-", 1)[0]
+
+
+def _interval(m, ev: dict, n: int, seed: int) -> tuple[float, float] | None:
+    """The metric's 95% interval: BCa over resampled clusters; a share whose resamples cannot vary
+    (no event, or all events) gets the Wilson score interval of its count instead of [x, x]."""
+    if not m.interval:
+        return None
+    ci = cluster_bootstrap(lambda i: m.stat(ev, i), ev["cluster"], N_BOOT, seed)
+    if m.unit == "share" and ci[0] == ci[1] and math.isfinite(ci[0]):
+        k = m.count(ev) if m.count is not None else n
+        ci = wilson(ci[0], k)
+    return ci
+
+
+def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion p observed on n items."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = min(1.0, max(0.0, p))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dict, dict]:
     """(metrics, gate views) of every catalogue metric computed from one evidence group.
 
     One formula per metric gives the point value (all n items) and the bootstrap interval
-    (resampled items). An absent group (None) gives NaN values and NaN gate views.
+    (resampled clusters of items). An absent group (None) gives NaN values and NaN gate views.
     """
     met: dict = {}
     views: dict = {}
     everything = np.arange(n)
+    if ev is not None and "cluster" not in ev:
+        ev = {**ev, "cluster": everything}
     for m in for_evidence(group):
         if ev is None:
             if m.in_metrics:
@@ -81,16 +105,18 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
         if m.in_metrics and m.array is None:
             met[m.name] = value
         if m.gate:
-            ci = _boot(n, lambda i, m=m: m.stat(ev, i), seed) if m.interval else None
+            ci = _interval(m, ev, n, seed)
             views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "",
                                      m.count(ev) if m.count is not None else n,
                                      m.premise(ev) if m.premise is not None else None)
     return met, views
 
 
-def corpus_evidence(ps) -> dict:
-    """Per-sequence arrays of a PairSummary (the `sequences` evidence group)."""
-    return {"nll_b": np.stack(ps.base.nll), "nll_q": np.stack(ps.quant.nll),  # [N, T-1]
+def corpus_evidence(ps, docs=None) -> dict:
+    """Per-sequence arrays of a PairSummary (the `sequences` evidence group); docs: each sequence's
+    corpus document (the resampling cluster)."""
+    n = len(ps.base.nll)
+    return {"cluster": np.asarray(docs) if docs is not None else np.arange(n), "nll_b": np.stack(ps.base.nll), "nll_q": np.stack(ps.quant.nll),  # [N, T-1]
             "kl": np.stack(ps.kl)[:, :-1],  # [N, T-1]: the last position has no next token in the corpus
             "top1": np.stack(ps.top1)[:, :-1].astype(np.float64),
             "mass_b": np.stack(ps.base.sink_mass), "mass_q": np.stack(ps.quant.sink_mass),  # [N,L,H]
@@ -100,9 +126,9 @@ def corpus_evidence(ps) -> dict:
             "massive_q": np.stack(ps.quant.massive)}
 
 
-def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tuple[dict, dict]:
+def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,), docs=None) -> tuple[dict, dict]:
     """(metrics, gate views) of a PairSummary."""
-    ev = corpus_evidence(ps)
+    ev = corpus_evidence(ps, docs)
     n = len(ev["nll_b"])
     met, views = reduce_evidence("sequences", ev, n, seed)
     run_met, run_views = reduce_evidence("run", {"logit_delta_max": float(ps.logit_delta_max)}, 1, seed)
@@ -115,24 +141,44 @@ def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,)) -> tu
     return met, views
 
 
+def sequence_items(ps, docs=None) -> list[dict]:
+    """Per-sequence paired evidence for results.json: enough to recompute the corpus statistics and
+    to compare two runs sequence by sequence (their corpus, hence their sequences, are identical)."""
+    ev = corpus_evidence(ps, docs)
+    mb, mq = ev["mass_b"].mean(-1), ev["mass_q"].mean(-1)  # [N, L]: mean over heads
+    return [{"doc": int(ev["cluster"][k]), "nll_baseline": float(ev["nll_b"][k].mean()),
+             "nll_quantized": float(ev["nll_q"][k].mean()), "kl_mean": float(ev["kl"][k].mean()),
+             "top1": float(ev["top1"][k].mean()), "sink_mass_baseline": mb[k].tolist(),
+             "sink_mass_quantized": mq[k].tolist(), "sink_hidden_cos": ev["cos"][k].tolist(),
+             "attn_js_max": float(ev["js"][k].max())} for k in range(len(ev["nll_b"]))]
+
+
 def prompt_evidence(gens: list[dict]) -> dict:
     """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
-    flip = np.array([g["correct_baseline"] is True and g["correct_quantized"] is False for g in gens], dtype=bool)
+    stable_right = np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool)
+    q_right = np.array([g["correct_quantized"] is True for g in gens], dtype=bool)
     degen = np.array([bool(g["degenerate"]) and not g["degenerate_baseline"] for g in gens], dtype=bool)
-    return {"exact": np.array([g["exact"] for g in gens], dtype=float),
+    return {"cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
+            "exact": np.array([g["exact"] for g in gens], dtype=float),
             "div": np.array([g["first_divergence"] for g in gens], dtype=float),
             "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
             "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
-            "flip": flip, "degen": degen, "mis": flip | degen}
+            "stable_right": stable_right, "q_right": q_right,
+            "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
+            "degen": degen, "mis": (stable_right & ~q_right) | degen}
 
 
 def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
     """Metrics and gate views from per-prompt generation records."""
     ev = prompt_evidence(gens)
     met, views = reduce_evidence("prompts", ev, len(gens), seed)
+    flips = int((ev["stable_right"] & ~ev["q_right"]).sum())
+    unflips = int((ev["stable_wrong"] & ev["q_right"]).sum())
     met.update({"n_prompts": len(gens), "n_with_references": sum(1 for g in gens if g["reference"]),
                 "n_baseline_correct": int(ev["right_base"].sum()),
-                "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens))})
+                "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),
+                "n_stable_correct": int(ev["stable_right"].sum()), "n_stable_wrong": int(ev["stable_wrong"].sum()),
+                "flips": flips, "unflips": unflips, "flip_mcnemar_p": mcnemar_p(flips, unflips)})
     return met, views
 
 
@@ -157,7 +203,7 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
 
     # Stability: correctness of the prompt and its three variants all agree (per model).
     by_id = {g["id"]: g for g in gens}
-    stable_q, stable_b = [], []
+    stable_q, stable_b, fams = [], [], []
     for k, p in enumerate(ref):
         refs = list(p.references)
         g = by_id.get(p.id)
@@ -167,15 +213,16 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
         vq = [is_correct(t, refs) for t in var_quant[3 * k:3 * k + 3]]
         stable_b.append(len({g["correct_baseline"], *vb}) == 1)
         stable_q.append(len({g["correct_quantized"], *vq}) == 1)
-    add("stability", {"sq": np.array(stable_q, dtype=float), "sb": np.array(stable_b, dtype=float)},
-        len(stable_q))
+        fams.append(family(p.id))
+    add("stability", {"sq": np.array(stable_q, dtype=float), "sb": np.array(stable_b, dtype=float),
+                      "cluster": np.array(fams, dtype=object)}, len(stable_q))
     met["n_stability_prompts"] = len(stable_q)
     # Readability: perplexity under the baseline of the quantized continuations over the baseline's own.
-    both = [(a, b) for a, b in zip(own_nll, q_nll) if a[1] > 0 and b[1] > 0]
+    both = [(a, b, family(g["id"])) for a, b, g in zip(own_nll, q_nll, gens) if a[1] > 0 and b[1] > 0]
     if both:
-        nb = np.array([a for a, _ in both])  # [n, 2]: summed nll, tokens
-        nq = np.array([b for _, b in both])
-        add("gen_ppl", {"nb": nb, "nq": nq}, len(both))
+        nb = np.array([a for a, _, _ in both])  # [n, 2]: summed nll, tokens
+        nq = np.array([b for _, b, _ in both])
+        add("gen_ppl", {"nb": nb, "nq": nq, "cluster": np.array([f for _, _, f in both], dtype=object)}, len(both))
         met["gen_ppl_baseline"] = math.exp(nb[:, 0].sum() / nb[:, 1].sum())
         met["gen_ppl_quantized"] = math.exp(nq[:, 0].sum() / nq[:, 1].sum())
     else:

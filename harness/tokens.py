@@ -16,16 +16,20 @@ def effective_bos(tok, bos: str) -> bool:
     return bos == "always" and tok.bos_token_id is not None
 
 
-def corpus_sequences(tok, corpus, n_sequences: int, seq_len: int, bos: str = "auto") -> torch.Tensor:
+def corpus_sequences(tok, corpus, n_sequences: int, seq_len: int, bos: str = "auto", with_docs: bool = False):
     """[N, seq_len] token ids: documents joined by EOS, cut into chunks, N chunks evenly spread.
 
-    With BOS on, each chunk is BOS + (seq_len - 1) corpus tokens.
+    With BOS on, each chunk is BOS + (seq_len - 1) corpus tokens. with_docs: also return [N], the
+    document each chunk starts in (the unit intervals resample).
     """
     use_bos = effective_bos(tok, bos)
     body = seq_len - 1 if use_bos else seq_len
     stream: list[int] = []
+    starts: list[int] = []  # stream offset where each document begins
     for doc in corpus.documents:
-        stream += tok(doc, add_special_tokens=False)["input_ids"]
+        starts.append(len(stream))
+        # whole documents are longer than model_max_length on purpose: they are cut into sequences below
+        stream += tok(doc, add_special_tokens=False, verbose=False)["input_ids"]
         if tok.eos_token_id is not None:
             stream.append(tok.eos_token_id)
     n_chunks = len(stream) // body
@@ -40,4 +44,9 @@ def corpus_sequences(tok, corpus, n_sequences: int, seq_len: int, bos: str = "au
     for c in picks:
         chunk = stream[c * body:(c + 1) * body]
         rows.append(([tok.bos_token_id] if use_bos else []) + chunk)
-    return torch.tensor(rows, dtype=torch.long)
+    ids = torch.tensor(rows, dtype=torch.long)
+    if not with_docs:
+        return ids
+    import bisect
+
+    return ids, [bisect.bisect_right(starts, c * body) - 1 for c in picks]
