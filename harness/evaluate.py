@@ -38,7 +38,8 @@ class Evaluator:
     def new_result(self, q) -> ConfigResult:
         from .methods import bit_class
 
-        return ConfigResult.new(q, bit_class(q, self.spec.bit_class))
+        cls = bit_class(q, self.spec.bit_class) if self.inputs.policy.by_class else (q.bit_class or self.spec.bit_class)
+        return ConfigResult.new(q, cls)
 
     def measure_group(self, qs: list) -> dict[str, ConfigResult]:
         """Measure qs together (one corpus pass); a failure ends its configuration, never the group."""
@@ -73,6 +74,10 @@ class Evaluator:
         pairs = run_multi(base_model, parts, self.base.batches, self.spec.sink_positions,
                           progress=self.progress, on_error=failed) if parts else {}
         corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
+        for key, part in parts.items():
+            if part.reads.get("total") and not key.protected and results[key.spec].info is not None:
+                share = part.reads["quantized"] / part.reads["total"]
+                results[key.spec].info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(share, 4)
         if pairs and self.base.summary is None:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.
@@ -150,7 +155,7 @@ class Evaluator:
         r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
-                   for m, lim in self.inputs.policy.gates_for(r.bit_class).items()]
+                   for m, lim in self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None).items()]
         r.verdict = config_verdict(r.gates)
 
 

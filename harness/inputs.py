@@ -65,7 +65,8 @@ class RunInputs:
                          f"{', '.join(q.spec for q in spec.quant)}")
         for q in spec.quant:
             q.preflight(info)
-            bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
+            if policy.by_class:
+                bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
         # latest / pinned: the newest comparable run; a named RUN_ID or PATH must be comparable
         earlier, note = resolve(spec.compare, spec.report_dir, spec.model, spec.compare_explicit,
                                 spec_identity(spec, corpus, prompts, source))

@@ -40,18 +40,36 @@ def make_cache(model, kv: KVSpec | None):
                           residual_length=kv.residual)
 
 
-def watch(cache, on_update: Callable[..., tuple | None], keep: bool = True) -> None:
+def quantized_positions(layer) -> int:
+    """Positions a quantized cache layer will hand back dequantized on its next update (0 for a
+    plain layer, or before its first update, which returns its input as it is).
+
+    transformers' QuantizedLayer returns [dequantized older tokens, full-precision residual, new]."""
+    if not hasattr(layer, "residual_length") or not getattr(layer, "is_initialized", False):
+        return 0
+    residual = layer.keys.shape[-2] if layer.keys is not None and layer.keys.dim() == 4 else 0
+    return int(layer.cumulative_length) - residual
+
+
+def watch(cache, on_update: Callable[..., tuple | None], keep: bool = True, reads: dict | None = None) -> None:
     """Wrap each layer's update: on_update(layer, keys, values, n_new) sees what attention will
     read ([B, kvH, S, d]) and how many positions this call added, and may return replacements.
 
     keep=False (a pass of one call that will never read the cache again): each layer drops its
     stored keys and values once attention has them, so the cache never holds all layers.
+    reads: a dict whose "quantized" and "total" counts grow by the (query, key) reads of each update
+    (causal within the new positions), so a run can say how much of attention read quantized K/V.
     """
     for i, layer in enumerate(cache.layers):
         orig = layer.update
 
         def update(key_states, value_states, *args, _orig=orig, _i=i, _layer=layer, **kwargs):
+            q_old = quantized_positions(_layer) if reads is not None else 0
             k, v = _orig(key_states, value_states, *args, **kwargs)
+            if reads is not None:
+                c = key_states.shape[-2]
+                reads["quantized"] = reads.get("quantized", 0) + c * q_old
+                reads["total"] = reads.get("total", 0) + c * (k.shape[-2] - c) + c * (c + 1) // 2
             new = on_update(_i, k, v, key_states.shape[-2])
             if not keep:
                 _layer.keys = _layer.values = None

@@ -24,7 +24,7 @@ from .kvcache import KVSpec, cache_kwarg, make_cache, watch
 from .lockstep import TurnTaking
 from .probe import bound, routed
 
-CHUNK = 32  # prefill chunk (tokens) when a quantized KV cache is in the group
+CHUNK = 16  # prefill chunk (tokens) when a quantized KV cache is in the group (see methods/kv.py: residual)
 _BLOCK = 1 << 20  # elements per row block in the reductions (bounds temporaries to ~4 MB each)
 
 
@@ -35,6 +35,7 @@ class Participant:
     model: object
     kv: KVSpec | None = None
     protect: object | None = None  # a protect.SinkSource: the baseline's states of the sink prefix
+    reads: dict = field(default_factory=dict)  # quantized-KV reads over the passes (kvcache.watch)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _pass(participant: Participant, ids: torch.Tensor, acc: _Acc, chunk: int | N
     T = ids.shape[1]
     spans = [(0, T)] if chunk is None else [(a, min(a + chunk, T)) for a in range(0, T, chunk)]
     cache = make_cache(model, participant.kv)
-    watch(cache, acc.on_kv, keep=len(spans) > 1)
+    watch(cache, acc.on_kv, keep=len(spans) > 1, reads=participant.reads if participant.kv is not None else None)
     kw = cache_kwarg(model)
     parts = []
     with torch.no_grad(), bound(acc):

@@ -43,11 +43,13 @@ class Tolerance:
 @dataclass(frozen=True)
 class Policy:
     path: str
-    limits: dict  # class -> {metric: Limit}
+    limits: dict  # class -> {metric: Limit}; "all" holds the limits every class shares
     regression: dict = field(default_factory=dict)  # metric -> regression.Tolerance
+    by_class: bool = False  # some limit depends on the bit class (then every configuration needs one)
 
-    def gates_for(self, bit_class: str) -> dict:
-        return dict(self.limits.get(bit_class, {}))
+    def gates_for(self, bit_class: str | None) -> dict:
+        """The limits for a configuration's class (None: the class-independent limits alone)."""
+        return dict(self.limits.get(bit_class, {}) if bit_class is not None else self.limits.get("all", {}))
 
 
 TABLES = ("limits", "regression")  # every top-level table a policy may have
@@ -73,12 +75,14 @@ def load_policy(path: str | Path | None = None) -> Policy:
     table = data.get("limits")
     if not isinstance(table, dict):
         raise UsageError(f"policy file {p} needs a [limits.<class>] table per bit-width class {CLASSES}")
-    return Policy(str(p), _limits_table(p, table), _regression_table(p, data.get("regression", {})))
+    limits = _limits_table(p, table)
+    return Policy(str(p), limits, _regression_table(p, data.get("regression", {})),
+                  by_class=any(c != "all" and m for c, m in table.items()))
 
 
 def _limits_table(p: Path, table: dict) -> dict:
     """[limits.<class>] metric = { max = X } or { min = X }; class "all" applies to every class."""
-    limits: dict[str, dict] = {c: {} for c in CLASSES}
+    limits: dict[str, dict] = {c: {} for c in ("all", *CLASSES)}
     valid = ("all",) + tuple(CLASSES)
     for cls, metrics in table.items():
         if cls not in valid:
@@ -88,7 +92,7 @@ def _limits_table(p: Path, table: dict) -> dict:
         if not isinstance(metrics, dict):
             raise UsageError(f"policy {p}: limits.{cls} must be a table [limits.{cls}] of "
                              f"metric = {{ max = 1.05 }}, got {metrics!r}")
-        targets = CLASSES if cls == "all" else (cls,)
+        targets = ("all", *CLASSES) if cls == "all" else (cls,)
         for metric, spec in metrics.items():
             _check_metric(p, metric, f"[limits.{cls}]")
             if isinstance(spec, dict):

@@ -59,7 +59,7 @@ class Session:
     def gate_metrics(self, q) -> list[str]:
         from .methods import bit_class
 
-        return list(self.policy.gates_for(bit_class(q, self.spec.bit_class)))
+        return list(self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None))
 
     def measure(self, q) -> ConfigResult:
         """Quantize, measure and gate q (once). In lockstep mode the first call measures every

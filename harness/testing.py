@@ -14,6 +14,8 @@ fault-sink: damages only the sink token (position 0) after decoder layer 2: its 
             state (cosine ~0.7) and moves attention off it (scale 0.1 destroyed the model:
             ppl x14; 0.7 gave ppl 1.057).
 fault-noop: returns the baseline unchanged (a quantizer that does nothing).
+fault-bf16: the baseline's weights rounded to bfloat16 and back (computed in the baseline dtype): a
+            benign change, far smaller than any quantizer's, that every default gate must pass.
 """
 from __future__ import annotations
 
@@ -25,10 +27,10 @@ from .methods.registry import register_handler, register_method
 
 SINK_LAYER = 2
 SINK_SCALE = 0.8
-FAULT_KINDS = ("nan", "sink", "noop")
+FAULT_KINDS = ("nan", "sink", "noop", "bf16")
 
 
-@register_method("fault", examples="fault-nan, fault-sink, fault-noop", user=False)
+@register_method("fault", examples="fault-nan, fault-sink, fault-noop, fault-bf16", user=False)
 @dataclass(frozen=True)
 class FaultConfig(QuantConfig):
     """Test-only faults (not for users): NaN logits, a sink-only damage, a no-op."""
@@ -39,7 +41,7 @@ class FaultConfig(QuantConfig):
     def bits(self) -> int:
         # fault-sink stands for a precise quantizer that damages only the sink: judged by the
         # 8-bit limits, where its perplexity change alone would pass; the others stand for 4-bit ones.
-        return 8 if self.kind == "sink" else 4
+        return {"sink": 8, "bf16": 16}.get(self.kind, 4)
 
     @property
     def spec(self) -> str:
@@ -77,6 +79,10 @@ def quantize(cfg: FaultConfig, ctx):
             lin.weight[0, 0] = float("nan")
         elif cfg.kind == "sink":
             layers[min(SINK_LAYER, len(layers) - 1)].register_forward_hook(_sink_hook)
+        elif cfg.kind == "bf16":
+            for p in model.parameters():
+                if p.is_floating_point():
+                    p.copy_(p.to(torch.bfloat16).to(p.dtype))
     return model
 
 

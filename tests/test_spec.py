@@ -12,7 +12,7 @@ from harness.spec import build_spec
     ("bnb-int8", "bnb", 8, None), ("bnb-nf4", "bnb", 4, 64), ("bnb-fp4", "bnb", 4, 64),
     ("gptq-w4g128", "gptq", 4, 128), ("gptq-w3g128", "gptq", 3, 128), ("gptq-w2g64", "gptq", 2, 64),
     ("gptq-w8g128", "gptq", 8, 128), ("rtn-w4g32", "rtn", 4, 32), ("rtn-w8", "rtn", 8, None),
-    ("rtn-w3g64-asym", "rtn", 3, 64), ("kv-quanto-w4", "kv", 4, 64), ("kv-hqq-w2g32-r32", "kv", 2, 32),
+    ("rtn-w3g64-asym", "rtn", 3, 64), ("kv-quanto-w4", "kv", 4, 64), ("kv-hqq-w2g32-r16", "kv", 2, 32),
     ("gptq-w4g128+kv-quanto-w4", "combo", 4, 128), ("rtn-w3g32+kv-hqq-w4", "combo", 3, 32),
 ])
 def test_valid_specs_roundtrip(spec, method, bits, group):

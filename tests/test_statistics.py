@@ -125,3 +125,37 @@ def test_paired_regression_on_sequences():
     a = run(0.0)
     assert paired_change("loss_delta", a, run(0.05))["significant"]
     assert not paired_change("loss_delta", a, run(0.0))["significant"]
+
+
+def _share(T, C, R):
+    """Quantized share of (query, key) reads for a sequence of T tokens prefilled in chunks of C through
+    a KIVI-style cache that keeps R tokens in full precision (worked out independently of the harness)."""
+    q = r = 0
+    quantized = total = 0
+    for a in range(0, T, C):
+        c = min(C, T - a)
+        if a == 0:
+            q, total = c, c * (c + 1) // 2  # the first chunk is stored quantized, read as it came
+            continue
+        quantized += c * q
+        total += c * (q + r) + c * (c + 1) // 2
+        if r + c >= R:
+            q, r = q + r + c, 0
+        else:
+            r += c
+    return quantized / total
+
+
+def test_kv_configurations_record_how_much_attention_read_quantized_kv(tmp_path):
+    """Issue 12 item 9: with the defaults (chunks of 16, residual 32) most reads of a 128-token
+    sequence go through the quantized cache, and results say how many."""
+    import harness.testing  # noqa: F401
+    from harness.api import run
+    from harness.measure import CHUNK
+    from harness.methods.kv import RESIDUAL
+
+    r = run(dict(model="tiny-llama", quant="kv-hqq-w4g16", n_sequences=2, seq_len=128, max_new_tokens=4,
+                 n_prompts=4, report_dir=str(tmp_path)), progress=lambda m: None)
+    got = r["configs"][0]["info"]["kv_cache"]["corpus_quantized_read_share"]
+    assert got == pytest.approx(_share(128, CHUNK, RESIDUAL), abs=1e-4) and got > 0.7
+    assert _share(128, 32, 128) == pytest.approx(0.372, abs=1e-3)  # transformers' defaults: the first chunk only
