@@ -55,6 +55,10 @@ def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinit
         outcome = "fail"
         detail = f"{spec}: {metric} is {v} (non-finite): fails {metric} {limit}" + (
             f"; {nonfinite_note}" if nonfinite_note else "")
+    elif view.ci is not None and not ci:
+        outcome = "inconclusive"
+        detail = (f"{spec}: {metric} = {v:.4g} has no interval (too few items in the resamples){n_txt}: "
+                  f"cannot be decided against limit {limit}")
     else:
         outcome = decide(limit, v, view.ci if ci else None)
         word = {"pass": "within", "fail": "violates", "inconclusive": "straddles"}[outcome]

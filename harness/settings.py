@@ -147,10 +147,10 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(None),  # the settings' own defaults
     "nightly": Profile("smoke", dict(corpus="python-docs", n_sequences=48, seq_len=256, max_new_tokens=32,
                                      n_prompts=0, gptq_samples=64, compare="latest", long_new_tokens=256,
-                                     long_n_prompts=8, n_probe_sequences=16, n_stability_prompts=0)),
+                                     long_n_prompts=8, n_probe_sequences=16, n_stability_prompts=48)),
     "signoff": Profile("nightly", dict(n_sequences=96, seq_len=512, batch_size=2, max_new_tokens=48,
                                        gptq_samples=128, compare="pinned", signoff=True, long_n_prompts=12,
-                                       n_probe_sequences=32)),
+                                       n_probe_sequences=32, n_stability_prompts=96)),
 }
 
 

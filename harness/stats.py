@@ -54,7 +54,9 @@ def cluster_bootstrap(stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha
     BCa (bias-corrected and accelerated; Efron 1987) with the acceleration from a leave-one-cluster-
     out jackknife: ratios (ppl_ratio) and worst-of-many statistics are skewed, and BCa corrects the
     percentile interval's coverage for skew and median bias. Falls back to the percentile interval
-    with fewer than 3 clusters or a degenerate jackknife. NaN interval when any resample is non-finite.
+    with fewer than 3 clusters or a degenerate jackknife. A resample where the statistic is undefined
+    (e.g. no stable-correct prompt drawn) is dropped when that happens in at most 5% of resamples;
+    more often, or any infinite value, gives a NaN interval (the gate is then undecided).
     """
     members = _members(clusters)
     k = len(members)
@@ -66,8 +68,9 @@ def cluster_bootstrap(stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha
     flat = np.array([m[0] for m in members]) if single else None
     vals = np.array([stat(flat[row] if single else np.concatenate([members[j] for j in row])) for row in picks],
                     dtype=np.float64)
-    if not np.all(np.isfinite(vals)):
+    if np.isinf(vals).any() or np.isnan(vals).mean() > 0.05:
         return (math.nan, math.nan)
+    vals = vals[~np.isnan(vals)]
     lo_q, hi_q = alpha / 2, 1 - alpha / 2
     if bca and k >= 3:
         theta = float(stat(np.concatenate(members)))

@@ -57,12 +57,12 @@ def family(prompt_id: str) -> str:
     return str(prompt_id).rsplit("-", 1)[0]
 
 
-def _interval(m, ev: dict, n: int, seed: int) -> tuple[float, float] | None:
+def interval(m, ev: dict, n: int, seed: int, n_boot: int = N_BOOT) -> tuple[float, float] | None:
     """The metric's 95% interval: BCa over resampled clusters; a share whose resamples cannot vary
     (no event, or all events) gets the Wilson score interval of its count instead of [x, x]."""
     if not m.interval:
         return None
-    ci = cluster_bootstrap(lambda i: m.stat(ev, i), ev["cluster"], N_BOOT, seed)
+    ci = cluster_bootstrap(lambda i: m.stat(ev, i), ev["cluster"], n_boot, seed)
     if m.unit == "share" and ci[0] == ci[1] and math.isfinite(ci[0]):
         k = m.count(ev) if m.count is not None else n
         ci = wilson(ci[0], k)
@@ -105,7 +105,7 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
         if m.in_metrics and m.array is None:
             met[m.name] = value
         if m.gate:
-            ci = _interval(m, ev, n, seed)
+            ci = interval(m, ev, n, seed)
             views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "",
                                      m.count(ev) if m.count is not None else n,
                                      m.premise(ev) if m.premise is not None else None)

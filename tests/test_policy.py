@@ -1,5 +1,6 @@
 """Policy files: the bundled one loads; bad ones are one-line usage errors."""
 import math
+from pathlib import Path
 
 import pytest
 
@@ -8,12 +9,15 @@ from harness.gates import GateView, evaluate_gate
 from harness.policy import load_policy
 
 
-def test_bundled_policy_gates_every_class():
+def test_bundled_policy_is_one_standard_for_every_bit_width():
     p = load_policy()
-    for cls in ("8", "4", "3", "2"):
-        g = p.gates_for(cls)
-        assert "ppl_ratio" in g and "logit_delta_max" in g and "flip_rate" in g
-    assert p.gates_for("8")["ppl_ratio"].bound < p.gates_for("4")["ppl_ratio"].bound
+    assert not p.by_class  # a pass means the same at 8 and at 2 bits
+    every = p.gates_for(None)
+    for cls in ("8", "6", "5", "4", "3", "2"):
+        assert p.gates_for(cls) == every
+    assert {"ppl_ratio", "kld_mean", "flip_rate", "sink_hidden_cos", "attn_js", "logit_delta_max"} <= set(every)
+    lenient = load_policy(Path(__file__).resolve().parents[1] / "docs" / "examples" / "policy-lenient.toml")
+    assert lenient.by_class and lenient.gates_for("8")["ppl_ratio"].bound < lenient.gates_for("4")["ppl_ratio"].bound
 
 
 @pytest.mark.parametrize("body,needle", [
@@ -33,8 +37,8 @@ def test_nan_never_passes():
     lim = load_policy().gates_for("8")["ppl_ratio"]
     g = evaluate_gate("x", "ppl_ratio", lim, GateView(math.nan), "NaN first at layer 3")
     assert not g["passed"] and "layer 3" in g["detail"] and g["value"] is None
-    ok = evaluate_gate("x", "ppl_ratio", lim, GateView(1.0, (0.99, 1.01), "layer 2"))
-    assert ok["passed"] and ok["detail"] == ("x: ppl_ratio = 1 [95% CI 0.99, 1.01] within limit <= 1.03 "
+    ok = evaluate_gate("x", "ppl_ratio", lim, GateView(1.0, (0.99, 1.01), "layer 2", n=16))
+    assert ok["passed"] and ok["detail"] == ("x: ppl_ratio = 1 [95% CI 0.99, 1.01] within limit <= 1.05, n=16 "
                                              "(worst at layer 2)")
 
 

@@ -159,3 +159,8 @@ def test_kv_configurations_record_how_much_attention_read_quantized_kv(tmp_path)
     got = r["configs"][0]["info"]["kv_cache"]["corpus_quantized_read_share"]
     assert got == pytest.approx(_share(128, CHUNK, RESIDUAL), abs=1e-4) and got > 0.7
     assert _share(128, 32, 128) == pytest.approx(0.372, abs=1e-3)  # transformers' defaults: the first chunk only
+
+
+def test_a_gate_without_a_computable_interval_is_undecided_not_judged_on_its_value():
+    g = evaluate_gate("x", "flip_rate", Limit("max", 0.05), GateView(0.0, (math.nan, math.nan), n=40))
+    assert g["outcome"] == "inconclusive" and "no interval" in g["detail"]

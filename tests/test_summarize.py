@@ -47,7 +47,9 @@ def test_corpus_metrics_hand_worked():
     assert met["attn_entropy_delta"] == [pytest.approx(0.25)]  # ((0.5 + 0) + (-0.5 + 1)) / 4
     assert met["logit_delta_max"] == 2.5
     assert views["sink_rate_delta"].value == 0.0  # baseline 0.5 (0.5 > 0.3, 0.1 not) vs 0.5
-    assert views["sink_mass_shift"].value == pytest.approx(0.3)
+    # cross-fitted: sequence 0 picks head 1 (change +0.4), read on sequence 1 as +0.2; sequence 1 picks
+    # head 0 (change -0.4), read on sequence 0 in that direction as +0.1: (0.2 + 0.1) / 2
+    assert views["sink_mass_shift"].value == pytest.approx(0.15)
     assert views["sink_mass_shift"].where.startswith("layer 0 head 1 (baseline 0.100, quantized 0.400)")
     assert views["attn_js"].value == pytest.approx(0.04) and views["attn_js"].where == "layer 0 head 1"
     assert views["sink_hidden_cos"].value == pytest.approx(0.8) and views["sink_hidden_cos"].where == "layer 0"
@@ -64,20 +66,26 @@ def test_a_nonfinite_sink_map_gives_nan_rates_never_zero():
     assert math.isnan(views["sink_rate_delta"].value)
 
 
-def _gen(correct_b, correct_q, degen=None, degen_b=None, exact=False, div=0, ref="x"):
-    return {"reference": ref, "correct_baseline": correct_b, "correct_quantized": correct_q, "degenerate": degen,
-            "degenerate_baseline": degen_b, "exact": exact, "first_divergence": div}
+def _gen(correct_b, correct_q, degen=None, degen_b=None, exact=False, div=0, ref="x", stable=None, pid="f-1"):
+    return {"id": pid, "reference": ref, "correct_baseline": correct_b, "correct_quantized": correct_q,
+            "degenerate": degen, "degenerate_baseline": degen_b, "exact": exact, "first_divergence": div,
+            "stable_baseline": stable}
 
 
 def test_generation_metrics_hand_worked():
-    gens = [_gen(True, False, div=2),  # a flip
-            _gen(True, True, exact=True, div=5),
-            _gen(False, False, degen="loop", div=0),  # degenerates where the baseline did not
-            _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None)]  # both empty: not counted
+    gens = [_gen(True, False, div=2, stable="right", pid="a-1"),  # a flip
+            _gen(True, True, exact=True, div=5, stable="right", pid="a-2"),
+            _gen(False, False, degen="loop", div=0, stable="wrong", pid="b-1"),  # degenerates, baseline did not
+            _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None, pid="c-1")]  # not counted
     met, views = generation_metrics(gens)
-    assert met["flip_rate"] == 0.5  # 1 flip of 2 baseline-correct prompts
+    assert met["flip_rate"] == 0.5  # 1 flip of 2 stable-correct prompts, no stable-wrong one answered right
+    assert (met["n_stable_correct"], met["flips"], met["unflips"], met["flip_mcnemar_p"]) == (2, 1, 0, 0.5)
     assert met["degenerate_rate"] == 0.25 and met["misgeneration_rate"] == 0.5
     assert met["exact_match_rate"] == 0.5 and met["mean_first_divergence"] == 2.75
     assert (met["n_prompts"], met["n_with_references"], met["n_baseline_correct"], met["n_quantized_correct"]) == \
         (4, 3, 2, 1)
-    assert views["flip_rate"].ci[0] <= 0.5 <= views["flip_rate"].ci[1]
+    assert views["flip_rate"].n == 2  # too few prompts for an interval: many resamples hold no stable-correct one
+    assert all(math.isnan(x) for x in views["flip_rate"].ci)
+    # a stable-wrong prompt answered rightly offsets a flip: net flips
+    gens[2] = _gen(False, True, div=0, stable="wrong", pid="b-1")
+    assert generation_metrics(gens)[0]["flip_rate"] == 0.0

@@ -1,0 +1,99 @@
+"""Would a smoke-sized run have reached the same gate decisions? Measured on one large run.
+
+    python bench/verdict_stability.py REPORT_DIR/<run_id>/results.json [--subsets 6] [--seqs 16] [--prompts 48]
+
+From the run's per-item evidence (configs[].evidence.sequences and configs[].generations) it draws
+disjoint smoke-sized subsets (documents and prompt families kept whole where possible: items are
+shuffled, then cut into consecutive blocks), decides every recomputable gate on each subset with the
+same formulas, intervals and decision rule as a run, and reports per configuration and gate how
+often two subsets give contradictory decisive outcomes (one pass, one fail) and how often a subset's
+outcome is undecided (inconclusive or insufficient). Gates recomputed: loss_delta, ppl_ratio,
+kld_mean, top1_agreement, sink_hidden_cos (from per-sequence values) and flip_rate,
+degenerate_rate, misgeneration_rate (from per-prompt records); worst-head gates need per-head
+evidence that results.json does not keep. Last line: `contradictions=<share> inconclusive=<share>`.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.catalogue import BY_NAME  # noqa: E402
+from harness.gates import GateView, evaluate_gate  # noqa: E402
+from harness.policy import Limit  # noqa: E402
+from harness.summarize import interval, prompt_evidence  # noqa: E402
+
+SEQ_GATES = ("loss_delta", "ppl_ratio", "kld_mean", "top1_agreement", "sink_hidden_cos")
+PROMPT_GATES = ("flip_rate", "degenerate_rate", "misgeneration_rate")
+
+
+def seq_evidence(items: list[dict]) -> dict:
+    return {"cluster": np.array([s["doc"] for s in items]),
+            "nll_b": np.array([[s["nll_baseline"]] for s in items]), "nll_q": np.array([[s["nll_quantized"]] for s in items]),
+            "kl": np.array([[s["kl_mean"]] for s in items]), "top1": np.array([[s["top1"]] for s in items]),
+            "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float)}
+
+
+def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: int) -> str:
+    """The gate's outcome on one subset: the run's own formula, interval and decision rule."""
+    m = BY_NAME[metric]
+    n = len(ev["cluster"])
+    value = float(m.stat(ev, np.arange(n)))
+    ci = interval(m, ev, n, seed, n_boot)
+    count = m.count(ev) if m.count is not None else n
+    absent = m.premise(ev) if m.premise is not None else None
+    return evaluate_gate(spec, metric, limit, GateView(value, ci, "", count, absent), "", m.min_n)["outcome"]
+
+
+def blocks(n: int, size: int, rng) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[k:k + size] for k in range(0, n - size + 1, size)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--subsets", type=int, default=6, help="disjoint subsets per draw (at most what the run holds)")
+    ap.add_argument("--draws", type=int, default=3, help="independent shuffles, each cut into disjoint subsets")
+    ap.add_argument("--seqs", type=int, default=16, help="sequences per subset (smoke: 16)")
+    ap.add_argument("--prompts", type=int, default=48, help="prompts per subset (smoke: 48)")
+    ap.add_argument("--n-boot", type=int, default=500, help="resamples per interval (a run uses 2000)")
+    a = ap.parse_args()
+    r = json.loads(Path(a.results).read_text())
+    rng = np.random.default_rng(0)
+    pairs = contradictions = outcomes = undecided = 0
+    print(f"{'config':<22} {'gate':<20} {'pass':>5} {'fail':>5} {'undecided':>9} {'contradict':>10}")
+    for c in r["configs"]:
+        seqs = (c.get("evidence") or {}).get("sequences") or []
+        gens = c.get("generations") or []
+        limits = {g["metric"]: Limit(g["op"], g["limit"]) for g in c.get("gates", [])}
+        for metric in [m for m in SEQ_GATES + PROMPT_GATES if m in limits]:
+            items, size = (seqs, a.seqs) if metric in SEQ_GATES else (gens, a.prompts)
+            got = []
+            for d in range(a.draws):
+                for k, blk in enumerate(blocks(len(items), size, rng)[:a.subsets]):
+                    sub = [items[i] for i in blk]
+                    ev = seq_evidence(sub) if metric in SEQ_GATES else prompt_evidence(sub)
+                    got.append(decide(c["spec"], metric, limits[metric], ev, a.n_boot, 1000 * d + k))
+            if len(got) < 2:
+                continue
+            decisive = [o for o in got if o in ("pass", "fail")]
+            n_pairs = len(got) * (len(got) - 1) // 2
+            bad = sum(1 for x, y in itertools.combinations(got, 2) if {x, y} == {"pass", "fail"})
+            pairs += n_pairs
+            contradictions += bad
+            outcomes += len(got)
+            undecided += len(got) - len(decisive)
+            print(f"{c['spec']:<22} {metric:<20} {got.count('pass'):>5} {got.count('fail'):>5} "
+                  f"{len(got) - len(decisive):>9} {bad / n_pairs:>10.3f}")
+    print(f"contradictions={contradictions / max(1, pairs):.4f} inconclusive={undecided / max(1, outcomes):.4f}")
+
+
+if __name__ == "__main__":
+    main()
