@@ -1,8 +1,9 @@
 """The method registry and the spec grammar `METHOD[-wBITS][gGROUP][-OPTION...]`.
 
 Methods register themselves with `@register_method` (config class) and `@register_handler`
-(function) in their own module. Built-in modules and the entry-point group `quantsink.methods`
-are imported on first use; they import no backend until a configuration runs.
+(function) in their own module. Every module of this package (a new file is a new method) and the
+entry-point group `quantsink.methods` are imported on first use; they import no backend until a
+configuration runs.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 from ..errors import MissingBackend, UsageError, did_you_mean
 from .base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
 
-BUILTIN = ("rtn", "bnb", "gptq", "kv", "combo", "path")  # modules under harness.methods
+_NOT_METHODS = ("base", "registry")  # every other module of this package registers a method
 ENTRY_POINT_GROUP = "quantsink.methods"
 
 
@@ -80,8 +81,12 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    for mod in BUILTIN:
-        importlib.import_module(f"{__package__}.{mod}")
+    import pkgutil
+    from pathlib import Path
+
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name not in _NOT_METHODS:
+            importlib.import_module(f"{__package__}.{info.name}")
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()  # importing the module registers its methods
