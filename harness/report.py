@@ -95,10 +95,16 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
     if results.get("verdict_reason"):
         lines.append(f"  {results['verdict_reason']}")
     for c in results["configs"]:
-        failed = [g["metric"] + ("" if gate_status(g) == "fail" else f" ({gate_status(g)})")
-                  for g in not_passed(c.get("gates"))]
-        why = "failed: " + ", ".join(failed) if failed else (c.get("skip_reason") or c.get("error") or "")
-        lines.append(f"  {c['spec']:<22} {c['verdict']:<8} {why}".rstrip())
+        gates = not_passed(c.get("gates"))
+        failed = [g["metric"] for g in gates if gate_status(g) == "fail"]
+        undecided: dict[str, list[str]] = {}
+        for g in gates:
+            if gate_status(g) != "fail":
+                undecided.setdefault(gate_status(g).replace("_", " "), []).append(g["metric"])
+        parts = (["failed: " + ", ".join(failed)] if failed else []) + [
+            f"{kind}: {', '.join(ms)}" for kind, ms in undecided.items()]
+        why = "; ".join(parts) or c.get("skip_reason") or c.get("error") or ""
+        lines.append(f"  {c['spec']:<22} {c['verdict']:<12} {why}".rstrip())
     if run_dir is not None:
         lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
     return lines

@@ -41,3 +41,4 @@ def suite_dir(pytester):
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
     shutil.copytree(ROOT / "suites", pytester.path / "suites")
     return pytester
+

@@ -262,38 +262,15 @@ def test_a_rule_about_a_missing_metric_says_which_exist():
 
 def _throwaway_method(tmp_path):
     """A third-party method package on sys.path with a quantsink.methods entry point."""
-    (tmp_path / "qs_halve.py").write_text('''
-from dataclasses import dataclass
-from harness.methods import QuantConfig, register_handler, register_method
+    from method_plugins import method_plugin
 
-@register_method("halve", examples="halve-w8")
-@dataclass(frozen=True)
-class HalveConfig(QuantConfig):
-    """Scales every decoder weight by 0.5 (a stand-in for a real method)."""
-    @property
-    def spec(self):
-        return "halve-w8"
-    @property
-    def bits(self):
-        return 8
-    @classmethod
-    def parse(cls, spec, tokens):
-        return cls()
-
-@register_handler(HalveConfig)
-def quantize(cfg, ctx):
-    import torch
-    from harness.structure import linear_modules
-    model = ctx.load_baseline()
-    with torch.no_grad():
-        for _, mod, _ in linear_modules(model):
-            mod.weight.mul_(0.5)
-    return model
-''')
-    dist = tmp_path / "qs_halve-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: qs-halve\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[quantsink.methods]\nhalve = qs_halve\n")
+    method_plugin(tmp_path, "halve", """
+import torch
+from harness.structure import linear_modules
+with torch.no_grad():
+    for _, mod, _ in linear_modules(model):
+        mod.weight.mul_(0.5)
+""")
     return dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
 
 

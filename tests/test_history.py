@@ -168,7 +168,7 @@ def test_compare_refuses_other_corpus_and_missing_runs(suite_dir, tmp_path):
     res = _run(suite_dir, report, "--compare", rid, "--corpus", str(corpus))  # named: must be comparable
     assert res.ret == 4 and "corpus sha256 differs" in res.stderr.str()
     res = _run(suite_dir, report, "--compare", "no-such-run")
-    assert res.ret == 4 and "does not exist" in res.stderr.str()
+    assert res.ret == 4 and "no run no-such-run" in res.stderr.str() and "valid: latest, pinned" in res.stderr.str()
     res = _run(suite_dir, report, "--compare", "pinned")
     assert res.ret == 4 and "--pin RUN_ID" in res.stderr.str()
 

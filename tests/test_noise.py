@@ -14,41 +14,17 @@ print("W1129 torch/utils/_pytree.py:630] NOISE-ON-STDERR", file=sys.stderr)
 warnings.warn("a real warning from the backend", UserWarning)
 '''
 
-METHOD = '''
-from dataclasses import dataclass
-from harness.methods import QuantConfig, register_handler, register_method
-
-@register_method("noisy", examples="noisy-w8", packages=("qs_noisy_backend",), install="pip install qs-noisy")
-@dataclass(frozen=True)
-class NoisyConfig(QuantConfig):
-    @property
-    def spec(self):
-        return "noisy-w8"
-    @property
-    def bits(self):
-        return 8
-    @classmethod
-    def parse(cls, spec, tokens):
-        return cls()
-
-@register_handler(NoisyConfig)
-def quantize(cfg, ctx):
-    import qs_noisy_backend  # noqa: F401
-    from harness.methods.rtn import RTNConfig, apply_rtn
-    return apply_rtn(ctx.load_baseline(), RTNConfig(w_bits=8))
-'''
-
-
 @pytest.mark.parametrize("capture", [[], ["-s"]], ids=["captured", "no-capture"])
 def test_backend_import_noise_stays_out_and_warnings_reach_the_summary(suite_dir, tmp_path, capture):
+    from method_plugins import method_plugin
+
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "qs_noisy_backend.py").write_text(NOISY)
-    (site / "qs_noisy_method.py").write_text(METHOD)
-    dist = site / "qs_noisy-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: qs-noisy\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[quantsink.methods]\nnoisy = qs_noisy_method\n")
+    # the backend prints noise and warns when imported; the handler imports it, then rounds like rtn-w8
+    method_plugin(site, "noisy", """
+import qs_noisy_backend  # noqa: F401
+from harness.methods.rtn import RTNConfig, apply_rtn
+model = apply_rtn(model, RTNConfig(w_bits=8))
+""", packages=("qs_noisy_backend",), extra={"qs_noisy_backend": NOISY})
     os.environ["PYTHONPATH"] = f"{site}{os.pathsep}{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     try:
         res = suite_dir.runpytest_subprocess("suites", *capture, "--model", "tiny-llama", "--quant", "noisy-w8",

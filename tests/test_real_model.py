@@ -66,7 +66,8 @@ def test_bundled_reference_prompts_are_answered_by_the_baseline(smol):
 
 
 def test_batched_generation_equals_unbatched_on_the_baseline(smol):
-    """Left-padded batches give the unbatched greedy continuation on >= 98% of the bundled prompts.
+    """Left-padded batches give the unbatched greedy continuation on >= 98% of 64 bundled prompts
+    (an evenly spread subset covering every family; the unbatched side is the slow part).
 
     A few may differ: padding changes the shapes of the matmuls, so float rounding differs
     slightly, and a near-tie between the top two tokens can then flip (see docs/performance.md).
@@ -75,7 +76,7 @@ def test_batched_generation_equals_unbatched_on_the_baseline(smol):
     from harness.generation import generate
 
     model, tok, _ = smol
-    prompts = [p.prompt for p in load_prompts("bundled").prompts]
+    prompts = [p.prompt for p in load_prompts("bundled").subset(64).prompts]
     torch.set_num_threads(2)
     batched = generate(model, tok, prompts, 16, batch_size=16)
     single = generate(model, tok, prompts, 16, batch_size=1)
@@ -83,18 +84,27 @@ def test_batched_generation_equals_unbatched_on_the_baseline(smol):
     assert same / len(prompts) >= 0.98, [(p, a, b) for p, a, b in zip(prompts, batched, single) if a != b]
 
 
-def test_sink_only_fault_fails_sink_gates_while_perplexity_passes(tmp_path):
-    """fault-sink damages only the sink token's massive activations: the sink gates catch it
-    far beyond their limits while ppl_ratio stays within the 8-bit limit."""
+def test_sink_only_fault_fails_sink_gates_and_bf16_rounding_passes(tmp_path):
+    """fault-sink damages only the sink token's massive activations: its sink gates *fail* (the whole
+    interval beyond the limit) while ppl_ratio passes; the baseline rounded to bf16 and back (benign)
+    passes every corpus, sink and attention gate, and no gate of it fails."""
+    import harness.testing  # noqa: F401
     from harness.api import run
 
-    r = run(dict(model="smollm2-135m", quant="fault-sink", n_sequences=8, n_prompts=16, max_new_tokens=8,
-                 long_new_tokens=16, n_probe_sequences=4, report_dir=str(tmp_path)), progress=lambda m: None)
-    gates = {g["metric"]: g for g in r["configs"][0]["gates"]}
+    r = run(dict(model="smollm2-135m", quant="fault-sink,fault-bf16", n_sequences=8, n_prompts=16,
+                 max_new_tokens=8, long_new_tokens=16, n_probe_sequences=4, report_dir=str(tmp_path)),
+            progress=lambda m: None)
+    sink, bf16 = r["configs"]
+    gates = {g["metric"]: g for g in sink["gates"]}
     # The damage starts at layer 2's output: the sink's K/V of layers 0-2 are untouched, later ones move.
-    kv = r["configs"][0]["metrics"]["sink_kv_relerr"]
+    kv = sink["metrics"]["sink_kv_relerr"]
     assert max(kv[:3]) < 1e-5 and min(kv[3:]) > 0.01, kv
-    assert gates["ppl_ratio"]["passed"] and gates["ppl_ratio"]["value"] < 1.03, gates["ppl_ratio"]["detail"]
-    cos, shift = gates["sink_hidden_cos"], gates["sink_mass_shift"]
-    assert not cos["passed"] and cos["value"] < cos["limit"] - 0.1, cos["detail"]
-    assert not shift["passed"] and shift["value"] > 1.5 * shift["limit"], shift["detail"]
+    assert gates["ppl_ratio"]["outcome"] == "pass" and gates["ppl_ratio"]["ci_high"] < 1.05, gates["ppl_ratio"]
+    for m in ("sink_hidden_cos", "sink_kv_relerr"):
+        assert gates[m]["outcome"] == "fail", gates[m]["detail"]
+    assert gates["sink_mass_shift"]["outcome"] != "pass", gates["sink_mass_shift"]["detail"]
+    outcomes = {g["metric"]: g["outcome"] for g in bf16["gates"]}
+    assert "fail" not in outcomes.values(), outcomes
+    for m in ("ppl_ratio", "kld_mean", "kld_p99", "sink_hidden_cos", "sink_kv_relerr", "sink_mass_shift",
+              "sink_rate_delta", "attn_js", "logit_delta_max"):
+        assert outcomes[m] == "pass", (m, [g["detail"] for g in bf16["gates"] if g["metric"] == m])

@@ -197,7 +197,7 @@ def test_report_in_a_real_browser(run_dir, tmp_path):
     assert 'class="verdict"' in dom and dom.count("<svg") >= 4
     assert "<script" not in dom.lower()  # the hostile prompt stayed text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
-    assert "rtn-w2g16" in dom and ("FAIL" in dom or "PASS" in dom)
+    assert "rtn-w2g16" in dom and any(v in dom for v in ("FAIL", "PASS", "INCONCLUSIVE"))
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
     if os.environ.get("QS_SCREENSHOT_OUT"):
         shutil.copy(shot, os.environ["QS_SCREENSHOT_OUT"])
