@@ -39,6 +39,10 @@ def tiny():
 def suite_dir(pytester):
     """A pytester directory laid out like the repository: plugin from conftest, the real suites."""
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
+    # Smaller behaviour probes than the smoke profile's (the harness's own tests check the plumbing;
+    # the command line still overrides these ini values).
+    pytester.makeini("[pytest]\njunit_family = xunit1\nqs_long_new_tokens = 8\nqs_long_n_prompts = 2\n"
+                     "qs_n_stability_prompts = 4\nqs_n_probe_sequences = 2\n")
     shutil.copytree(ROOT / "suites", pytester.path / "suites")
     return pytester
 
