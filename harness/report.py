@@ -104,7 +104,9 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
         parts = (["failed: " + ", ".join(failed)] if failed else []) + [
             f"{kind}: {', '.join(ms)}" for kind, ms in undecided.items()]
         why = "; ".join(parts) or c.get("skip_reason") or c.get("error") or ""
-        lines.append(f"  {c['spec']:<22} {c['verdict']:<12} {why}".rstrip())
+        if c.get("cache"):
+            why += f" (measurement reused from run {c['cache']['run_id']}: results cache)"
+        lines.append(f"  {c['spec']:<22} {c['verdict']:<12} {why.strip()}".rstrip())
     if run_dir is not None:
         lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
     return lines
@@ -133,6 +135,10 @@ def summary_markdown(results: dict) -> str:
         worst = _failed_cell(failed) if failed else _md(c.get("skip_reason") or c.get("error") or "none")
         cells = " | ".join(_fmt(scalar(c, m.name)) for m in cols)
         lines.append(f"| `{_md(c['spec'])}` | {_md(c['verdict'])} | {cells} | {worst} |")
+    reused = [f"`{_md(c['spec'])}` (run {_md(c['cache']['run_id'])})" for c in r["configs"] if c.get("cache")]
+    if reused:
+        lines += ["", "Measurements reused from the results cache (identical weights, data, settings and "
+                  "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
     lines += _recovery(r)
     lines += _comparison(r)
     lines += ["", "Full report (plots, every gate with its interval, generations): [report.html](report.html)"]

@@ -25,6 +25,7 @@ class Setting:
     flag: str = ""  # command-line flag; default --<name with dashes>
     metavar: str | None = None
     stated_default: str | None = None  # how help states a default that is resolved later
+    const: Any = None  # the value of the bare flag (the flag then takes an optional value)
 
     @property
     def meta(self) -> str:
@@ -52,6 +53,15 @@ class Setting:
             if text in ("0", "false", "no", "off"):
                 return False
             raise UsageError(f"{self.option} takes true or false (got '{value}')")
+        if self.type == "float":
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{self.option} takes a number such as 0.1 (got '{value}')") from None
+            if not 0 < v <= 1:
+                raise UsageError(f"{self.option} is a share of the quantized parameters, above 0 and at most 1 "
+                                 f"(got {value}), e.g. 0.1 for 10%")
+            return v
         if self.type == "int":
             try:
                 v = int(value)
@@ -115,6 +125,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(auto: when the models fit in memory)", "auto", choices=("auto", "on", "off")),
     Setting("protect_sink", "also measure each configuration with the sink prefix's hidden states and K/V taken "
             "from the baseline (IntactKV-style) and report how much of the gap that recovers", False, type="bool"),
+    Setting("no_cache", "measure every configuration again, even one measured before on identical inputs "
+            "(the results cache)", False, type="bool"),
+    Setting("sensitivity", "per-module sensitivity, a keep-in-high-precision recommendation measured in the same "
+            "run, and a diagnosis (docs/diagnosis.md): auto (the bare flag) for failing or inconclusive "
+            "configurations, all for every one", "off", choices=("off", "auto", "all"), const="auto"),
+    Setting("keep_budget", "largest share of the quantized parameters a recommendation may keep at baseline "
+            "precision", 0.10, type="float", metavar="SHARE"),
     Setting("seed", "seed of calibration samples and bootstrap resamples", 0, type="int", minimum=0),
     Setting("n_sequences", "corpus sequences measured", 16, type="int", minimum=1),
     Setting("seq_len", "tokens per corpus sequence", 128, type="int", minimum=2),
@@ -181,7 +198,7 @@ def _runspec_to_dict(self) -> dict:
     return d
 
 
-_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "float": float}
 _DERIVED: tuple[tuple[str, Any, Any], ...] = (
     # quant: the parsed configurations (from --quant or --bits/--methods); sink_positions: parsed tuple
     ("compare_explicit", bool, False),  # named by the user (a missing earlier run is then an error)

@@ -8,6 +8,10 @@ import harness.testing  # noqa: F401  (registers the test-only fault methods in 
 
 pytest_plugins = ["pytester"]
 
+# The harness's own tests measure on purpose (faults, patched backends): no results cache unless a test
+# turns it on (tests/test_scale.py). Set at import so pytester subprocesses inherit it.
+os.environ["QS_RESULTS_CACHE"] = "off"
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

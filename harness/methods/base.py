@@ -73,6 +73,11 @@ class QuantConfig:
     def to_dict(self) -> dict:
         return {"method": self.method, **dataclasses.asdict(self)}
 
+    def cache_identity(self) -> dict | None:
+        """What identifies the quantized weights for the results cache, given the baseline's weights
+        (deterministic methods: the config itself); None: never cache this configuration."""
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, d: dict) -> "QuantConfig":
         """The config a to_dict() came from (any registered method when called on the base class)."""

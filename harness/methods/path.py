@@ -43,6 +43,13 @@ class PathConfig(QuantConfig):
         raise UsageError(f"--quant {self.spec}: no such checkpoint directory ({p}); give path:DIR with a "
                          f"config.json and *.safetensors, or path:ORG/NAME for a Hub id")
 
+    def cache_identity(self) -> dict | None:
+        """A local checkpoint: the content hash of its files; a Hub id: not cached (not on disk yet)."""
+        from ..models import checkpoint_sha256
+
+        p = Path(self.path).expanduser()
+        return {"method": "path", "sha256": checkpoint_sha256(p)} if p.is_dir() else None
+
     @classmethod
     def parse(cls, spec: str, tokens: list[str]) -> "PathConfig":
         if not tokens or not tokens[0]:
