@@ -1,4 +1,8 @@
-"""An already quantized checkpoint (its own quantization_config), compared as one configuration."""
+"""An already quantized checkpoint (its own quantization_config), compared as one configuration.
+
+The format is the config's `quant_method`; each known format's bit width is read from its own
+config (FORMATS), so the policy class needs no --bit-class. An unknown format is a usage error.
+"""
 from __future__ import annotations
 
 import json
@@ -37,6 +41,7 @@ class PathConfig(QuantConfig):
                 check_local_dir(p, model_info.allow_pickle)
             except UsageError as e:
                 raise UsageError(f"--quant {self.spec}: {e}") from None
+            checkpoint_format(p, self.spec)
             return
         if HUB_ID.match(self.path) and not self.path.startswith((".", "/", "~")):
             return
@@ -57,21 +62,70 @@ class PathConfig(QuantConfig):
         return cls(path=tokens[0])
 
 
-def path_bits(path: str) -> int | None:
-    """Bit-width recorded in a local checkpoint's config.json, if any (no model load)."""
-    cfg = Path(path) / "config.json"
+def _ct_bits(q: dict):
+    """compressed-tensors: the narrowest weight width over its config groups."""
+    widths = [g["weights"].get("num_bits") for g in (q.get("config_groups") or {}).values()
+              if isinstance(g, dict) and isinstance(g.get("weights"), dict)]
+    widths = [w for w in widths if isinstance(w, int)]
+    return min(widths) if widths else None
+
+
+def _hqq_bits(q: dict):
+    return ((q.get("quant_config") or {}).get("weight_quant_params") or {}).get("nbits") or q.get("nbits")
+
+
+# quant_method in config.json -> the weight bit width its own config records (None: not recorded)
+FORMATS = {
+    "awq": lambda q: q.get("bits") or q.get("w_bit"),
+    "bitsandbytes": lambda q: 8 if q.get("load_in_8bit") else 4 if q.get("load_in_4bit") else None,
+    "compressed-tensors": _ct_bits,
+    "fbgemm_fp8": lambda q: 8,
+    "fp8": lambda q: 8,
+    "gptq": lambda q: q.get("bits"),
+    "hqq": _hqq_bits,
+    "quanto": lambda q: {"int8": 8, "float8": 8, "int4": 4, "int2": 2}.get(q.get("weights")),
+    "torchao": lambda q: None,
+}
+
+
+def _quant_config(path) -> dict | None:
+    """The checkpoint's quantization_config ({} for a plain checkpoint), None when config.json is unreadable."""
+    cfg = Path(path).expanduser() / "config.json"
     if not cfg.is_file():
         return None
     try:
-        q = json.loads(cfg.read_text()).get("quantization_config") or {}
-    except (OSError, ValueError):
+        return json.loads(cfg.read_text()).get("quantization_config") or {}
+    except (OSError, ValueError, AttributeError):
         return None
-    if q.get("load_in_8bit"):
-        return 8
-    if q.get("load_in_4bit"):
-        return 4
-    b = q.get("bits") or q.get("nbits") or q.get("w_bit") or q.get("weights")
-    return int(b) if isinstance(b, int) else None
+
+
+def _format_of(q: dict) -> str | None:
+    method = str(q.get("quant_method") or "").lower()
+    if not method and (q.get("load_in_8bit") or q.get("load_in_4bit")):
+        return "bitsandbytes"
+    return method or None
+
+
+def checkpoint_format(path, spec: str) -> str | None:
+    """The checkpoint's quantization format (None: a plain checkpoint); an unknown one is a usage error."""
+    q = _quant_config(path)
+    if not q:
+        return None
+    fmt = _format_of(q)
+    if fmt not in FORMATS:
+        raise UsageError(f"--quant {spec}: the checkpoint's quantization format '{fmt or q}' is not one quantsink "
+                         f"knows; known formats: {', '.join(sorted(FORMATS))} (or a plain checkpoint)")
+    return fmt
+
+
+def path_bits(path: str) -> int | None:
+    """Weight bit width recorded in a local checkpoint's config.json by its format (no model load)."""
+    q = _quant_config(path)
+    fmt = _format_of(q) if q else None
+    if fmt not in FORMATS:
+        return None
+    b = FORMATS[fmt](q)
+    return int(b) if isinstance(b, int) and not isinstance(b, bool) else None
 
 
 @register_handler(PathConfig)
@@ -80,6 +134,7 @@ def quantize(cfg: PathConfig, ctx):
 
     src = resolve_model(cfg.path, allow_pickle=ctx.allow_pickle)
     ctx.info["path"] = src.to_dict()
+    ctx.info["format"] = checkpoint_format(src.local_dir, cfg.spec)
     ctx.progress(f"loading pre-quantized checkpoint {cfg.path}")
     return load_model(src.local_dir, dtype=ctx.dtype, device=ctx.device,
                       allow_pickle=ctx.allow_pickle, trust_remote_code=ctx.trust_remote_code,
