@@ -139,7 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_new_tokens", "greedy tokens generated per prompt", 16, type="int", minimum=1),
     Setting("n_prompts", "prompts generated, an evenly spread subset (0 = all)", 48, type="int", minimum=0),
     Setting("gen_batch_size", "prompts per generate call", 16, type="int", minimum=1),
-    Setting("gptq_samples", "calibration samples for GPTQ", 32, type="int", minimum=1),
+    Setting("gptq_samples", "calibration samples for GPTQ and AWQ", 32, type="int", minimum=1),
     Setting("long_new_tokens", "long generations: new tokens per prompt (EOS suppressed until then)", 64,
             type="int", minimum=1),
     Setting("long_n_prompts", "long generations: prompts (those marked long in the prompt file)", 4, type="int",
