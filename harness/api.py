@@ -49,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
         if s.type == "bool":
             p.add_argument(s.option, dest=s.name, action="store_true", default=None, help=s.help_text())
         else:
-            p.add_argument(s.option, dest=s.name, default=None, metavar=s.meta, help=s.help_text())
+            p.add_argument(s.option, dest=s.name, default=None, metavar=s.meta, help=s.help_text(),
+                           **({"nargs": "?", "const": s.const} if s.const is not None else {}))
     return p
 
 

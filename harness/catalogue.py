@@ -27,7 +27,7 @@ import numpy as np
 
 from .stats import crossfit_abs, crossfit_worst, sink_rate
 
-FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe")
+FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size")
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,11 @@ METRICS: tuple[Metric, ...] = (
            "probe", shape="record"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
            "misgeneration_rate", "record", None, "probe", shape="record"),
+    # -- size: what the configuration stores (harness/footprint.py) --
+    Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
+           "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
+    Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",
+           show=("summary", "loss_table")),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

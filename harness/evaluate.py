@@ -10,7 +10,7 @@ import os
 import time
 from functools import cached_property
 
-from . import continuations
+from . import advise, continuations
 from .errors import MissingBackend, QuantsinkError
 from .progress import heartbeat
 from .records import ConfigResult, Key
@@ -22,6 +22,7 @@ class Evaluator:
         # Test hook: substitute(q) may return another QuantConfig to measure under q's name
         # (recorded as `measured_as`); see the pytest hook pytest_quantsink_measure_as.
         self.substitute = substitute or (lambda q: None)
+        self.recommended: dict[str, ConfigResult] = {}  # recommended configurations measured (advise.py)
 
     @cached_property
     def lockstep(self) -> bool:
@@ -87,6 +88,8 @@ class Evaluator:
                 r = results[q.spec]
                 _guard(r, self._finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
                        pairs.get(Key(q.spec, True)))
+                if r.measured:  # size; with --sensitivity: search, recommendation (measured), diagnosis
+                    advise.after_gates(self, q, r, models[q.spec])
                 del models[q.spec]  # frees the model before the next one generates
         models.clear()
         parts.clear()

@@ -10,6 +10,7 @@ import io
 import math
 import os
 
+from . import advice_report
 from .catalogue import shown
 from .report import family, gate_order, gate_status, not_passed
 
@@ -377,7 +378,7 @@ def render(results: dict) -> str:
         f"<h1>quantsink: <span class={esc(verdict)}>{esc(verdict.upper())}</span></h1>",
         f"<p>Model <code>{esc(results['model'].get('id'))}</code>, profile "
         f"{esc((results.get('settings') or {}).get('profile'))}, run {esc(results.get('run_id'))}</p>",
-        "<h2>Verdict</h2>", _verdict_table(results), _regression_table(results),
+        "<h2>Verdict</h2>", _verdict_table(results), _regression_table(results), advice_report.html_section(results),
         "<h2>Loss and perplexity</h2>", _loss_table(results),
     ]
     if _measured(results):

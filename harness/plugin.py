@@ -37,7 +37,7 @@ def pytest_addoption(parser):
             parser.addini(s.ini, s.help, type="bool", default=None)
         else:
             group.addoption(s.option, action="store", default=None, dest=s.ini, metavar=s.meta,
-                            help=s.help_text())
+                            help=s.help_text(), **({"nargs": "?", "const": s.const} if s.const is not None else {}))
             parser.addini(s.ini, s.help, default=None)
 
 

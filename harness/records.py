@@ -48,6 +48,10 @@ class ConfigResult:
     protected_error: str | None = None
     evidence: dict | None = None  # per-item paired evidence: {"sequences": [...]} (prompts: see generations)
     cache: dict | None = None  # reused from the results cache: {"run_id": measured in, "key": ...}
+    sensitivity: dict | None = None  # --sensitivity: per-layer/module gains on the calibration split (advise.py)
+    recommendation: dict | None = None  # the keep set, its spec, native config and measured verdict
+    diagnosis: dict | None = None  # failure family, evidence, next step (diagnosis.py)
+    recommended_for: str | None = None  # set on a recommended configuration: the spec it was recommended for
 
     @classmethod
     def new(cls, q, bit_class: str) -> "ConfigResult":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from . import advice_report
 from .catalogue import BY_NAME, METRICS, shown
 
 # Report order of gate families: the sink gates this harness exists for come first.
@@ -139,6 +140,7 @@ def summary_markdown(results: dict) -> str:
     if reused:
         lines += ["", "Measurements reused from the results cache (identical weights, data, settings and "
                   "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
+    lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
     lines += _comparison(r)
     lines += ["", "Full report (plots, every gate with its interval, generations): [report.html](report.html)"]

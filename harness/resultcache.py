@@ -29,7 +29,9 @@ FORMAT = 1  # bump when the stored layout changes
 
 
 def enabled(spec) -> bool:
-    return not spec.no_cache and os.environ.get("QS_RESULTS_CACHE", "on") != "off" and not spec.unavailable
+    # --sensitivity measures its recommendations on the loaded quantized model: no reuse then
+    return not spec.no_cache and os.environ.get("QS_RESULTS_CACHE", "on") != "off" and not spec.unavailable \
+        and (getattr(spec, "sensitivity", "off") or "off") == "off"
 
 
 def _versions(packages) -> dict:

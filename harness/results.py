@@ -66,7 +66,7 @@ def run_verdict(rec) -> tuple[str, str]:
     fail: a configuration or regression check failed, nothing at all was measured, or (strict)
     anything short of a pass; inconclusive: some configuration was skipped or not decided.
     """
-    configs = rec.configs
+    configs = [c for c in rec.configs if not c.recommended_for]  # recommendations advise; they do not decide
     failed = [c.spec for c in configs if c.verdict == "fail"]
     regressed = [c.spec for c in configs if any(not r["passed"] for r in (c.regressions or []))]
     skipped = [f"{c.spec} ({c.skip_reason})" for c in configs if c.verdict == "skipped"]

@@ -81,6 +81,8 @@ class Session:
                 measured = self.evaluator.measure_group(todo)
                 self.configs.update(measured)
                 self._store(measured)
+                self.configs.update(self.evaluator.recommended)  # --sensitivity: recommended configurations
+                self.evaluator.recommended.clear()
         return self.configs[q.spec]
 
     # ---- the results cache: identical inputs are not measured twice (resultcache.py) ----
@@ -192,7 +194,8 @@ class Session:
 
     def record(self) -> RunRecord:
         side = self._baseline_side()
-        configs = [self.configs[q.spec] for q in self.spec.quant if q.spec in self.configs]
+        configs = [c for q in self.spec.quant if q.spec in self.configs for c in [self.configs[q.spec]] + [
+            r for r in self.configs.values() if r.recommended_for == q.spec]]  # each recommendation after its parent
         return RunRecord(self.spec, self.prepare().inputs, self.run_id, self.created, configs, side["baseline"],
                          side["shape"], side["n_sequences"], side.get("bos_effective") if side["n_sequences"] else None,
                          side["threads"], side["lockstep"])

@@ -127,13 +127,16 @@ def parse_spec(spec: str) -> QuantConfig:
         return get_method("path").config_class.parse(spec, [spec[len("path:"):]])
     if "+" in spec:
         return get_method("combo").config_class.parse(spec, [parse_spec(p) for p in spec.split("+")])
+    if "-keep:" in spec:  # SPEC-keep:MODULE,... (methods/keep.py)
+        inner, names = spec.split("-keep:", 1)
+        return get_method("keep").config_class.parse(spec, [parse_spec(inner), names])
     if spec.lower().startswith(("auto-gptq", "autogptq", "auto_gptq")):
         raise UsageError(
             f"'{spec}': auto-gptq is archived upstream and cannot import under transformers 5; "
             f"use 'gptq-...' instead (e.g. gptq-w4g128), which runs GPTQModel, its maintained "
             f"successor; auto-gptq checkpoints load with --quant path:DIR")
     name, *tokens = spec.split("-")
-    if name not in methods() or name in ("combo", "path"):
+    if name not in methods() or name in ("combo", "path", "keep"):
         hint = _respelled(spec) or did_you_mean(name, user_methods())
         raise UsageError(f"unknown quantization method '{name}' in '{spec}'{hint}; valid: {valid_specs()}")
     try:
@@ -166,7 +169,7 @@ def _respelled(spec: str) -> str:
 def parse_specs(text: str) -> list[QuantConfig]:
     """Parse a comma-separated list, dropping duplicates while keeping order."""
     out, seen = [], set()
-    for part in text.split(","):
+    for part in _keep_joined(text.split(",")):
         if not part.strip():
             continue
         cfg = parse_spec(part)
@@ -175,6 +178,19 @@ def parse_specs(text: str) -> list[QuantConfig]:
             out.append(cfg)
     if not out:
         raise UsageError(f"--quant is empty; valid: {valid_specs()}")
+    return out
+
+
+def _keep_joined(parts: list[str]) -> list[str]:
+    """Rejoin a keep: list the comma split cut: `rtn-w3-keep:a,b,bnb-nf4` -> [`rtn-w3-keep:a,b`, `bnb-nf4`]
+    (a part that is a module name - no '-' or ':' before any '+' - continues the keep: part before it)."""
+    out: list[str] = []
+    for part in parts:
+        head = part.strip().split("+")[0]
+        if out and "-keep:" in out[-1] and head and "-" not in head and ":" not in head:
+            out[-1] += "," + part.strip()
+        else:
+            out.append(part)
     return out
 
 

@@ -1,0 +1,170 @@
+"""What to do, in summary.md and report.html: per configuration with a diagnosis or a recommendation,
+the diagnosis paragraph first, then the recommendation (measured verdict, bits, size, the spec to
+run, the method's own configuration), the most sensitive modules and (HTML) a per-layer bar chart
+of KL gain and sink gain with the recommended modules marked.
+
+Everything that came from a model or a user is escaped (HTML) or made table-safe (markdown).
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+
+TOP = 5  # modules listed per configuration
+
+
+def _esc(v) -> str:
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+def _md(v) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _n(v, d=3) -> str:
+    return f"{v:.{d}g}" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.0f}%" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
+
+
+def advised(results) -> list[dict]:
+    return [c for c in results.get("configs", []) if c.get("diagnosis") or c.get("recommendation")
+            or (c.get("sensitivity") or {}).get("skipped") or (c.get("sensitivity") or {}).get("error")]
+
+
+def top_units(c: dict, k: int = TOP) -> list[dict]:
+    """The modules (then layers) whose keep closes the most of the gap, best first."""
+    s = c.get("sensitivity") or {}
+    units = (s.get("modules") or []) + (s.get("layers") or [])
+    return sorted(units, key=lambda u: -(u.get("kl_share") or 0) - max(0.0, u.get("sink_share") or 0))[:k]
+
+
+def _diag_text(d: dict) -> tuple[str, str]:
+    where = f" from layer {d['layer']}" if d.get("layer") is not None else ""
+    where += f" ({d['module']})" if d.get("module") else ""
+    return f"Diagnosis: {d['family']}{where}.", "; ".join(d.get("evidence") or [])
+
+
+def _size(c: dict) -> str:
+    m = c.get("metrics") or {}
+    return f"{_n(m.get('bits_per_weight'))} bits per weight, {_n(m.get('model_size_mb'), 4)} MB"
+
+
+def markdown(results) -> list[str]:
+    """The 'What to do' section of summary.md (empty when nothing was diagnosed)."""
+    cs = advised(results)
+    if not cs:
+        return []
+    out = ["", "## What to do (diagnosis, recommendation)"]
+    for c in cs:
+        out += ["", f"### `{_md(c['spec'])}`: {_md(c['verdict'])}" + (
+            f" (recommended for `{_md(c['recommended_for'])}`)" if c.get("recommended_for") else ""), ""]
+        d = c.get("diagnosis")
+        if d:
+            head, ev = _diag_text(d)
+            out.append(f"**{_md(head)}** {_md(ev)}{'. ' if ev else ''}Next step: {_md(d.get('next_step'))}. "
+                       f"Size: {_size(c)}.")
+        s = c.get("sensitivity") or {}
+        if s.get("skipped") or s.get("error"):
+            out += ["", f"Sensitivity not measured: {_md(s.get('skipped') or s.get('error'))}"]
+        rec = c.get("recommendation")
+        if rec:
+            out += ["", f"**Recommendation:** {_md(rec['statement'])}."]
+            if rec.get("spec"):
+                out += ["", f"Run it: `--quant {_md(rec['spec'])}`" + (
+                    f"; {_md(rec['native']['library'])}: `{_md(rec['native']['code'])}`" if rec.get("native") else "")]
+        units = top_units(c)
+        if units:
+            out += ["", "| most sensitive (kept alone) | KL gap closed | sink gap closed |", "|---|---|---|"]
+            out += [f"| `{_md(u['name'])}` | {_pct(u.get('kl_share'))} | {_pct(u.get('sink_share'))} |" for u in units]
+            out += ["", f"Search: {_md(s.get('evaluations'))} calibration passes in {_md(s.get('seconds'))} s on "
+                        f"{_md((s.get('calibration') or {}).get('split'))}."]
+    return out
+
+
+def _plt():
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96, "svg.hashsalt": "quantsink"})
+    return plt
+
+
+def layer_chart(c: dict) -> str:
+    """Per-layer bars: share of the KL gap and of the sink gap closed by keeping that layer; the layers
+    holding recommended modules are marked (hatched, named in the title)."""
+    s = c.get("sensitivity") or {}
+    layers = s.get("layers") or []
+    if not layers:
+        return ""
+    plt = _plt()
+    keep = (c.get("recommendation") or {}).get("keep") or []
+    marked = {int(k.split(".")[1]) for k in keep}
+    x = list(range(len(layers)))
+    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    kl = [u.get("kl_share") or 0 for u in layers]
+    sk = [u.get("sink_share") or 0 for u in layers]
+    for off, vals, color, label in ((-0.2, kl, "#1f77b4", "KL gap closed"), (0.2, sk, "#d62728", "sink gap closed")):
+        bars = ax.bar([i + off for i in x], vals, width=0.4, color=color, label=label)
+        for i, b in enumerate(bars):
+            if i in marked:
+                b.set_hatch("//")
+                b.set_edgecolor("k")
+    for i in marked:
+        ax.annotate("kept", (i, max(kl[i], sk[i], 0)), ha="center", va="bottom", fontsize=7)
+    ax.set_xlabel("layer kept at baseline precision")
+    ax.set_ylabel("share of the gap closed")
+    ax.set_title(f"{c['spec']}: recommended: {', '.join(keep) or 'none'}", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+def html_section(results) -> str:
+    """The 'What to do' section of report.html (empty when nothing was diagnosed)."""
+    cs = advised(results)
+    if not cs:
+        return ""
+    parts = ["<h2 id=advice>What to do (diagnosis, recommendation)</h2>"]
+    for c in cs:
+        parts.append(f"<section class=advice data-config=\"{_esc(c['spec'])}\"><h3>{_esc(c['spec'])}: "
+                     f"{_esc(c['verdict'])}" + (f" <small>(recommended for {_esc(c['recommended_for'])})</small>"
+                                                if c.get("recommended_for") else "") + "</h3>")
+        d = c.get("diagnosis")
+        if d:
+            head, ev = _diag_text(d)
+            parts.append(f"<p class=diagnosis><b>{_esc(head)}</b> {_esc(ev)}{'. ' if ev else ''}"
+                         f"<b>Next step:</b> {_esc(d.get('next_step'))}. <small>Size: {_esc(_size(c))}.</small></p>")
+        s = c.get("sensitivity") or {}
+        if s.get("skipped") or s.get("error"):
+            parts.append(f"<p class=note>Sensitivity not measured: {_esc(s.get('skipped') or s.get('error'))}</p>")
+        rec = c.get("recommendation")
+        if rec:
+            parts.append(f"<p class=recommendation><b>Recommendation:</b> {_esc(rec['statement'])}.")
+            if rec.get("spec"):
+                parts.append(f" Run it: <code>--quant {_esc(rec['spec'])}</code>")
+                if rec.get("native"):
+                    parts.append(f"<br><small>{_esc(rec['native']['library'])}:</small> "
+                                 f"<code>{_esc(rec['native']['code'])}</code>")
+            parts.append("</p>")
+        units = top_units(c)
+        if units:
+            keep = set((rec or {}).get("keep") or [])
+            rows = "".join(f"<tr{' class=kept' if u['name'] in keep else ''}><td><code>{_esc(u['name'])}</code>"
+                           f"{' (recommended)' if u['name'] in keep else ''}</td><td>{_pct(u.get('kl_share'))}</td>"
+                           f"<td>{_pct(u.get('sink_share'))}</td></tr>" for u in units)
+            parts.append("<table><tr><th>most sensitive (kept alone)</th><th>KL gap closed</th><th>sink gap closed"
+                         f"</th></tr>{rows}</table><div class=plot>{layer_chart(c)}</div>")
+        parts.append("</section>")
+    return "".join(parts)
