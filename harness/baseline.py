@@ -19,6 +19,7 @@ class Baseline:
         self.spec, self.inputs, self.progress = spec, inputs, progress
         self.summary = None  # ModelSummary of the baseline from the first comparison pass
         self.threads: int | None = None
+        self.scenario_state: dict = {}  # the deployment scenarios' baseline side (harness/scenarios/runner.py)
 
     def setup_threads(self) -> None:
         import torch
@@ -100,9 +101,7 @@ class Baseline:
 
     @cached_property
     def probe_sequences(self):
-        seqs, n = self.sequences, min(self.spec.n_probe_sequences, len(self.sequences))
-        idx = sorted({round(i * (len(seqs) - 1) / max(n - 1, 1)) for i in range(n)})
-        return seqs[idx]
+        return self.sequences[probe_index(len(self.sequences), self.spec.n_probe_sequences)]
 
     @cached_property
     def variant_prompts(self):
@@ -185,7 +184,7 @@ class Baseline:
     @cached_property
     def behaviour(self) -> dict:
         """The baseline's side of every behaviour probe (computed once per run)."""
-        from .behaviour import bos_ablation, continuation_nll, perturbation_spread
+        from .behaviour import continuation_nll, perturbation_spread
 
         s = self.spec
         _, variants = self.variant_prompts
@@ -197,8 +196,6 @@ class Baseline:
                                           s.bos, s.gen_batch_size)
         ids = self.probe_sequences
         out["spread"] = perturbation_spread(self.model, ids, max(s.sink_positions) + 1).numpy()
-        bos_id = self.tokenizer.bos_token_id
-        out["bos"] = bos_ablation(self.model, ids, bos_id) if bos_id is not None else None
         return out
 
     def quant_context(self, q):
@@ -212,6 +209,12 @@ class Baseline:
                             calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples,
                             progress=lambda m: self.progress(f"{q.spec}: {m}"),
                             allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code)
+
+
+def probe_index(n_sequences: int, n: int) -> list[int]:
+    """The corpus sequences the probes use: n of them (at most all), evenly spread."""
+    n = min(n, n_sequences)
+    return sorted({round(i * (n_sequences - 1) / max(n - 1, 1)) for i in range(n)})
 
 
 def default_threads() -> int:

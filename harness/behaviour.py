@@ -1,7 +1,8 @@
 """Behavioural probes beyond the corpus pass: prompt variants (stability), continuation
 perplexity under the baseline (readability), the over-mixing probe (perturbation spread)
-and the BOS ablation. Each takes a model (and its KV-cache spec) and returns raw per-item
-values; summarize.py turns them into metrics.
+and the BOS variants of a sequence (the BOS policy scenario, harness/scenarios/bos.py, uses them).
+Each takes a model (and its KV-cache spec) and returns raw per-item values; summarize.py turns them
+into metrics.
 """
 from __future__ import annotations
 
@@ -92,14 +93,3 @@ def bos_variants(ids: torch.Tensor, bos_id: int) -> tuple[torch.Tensor, torch.Te
     with_bos = torch.cat([torch.full((ids.shape[0], 1), bos_id, dtype=ids.dtype), body], dim=1)
     return with_bos, body
 
-
-def bos_ablation(model, ids: torch.Tensor, bos_id: int, kv=None) -> dict:
-    """Per-sequence loss (over the same body tokens) and sink mass [L,H], with and without BOS."""
-    from .measure import forward_stats
-
-    with_bos, without = bos_variants(ids, bos_id)
-    a = forward_stats(model, with_bos, (0,), kv=kv)
-    b = forward_stats(model, without, (0,), kv=kv)
-    # with: nll[:, k] predicts with_bos[k+1] = body[k]; skip body[0] (unpredictable without BOS)
-    return {"with_bos": {"nll": a.nll[:, 1:].mean(-1).numpy(), "sink_mass": a.sink_mass.numpy()},
-            "without_bos": {"nll": b.nll.mean(-1).numpy(), "sink_mass": b.sink_mass.numpy()}}

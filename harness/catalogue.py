@@ -16,6 +16,11 @@ Every group also carries `cluster` [n]: the unit intervals resample (corpus docu
   gen_ppl    continuations scored by the baseline: nb, nq [n, 2] (summed NLL, tokens)
   spread     probe sequences: b, q [n] perturbation spread of baseline and quantized
   run        whole-run scalars: logit_delta_max
+  streaming  long sequences (--scenarios): f_b/sw_b/wo_b, f_q/sw_q/wo_q [n] mean NLL under full cache,
+             sink + window, window only (baseline _b, quantized _q)
+  packed     packed sequences: nll_b/nll_q [n, D] loss per document position, start_b/start_q [n, D, L, H]
+             attention on each document's start
+  bos        probe sequences: al_b/nv_b/al_q/nv_q [n] loss with BOS always / never
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import numpy as np
 
 from .stats import crossfit_abs, crossfit_worst, sink_rate
 
-FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size")
+FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario")
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,17 @@ def _net_flip(ev, i) -> float:
     sr, sw, q = ev["stable_right"][i], ev["stable_wrong"][i], ev["q_right"][i]
     n = sr.sum()
     return float(((sr & ~q).sum() - (sw & q).sum()) / n) if n else math.nan
+
+
+def _gap(ev, i, a: str, b: str) -> float:
+    """Scenario evidence: mean(a_q - b_q) - mean(a_b - b_b) over the items i (a paired difference of gaps)."""
+    return float((ev[a + "_q"][i] - ev[b + "_q"][i]).mean() - (ev[a + "_b"][i] - ev[b + "_b"][i]).mean())
+
+
+def _packed_loss(ev, i) -> float:
+    """Mean over sequences of (quantized - baseline) loss on documents 2.. minus that on document 1."""
+    d = ev["nll_q"][i] - ev["nll_b"][i]  # [n, D]
+    return float((d[:, 1:].mean(1) - d[:, 0]).mean())
 
 
 _SEQ, _PR = "sequences", "prompts"
@@ -261,10 +277,24 @@ METRICS: tuple[Metric, ...] = (
            show=("probe_table",), identity=1.0, min_n=4),
     Metric("perturbation_spread_baseline", "the baseline's spread", "ratio", None, "probe"),
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
-    Metric("bos_ablation", "loss and sink_rate with and without BOS, baseline and quantized", "record", None,
-           "probe", shape="record"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
            "misgeneration_rate", "record", None, "probe", shape="record"),
+    # -- scenario: deployment scenarios (--scenarios; harness/scenarios/); figures in configs[].scenarios --
+    Metric("stream_gap_delta", "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
+           "baseline's (extra loss it pays for StreamingLLM-style eviction)", "nats", "lower", "scenario",
+           evidence="streaming", stat=lambda ev, i: _gap(ev, i, "sw", "f"), gate=True, identity=0.0, min_n=4),
+    Metric("packed_doc_loss_delta", "packed documents (EOS-separated, no boundary mask): the quantized model's extra "
+           "loss on documents 2.. of a sequence over its extra loss on the first", "nats", "lower", "scenario",
+           evidence="packed", stat=_packed_loss, gate=True, identity=0.0, min_n=4),
+    Metric("packed_start_rate_delta", "packed documents: |secondary-sink rate at document starts 2.. quantized - "
+           "baseline| (share of heads giving a start > 0.3 of their rows' attention; n counts heads)", "share",
+           "lower", "scenario",
+           evidence="packed", stat=lambda ev, i: abs(_rate(ev["start_q"][i][:, 1:].mean((0, 1)), .3)
+                                                     - _rate(ev["start_b"][i][:, 1:].mean((0, 1)), .3)),
+           gate=True, identity=0.0, min_n=4, count=lambda ev: int(np.prod(ev["start_b"].shape[2:]))),
+    Metric("bos_removal_delta", "BOS policy: the quantized model's loss increase when BOS is removed, minus the "
+           "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: _gap(ev, i, "nv", "al"),
+           gate=True, identity=0.0, min_n=4),
     # -- size: what the configuration stores (harness/footprint.py) --
     Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
            "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),

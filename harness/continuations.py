@@ -48,8 +48,8 @@ def records(base, participant, name: str = "", prompts=None, base_out=None, new_
 
 
 def behaviour(base, spec: str, participant, gens: list[dict]) -> tuple[dict, dict]:
-    """Stability, readability, long generations, over-mixing and BOS probes of one configuration."""
-    from .behaviour import bos_ablation, continuation_nll, perturbation_spread
+    """Stability, readability, long generations and the over-mixing probe of one configuration."""
+    from .behaviour import continuation_nll, perturbation_spread
     from .summarize import behaviour_metrics
 
     s = base.spec
@@ -60,12 +60,9 @@ def behaviour(base, spec: str, participant, gens: list[dict]) -> tuple[dict, dic
                    s.long_new_tokens)
     q_nll = continuation_nll(base.model, base.tokenizer, [p.prompt for p in base.prompts],
                              [g["quantized_ids"] for g in gens], s.bos, s.gen_batch_size)
-    base.progress(f"{spec}: perturbation and BOS probes on {len(base.probe_sequences)} sequences")
+    base.progress(f"{spec}: perturbation probe on {len(base.probe_sequences)} sequences")
     ids = base.probe_sequences
     spread = perturbation_spread(participant.model, ids, max(s.sink_positions) + 1, participant.kv).numpy()
-    bos_id = base.tokenizer.bos_token_id
-    bos = bos_ablation(participant.model, ids, bos_id, participant.kv) if bos_id is not None else None
     return behaviour_metrics(
         ref=ref, gens=gens, var_base=b["variants"][0], var_quant=var_txt, long=long,
-        own_nll=b["own_nll"], q_nll=q_nll, spread_b=b["spread"], spread_q=spread,
-        bos_b=b["bos"], bos_q=bos, seed=s.seed)
+        own_nll=b["own_nll"], q_nll=q_nll, spread_b=b["spread"], spread_q=spread, seed=s.seed)

@@ -83,11 +83,13 @@ class Evaluator:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.
             self.base.summary = next(iter(pairs.values())).base
+        scen = self._scenarios({k.spec: p for k, p in parts.items()
+                                if not k.protected and k.spec in models and k in pairs})
         for q in qs:
             if q.spec in models and Key(q.spec) in pairs:
                 r = results[q.spec]
                 _guard(r, self._finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
-                       pairs.get(Key(q.spec, True)))
+                       pairs.get(Key(q.spec, True)), scen.get(q.spec))
                 if r.measured:  # size; with --sensitivity: search, recommendation (measured), diagnosis
                     advise.after_gates(self, q, r, models[q.spec])
                 del models[q.spec]  # frees the model before the next one generates
@@ -95,6 +97,20 @@ class Evaluator:
         parts.clear()
         gc.collect()
         return results
+
+    def _scenarios(self, parts: dict) -> dict:
+        """The deployment scenarios (--scenarios) of the measured configurations, together:
+        {spec: (record, gate views) or the exception that ended them}."""
+        from .scenarios import selected
+
+        if not selected(self.spec) or not parts:
+            return {}
+        from .scenarios.runner import run_group
+
+        try:
+            return run_group(self.base, parts)
+        except Exception as e:  # e.g. the baseline's own pass failed: every configuration of the group ends
+            return {spec: e for spec in parts}
 
     def participant(self, q, model, protect: bool = False):
         from .kvcache import KVSpec
@@ -122,10 +138,11 @@ class Evaluator:
             {type(m).__name__ for m in model.modules()})
         return model
 
-    def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None) -> None:
+    def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> None:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
         from .catalogue import BY_NAME, PROTECTED
         from .gates import config_verdict, evaluate_gate
+        from .scenarios import gates as scenario_gates
         from .summarize import corpus_metrics, generation_metrics, sequence_items, sink_recovery
 
         t0 = time.perf_counter()
@@ -140,6 +157,11 @@ class Evaluator:
             views.update(v)
         for g in gens:
             g.pop("quantized_ids", None)
+        if isinstance(scen, BaseException):
+            raise scen
+        if scen is not None:
+            r.scenarios = scen[0]
+            views.update(scen[1])
         if protected_ps is not None:
             pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
             pgens = continuations.records(self.base, self.participant(q, model, protect=True),
@@ -158,7 +180,8 @@ class Evaluator:
         r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
-                   for m, lim in self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None).items()]
+                   for m, lim in scenario_gates(self.inputs.policy.gates_for(
+                       r.bit_class if self.inputs.policy.by_class else None), s).items()]
         r.verdict = config_verdict(r.gates)
 
 

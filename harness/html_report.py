@@ -13,6 +13,7 @@ import os
 from . import advice_report
 from .catalogue import shown
 from .report import family, gate_order, gate_status, not_passed
+from .scenarios.render import html_section as scenario_section
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -249,22 +250,15 @@ def kv_relerr_plot(results) -> str:
 
 
 def _diagnosis_table(results) -> str:
-    """Behaviour probes per configuration: stability, readability, long generations, over-mixing, BOS."""
+    """Behaviour probes per configuration: stability, readability, long generations, over-mixing."""
     keys = [m.name for m in shown("probe_table")]
-    head = "".join(f"<th>{k}</th>" for k in keys) + "<th>loss with / without BOS (baseline)</th>" \
-        "<th>loss with / without BOS</th><th>sink_rate with / without BOS</th>"
+    head = "".join(f"<th>{k}</th>" for k in keys)
     rows = []
     for c in results["configs"]:
         m = c.get("metrics") or {}
         if not m:
             continue
-        bos = m.get("bos_ablation") or {}
-        b, q = bos.get("baseline") or {}, bos.get("quantized") or {}
-
-        def pair(d, k):
-            return f"{_num((d.get('with_bos') or {}).get(k))} / {_num((d.get('without_bos') or {}).get(k))}"
-        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys)
-                    + f"<td>{pair(b, 'loss')}</td><td>{pair(q, 'loss')}</td><td>{pair(q, 'sink_rate')}</td></tr>")
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys) + "</tr>")
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>" if rows else "<p>No configuration measured.</p>"
 
 
@@ -389,7 +383,8 @@ def render(results: dict) -> str:
                      hidden_cos_plot(results), "</div>",
                      "<h2>Sink key/value error per layer</h2><div class='plot' id='kv-relerr'>",
                      kv_relerr_plot(results), "</div>",
-                     "<h2>Behaviour probes</h2>", _diagnosis_table(results), _recovery_table(results)]
+                     "<h2>Behaviour probes</h2>", _diagnosis_table(results), _recovery_table(results),
+                     scenario_section(results, _plt, _svg, COLORS)]
     sections += ["<h2>Detected sinks</h2>", _detected_sinks(results), "<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"

@@ -47,6 +47,7 @@ class ConfigResult:
     protected: dict | None = None  # the sink-protected variant's metrics (--protect-sink)
     protected_error: str | None = None
     evidence: dict | None = None  # per-item paired evidence: {"sequences": [...]} (prompts: see generations)
+    scenarios: dict | None = None  # deployment scenarios (--scenarios): {"streaming"|"packed"|"bos": record}
     cache: dict | None = None  # reused from the results cache: {"run_id": measured in, "key": ...}
     sensitivity: dict | None = None  # --sensitivity: per-layer/module gains on the calibration split (advise.py)
     recommendation: dict | None = None  # the keep set, its spec, native config and measured verdict

@@ -142,6 +142,9 @@ def summary_markdown(results: dict) -> str:
                   "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
     lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
+    from .scenarios.render import markdown as scenario_markdown
+
+    lines += scenario_markdown(r)
     lines += _comparison(r)
     lines += ["", "Full report (plots, every gate with its interval, generations): [report.html](report.html)"]
     return "\n".join(lines) + "\n"

@@ -24,7 +24,8 @@ from .storage import cache_get, cache_put, cache_root
 MEASURING = ("model", "revision", "device", "baseline_dtype", "corpus", "prompts", "bos", "sink_positions",
              "protect_sink", "seed", "n_sequences", "seq_len", "batch_size", "max_new_tokens", "n_prompts",
              "gen_batch_size", "gptq_samples", "long_new_tokens", "long_n_prompts", "n_probe_sequences",
-             "n_stability_prompts", "allow_pickle", "trust_remote_code")
+             "n_stability_prompts", "allow_pickle", "trust_remote_code", "scenarios", "stream_sinks",
+             "stream_window", "stream_len")
 FORMAT = 1  # bump when the stored layout changes
 
 

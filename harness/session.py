@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from .records import ConfigResult, RunRecord
+from .scenarios import baseline_block, gates as scenario_gates
 
 
 class Session:
@@ -59,7 +60,8 @@ class Session:
     def gate_metrics(self, q) -> list[str]:
         from .methods import bit_class
 
-        return list(self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None))
+        limits = self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None)
+        return list(scenario_gates(limits, self.spec))  # a scenario's gates only where it runs
 
     def measure(self, q) -> ConfigResult:
         """Quantize, measure and gate q (once). In lockstep mode the first call measures every
@@ -98,8 +100,8 @@ class Session:
         r = ConfigResult.from_dict(hit["result"])
         r.cache = {"run_id": hit["run_id"], "key": key}
         r.bit_class = self.evaluator.new_result(q).bit_class
-        r.gates = gate_all(q.spec, self.policy.gates_for(r.bit_class if self.policy.by_class else None),
-                           r.gate_views or {}, r.nonfinite_layer)
+        r.gates = gate_all(q.spec, scenario_gates(self.policy.gates_for(r.bit_class if self.policy.by_class else None),
+                                                  self.spec), r.gate_views or {}, r.nonfinite_layer)
         r.verdict = config_verdict(r.gates)
         self.configs[q.spec] = r
         if not (self.baseline.loaded or self.taken_over):
@@ -179,7 +181,8 @@ class Session:
         from .structure import shape_of
         from .tokens import effective_bos
 
-        return {"baseline": b.stats, "shape": shape_of(b.model.config).to_dict(), "n_sequences": len(b.sequences),
+        return {"baseline": {**b.stats, **baseline_block(b)}, "shape": shape_of(b.model.config).to_dict(),
+                "n_sequences": len(b.sequences),
                 "bos_effective": effective_bos(b.tokenizer, self.spec.bos), "threads": b.threads,
                 "lockstep": self.evaluator.__dict__.get("lockstep")}
 

@@ -144,8 +144,16 @@ SETTINGS: tuple[Setting, ...] = (
             type="int", minimum=1),
     Setting("long_n_prompts", "long generations: prompts (those marked long in the prompt file)", 4, type="int",
             minimum=1),
-    Setting("n_probe_sequences", "corpus sequences for perturbation_spread and bos_ablation", 8, type="int",
-            minimum=1),
+    Setting("n_probe_sequences", "corpus sequences for perturbation_spread and the deployment scenarios "
+            "(long streaming sequences, packed sequences, BOS policy)", 8, type="int", minimum=1),
+    Setting("scenarios", "deployment scenarios measured per configuration (docs/scenarios.md): comma-separated "
+            "streaming, packed, bos, or none", "none", metavar="S,..."),
+    Setting("stream_sinks", "streaming: first tokens the KV cache keeps (StreamingLLM's attention sinks)", 4,
+            type="int", minimum=1, metavar="K"),
+    Setting("stream_window", "streaming: most recent tokens the KV cache keeps", 256, type="int", minimum=1,
+            metavar="W"),
+    Setting("stream_len", "streaming: tokens per long sequence (corpus documents joined when shorter)", 1024,
+            type="int", minimum=16, metavar="T"),
     Setting("n_stability_prompts", "reference prompts whose neutral variants are generated (0 = all)", 12,
             type="int", minimum=0),
     Setting("threads", "torch threads", type="int", minimum=1, flag="--qs-threads",
@@ -164,10 +172,12 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(None),  # the settings' own defaults
     "nightly": Profile("smoke", dict(corpus="python-docs", n_sequences=48, seq_len=256, max_new_tokens=32,
                                      n_prompts=0, gptq_samples=64, compare="latest", long_new_tokens=256,
-                                     long_n_prompts=8, n_probe_sequences=16, n_stability_prompts=48)),
+                                     long_n_prompts=8, n_probe_sequences=16, n_stability_prompts=48,
+                                     scenarios="bos", stream_len=2048)),
     "signoff": Profile("nightly", dict(n_sequences=96, seq_len=512, batch_size=2, max_new_tokens=48,
                                        gptq_samples=128, compare="pinned", signoff=True, long_n_prompts=12,
-                                       n_probe_sequences=32, n_stability_prompts=96)),
+                                       n_probe_sequences=32, n_stability_prompts=96,
+                                       scenarios="streaming,packed,bos")),
 }
 
 

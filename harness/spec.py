@@ -68,6 +68,9 @@ def build_spec(values: dict) -> RunSpec:
     spec.sink_positions = parse_sink_positions(given.get("sink_positions", "0"))
     if "baseline_dtype" not in given:
         spec.baseline_dtype = "fp16" if spec.device.startswith("cuda") else "fp32"
+    from .scenarios import check as check_scenarios
+
+    check_scenarios(spec)  # --scenarios and the streaming window: usage errors now
     if max(spec.sink_positions) >= spec.seq_len - 1:
         raise UsageError(f"--sink-positions {','.join(map(str, spec.sink_positions))} must lie before the last position "
                          f"of a sequence (seq_len {spec.seq_len})")

@@ -188,9 +188,10 @@ def _nanmean(x) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
-def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q, bos_b, bos_q,
+def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q,
                       seed: int = 0) -> tuple[dict, dict]:
-    """stability_rate, gen_ppl_ratio, long_* generation metrics, perturbation_spread and bos_ablation."""
+    """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
+    deployment scenario: harness/scenarios/bos.py)."""
     from .generation import is_correct
 
     met: dict = {}
@@ -240,16 +241,6 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
     add("spread", {"b": sb_[ok], "q": sq_[ok]} if ok.any() else None, int(ok.sum()))
     met["perturbation_spread_baseline"] = _nanmean(sb_[ok])
     met["perturbation_spread_quantized"] = _nanmean(sq_[ok])
-    # BOS ablation: loss over the same body tokens and sink rate (eps 0.3), with and without BOS.
-    if bos_b is None or bos_q is None:
-        met["bos_ablation"] = {"skipped": "the tokenizer has no BOS token"}
-    else:
-        def side(d):
-            return {k: {"loss": float(np.mean(d[k]["nll"])),
-                        "sink_rate": sink_rate(np.mean(d[k]["sink_mass"], axis=0), 0.3)}
-                    for k in ("with_bos", "without_bos")}
-
-        met["bos_ablation"] = {"baseline": side(bos_b), "quantized": side(bos_q)}
     return met, views
 
 

@@ -221,14 +221,10 @@ def test_behaviour_metrics_hand_worked():
     own = [(2.0, 2), (4.0, 2)]  # baseline's own continuations: mean nll 1.5
     qn = [(4.0, 2), (5.0, 2)]  # quantized continuations: mean nll 2.25
     spread_b, spread_q = np.array([0.1, 0.2, np.nan]), np.array([0.2, 0.4, 0.9])
-    bos = {"with_bos": {"nll": np.array([1.0, 3.0]), "sink_mass": np.full((2, 2, 2), 0.5)},
-           "without_bos": {"nll": np.array([2.0, 4.0]), "sink_mass": np.full((2, 2, 2), 0.1)}}
-    met, views = behaviour_metrics(ref, gens, var_base, var_quant, long, own, qn, spread_b, spread_q, bos, bos)
+    met, views = behaviour_metrics(ref, gens, var_base, var_quant, long, own, qn, spread_b, spread_q)
     assert met["stability_rate"] == 0.5 and met["stability_rate_baseline"] == 1.0
     assert met["gen_ppl_ratio"] == pytest.approx(np.exp(0.75))
     assert met["long_degenerate_rate"] == 1.0 and met["long_mean_first_divergence"] == 3
     assert met["perturbation_spread"] == pytest.approx(2.0)  # NaN row (no-op swap) left out
-    ab = met["bos_ablation"]["baseline"]
-    assert ab["with_bos"] == {"loss": 2.0, "sink_rate": 1.0} and ab["without_bos"] == {"loss": 3.0, "sink_rate": 0.0}
     lo, hi = views["stability_rate"].ci
     assert 0 <= lo <= 0.5 <= hi <= 1

@@ -1,0 +1,47 @@
+"""Wall time of the deployment scenarios alone (no corpus pass, no generation) for a profile.
+
+python bench/scenarios_cost.py --profile nightly [--scenarios bos] [--quant bnb-nf4] [--model smollm2-135m]
+
+Builds the run as `pytest suites` would (same settings, same inputs), quantizes the configurations,
+then times harness.scenarios.runner.run_group for the baseline and every configuration together and
+prints each scenario's seconds (the baseline's side included, as in a run).
+"""
+import argparse
+import time
+
+from harness.measure import Participant
+from harness.scenarios.runner import records, run_group
+from harness.session import Session
+from harness.spec import build_spec
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--scenarios", default=None, help="default: the profile's")
+    ap.add_argument("--quant", default="bnb-nf4")
+    a = ap.parse_args()
+    values = {"model": a.model, "profile": a.profile, "quant": a.quant}
+    if a.scenarios:
+        values["scenarios"] = a.scenarios
+    spec = build_spec(values)
+    s = Session(spec, progress=lambda m: print(f"  {m}", flush=True)).prepare()
+    base = s.baseline
+    base.setup_threads()
+    parts = {q.spec: Participant(s.evaluator._quantize(q, s.evaluator.new_result(q))) for q in spec.quant}
+    t0 = time.perf_counter()
+    out = run_group(base, parts)
+    total = time.perf_counter() - t0
+    print(f"profile {a.profile}, scenarios {spec.scenarios}, model {a.model}, configurations {a.quant}, "
+          f"{base.threads} threads")
+    for name, rec in records(base).items():
+        print(f"{name}: {rec.get('seconds')} s (baseline and {len(parts)} configuration(s))")
+    print(f"total {total:.1f} s")
+    for spec_name, r in out.items():
+        if isinstance(r, BaseException):
+            print(f"{spec_name}: failed: {r}")
+
+
+if __name__ == "__main__":
+    main()
