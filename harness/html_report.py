@@ -182,6 +182,8 @@ def _verdict_table(results) -> str:
         measured_as = f" <small>(measured as {esc(c['measured_as'])})</small>" if c.get("measured_as") else ""
         if c.get("cache"):
             measured_as += f" <small>(reused from run {esc(c['cache']['run_id'])}: results cache)</small>"
+        if (c.get("info") or {}).get("simulated"):
+            measured_as += " <small>(simulated: no float8 kernel on this device)</small>"
         rows.append(f"<tr data-config=\"{esc(c['spec'])}\"><th class=spec>{esc(c['spec'])}{measured_as}</th>"
                     f"<td class=\"{esc(c['verdict'])}\">{esc(c['verdict'])}</td>"
                     f"<td class=reasons>{reasons or '-'}</td></tr>")

@@ -140,6 +140,10 @@ def summary_markdown(results: dict) -> str:
     if reused:
         lines += ["", "Measurements reused from the results cache (identical weights, data, settings and "
                   "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
+    simulated = [f"`{_md(c['spec'])}`" for c in r["configs"] if (c.get("info") or {}).get("simulated")]
+    if simulated:
+        lines += ["", "Simulated, not run on a kernel: " + ", ".join(simulated) + " (float8 values through torch's "
+                  "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json)."]
     lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
     from .scenarios.render import markdown as scenario_markdown

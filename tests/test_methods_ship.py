@@ -352,3 +352,16 @@ def test_a_run_skips_a_method_whose_package_is_missing_and_signoff_fails_it(suit
     assert re.search(r"hqq-w4g16 +skipped +hqq needs the 'hqq' package: pip install 'hqq>=0.2'", out), out[-3000:]
     assert res.parseoutcomes().get("failed", 0) >= 1
     assert "hqq-w4g16 skipped under --signoff: hqq needs the 'hqq' package" in out
+
+
+def test_reports_label_simulated_configurations():
+    from test_report_md import config, results
+
+    from harness.html_report import _verdict_table
+    from harness.report import summary_markdown
+
+    r = results([config("fp8-e4m3", [], info={"simulated": True}), config("rtn-w8", [], info={})])
+    (line,) = [ln for ln in summary_markdown(r).splitlines() if ln.startswith("Simulated")]
+    assert line.startswith("Simulated, not run on a kernel: `fp8-e4m3` (") and "rtn-w8" not in line
+    html = _verdict_table(r)
+    assert html.count("(simulated: no float8 kernel on this device)") == 1
