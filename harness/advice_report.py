@@ -119,6 +119,8 @@ def layer_chart(c: dict) -> str:
                 b.set_edgecolor("k")
     for i in marked:
         ax.annotate("kept", (i, max(kl[i], sk[i], 0)), ha="center", va="bottom", fontsize=7)
+    step = max(1, len(layers) // 15)
+    ax.set_xticks(x[::step])
     ax.set_xlabel("layer kept at baseline precision")
     ax.set_ylabel("share of the gap closed")
     ax.set_title(f"{c['spec']}: recommended: {', '.join(keep) or 'none'}", fontsize=8)
@@ -138,7 +140,8 @@ def html_section(results) -> str:
         return ""
     parts = ["<h2 id=advice>What to do (diagnosis, recommendation)</h2>"]
     for c in cs:
-        parts.append(f"<section class=advice data-config=\"{_esc(c['spec'])}\"><h3>{_esc(c['spec'])}: "
+        parts.append(f"<section class=advice data-config=\"{_esc(c['spec'])}\" style=\"overflow-wrap:anywhere\">"
+                     f"<h3>{_esc(c['spec'])}: "
                      f"{_esc(c['verdict'])}" + (f" <small>(recommended for {_esc(c['recommended_for'])})</small>"
                                                 if c.get("recommended_for") else "") + "</h3>")
         d = c.get("diagnosis")

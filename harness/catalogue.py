@@ -279,6 +279,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
            "misgeneration_rate", "record", None, "probe", shape="record"),
+    # -- size: what the configuration stores (harness/footprint.py) --
+    Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
+           "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
+    Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",
+           show=("summary", "loss_table")),
     # -- scenario: deployment scenarios (--scenarios; harness/scenarios/); figures in configs[].scenarios --
     Metric("stream_gap_delta", "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
            "baseline's (extra loss it pays for StreamingLLM-style eviction)", "nats", "lower", "scenario",

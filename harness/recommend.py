@@ -13,7 +13,7 @@ import math
 import re
 
 MARGIN = 0.6  # the estimate must lie within this share of each limit's distance from identity
-MAX_STEPS = 12
+MAX_STEPS = 8
 MIN_GAIN = 0.02  # units closing less than this share of the distance are not candidates
 PROXY = {"kld_mean": 0.0, "kld_p99": 0.0, "ppl_ratio": 1.0, "sink_hidden_cos": 1.0}  # metric: identity
 

@@ -17,7 +17,7 @@ import torch
 from . import metrics as M
 
 CAL_SEQUENCES = 4  # calibration sequences (one batch)
-TOP_LAYERS = 3  # layers searched module by module
+TOP_LAYERS = 2  # layers searched module by module
 
 
 def calibration_ids(tokenizer, corpus, gated: torch.Tensor, n: int, seq_len: int, bos: str):
@@ -36,14 +36,61 @@ def calibration_ids(tokenizer, corpus, gated: torch.Tensor, n: int, seq_len: int
                          f"sequences (chunks {', '.join(map(str, picks))} of {len(allc)})")
 
 
+class _Replay(torch.nn.Module):
+    """Stands in for a decoder layer whose output on the calibration batch is known: returns it."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args, **kwargs):
+        return self.output
+
+
 class Probe:
     """Scores a model against the baseline on the calibration batch (one forward pass each; with a
-    quantized KV cache, a prefill in chunks through it, as the gated corpus passes do)."""
+    quantized KV cache, a prefill in chunks through it, as the gated corpus passes do).
+
+    Keeping modules from layer l on leaves layers 0..l-1 as they were, so (without a quantized KV
+    cache) their outputs from the plain pass are replayed instead of computed: a layer-l evaluation
+    costs (L - l) / L of a pass plus the head."""
 
     def __init__(self, base_model, ids: torch.Tensor, sink: int = 0, kv=None):
         self.ids, self.sink, self.kv = ids, sink, None
+        self.outputs = None  # the plain quantized pass's output of every decoder layer (replayed)
         self.logp_b, self.nll_b, self.hid_b = self._run(base_model)
         self.kv = kv  # the configuration's KV cache (kvcache.KVSpec) for every later pass
+
+    def plain(self, model) -> dict:
+        """Score the configuration itself and remember its layers' outputs for replay."""
+        from .structure import decoder_layers
+
+        outs: dict[int, object] = {}
+        hooks = [layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o))
+                 for i, layer in enumerate(decoder_layers(model))] if self.kv is None else []
+        try:
+            score = self.score(model)
+        finally:
+            for h in hooks:
+                h.remove()
+        self.outputs = [outs[i] for i in range(len(outs))] if outs else None
+        return score
+
+    def score_from(self, model, start: int) -> dict:
+        """score(model) with layers 0..start-1 replayed from the plain pass (they must be unchanged)."""
+        from .structure import decoder_layers
+
+        if not start or self.outputs is None:
+            return self.score(model)
+        layers = decoder_layers(model)
+        real = [layers[i] for i in range(start)]
+        for i in range(start):
+            layers[i] = _Replay(self.outputs[i])
+        try:
+            return self.score(model)
+        finally:
+            for i, mod in enumerate(real):
+                layers[i] = mod
 
     def _run(self, model, protect=None):
         from .kvcache import cache_kwarg, make_cache, watch
@@ -114,7 +161,7 @@ def measure_keep(probe: Probe, model, source, names) -> dict:
 
     old = swap_in(model, source, names)
     try:
-        return probe.score(model)
+        return probe.score_from(model, min(int(n.split(".")[1]) for n in names))
     finally:
         restore(model, old)
 
@@ -125,7 +172,7 @@ def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_sou
 
     t0 = time.perf_counter()
     probe = Probe(base_model, ids, sink, kv)
-    plain = probe.score(model)
+    plain = probe.plain(model)
     n_layers = len(decoder_layers(model))
     layers = []
     for i in range(n_layers):

@@ -180,3 +180,25 @@ def test_reports_show_diagnosis_recommendation_and_chart(advised_run):
     assert first.index("class=diagnosis") < first.index("class=recommendation") < first.index("<svg")
     assert "kept" in first[:first.index("</section>")] and "<script" not in page.lower()
     assert math.isfinite(res["configs"][0]["metrics"]["model_size_mb"])
+
+
+def test_replayed_prefix_gives_the_full_pass_scores(tiny):
+    """Keeping modules from layer l on replays layers 0..l-1 from the plain pass: the same scores as a full pass."""
+    import torch
+
+    from harness.methods.keep import restore, swap_in
+    from harness.methods.rtn import apply_rtn
+    from harness.models import load_model, resolve_model
+    from harness.sensitivity import Probe, measure_keep
+
+    base, _ = tiny("llama")
+    q = apply_rtn(load_model(resolve_model("tiny-llama").local_dir), parse_spec("rtn-w2g16"))
+    probe = Probe(base, torch.randint(0, 250, (2, 32), generator=torch.Generator().manual_seed(0)))
+    plain = probe.plain(q)
+    for names in (["layers.2"], ["layers.1.mlp.down_proj", "layers.3"]):
+        fast = measure_keep(probe, q, base, names)
+        old = swap_in(q, base, names)
+        full = probe.score(q)
+        restore(q, old)
+        assert fast == full and fast["kld_mean"] != plain["kld_mean"]
+    assert probe.score(q) == plain  # restored: the configuration itself again
