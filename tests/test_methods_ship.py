@@ -120,6 +120,19 @@ def test_torchao_weights_are_its_tensors_on_the_grid(spec, tensor, bits, group, 
     assert _moved(model, base, tok)
 
 
+def test_torchao_int4_config_per_device():
+    """CPU: torchao's int4 CPU path (Intx, asymmetric, the spec's group); CUDA with bf16: Int4WeightOnlyConfig."""
+    need("torchao", "pip install 'torchao>=0.18'")
+    from harness.methods.torchao_methods import torchao_config
+
+    cfg = parse_spec("torchao-int4wo-g64")
+    cpu = torchao_config(cfg, "cpu", "fp32")
+    assert type(cpu).__name__ == "IntxWeightOnlyConfig" and cpu.weight_dtype == torch.int4
+    assert cpu.granularity.group_size == 64 and cpu.mapping_type.name == "ASYMMETRIC"
+    cuda = torchao_config(cfg, "cuda", "bf16")
+    assert type(cuda).__name__ == "Int4WeightOnlyConfig" and cuda.group_size == 64
+
+
 # --- HQQ ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec,bits,group", [("hqq-w4g32", 4, 32), ("hqq-w2g16", 2, 16), ("hqq-w3g64", 3, 64)])
