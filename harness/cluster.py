@@ -104,6 +104,11 @@ def _gpu_bytes(values: dict) -> int | None:
         if torch.cuda.is_available() else 80 * 2**30  # driver without a GPU: assume an 80 GiB part
 
 
+def fanout_for(spec):
+    """The session's fan-out: Ray when --ray-address is given, else None (measure in this process)."""
+    return measure_session if spec.ray_address else None
+
+
 def measure_session(session) -> list[dict]:
     """Measure every configuration of the session on Ray; the checked parts (one per configuration)."""
     from .inputs import ModelInfo

@@ -117,3 +117,41 @@ def load_baseline(key: str) -> dict | None:
 def store_baseline(key: str, side: dict) -> None:
     if side.get("baseline") is not None:
         cache_put(_path("baseline", key), side)
+
+
+def reuse(session, q) -> bool:
+    """Take q's measurement from the cache when one exists for identical inputs; gate it under today's
+    policy. When the baseline is not loaded, its side of results.json comes from the cache too."""
+    from .gates import config_verdict, gate_all
+    from .records import ConfigResult
+    from .scenarios import gates as scenario_gates
+
+    spec, policy = session.spec, session.policy
+    key = config_key(spec, session.inputs, q) if enabled(spec) else None
+    hit = load_config(key) if key else None
+    if hit is None:
+        return False
+    r = ConfigResult.from_dict(hit["result"])
+    r.cache = {"run_id": hit["run_id"], "key": key}
+    r.bit_class = session.evaluator.new_result(q).bit_class
+    limits = scenario_gates(policy.gates_for(r.bit_class if policy.by_class else None), spec)
+    r.gates = gate_all(q.spec, limits, r.gate_views or {}, r.nonfinite_layer)
+    r.verdict = config_verdict(r.gates)
+    session.configs[q.spec] = r
+    if not (session.baseline.loaded or session.taken_over):
+        session.taken_over = load_baseline(baseline_key(spec, session.inputs)) or {}
+    session.progress(f"{q.spec}: measured on identical inputs in run {hit['run_id']}: reusing that "
+                     f"measurement (results cache; --no-cache measures again)")
+    return True
+
+
+def store(session, measured_configs: list, results: dict) -> None:
+    """Store what was just measured (results: {spec: ConfigResult}) and the baseline's side."""
+    if not enabled(session.spec):
+        return
+    for q in measured_configs:
+        key = config_key(session.spec, session.inputs, q) if q.spec in results else None
+        if key:
+            store_config(key, results[q.spec].as_dict(), session.run_id)
+    if session.baseline.loaded:
+        store_baseline(baseline_key(session.spec, session.inputs), session._baseline_side())

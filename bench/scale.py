@@ -1,0 +1,78 @@
+"""What scale-out and the results cache buy, measured side by side in one process.
+
+    python bench/scale.py [--model smollm2-135m] [--quant bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32]
+                          [--changed rtn-w3g32=rtn-w3g64] [--skip-ray]
+
+(c) the nightly pattern: a cold run of the configurations (empty caches but the converted model),
+    then the same run with one configuration changed: the results cache reuses the others.
+(b) the same configurations fanned out over a local 2-CPU Ray cluster (one task per configuration,
+    each loading its own baseline: there is no shared reference yet) vs one serial process.
+(a) reference-mode memory: not measured; the shared baseline reference (issue 13 item 2) is not
+    built yet, so the figure is printed as nan.
+Last line: `rerun_cost=<changed-run time / cold time> reference_memory=nan ray_speedup=<serial/ray>`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def fresh_cache(real: Path) -> Path:
+    d = Path(tempfile.mkdtemp(prefix="qs-bench-cache-"))
+    if (real / "models").is_dir():
+        (d / "models").symlink_to(real / "models", target_is_directory=True)
+    return d
+
+
+def timed(values: dict) -> tuple[float, dict]:
+    from harness.api import run
+
+    t0 = time.perf_counter()
+    res = run(values, progress=lambda m: None)
+    return time.perf_counter() - t0, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--quant", default="bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32")
+    ap.add_argument("--changed", default="rtn-w3g32=rtn-w3g64", help="OLD=NEW: the configuration that changes")
+    ap.add_argument("--skip-ray", action="store_true")
+    a = ap.parse_args()
+    from harness.storage import cache_root
+
+    real = cache_root()
+    os.environ["QS_RESULTS_CACHE"] = "on"
+    os.environ["QS_CACHE_DIR"] = str(fresh_cache(real))
+    out = Path(tempfile.mkdtemp(prefix="qs-bench-scale-"))
+    base = {"model": a.model, "report_dir": str(out)}
+    old, new = a.changed.split("=")
+    cold, res = timed({**base, "quant": a.quant})
+    changed_quant = ",".join(new if q == old else q for q in a.quant.split(","))
+    rerun, res2 = timed({**base, "quant": changed_quant})
+    reused = [c["spec"] for c in res2["configs"] if c.get("cache")]
+    print(f"(c) cold run {cold:.1f} s ({a.quant}); rerun with {old} -> {new}: {rerun:.1f} s "
+          f"(reused from the results cache: {', '.join(reused) or 'none'})")
+    speed = float("nan")
+    if not a.skip_ray:
+        os.environ["QS_RESULTS_CACHE"] = "off"
+        serial, _ = timed({**base, "quant": a.quant, "lockstep": "off"})
+        fanned, _ = timed({**base, "quant": a.quant, "ray_address": "local"})
+        speed = serial / fanned
+        print(f"(b) {len(a.quant.split(','))} configurations: serial (one process, lockstep off) {serial:.1f} s, "
+              f"local Ray cluster ({os.cpu_count()} CPUs) {fanned:.1f} s: {speed:.2f}x")
+    print("(a) reference-mode peak memory: not measured (no shared baseline reference yet)")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(os.environ["QS_CACHE_DIR"], ignore_errors=True)
+    print(f"rerun_cost={rerun / cold:.3f} reference_memory=nan ray_speedup={speed:.2f}")
+
+
+if __name__ == "__main__":
+    main()
