@@ -337,6 +337,23 @@ def test_bad_specs_say_what_each_method_offers(spec, says):
     assert says in msg and "; valid: " in msg and "\n" not in msg, msg
 
 
+@pytest.mark.parametrize("spec,fits", [("awq-w4g128", "awq groups that fit this model: 64, 32, 16 (e.g. awq-w4g64)"),
+                                       ("torchao-int4wo-g128", "torchao groups that fit this model: 64, 32 (e.g. "
+                                                               "torchao-int4wo-g64)"),
+                                       ("hqq-w3g128", "hqq groups that fit this model: 64, 32, 16, 8 (e.g. hqq-w3g64)")])
+def test_a_group_the_model_cannot_take_names_the_groups_that_fit(spec, fits):
+    """tiny-llama's o_proj reads 64 features: group 128 is a usage error naming the groups that fit."""
+    from types import SimpleNamespace
+
+    from harness.models import resolve_model
+    from harness.structure import meta_model
+
+    meta = meta_model(resolve_model("tiny-llama").local_dir)
+    with pytest.raises(UsageError) as e:
+        parse_spec(spec).preflight(SimpleNamespace(meta=meta))
+    assert "does not divide the input width 64" in str(e.value) and str(e.value).endswith(fits), str(e.value)
+
+
 @pytest.mark.parametrize("name,pkg", [("awq", "gptqmodel"), ("torchao", "torchao"), ("hqq", "hqq"), ("gguf", "gguf")])
 def test_a_missing_backend_names_its_install_line(name, pkg, monkeypatch):
     method = get_method(name)

@@ -69,12 +69,26 @@ class AWQConfig(QuantConfig):
         check_shapes(model_info.meta, self)
 
 
+def check_group_fit(model, cfg, offered, respec) -> None:
+    """The group must divide every input width; the error names the offered groups that fit this model."""
+    from ..structure import input_width, linear_modules
+    from .rtn import check_groups
+
+    try:
+        check_groups(model, cfg)
+    except UsageError as e:
+        widths = {input_width(m, t) for _, m, t in linear_modules(model)}
+        fits = [g for g in sorted(offered, reverse=True) if all(w % g == 0 for w in widths)]
+        hint = (f"; {cfg.method} groups that fit this model: {', '.join(map(str, fits))} (e.g. {respec(fits[0])})"
+                if fits else f"; no {cfg.method} group ({', '.join(map(str, offered))}) fits this model")
+        raise UsageError(str(e) + hint) from None
+
+
 def check_shapes(model, cfg: AWQConfig) -> None:
     """Groups must divide every input width and output widths must be multiples of 64 (GPTQModel's AWQ)."""
     from ..structure import linear_modules
-    from .rtn import check_groups
 
-    check_groups(model, cfg)
+    check_group_fit(model, cfg, AWQ_GROUPS, lambda g: f"awq-w{cfg.w_bits}g{g}")
     for name, mod, transposed in linear_modules(model):
         out = mod.weight.shape[1] if transposed else mod.weight.shape[0]
         if out % ROW_BLOCK:

@@ -60,9 +60,9 @@ class HQQConfig(QuantConfig):
         return [f"hqq-w{bits}g{group}"] if bits in HQQ_BITS else []
 
     def preflight(self, model_info) -> None:
-        from .rtn import check_groups
+        from .awq import check_group_fit
 
-        check_groups(model_info.meta, self)
+        check_group_fit(model_info.meta, self, (8, 16, 32, 64, 128, 256), lambda g: f"hqq-w{self.w_bits}g{g}")
 
 
 def hqq_dequantized(weight, bits: int, group: int):

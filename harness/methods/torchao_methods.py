@@ -72,9 +72,9 @@ class TorchAOConfig(QuantConfig):
 
     def preflight(self, model_info) -> None:
         if self.group:
-            from .rtn import check_groups
+            from .awq import check_group_fit
 
-            check_groups(model_info.meta, self)
+            check_group_fit(model_info.meta, self, INT4_GROUPS, lambda g: f"torchao-int4wo-g{g}")
 
 
 def torchao_config(cfg: TorchAOConfig, device: str, dtype: str):
