@@ -57,10 +57,13 @@ def search_and_recommend(ev, q, r, model, fp):
     from .footprint import module_params
     from .methods.keep import swap_in, with_keep
     from .recommend import greedy, native_config, statement, targets
-    from .sensitivity import CAL_SEQUENCES, calibration_ids, measure_keep, search
+    from .sensitivity import CAL_SEQUENCES, CAL_TOKENS, calibration_ids, measure_keep, search
 
     s, base = ev.spec, ev.base
     ids, note = calibration_ids(base.tokenizer, ev.inputs.corpus, base.sequences, CAL_SEQUENCES, s.seq_len, s.bos)
+    if ids is not None and ids.shape[1] > CAL_TOKENS:
+        ids = ids[:, :CAL_TOKENS]
+        note += f", their first {CAL_TOKENS} tokens"
     if ids is None:
         r.sensitivity = {"skipped": note}
         return None, None

@@ -17,6 +17,7 @@ import torch
 from . import metrics as M
 
 CAL_SEQUENCES = 4  # calibration sequences (one batch)
+CAL_TOKENS = 128  # at most this many tokens each: the search costs the same under every profile
 TOP_LAYERS = 2  # layers searched module by module
 
 
