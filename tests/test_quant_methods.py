@@ -62,8 +62,10 @@ def test_gptq_quantizes_caches_and_moves_logits(tiny, tmp_path, monkeypatch):
     base, tok = tiny("llama")
     ctx, _ = _ctx()
     cfg = parse_spec("gptq-w4g32")
+    monkeypatch.chdir(tmp_path)
     model, secs = quantize(cfg, ctx)
     assert ctx.info["cache_hit"] is False
+    assert not (tmp_path / "logs").exists(), "GPTQModel's per-module logs go to the cache, not ./logs"
     kinds = ctx.info["quantized_module_types"]
     assert any("QuantLinear" in k or k in ("TorchLinear", "TorchQuantLinear") for k in kinds), kinds
     first = _logits(model, tok)

@@ -118,6 +118,9 @@ def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
         import torch._dynamo
 
         torch._dynamo.config.disable = True
+    from .gptq import keep_logs_out_of_cwd
+
+    keep_logs_out_of_cwd()
     try:
         from gptqmodel import BACKEND, GPTQModel
         from gptqmodel.quantization.config import AWQConfig as GMAWQConfig

@@ -68,6 +68,15 @@ def _prepare_env(ctx) -> None:
         import torch._dynamo
 
         torch._dynamo.config.disable = True
+    keep_logs_out_of_cwd()
+
+
+def keep_logs_out_of_cwd() -> None:
+    """GPTQModel's processors write per-module JSON logs to ./logs of whatever directory the user runs
+    in (a module-level relative path in gptqmodel.looper.loop_processor): point it into the cache."""
+    from gptqmodel.looper import loop_processor
+
+    loop_processor._PROJECT_LOG_DIR = cache_root() / "gptqmodel-logs"
 
 
 def densify(model) -> list[str]:
