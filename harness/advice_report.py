@@ -49,6 +49,15 @@ def _diag_text(d: dict) -> tuple[str, str]:
     return f"Diagnosis: {d['family']}{where}.", "; ".join(d.get("evidence") or [])
 
 
+def verdict_lines(c: dict) -> list[str]:
+    """Indented lines under a configuration in the terminal verdict block."""
+    out = [f"      diagnosis: {c['diagnosis']['summary']}"] if c.get("diagnosis") else []
+    rec = c.get("recommendation")
+    if rec:
+        out.append(f"      recommendation: {rec['statement']}")
+    return out
+
+
 def _size(c: dict) -> str:
     m = c.get("metrics") or {}
     return f"{_n(m.get('bits_per_weight'))} bits per weight, {_n(m.get('model_size_mb'), 4)} MB"

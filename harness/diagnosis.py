@@ -128,6 +128,9 @@ def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
     if r.verdict != "pass":
         d = diagnose(cfg, r)
         d["evidence"].insert(0, f"keeping {', '.join(kept(cfg))} of {parent} was not enough")
+        if d["family"] in ("diffuse damage", "unclear"):
+            d["next_step"] = "no keep set within the budget passes: more bits, a smaller group size or another method"
+            d["summary"] = f"{d['family']}: {d['next_step']}"
         return d
     kld = (r.metrics or {}).get("kld_mean")
     ev = [f"keeping {', '.join(kept(cfg))} closes {parent}'s gap: kld_mean {parent_kld:.4g} -> {kld:.4g}"

@@ -108,6 +108,7 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
         if c.get("cache"):
             why += f" (measurement reused from run {c['cache']['run_id']}: results cache)"
         lines.append(f"  {c['spec']:<22} {c['verdict']:<12} {why.strip()}".rstrip())
+        lines += advice_report.verdict_lines(c)  # diagnosis and recommendation, when there are
     if run_dir is not None:
         lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
     return lines

@@ -180,6 +180,12 @@ def test_reports_show_diagnosis_recommendation_and_chart(advised_run):
     assert first.index("class=diagnosis") < first.index("class=recommendation") < first.index("<svg")
     assert "kept" in first[:first.index("</section>")] and "<script" not in page.lower()
     assert math.isfinite(res["configs"][0]["metrics"]["model_size_mb"])
+    from harness.report import verdict_lines
+
+    block = verdict_lines(res)
+    at = next(i for i, ln in enumerate(block) if ln.lstrip().startswith("fault-sink "))
+    assert block[at + 1].strip().startswith("diagnosis: sink damage from layer 2")
+    assert block[at + 2].strip() == f"recommendation: {rec['statement']}"
 
 
 def test_replayed_prefix_gives_the_full_pass_scores(tiny):
