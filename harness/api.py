@@ -3,6 +3,8 @@
     python -m harness [OPTIONS]      run, write REPORT_DIR/<run_id>/, print the verdict block
     python -m harness metrics        the metric catalogue (--markdown: the table of docs/results.md)
     python -m harness methods        registered quantization methods and their availability
+    python -m harness shard --index I --count N [OPTIONS]   measure one share of the configurations
+    python -m harness merge PART_DIR... --report-dir DIR     join the parts into one run (harness.shard)
 
 Options are generated from settings.SETTINGS, the same table as the pytest option group.
 """
@@ -27,7 +29,9 @@ def run_session(spec: RunSpec | dict, progress=None):
     """(results, run directory) of a complete run."""
     if isinstance(spec, dict):
         spec = build_spec(spec)
-    session = Session(spec, progress).prepare()
+    from .cluster import fanout_for
+
+    session = Session(spec, progress, fanout=fanout_for(spec)).prepare()
     session.run_all()
     results = session.results()
     from .results import write_run
@@ -75,6 +79,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["methods"]:
         print_methods()
         return 0
+    if argv[:1] in (["shard"], ["merge"]):
+        return _shard_or_merge(argv)
     values = vars(parser().parse_args(argv))
     try:
         results, run_dir = run_session(values)
@@ -83,5 +89,36 @@ def main(argv=None) -> int:
         return USAGE_ERROR
     from .report import verdict_lines
 
+    print("\n".join(verdict_lines(results, run_dir)))
+    return 0 if results["verdict"] == "pass" else 1
+
+
+def _shard_or_merge(argv: list[str]) -> int:
+    """`shard`: exit 0 once its part is written; `merge`: the run's exit code (0 pass, 1 otherwise)."""
+    from .errors import UsageError
+    from .report import verdict_lines
+    from .shard import merge, run_shard
+
+    if argv[0] == "shard":
+        p = parser()
+        p.prog += " shard"
+        p.add_argument("--index", type=int, required=True, help="this shard's number, 0..count-1")
+        p.add_argument("--count", type=int, required=True, help="how many shards share the configurations")
+        values = vars(p.parse_args(argv[1:]))
+        index, count = values.pop("index"), values.pop("count")
+    else:
+        p = _Parser(prog="python -m harness merge", description="join shard parts into one run")
+        p.add_argument("parts", nargs="+", metavar="PART_DIR", help="part files or directories holding them")
+        p.add_argument("--report-dir", dest="report_dir", default=None, help="where the run is written")
+        args = p.parse_args(argv[1:])
+    try:
+        if argv[0] == "shard":
+            path = run_shard(values, index, count)
+            print(f"quantsink: shard {index} of {count} written: {path}")
+            return 0
+        results, run_dir = merge(args.parts, args.report_dir)
+    except UsageError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return USAGE_ERROR
     print("\n".join(verdict_lines(results, run_dir)))
     return 0 if results["verdict"] == "pass" else 1

@@ -34,19 +34,24 @@ class Baseline:
 
         return load_tokenizer(self.inputs.source.local_dir, self.spec.trust_remote_code)
 
-    def load(self):
-        """A fresh copy of the baseline model (eager attention)."""
+    def load(self, placed: bool = False):
+        """A fresh baseline (eager attention); with --device-map only `placed` follows the map (see placement.py)."""
         from .models import load_model
+        from .placement import load_kwargs, parse_max_memory
 
         s = self.spec
-        return load_model(self.inputs.source.local_dir, dtype=s.baseline_dtype, device=s.device,
-                          allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code)
+        mapped = s.device_map != "none"
+        kw = load_kwargs(s.device_map, parse_max_memory(s.max_memory), offload_dir()) if mapped and placed else {}
+        return load_model(self.inputs.source.local_dir, dtype=s.baseline_dtype,
+                          device="cpu" if mapped and not placed else s.device,
+                          allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code, **kw)
 
     @cached_property
     def model(self):
         self.setup_threads()
-        self.progress(f"loading baseline {self.spec.model} ({self.spec.baseline_dtype}, {self.spec.device})")
-        return self.load()
+        where = self.spec.device if self.spec.device_map == "none" else f"device map {self.spec.device_map}"
+        self.progress(f"loading baseline {self.spec.model} ({self.spec.baseline_dtype}, {where})")
+        return self.load(placed=True)
 
     @property
     def loaded(self) -> bool:
@@ -209,6 +214,21 @@ class Baseline:
                             calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples,
                             progress=lambda m: self.progress(f"{q.spec}: {m}"),
                             allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code)
+
+
+def offload_dir():
+    """A fresh directory for accelerate's disk offload, removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from .storage import cache_root
+
+    root = cache_root() / "offload"
+    root.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="run-", dir=root)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def probe_index(n_sequences: int, n: int) -> list[int]:

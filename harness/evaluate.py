@@ -136,6 +136,21 @@ class Evaluator:
         result.info = ctx.info
         result.module_types = ctx.info.pop("quantized_module_types", None) or sorted(
             {type(m).__name__ for m in model.modules()})
+        return self._place(q, model, result)
+
+    def _place(self, q, model, result: ConfigResult):
+        """--device-map: spread a quantized model built whole in memory like the baseline; record where."""
+        from .placement import describe, dispatch, parse_max_memory
+
+        s = self.spec
+        if s.device_map != "none" and model is not self.base.__dict__.get("model") and not getattr(
+                model, "hf_device_map", None):
+            from .baseline import offload_dir
+
+            self.progress(f"{q.spec}: placing by device map {s.device_map}")
+            model = dispatch(model, s.device_map, parse_max_memory(s.max_memory), offload_dir())
+        if describe(model):
+            result.info = {**(result.info or {}), "placement": describe(model)}
         return model
 
     def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> None:

@@ -63,6 +63,13 @@ class RunInputs:
             spec.quant = expand_shorthand(spec.bits, spec.methods, group)
             notes.append(f"--bits {spec.bits} --methods {spec.methods}: group size {group} ({why}): "
                          f"{', '.join(q.spec for q in spec.quant)}")
+        if spec.max_memory:
+            from .placement import check_fits_one_layer, parse_max_memory
+            from .structure import decoder_layers
+
+            width = {"fp32": 4, "fp16": 2, "bf16": 2}[spec.baseline_dtype]
+            layer = max(sum(p.numel() for p in lay.parameters()) for lay in decoder_layers(info.meta)) * width
+            check_fits_one_layer(parse_max_memory(spec.max_memory), layer)
         for q in spec.quant:
             q.preflight(info)
             if policy.by_class:

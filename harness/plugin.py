@@ -99,7 +99,11 @@ def activate(config) -> None:
             pytest.exit("--pin only records the pin; no tests run", returncode=0)
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
-        session = Session(spec, progress=_progress(config), substitute=_substitute(config)).prepare()
+            spec.device = _worker_device(spec, config.workerinput.get("workerid"))
+        from .cluster import fanout_for
+
+        session = Session(spec, progress=_progress(config), substitute=_substitute(config),
+                          fanout=fanout_for(spec)).prepare()
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_SESSION] = session
@@ -108,6 +112,16 @@ def activate(config) -> None:
     if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "numprocesses", None):
         # pytest -n N: keep each configuration's items on one worker (one quantization each).
         config.option.dist = "loadgroup"
+
+
+def _worker_device(spec, worker_id):
+    from .devices import worker_device
+
+    if not spec.device.startswith("cuda"):
+        return spec.device
+    import torch
+
+    return worker_device(spec.device, spec.devices, worker_id, torch.cuda.device_count())
 
 
 def _is_worker(config) -> bool:

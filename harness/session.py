@@ -13,12 +13,13 @@ from .scenarios import baseline_block, gates as scenario_gates
 
 
 class Session:
-    def __init__(self, spec, progress=None, substitute=None):
+    def __init__(self, spec, progress=None, substitute=None, fanout=None):
         from .results import new_run_id
 
         self.spec = spec
         self.progress = progress or (lambda msg: print(f"[quantsink] {msg}", flush=True))
         self.substitute = substitute
+        self.fanout = fanout  # fanout(session) -> parts measured elsewhere (cluster.measure_session), or None
         self.configs: dict[str, ConfigResult] = {}
         self.created = time.time()
         self.run_id = new_run_id(self.created, spec.model, [q.spec for q in spec.quant])
@@ -64,7 +65,8 @@ class Session:
         return list(scenario_gates(limits, self.spec))  # a scenario's gates only where it runs
 
     def measure(self, q) -> ConfigResult:
-        """Quantize, measure and gate q (once). In lockstep mode the first call measures every
+        """Quantize, measure and gate q (once); a measurement on identical inputs comes from the results
+        cache (resultcache.py). In lockstep mode the first call measures every
         configuration of the run together, so the baseline runs once per corpus batch."""
         if q.spec not in self.configs:
             self.prepare()
@@ -73,55 +75,24 @@ class Session:
 
                 reissue(self.import_warnings)
                 self.import_warnings = []
+            if self.fanout is not None:  # e.g. every configuration as its own Ray task (cluster.py)
+                for part in self.fanout(self):
+                    self.take_over({"configs": {c["spec"]: c for c in part["configs"]}, **(part["side"] or {})})
+            from .resultcache import reuse, store
+
             for c in [*self.spec.quant, q]:  # first, so cache hits never load the baseline
                 if c.spec not in self.configs:
-                    self._reuse(c)
+                    reuse(self, c)
             if q.spec not in self.configs:
                 todo = [c for c in self.spec.quant if c.spec not in self.configs] if self.evaluator.lockstep else [q]
                 if q not in todo:
                     todo.append(q)
                 measured = self.evaluator.measure_group(todo)
                 self.configs.update(measured)
-                self._store(measured)
+                store(self, todo, measured)
                 self.configs.update(self.evaluator.recommended)  # --sensitivity: recommended configurations
                 self.evaluator.recommended.clear()
         return self.configs[q.spec]
-
-    # ---- the results cache: identical inputs are not measured twice (resultcache.py) ----
-    def _reuse(self, q) -> bool:
-        """Take q's measurement from the results cache when one exists for identical inputs."""
-        from . import resultcache as rc
-        from .gates import config_verdict, gate_all
-
-        key = rc.config_key(self.spec, self.inputs, q) if rc.enabled(self.spec) else None
-        hit = rc.load_config(key) if key else None
-        if hit is None:
-            return False
-        r = ConfigResult.from_dict(hit["result"])
-        r.cache = {"run_id": hit["run_id"], "key": key}
-        r.bit_class = self.evaluator.new_result(q).bit_class
-        r.gates = gate_all(q.spec, scenario_gates(self.policy.gates_for(r.bit_class if self.policy.by_class else None),
-                                                  self.spec), r.gate_views or {}, r.nonfinite_layer)
-        r.verdict = config_verdict(r.gates)
-        self.configs[q.spec] = r
-        if not (self.baseline.loaded or self.taken_over):
-            self.taken_over = rc.load_baseline(rc.baseline_key(self.spec, self.inputs)) or {}
-        self.progress(f"{q.spec}: measured on identical inputs in run {hit['run_id']}: reusing that "
-                      f"measurement (results cache; --no-cache measures again)")
-        return True
-
-    def _store(self, measured: dict) -> None:
-        from . import resultcache as rc
-
-        if not rc.enabled(self.spec):
-            return
-        for spec, r in measured.items():
-            q = next(c for c in self.spec.quant if c.spec == spec)
-            key = rc.config_key(self.spec, self.inputs, q)
-            if key:
-                rc.store_config(key, r.as_dict(), self.run_id)
-        if self.baseline.loaded:
-            rc.store_baseline(rc.baseline_key(self.spec, self.inputs), self._baseline_side())
 
     def gate_result(self, q, metric: str) -> dict | None:
         return self.measure(q).gate(metric)
@@ -181,8 +152,12 @@ class Session:
         from .structure import shape_of
         from .tokens import effective_bos
 
-        return {"baseline": {**b.stats, **baseline_block(b)}, "shape": shape_of(b.model.config).to_dict(),
-                "n_sequences": len(b.sequences),
+        scen = baseline_block(b)  # --scenarios: the baseline's side
+        from .placement import describe
+
+        if describe(b.model):  # --device-map: where each layer of the baseline went
+            scen["placement"] = describe(b.model)
+        return {"baseline": {**b.stats, **scen}, "shape": shape_of(b.model.config).to_dict(), "n_sequences": len(b.sequences),
                 "bos_effective": effective_bos(b.tokenizer, self.spec.bos), "threads": b.threads,
                 "lockstep": self.evaluator.__dict__.get("lockstep")}
 

@@ -103,6 +103,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bit_class", "policy class for configurations whose bit width cannot be read",
             choices=("8", "6", "5", "4", "3", "2")),
     Setting("device", "where models run: auto, cpu, cuda or cuda:N", "auto"),
+    Setting("device_map", "spread the baseline and each quantized model over devices (accelerate): auto, balanced "
+            "or sequential; with --max-memory, what does not fit is offloaded to CPU, then disk", "none",
+            choices=("none", "auto", "balanced", "sequential")),
+    Setting("max_memory", "per-device limits for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB", metavar="DEV=SIZE,..."),
+    Setting("ray_address", "measure each configuration as its own Ray task: local (a private cluster on this "
+            "machine), auto (the cluster this machine belongs to) or HOST:PORT; needs quantsink[ray]",
+            metavar="ADDRESS"),
+    Setting("devices", "GPUs for pytest -n N: worker i measures on the i-th of these CUDA indices (cycling)",
+            stated_default="every visible GPU", metavar="I,J,..."),
     Setting("baseline_dtype", "baseline precision", choices=("fp16", "bf16", "fp32"),
             stated_default="fp16 on CUDA, fp32 on CPU"),
     Setting("corpus", "text for loss and attention statistics: bundled, python-docs or PATH (.txt, .jsonl or "

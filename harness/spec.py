@@ -64,6 +64,18 @@ def build_spec(values: dict) -> RunSpec:
         if spec.signoff:
             raise UsageError(msg)
         spec.unavailable = msg  # every configuration is skipped with this reason
+    if spec.devices and spec.device.startswith("cuda") and not spec.unavailable:
+        import torch
+
+        from .devices import parse_devices
+
+        parse_devices(spec.devices, torch.cuda.device_count())  # a bad index stops the run before it starts
+    if spec.max_memory:
+        from .placement import parse_max_memory
+
+        parse_max_memory(spec.max_memory)
+        if spec.device_map == "none":
+            raise UsageError("--max-memory limits a device map: add --device-map auto (or balanced, sequential)")
     spec.compare_explicit = "compare" in given
     spec.sink_positions = parse_sink_positions(given.get("sink_positions", "0"))
     if "baseline_dtype" not in given:
