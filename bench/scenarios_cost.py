@@ -4,12 +4,17 @@ python bench/scenarios_cost.py --profile nightly [--scenarios bos] [--quant bnb-
 
 Builds the run as `pytest suites` would (same settings, same inputs), quantizes the configurations,
 then times harness.scenarios.runner.run_group for the baseline and every configuration together and
-prints each scenario's seconds (the baseline's side included, as in a run).
+prints each scenario's seconds (the baseline's side included, as in a run) and every scenario gate
+view with the bundled policy's outcome. The test-only fault methods (fault-bf16, fault-sink) are
+available here: the policy's scenario limits were checked with them (docs/policy.md).
 """
 import argparse
 import time
 
+import harness.testing  # noqa: F401  (registers the fault methods)
+from harness.gates import evaluate_gate
 from harness.measure import Participant
+from harness.policy import load_policy
 from harness.scenarios.runner import records, run_group
 from harness.session import Session
 from harness.spec import build_spec
@@ -21,6 +26,7 @@ def main():
     ap.add_argument("--profile", default="smoke")
     ap.add_argument("--scenarios", default=None, help="default: the profile's")
     ap.add_argument("--quant", default="bnb-nf4")
+    ap.add_argument("--json", default=None, help="write the baseline's and every configuration's records here")
     a = ap.parse_args()
     values = {"model": a.model, "profile": a.profile, "quant": a.quant}
     if a.scenarios:
@@ -38,9 +44,23 @@ def main():
     for name, rec in records(base).items():
         print(f"{name}: {rec.get('seconds')} s (baseline and {len(parts)} configuration(s))")
     print(f"total {total:.1f} s")
+    if a.json:
+        import json
+
+        from harness.results import clean
+
+        recs = {k: (v if isinstance(v, BaseException) else v[0]) for k, v in out.items()}
+        with open(a.json, "w") as f:
+            json.dump(clean({"baseline": records(base), "configs": {k: str(v) if isinstance(v, BaseException) else v
+                                                                    for k, v in recs.items()}}), f, indent=1)
+    limits = load_policy().gates_for(None)
     for spec_name, r in out.items():
         if isinstance(r, BaseException):
             print(f"{spec_name}: failed: {r}")
+            continue
+        for metric, view in r[1].items():
+            print("  " + evaluate_gate(spec_name, metric, limits[metric], view)["detail"]
+                  if metric in limits else f"  {spec_name}: {metric} {view}")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,10 @@ def _streaming_plot(results, plt, svg, colors) -> str:
                 ax.plot([(i + 0.5) * w for i in range(len(ys))], ys, style, lw=1.2,
                         color="k" if label == "baseline" else colors[(k - 1) % len(colors)],
                         label=f"{label}: {_POLICY[p]}")
-    ax.set_xlabel("position")
+    w = (((results.get("baseline") or {}).get("scenarios") or {}).get("streaming") or {}).get("settings", {}).get("window")
+    if w:
+        ax.axvline(w, color="#888", lw=0.8, ls="-.")  # eviction begins
+    ax.set_xlabel("position (dash-dot: the window fills)")
     ax.set_ylabel("NLL (nats), mean per bin")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=3)
@@ -200,6 +203,7 @@ def _packed_plot(results, plt, svg, colors) -> str:
             if docs:
                 ax.plot(range(1, len(docs) + 1), [_v(d.get("start_mass")) for d in docs], style, ms=3, lw=1.2,
                         color="k" if label == "baseline" else colors[(k - 1) % len(colors)], label=f"{label}: {sub}")
+    ax.locator_params(axis="x", integer=True)
     ax.set_xlabel("document position in the packed sequence")
     ax.set_ylabel("attention on the document's start")
     ax.grid(alpha=0.3)
@@ -208,19 +212,21 @@ def _packed_plot(results, plt, svg, colors) -> str:
 
 
 def _bos_plot(results, plt, svg, colors) -> str:
-    rows = [(label, r) for label, r, _ in _rows(results, "bos") if "always" in r]
+    """Loss increase when BOS is removed (never - always) per model, with its 95% interval."""
+    rows = [(label, r["removal"]) for label, r, _ in _rows(results, "bos") if isinstance(r.get("removal"), dict)]
     if not rows:
         return ""
     fig, ax = plt.subplots(figsize=(7.5, 2.4))
-    width = 0.8 / len(rows)
-    for k, (label, r) in enumerate(rows):
-        ys = [_v(r[p]["loss"]) for p in ("always", "never")]
-        ax.bar([x + k * width for x in (0, 1)], [math.nan if y is None else y for y in ys], width,
-               color="k" if label == "baseline" else colors[(k - 1) % len(colors)], label=label)
-    ax.set_xticks([0.4 - width / 2 + 0.0, 1.4 - width / 2])
-    ax.set_xticklabels(["BOS always", "BOS never"])
-    ax.set_ylabel("loss (nats)")
-    ax.legend(fontsize=7, ncol=3)
+    for k, (label, f) in enumerate(rows):
+        v = _v(f)
+        err = [[v - f["ci_low"]], [f["ci_high"] - v]] if v is not None and f.get("ci_low") is not None else None
+        ax.bar(k, math.nan if v is None else v, 0.6, yerr=err, capsize=3,
+               color="k" if label == "baseline" else colors[(k - 1) % len(colors)])
+    ax.axhline(0, color="#888", lw=0.8)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([label for label, _ in rows], fontsize=7)
+    ax.set_ylabel("loss without BOS - with (nats)")
+    ax.grid(alpha=0.3, axis="y")
     return svg(fig)
 
 
