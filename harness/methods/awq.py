@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..storage import cache_root, cached_dir
-from .base import WG, QuantConfig, bad_spec
+from .base import WG, GroupedWeightConfig, bad_spec
 from .registry import register_handler, register_method
 
 AWQ_BITS = (2, 3, 4, 8)
@@ -26,23 +26,11 @@ ROW_BLOCK = 64  # GPTQModel's clip search walks output rows in blocks of 64 (or 
 @register_method("awq", examples="awq-w{2,3,4,8}g{16,32,64,128}, e.g. awq-w4g128, awq-w4g64, awq-w3g128",
                  packages=("gptqmodel",), install="pip install gptqmodel 'torch==<your torch version>'")
 @dataclass(frozen=True)
-class AWQConfig(QuantConfig):
+class AWQConfig(GroupedWeightConfig):
     """AWQ weights (asymmetric, zero point per group) through GPTQModel, calibrated on corpus samples."""
 
     w_bits: int = 4
     group: int = 128
-
-    @property
-    def spec(self) -> str:
-        return f"awq-w{self.w_bits}g{self.group}"
-
-    @property
-    def bits(self) -> int:
-        return self.w_bits
-
-    @property
-    def group_size(self) -> int:
-        return self.group
 
     @property
     def bits_per_weight(self) -> float:

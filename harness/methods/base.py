@@ -93,6 +93,27 @@ class QuantConfig:
         return klass(**d)
 
 
+@dataclass(frozen=True)
+class GroupedWeightConfig(QuantConfig):
+    """Base of `<method>-w<bits>g<group>` weight methods (GPTQ, AWQ, HQQ): the two fields and what
+    they spell; subclasses set their own defaults, parse and bits_per_weight."""
+
+    w_bits: int = 4
+    group: int = 128
+
+    @property
+    def spec(self) -> str:
+        return f"{self.method}-w{self.w_bits}g{self.group}"
+
+    @property
+    def bits(self) -> int:
+        return self.w_bits
+
+    @property
+    def group_size(self) -> int:
+        return self.group
+
+
 @dataclass
 class QuantContext:
     """Everything a handler may need; handlers load what they use, lazily."""

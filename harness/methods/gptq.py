@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from ..storage import cache_root, cached_dir
-from .base import WG, QuantConfig, bad_spec
+from .base import WG, GroupedWeightConfig, bad_spec
 from .registry import register_handler, register_method
 
 GPTQ_BITS = (2, 3, 4, 8)
@@ -22,23 +22,11 @@ GPTQ_BITS = (2, 3, 4, 8)
 @register_method("gptq", examples="gptq-w{2,3,4,8}gGROUP, e.g. gptq-w4g128, gptq-w3g128, gptq-w2g64",
                  packages=("gptqmodel",), install="pip install gptqmodel 'torch==<your torch version>'")
 @dataclass(frozen=True)
-class GPTQConfig(QuantConfig):
+class GPTQConfig(GroupedWeightConfig):
     """GPTQ through transformers' GPTQConfig and GPTQModel, calibrated on corpus samples."""
 
     w_bits: int = 4
     group: int = 128
-
-    @property
-    def spec(self) -> str:
-        return f"gptq-w{self.w_bits}g{self.group}"
-
-    @property
-    def bits(self) -> int:
-        return self.w_bits
-
-    @property
-    def group_size(self) -> int:
-        return self.group
 
     @classmethod
     def parse(cls, spec: str, tokens: list[str]) -> "GPTQConfig":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import WG, QuantConfig, bad_spec
+from .base import WG, GroupedWeightConfig, bad_spec
 from .registry import register_handler, register_method
 
 HQQ_BITS = (2, 3, 4, 8)
@@ -18,23 +18,11 @@ HQQ_BITS = (2, 3, 4, 8)
 @register_method("hqq", examples="hqq-w{2,3,4,8}gGROUP, e.g. hqq-w4g64, hqq-w3g32, hqq-w2g16",
                  packages=("hqq",), install="pip install 'hqq>=0.2'")
 @dataclass(frozen=True)
-class HQQConfig(QuantConfig):
+class HQQConfig(GroupedWeightConfig):
     """HQQ weights: b bits, asymmetric, groups of `group` input columns, no calibration data."""
 
     w_bits: int = 4
     group: int = 64
-
-    @property
-    def spec(self) -> str:
-        return f"hqq-w{self.w_bits}g{self.group}"
-
-    @property
-    def bits(self) -> int:
-        return self.w_bits
-
-    @property
-    def group_size(self) -> int:
-        return self.group
 
     @property
     def bits_per_weight(self) -> float:
