@@ -112,13 +112,21 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
         if layers[0]["kl_share"] >= LOCAL_SHARE:
             return out("local damage", keep_step or f"keep {layers[0]['name']} at baseline precision", top,
                        _top_module(sens, top))
-        step = "no single layer closes half the gap: more bits, a smaller group size or a calibrated method (gptq)"
+        step = f"no single layer closes half the gap: more bits, a smaller group size or {_other_method(cfg)}"
         return out("diffuse damage", step + (f"; the best keep set found: {rec['spec']}" if keep_step else ""), None)
     if corpus_bad and onset is None and (protect is None or protect < SINK_PROTECT_SHARE):
         ev.append("the sink's deficit grows from the first layer on, with no early onset")
-        return out("diffuse damage", "more bits, a smaller group size or a calibrated method; --sensitivity tells "
+        return out("diffuse damage", f"more bits, a smaller group size or {_other_method(cfg)}; --sensitivity tells "
                    "whether a few modules would do", None)
     return out("unclear", keep_step or "run with --sensitivity (and --protect-sink) for the evidence that decides")
+
+
+def _other_method(cfg) -> str:
+    """The method suggestion of a diffuse-damage diagnosis: calibration unless the method already calibrates."""
+    calibrated = {"gptq", "awq"}
+    method = getattr(cfg, "method", "")
+    return "another calibrated method (gptq or awq)" if method not in calibrated else \
+        f"another method ({'awq' if method == 'gptq' else 'gptq'}, hqq)"
 
 
 def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
