@@ -23,12 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def fresh_cache(real: Path) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="qs-bench-cache-"))
-    if (real / "models").is_dir():
-        (d / "models").symlink_to(real / "models", target_is_directory=True)
-    return d
+from signoff_cost import fresh_cache  # noqa: E402  (bench/ is this script's own directory on sys.path)
 
 
 def timed(values: dict) -> tuple[float, dict]:

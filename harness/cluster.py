@@ -75,7 +75,7 @@ def measure_on_ray(values: dict, quant: list, n_params: int, progress) -> list[d
     """Every configuration of the run as its own Ray task; the parts, in configuration order."""
     import ray
 
-    gpu_bytes = _gpu_bytes(values)
+    gpu_bytes = _gpu_bytes()
     refs = []
     for i, q in enumerate(quant):
         gpus = gpus_needed(n_params, q.bits, gpu_bytes)
@@ -92,7 +92,7 @@ def measure_on_ray(values: dict, quant: list, n_params: int, progress) -> list[d
     return parts
 
 
-def _gpu_bytes(values: dict) -> int | None:
+def _gpu_bytes() -> int | None:
     """Memory of one GPU of the cluster (the smallest Ray reports), None on a cluster without GPUs."""
     import ray
 

@@ -149,8 +149,9 @@ class Evaluator:
 
             self.progress(f"{q.spec}: placing by device map {s.device_map}")
             model = dispatch(model, s.device_map, parse_max_memory(s.max_memory), offload_dir())
-        if describe(model):
-            result.info = {**(result.info or {}), "placement": describe(model)}
+        where = describe(model)
+        if where:
+            result.info = {**(result.info or {}), "placement": where}
         return model
 
     def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> None:

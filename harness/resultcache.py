@@ -11,6 +11,7 @@ QS_RESULTS_CACHE=off does so for a whole environment (the harness's own tests se
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,12 +36,18 @@ def enabled(spec) -> bool:
         and (getattr(spec, "sensitivity", "off") or "off") == "off"
 
 
-def _versions(packages) -> dict:
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    """{import name: [distribution names]}: scans every installed package, so once per process."""
     from importlib import metadata
 
+    return metadata.packages_distributions()
+
+
+def _versions(packages) -> dict:
     from .results import package_version
 
-    dists = metadata.packages_distributions()
+    dists = _distributions()
     out = {"harness": __version__, "torch": package_version("torch"),
            "transformers": package_version("transformers")}
     for p in packages:
@@ -98,8 +105,7 @@ _JUDGED = ("gates", "verdict", "regressions", "cache")
 
 
 def load_config(key: str) -> dict | None:
-    hit = cache_get(_path("config", key))
-    return None if hit is None else hit
+    return cache_get(_path("config", key))
 
 
 def store_config(key: str, result: dict, run_id: str) -> None:

@@ -155,8 +155,9 @@ class Session:
         scen = baseline_block(b)  # --scenarios: the baseline's side
         from .placement import describe
 
-        if describe(b.model):  # --device-map: where each layer of the baseline went
-            scen["placement"] = describe(b.model)
+        where = describe(b.model)
+        if where:  # --device-map: where each layer of the baseline went
+            scen["placement"] = where
         return {"baseline": {**b.stats, **scen}, "shape": shape_of(b.model.config).to_dict(), "n_sequences": len(b.sequences),
                 "bos_effective": effective_bos(b.tokenizer, self.spec.bos), "threads": b.threads,
                 "lockstep": self.evaluator.__dict__.get("lockstep")}
