@@ -27,6 +27,10 @@ MEASURING = ("model", "revision", "device", "baseline_dtype", "corpus", "prompts
              "gen_batch_size", "gptq_samples", "long_new_tokens", "long_n_prompts", "n_probe_sequences",
              "n_stability_prompts", "allow_pickle", "trust_remote_code", "scenarios", "stream_sinks",
              "stream_window", "stream_len")
+# The rest, named so that a new setting must be put on one side (tests/test_scale.py checks the split).
+NOT_MEASURING = ("quant", "bits", "methods", "bit_class", "device_map", "max_memory", "ray_address", "devices",
+                 "policy", "profile", "report_dir", "compare", "pin", "pin_anyway", "signoff", "lockstep", "no_cache",
+                 "sensitivity", "keep_budget", "threads")
 FORMAT = 1  # bump when the stored layout changes
 
 

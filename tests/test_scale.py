@@ -50,12 +50,21 @@ def test_results_cache_reuses_identical_inputs_and_nothing_else(tmp_path, cache_
 
     # any measuring input, a library version, or --no-cache: measured again
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", seed="1")[0]["configs"])
+    assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", scenarios="bos")[0]["configs"])
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", no_cache=True)[0]["configs"])
     import harness.results as results
 
     real = results.package_version
     monkeypatch.setattr(results, "package_version", lambda p: "0.0-other" if p == "transformers" else real(p))
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8")[0]["configs"])
+
+
+def test_every_setting_is_classed_measuring_or_not_for_the_cache_key():
+    from harness.resultcache import MEASURING, NOT_MEASURING
+    from harness.settings import SETTINGS
+
+    assert sorted(MEASURING + NOT_MEASURING) == sorted(s.name for s in SETTINGS)
+    assert not set(MEASURING) & set(NOT_MEASURING)
 
 
 def test_cached_measurement_is_gated_under_todays_policy(tmp_path, cache_on):
