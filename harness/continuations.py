@@ -47,22 +47,30 @@ def records(base, participant, name: str = "", prompts=None, base_out=None, new_
     return out
 
 
-def behaviour(base, spec: str, participant, gens: list[dict]) -> tuple[dict, dict]:
-    """Stability, readability, long generations and the over-mixing probe of one configuration."""
-    from .behaviour import continuation_nll, perturbation_spread
-    from .summarize import behaviour_metrics
+def behaviour_raw(base, spec: str, participant) -> dict:
+    """The configuration's own side of the behaviour probes (needs only its model)."""
+    from .behaviour import perturbation_spread
 
     s = base.spec
-    b = base.behaviour
-    ref, variants = base.variant_prompts
+    _, variants = base.variant_prompts
     var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants")
-    long = records(base, participant, f"{spec}: long", base.long_prompts, b["long"], s.long_new_tokens,
+    long = records(base, participant, f"{spec}: long", base.long_prompts, base.behaviour["long"], s.long_new_tokens,
                    s.long_new_tokens)
+    base.progress(f"{spec}: perturbation probe on {len(base.probe_sequences)} sequences")
+    spread = perturbation_spread(participant.model, base.probe_sequences, max(s.sink_positions) + 1,
+                                 participant.kv).numpy()
+    return {"var_txt": var_txt, "long": long, "spread": spread}
+
+
+def behaviour_done(base, gens: list[dict], raw: dict) -> tuple[dict, dict]:
+    """The behaviour metrics, once the baseline has scored the configuration's continuations (gen_ppl)."""
+    from .behaviour import continuation_nll
+    from .summarize import behaviour_metrics
+
+    s, b = base.spec, base.behaviour
+    ref, _ = base.variant_prompts
     q_nll = continuation_nll(base.model, base.tokenizer, [p.prompt for p in base.prompts],
                              [g["quantized_ids"] for g in gens], s.bos, s.gen_batch_size)
-    base.progress(f"{spec}: perturbation probe on {len(base.probe_sequences)} sequences")
-    ids = base.probe_sequences
-    spread = perturbation_spread(participant.model, ids, max(s.sink_positions) + 1, participant.kv).numpy()
     return behaviour_metrics(
-        ref=ref, gens=gens, var_base=b["variants"][0], var_quant=var_txt, long=long,
-        own_nll=b["own_nll"], q_nll=q_nll, spread_b=b["spread"], spread_q=spread, seed=s.seed)
+        ref=ref, gens=gens, var_base=b["variants"][0], var_quant=raw["var_txt"], long=raw["long"],
+        own_nll=b["own_nll"], q_nll=q_nll, spread_b=b["spread"], spread_q=raw["spread"], seed=s.seed)

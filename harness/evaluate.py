@@ -28,6 +28,8 @@ class Evaluator:
     def lockstep(self) -> bool:
         """Hold every quantized model at once? 'auto': when they fit comfortably in memory."""
         mode = self.spec.lockstep
+        if getattr(self.spec, "reference", False):  # one quantized model at a time (refmode.py)
+            return False
         if mode in ("on", "off"):
             return mode == "on"
         n = len(self.spec.quant)
@@ -46,6 +48,10 @@ class Evaluator:
         """Measure qs together (one corpus pass); a failure ends its configuration, never the group."""
         from .measure import run_multi
 
+        if self.spec.reference:
+            from .refmode import measure_group
+
+            return measure_group(self, qs)
         results = {q.spec: self.new_result(q) for q in qs}
         if self.spec.unavailable:
             for r in results.values():
@@ -156,23 +162,22 @@ class Evaluator:
 
     def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> None:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
-        from .catalogue import BY_NAME, PROTECTED
-        from .gates import config_verdict, evaluate_gate
-        from .scenarios import gates as scenario_gates
-        from .summarize import corpus_metrics, generation_metrics, sequence_items, sink_recovery
+        self._conclude(q, r, self._measure_rest(q, r, model, ps, corpus_secs, protected_ps, scen))
+
+    def _measure_rest(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> dict:
+        """Everything after the corpus pass that needs the quantized model; returns what _conclude needs."""
+        from .catalogue import PROTECTED
+        from .summarize import corpus_metrics, generation_metrics, sink_recovery
 
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
         met, views = corpus_metrics(ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
         gens = continuations.records(self.base, part, q.spec)
-        for fn in (lambda: generation_metrics(gens, s.seed), lambda: continuations.behaviour(self.base, q.spec,
-                                                                                             part, gens)):
-            m, v = fn()
-            met.update(m)
-            views.update(v)
-        for g in gens:
-            g.pop("quantized_ids", None)
+        m, v = generation_metrics(gens, s.seed)
+        met.update(m)
+        views.update(v)
+        raw = continuations.behaviour_raw(self.base, q.spec, part)
         if isinstance(scen, BaseException):
             raise scen
         if scen is not None:
@@ -187,7 +192,24 @@ class Evaluator:
             met["sink_recovery"] = sink_recovery(met, r.protected)
         elif r.protected_error:
             met["sink_recovery"] = {"error": r.protected_error}
-        r.measure_seconds = round(corpus_secs + time.perf_counter() - t0, 3)
+        return {"met": met, "views": views, "gens": gens, "raw": raw, "ps": ps,
+                "secs": corpus_secs + time.perf_counter() - t0}
+
+    def _conclude(self, q, r: ConfigResult, st: dict) -> None:
+        """Score the continuations under the baseline (gen_ppl), then metrics and gates."""
+        from .catalogue import BY_NAME
+        from .gates import config_verdict, evaluate_gate
+        from .scenarios import gates as scenario_gates
+        from .summarize import sequence_items
+
+        t0 = time.perf_counter()
+        s, ps, met, views, gens = self.spec, st["ps"], st["met"], st["views"], st["gens"]
+        m, v = continuations.behaviour_done(self.base, gens, st["raw"])
+        met.update(m)
+        views.update(v)
+        for g in gens:
+            g.pop("quantized_ids", None)
+        r.measure_seconds = round(st["secs"] + time.perf_counter() - t0, 3)
         r.nonfinite_layer = ps.quant.nonfinite_layer
         r.measured = True
         note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"

@@ -61,13 +61,18 @@ class PassStats:
 class _Acc:
     """Row-wise reductions of one model's pass over one batch (any number of calls)."""
 
-    def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False):
+    def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False, rows=None,
+                 ref_attn=None):
         self.B, self.T = ids.shape
         self.S = tuple(sink_positions)
         self.first_row = max(self.S) + 1
         self.s0 = self.S[0]
         self.turns, self.name, self.publish = turns, name, publish
-        self.compare = turns is not None and not publish
+        # Reference mode (reference.py): `rows` are the sampled query positions; the baseline's pass keeps
+        # every head's attention at them (kept[layer] [B,H,R,T]); a quantized pass compares its own rows
+        # at the same positions with ref_attn(layer) [B,H,R,T] instead of a baseline running beside it.
+        self.rows, self.ref_attn, self.kept = rows, ref_attn, {}
+        self.compare = (turns is not None and not publish) or ref_attn is not None
         self.mass, self.ent, self.js, self.col, self.hid, self.massive = {}, {}, {}, {}, {}, {}
         self.others: dict[int, list] = {}
         self.sink_top: dict[int, torch.Tensor] = {}
@@ -88,12 +93,14 @@ class _Acc:
                                f"(a sliding-window cache): chunked passes need full-attention layers")
         self.calls_seen.setdefault(self.call, set()).add(i)
         ref = None
-        if self.compare:
+        if self.compare and self.turns is not None:
             key, ref = self.turns.slot if self.turns.slot else (None, None)
             if key != (self.call, i):
                 raise CaptureError(f"{self.name}: baseline published {key}, this model is at call {self.call} "
                                    f"layer {i}: the models do not run the same layers")
         self._reduce(i, probs, ref)
+        if self.rows is not None:
+            self._sampled_rows(i, probs)
         if self.turns is not None:
             if self.publish:
                 self.turns.slot = ((self.call, i), probs)
@@ -115,9 +122,22 @@ class _Acc:
             self.mass[i] += M.sink_mass_sum(p, self.S)
             self.ent[i] += M.entropy_sum(p)
             self.col[i][:, :, :t] += p.sum(2)
-            if ref is not None:
+            if ref is not None and self.rows is None:
                 self.js[i] += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float()
             del p
+
+    def _sampled_rows(self, i, probs) -> None:
+        B, H, c, t = probs.shape
+        sel = [(r - self.row0, j) for j, r in enumerate(self.rows) if self.row0 <= r < self.row0 + c]
+        if not sel:
+            return
+        mine = probs[:, :, [a for a, _ in sel], :].float()
+        if self.ref_attn is None:  # the baseline recording a reference: rows padded to all T keys
+            keep = self.kept.setdefault(i, torch.zeros(B, H, len(self.rows), self.T, dtype=torch.float16))
+            keep[:, :, [j for _, j in sel], :t] = mine.cpu().half()
+            return
+        ref = self.ref_attn(i)[:, :, [j for _, j in sel], :t].to(mine.device).float()
+        self.js[i] += M.js_divergence(ref, mine).sum(-1).float()
 
     def on_hidden(self, i: int, h: torch.Tensor) -> None:
         if self.protect is not None:
@@ -160,7 +180,7 @@ class _Acc:
             sink_mass=stack(self.mass) / rows, entropy=stack(self.ent) / rows, massive=stack(self.massive),
             sink_hidden=stack(self.hid), sink_k=stack(self.sink_k), sink_v=stack(self.sink_v), logp=logp,
             votes=votes, nonfinite_layer=self.bad[0] if self.bad else None,
-            js=stack(self.js) / rows if self.compare else None)
+            js=stack(self.js) / (len(self.rows) if self.rows is not None else rows) if self.compare else None)
 
 
 def log_softmax_(x: torch.Tensor, rows: int = 64) -> torch.Tensor:

@@ -95,6 +95,22 @@ def token_kl(logp_base: torch.Tensor, logp_quant: torch.Tensor) -> torch.Tensor:
     return (p * (logp_base - logp_quant)).sum(-1).clamp_min(0.0)
 
 
+def topk_kl(top_lp: torch.Tensor, top_ix: torch.Tensor, logp_quant: torch.Tensor) -> torch.Tensor:
+    """KL(base || quant) per position [...] from the baseline's K largest log-probabilities top_lp [..., K]
+    (normalized over the whole vocabulary, so the remainder mass 1 - sum exp(top_lp) is exact), their
+    token ids top_ix [..., K] and the quantized log-probabilities [..., V]. The K tokens count exactly and
+    the rest of the vocabulary as one bucket; by the log-sum inequality this is at most the full KL, short
+    by the divergence inside the remainder (measured in docs/scale.md)."""
+    lb = top_lp.double()
+    lq = logp_quant.gather(-1, top_ix.to(logp_quant.device).long()).double().to(lb.device)
+    pb = lb.exp()
+    head = (pb * (lb - lq)).sum(-1)
+    rb = (1.0 - pb.sum(-1)).clamp_min(0.0)
+    rq = (1.0 - lq.exp().sum(-1)).clamp_min(1e-30)
+    tail = torch.where(rb > 0, rb * (rb.clamp_min(1e-30).log() - rq.log()), torch.zeros_like(rb))
+    return (head + tail).float()
+
+
 def token_nll(logp: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """logp [B,T,V], ids [B,T] -> [B,T-1]: negative log-likelihood of each next token."""
     return -logp[:, :-1, :].gather(-1, input_ids[:, 1:, None]).squeeze(-1)

@@ -26,11 +26,11 @@ MEASURING = ("model", "revision", "device", "baseline_dtype", "corpus", "prompts
              "protect_sink", "seed", "n_sequences", "seq_len", "batch_size", "max_new_tokens", "n_prompts",
              "gen_batch_size", "gptq_samples", "long_new_tokens", "long_n_prompts", "n_probe_sequences",
              "n_stability_prompts", "allow_pickle", "trust_remote_code", "scenarios", "stream_sinks",
-             "stream_window", "stream_len")
+             "stream_window", "stream_len", "reference")
 # The rest, named so that a new setting must be put on one side (tests/test_scale.py checks the split).
 NOT_MEASURING = ("quant", "bits", "methods", "bit_class", "device_map", "max_memory", "ray_address", "devices",
                  "policy", "profile", "report_dir", "compare", "pin", "pin_anyway", "signoff", "lockstep", "no_cache",
-                 "sensitivity", "keep_budget", "threads")
+                 "sensitivity", "keep_budget", "threads", "reference_dir")
 FORMAT = 1  # bump when the stored layout changes
 
 

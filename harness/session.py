@@ -84,7 +84,8 @@ class Session:
                 if c.spec not in self.configs:
                     reuse(self, c)
             if q.spec not in self.configs:
-                todo = [c for c in self.spec.quant if c.spec not in self.configs] if self.evaluator.lockstep else [q]
+                todo = [c for c in self.spec.quant if c.spec not in self.configs] if (
+                    self.evaluator.lockstep or self.spec.reference) else [q]  # reference: one scoring pass
                 if q not in todo:
                     todo.append(q)
                 measured = self.evaluator.measure_group(todo)

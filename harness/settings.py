@@ -132,6 +132,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust_remote_code", "allow a checkpoint's own Python code", False, type="bool"),
     Setting("lockstep", "measure all configurations together, running the baseline once per corpus batch "
             "(auto: when the models fit in memory)", "auto", choices=("auto", "on", "off")),
+    Setting("reference", "measure configurations one at a time against a stored baseline reference (built once "
+            "per weights, data and settings; docs/scale.md) instead of beside the baseline model", False, type="bool"),
+    Setting("reference_dir", "where baseline references are stored (or one reference to use)",
+            stated_default="<cache>/references", metavar="DIR"),
     Setting("protect_sink", "also measure each configuration with the sink prefix's hidden states and K/V taken "
             "from the baseline (IntactKV-style) and report how much of the gap that recovers", False, type="bool"),
     Setting("no_cache", "measure every configuration again, even one measured before on identical inputs "

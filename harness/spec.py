@@ -83,6 +83,15 @@ def build_spec(values: dict) -> RunSpec:
     from .scenarios import check as check_scenarios
 
     check_scenarios(spec)  # --scenarios and the streaming window: usage errors now
+    if spec.reference:
+        from .scenarios import selected
+
+        clash = [f for f, on in (("--scenarios", bool(selected(spec))), ("--protect-sink", spec.protect_sink),
+                                 ("--sensitivity", spec.sensitivity != "off"), ("--lockstep on", spec.lockstep == "on"))
+                 if on]
+        if clash:
+            raise UsageError(f"--reference does not cover {', '.join(clash)} (they run beside the baseline model): "
+                             f"drop --reference or {clash[0]}" + (" (--scenarios none)" if clash[0] == "--scenarios" else ""))
     if max(spec.sink_positions) >= spec.seq_len - 1:
         raise UsageError(f"--sink-positions {','.join(map(str, spec.sink_positions))} must lie before the last position "
                          f"of a sequence (seq_len {spec.seq_len})")

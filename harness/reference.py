@@ -1,0 +1,225 @@
+"""The baseline reference: everything measuring a configuration needs from the baseline, computed once.
+
+`--reference` measures each configuration against a reference stored under `--reference-dir`
+(default <cache>/references) instead of beside a baseline model in memory. A reference is a directory
+named by the digest of what made it (weights sha256, corpus and prompt hashes, every setting that
+shapes the baseline's passes and generations, torch/transformers/harness versions, TOPK and ROWS),
+built atomically (storage.cached_dir) and shared by every process, shard and Ray task that sees it:
+
+  meta.json               identity (what the key digests), rows, shapes, the baseline's generations and
+                          its side of the behaviour probes
+  batch-<k>.safetensors   one per corpus batch; B sequences, L layers, H heads, D hidden, T tokens:
+      sink_mass, entropy [B,L,H]; massive [B,L]; sink_hidden [B,L,D]; sink_k, sink_v [B,L,kvH*d];
+      votes [B,T]; nll [B,T-1];
+      top_lp [B,T,K] float32: the baseline's K = TOPK largest log-probabilities (normalized over the
+          whole vocabulary, so the remainder mass is exact; KL is metrics.topk_kl), top_ix [B,T,K];
+      attn [B,L,H,R,T] float16: every head's attention at R = ROWS query positions spread evenly after
+          the sink rows (JS is averaged over these rows instead of all of them).
+
+What still needs the baseline model: building the reference, and scoring each configuration's
+continuations under the baseline (gen_ppl_ratio), done once for all configurations after the last
+one is measured (refmode.py). Only safetensors and JSON are read back: no pickle.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .errors import UsageError
+
+TOPK = 256  # baseline log-probabilities kept per position
+ROWS = 16  # query rows per sequence kept of every head's attention
+FORMAT = 1
+_FIELDS = ("sink_mass", "entropy", "massive", "sink_hidden", "sink_k", "sink_v", "votes", "nll")
+# What the baseline's passes and generations depend on (configuration-only settings are left out).
+SHAPING = ("model", "revision", "device", "baseline_dtype", "corpus", "prompts", "bos", "sink_positions", "seed",
+           "n_sequences", "seq_len", "batch_size", "max_new_tokens", "n_prompts", "gen_batch_size",
+           "long_new_tokens", "long_n_prompts", "n_probe_sequences", "n_stability_prompts", "allow_pickle",
+           "trust_remote_code")
+
+
+def identity(spec, inputs) -> dict:
+    from .resultcache import _versions, threads_of
+
+    d = spec.to_dict()
+    settings = {k: d.get(k) for k in SHAPING} | {"threads": threads_of(spec)}
+    return {"format": FORMAT, "topk": TOPK, "rows": ROWS, "weights": inputs.source.sha256 or str(inputs.source.local_dir),
+            "corpus": inputs.corpus.sha256, "prompts": inputs.prompts.sha256, "settings": settings,
+            "versions": _versions([])}
+
+
+def key_of(ident: dict) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def sampled_rows(T: int, first_row: int, n: int = ROWS) -> list[int]:
+    """n query positions spread evenly over [first_row, T) (all of them when fewer)."""
+    last = T - 1
+    if last - first_row + 1 <= n:
+        return list(range(first_row, T))
+    return sorted({first_row + round(j * (last - first_row) / (n - 1)) for j in range(n)})
+
+
+def root_dir(spec) -> Path:
+    from .storage import cache_root
+
+    return Path(spec.reference_dir) if getattr(spec, "reference_dir", None) else cache_root() / "references"
+
+
+class Reference:
+    """A stored reference, read lazily one batch at a time."""
+
+    def __init__(self, path: Path, built: bool):
+        self.path, self.built = Path(path), built
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.rows = self.meta["rows"]
+
+    @property
+    def key(self) -> str:
+        return key_of(self.meta["identity"])
+
+    def batch(self, k: int) -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.path / f"batch-{k:04d}.safetensors"))
+
+    def pass_stats(self, t: dict, k: int):
+        """Batch k's stored baseline statistics (t = self.batch(k)) as a measure.PassStats."""
+        from .measure import PassStats
+
+        return PassStats(**{f: t[f] for f in _FIELDS if f != "nll"}, logp=None, nll=t["nll"],
+                         nonfinite_layer=self.meta["nonfinite_layers"][k])
+
+    def summary(self, batches):
+        """The baseline's ModelSummary over the corpus, from the stored statistics."""
+        from .measure import ModelSummary
+
+        s = ModelSummary()
+        for k, ids in enumerate(batches):
+            t = self.batch(k)
+            s.add(self.pass_stats(t, k), ids, t["nll"])
+        return s
+
+    def install(self, base) -> None:
+        """Give the Baseline what it would otherwise compute with its model (generations, probes' side)."""
+        g = self.meta["generations"]
+        d = base.__dict__
+        d["generations"] = (g["prompts"]["texts"], g["prompts"]["ids"])
+        d["variant_correctness"] = g["variant_correctness"]
+        b = g["behaviour"]
+        d["behaviour"] = {"variants": (b["variants"]["texts"], b["variants"]["ids"]),
+                          "long": (b["long"]["texts"], b["long"]["ids"]),
+                          "own_nll": [tuple(x) for x in b["own_nll"]], "spread": np.asarray(b["spread"], dtype=float)}
+        base.summary = self.summary(base.batches)
+
+
+def _check_named(path: Path, ident: dict) -> None:
+    """--reference-dir naming one reference (not a parent of many) must match this run's inputs."""
+    meta = json.loads((path / "meta.json").read_text())
+    theirs = meta.get("identity", {})
+    if key_of(theirs) == key_of(ident):
+        return
+    diffs = []
+    for k in sorted(set(ident) | set(theirs)):
+        a, b = ident.get(k), theirs.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{k}.{x} ({b.get(x)} there, {a.get(x)} here)" for x in sorted(set(a) | set(b)) if a.get(x) != b.get(x)]
+        elif a != b:
+            diffs.append(f"{k} ({b} there, {a} here)")
+    raise UsageError(f"reference {path} was made for other inputs: {', '.join(diffs[:6])}; give --reference-dir "
+                     f"the directory that holds references (each is found by its key) or rebuild it")
+
+
+def ensure(base) -> Reference:
+    """The run's reference: found by key under --reference-dir, or built now with the baseline model
+    (which is then released: configurations are measured without it)."""
+    from .storage import cached_dir
+
+    ident = identity(base.spec, base.inputs)
+    root = root_dir(base.spec)
+    if (root / "meta.json").is_file():
+        _check_named(root, ident)
+        ref = Reference(root, built=False)
+    else:
+        target = root / key_of(ident)
+        hit = cached_dir(target, lambda tmp: build(base, tmp, ident), full_check=False)
+        ref = Reference(target, built=not hit)
+        if hit:
+            base.progress(f"baseline reference {target.name}: found under {root}")
+    base.__dict__.pop("model", None)  # built with it; the configurations run without it
+    gc.collect()
+    ref.install(base)
+    return ref
+
+
+def build(base, out: Path, ident: dict) -> None:
+    """Run the baseline once over the corpus (statistics, top-k log-probabilities, sampled attention
+    rows) and once over the prompts; write the reference into out."""
+    from safetensors.torch import save_file
+
+    from .measure import Participant, _Acc, _pass
+    from .probe import routed
+
+    s = base.spec
+    model = base.model
+    rows = sampled_rows(s.seq_len, max(s.sink_positions) + 1)
+    bad = []
+    batches = base.batches
+    for k, ids in enumerate(batches):
+        base.progress(f"baseline reference: corpus batch {k + 1}/{len(batches)}")
+        acc = _Acc(ids, s.sink_positions, rows=rows)
+        with torch.no_grad(), routed(model):
+            logp = _pass(Participant(model), ids, acc, None)
+        st = acc.stats(logp)
+        top_lp, top_ix = logp.topk(min(TOPK, logp.shape[-1]), dim=-1)
+        t = {f: getattr(st, f) for f in _FIELDS if f != "nll"}
+        t.update(nll=M.token_nll(logp, ids.to(logp.device)).cpu(), top_lp=top_lp.cpu().contiguous(),
+                 top_ix=top_ix.cpu().to(torch.int32).contiguous(),
+                 attn=torch.stack([acc.kept[i] for i in range(len(acc.kept))], 1).contiguous())
+        del logp
+        save_file({n: v.contiguous() for n, v in t.items()}, str(out / f"batch-{k:04d}.safetensors"))
+        bad.append(st.nonfinite_layer)
+    gens, gids = base.generations
+    b = base.behaviour  # the baseline's side of the behaviour probes (variants, long, own NLL, spread)
+    meta = {"identity": ident, "rows": rows, "nonfinite_layers": bad, "n_batches": len(batches),
+            "generations": {"prompts": {"texts": gens, "ids": [list(map(int, x)) for x in gids]},
+                            "variant_correctness": base.variant_correctness,
+                            "behaviour": {"variants": {"texts": b["variants"][0],
+                                                       "ids": [list(map(int, x)) for x in b["variants"][1]]},
+                                          "long": {"texts": b["long"][0], "ids": [list(map(int, x)) for x in b["long"][1]]},
+                                          "own_nll": [list(x) for x in b["own_nll"]],
+                                          "spread": [float(x) for x in np.asarray(b["spread"]).ravel()]}}}
+    (out / "meta.json").write_text(json.dumps(meta))
+
+
+def compare(ref: Reference, participant, batches, sink_positions, progress=None, label: str = ""):
+    """A quantized participant's corpus passes against the reference: a measure.PairSummary."""
+    from .measure import CHUNK, PairSummary, _Acc, _add_pair, _pass
+    from .probe import routed
+
+    ps = PairSummary()
+    chunk = CHUNK if participant.kv is not None else None
+    for k, ids in enumerate(batches):
+        t = ref.batch(k)
+        acc = _Acc(ids, sink_positions, rows=ref.rows, ref_attn=lambda i, t=t: t["attn"][:, i])
+        with torch.no_grad(), routed(participant.model):
+            logp = _pass(participant, ids, acc, chunk)
+        q = acc.stats(logp)
+        q.nll = M.token_nll(logp, ids.to(logp.device)).cpu()
+        top_lp, top_ix = t["top_lp"], t["top_ix"].long()
+        q.kl = M.topk_kl(top_lp, top_ix, logp).cpu()
+        lq = logp.gather(-1, top_ix.to(logp.device)).cpu()
+        q.top1 = logp.argmax(-1).cpu() == top_ix[..., 0]  # the baseline's top-1: column 0 of its sorted top-k
+        d = (lq - top_lp).abs().max().item()  # over the baseline's top-k tokens (lockstep: every token)
+        q.logit_delta_max = d if np.isfinite(d) else float("nan")
+        del logp
+        _add_pair(ps, ref.pass_stats(t, k), q, ids, q.nll)
+        if progress:
+            progress(f"{label}corpus batch {k + 1}/{len(batches)} against the reference")
+    return ps

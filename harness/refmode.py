@@ -1,0 +1,60 @@
+"""Reference mode (--reference): configurations measured one at a time against the stored baseline reference.
+
+Only one quantized model is in memory while a configuration is measured: the baseline's side comes
+from reference.py. What only the baseline model can do (scoring each configuration's greedy
+continuations for gen_ppl_ratio, and the size figures read from its modules) runs once, after the
+last configuration, with every quantized model released. Lockstep (evaluate.py) stays the fast
+single-process path; tests/test_reference.py shows the two agree.
+"""
+from __future__ import annotations
+
+import gc
+import time
+
+from . import advise
+from .records import ConfigResult
+
+
+def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
+    from .evaluate import _guard, _one_line
+    from .reference import compare, ensure
+
+    results = {q.spec: ev.new_result(q) for q in qs}
+    if ev.spec.unavailable:
+        for r in results.values():
+            r.skip(ev.spec.unavailable)
+        return results
+    ref = ev.__dict__.get("reference") or ensure(ev.base)
+    ev.reference = ref
+    pending = []
+    for q in qs:
+        r = results[q.spec]
+        model = _guard(r, ev._quantize, q, r)
+        if model is None:
+            continue
+        part = ev.participant(q, model)
+        t0 = time.perf_counter()
+        try:
+            ps = compare(ref, part, ev.base.batches, ev.spec.sink_positions, ev.progress, f"{q.spec}: ")
+        except Exception as e:  # this configuration ends; the others go on
+            r.fail(_one_line(e))
+            ps = None
+        if ps is not None:
+            ps.base = ev.base.summary
+            info = r.info if r.info is not None else {}
+            info["reference"] = {"key": ref.key, "built_in_this_run": ref.built}
+            if part.reads.get("total"):
+                info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(
+                    part.reads["quantized"] / part.reads["total"], 4)
+            r.info = info
+            state = _guard(r, ev._measure_rest, q, r, model, ps, time.perf_counter() - t0)
+            if state is not None:
+                pending.append((q, r, state))
+        del model, part
+        ev.base.__dict__.pop("model", None)  # a KV-cache configuration runs on the baseline's own weights
+        gc.collect()
+    for q, r, state in pending:  # the baseline model, loaded once here, scores every configuration
+        _guard(r, ev._conclude, q, r, state)
+        if r.measured:
+            advise.after_gates(ev, q, r, None)
+    return results
