@@ -21,12 +21,15 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach a named Ray head before giving up
 _PASS_ENV = ("QS_CACHE_DIR", "QS_RESULTS_CACHE", "OMP_NUM_THREADS", "HF_HUB_OFFLINE")
 
 
-def gpus_needed(n_params: int, bits: int | None, gpu_bytes: int | None, baseline_bytes_per_param: int = 2) -> float:
-    """GPUs one task asks for: its own baseline (fp16) plus the quantized copy plus 20% for activations,
-    in units of one GPU's memory (a fraction when it fits in part of one; 0 without GPUs)."""
+def gpus_needed(n_params: int, bits: int | None, gpu_bytes: int | None, baseline_bytes_per_param: int = 2,
+                reference: bool = False) -> float:
+    """GPUs one task asks for: its own baseline (fp16) plus the quantized copy plus 20% for activations
+    (with --reference the larger of the two: the baseline only scores continuations after the quantized
+    model is gone), in units of one GPU's memory (a fraction when it fits in part of one; 0 without GPUs)."""
     if not gpu_bytes:
         return 0
-    need = n_params * (baseline_bytes_per_param + (bits or 16) / 8) * 1.2
+    base, quant = baseline_bytes_per_param, (bits or 16) / 8
+    need = n_params * (max(base, quant) if reference else base + quant) * 1.2
     share = need / gpu_bytes
     return round(share, 2) if share <= 1 else float(math.ceil(share))
 
@@ -71,14 +74,14 @@ def _measure_remote(values: dict, index: int, count: int) -> dict:
     return measure_share(values, index, count, progress=lambda m: None)
 
 
-def measure_on_ray(values: dict, quant: list, n_params: int, progress) -> list[dict]:
+def measure_on_ray(values: dict, quant: list, n_params: int, progress, reference: bool = False) -> list[dict]:
     """Every configuration of the run as its own Ray task; the parts, in configuration order."""
     import ray
 
     gpu_bytes = _gpu_bytes()
     refs = []
     for i, q in enumerate(quant):
-        gpus = gpus_needed(n_params, q.bits, gpu_bytes)
+        gpus = gpus_needed(n_params, q.bits, gpu_bytes, reference=reference)
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_measure_remote)
         refs.append(task.remote(values, i, len(quant)))
         progress(f"{q.spec}: sent to Ray ({gpus} GPU)" if gpus else f"{q.spec}: sent to Ray")
@@ -117,9 +120,14 @@ def measure_session(session) -> list[dict]:
     spec, progress = session.spec, session.progress
     values = {**spec_values(spec), "ray_address": None, "compare": "none"}  # the driver compares
     n_params = sum(p.numel() for p in ModelInfo(session.inputs.source, spec.trust_remote_code).meta.parameters())
+    if spec.reference:  # built once here, before the tasks (they find it by key under --reference-dir)
+        from .reference import ensure, root_dir
+
+        ensure(session.baseline)
+        values["reference_dir"] = str(root_dir(spec))  # tasks on this node need not share our cache variable
     stop = connect(spec.ray_address)
     try:
-        parts = measure_on_ray(values, list(spec.quant), n_params, progress)
+        parts = measure_on_ray(values, list(spec.quant), n_params, progress, spec.reference)
     finally:
         if spec.ray_address == "local":
             stop()

@@ -105,8 +105,11 @@ def _argv(d: dict) -> list[str]:
 
 
 def _comparable(c: dict) -> dict:
-    """A configuration's measurement and decisions, without wall times."""
-    return {k: v for k, v in c.items() if k not in ("quantize_seconds", "measure_seconds")}
+    """A configuration's measurement and decisions, without wall times (nor who built the reference)."""
+    out = {k: v for k, v in c.items() if k not in ("quantize_seconds", "measure_seconds")}
+    if (out.get("info") or {}).get("reference"):
+        out["info"] = {**out["info"], "reference": {**out["info"]["reference"], "built_in_this_run": None}}
+    return out
 
 
 def test_shard_then_merge_equals_one_process(tmp_path, capsys):
@@ -140,6 +143,23 @@ def test_shard_then_merge_equals_one_process(tmp_path, capsys):
     odd = next((tmp_path / "other" / "parts").rglob("part-0-of-2.json"))
     assert main(["merge", str(odd), str(parts[1])]) == 4 and "different runs" in err()
     assert not (tmp_path / "m2").exists(), "a refused merge writes nothing"
+
+
+def test_shards_share_one_reference_and_merge_like_one_process(tmp_path, monkeypatch):
+    from harness.api import main
+
+    monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path / "cache"))
+    quant = "rtn-w8,rtn-w4g16"
+    single, _ = _run(tmp_path, quant, reference=True)
+    args = _argv({**SMALL, "quant": quant, "report_dir": tmp_path / "shards"}) + ["--reference"]
+    assert main(["shard", "--index", "0", "--count", "2", *args]) == 0
+    assert main(["shard", "--index", "1", "--count", "2", *args]) == 0
+    main(["merge", str(tmp_path / "shards" / "parts"), "--report-dir", str(tmp_path / "merged")])
+    merged = json.loads(next((tmp_path / "merged").rglob("results.json")).read_text())
+    assert len(list((tmp_path / "cache" / "references").glob("*/meta.json"))) == 1
+    for a, b in zip(single["configs"], merged["configs"]):
+        assert b["info"]["reference"]["built_in_this_run"] is False  # the single run built it; shards found it
+        assert _comparable(a) == _comparable(b)
 
 
 def test_shard_index_out_of_range_is_a_usage_error(tmp_path, capsys):
@@ -217,12 +237,15 @@ def no_ray_left():
 
 
 def test_ray_fan_out_on_a_local_cluster_equals_serial(tmp_path, no_ray_left):
+    """Both sides in reference mode: the driver builds the reference once, every task finds it by key."""
     quant = "rtn-w8,rtn-w4g16"
-    serial, _ = _run(tmp_path, quant)
-    fanned, lines = _run(tmp_path, quant, ray_address="local")
+    refs = str(tmp_path / "refs")
+    serial, _ = _run(tmp_path, quant, reference=True, reference_dir=refs)
+    fanned, lines = _run(tmp_path, quant, ray_address="local", reference=True, reference_dir=refs)
     assert [m for m in lines if "sent to Ray" in m] == ["rtn-w8: sent to Ray", "rtn-w4g16: sent to Ray"]
     for a, b in zip(serial["configs"], fanned["configs"]):
         assert not b.get("error"), b["error"]
+        assert b["info"]["reference"] == {**a["info"]["reference"], "built_in_this_run": False}
         assert _comparable(a) == _comparable(b)
     assert fanned["verdict"] == serial["verdict"] and fanned["baseline"] == serial["baseline"]
     import ray
