@@ -37,7 +37,10 @@ def seq_evidence(items: list[dict]) -> dict:
     return {"cluster": np.array([s["doc"] for s in items]),
             "nll_b": np.array([[s["nll_baseline"]] for s in items]), "nll_q": np.array([[s["nll_quantized"]] for s in items]),
             "kl": np.array([[s["kl_mean"]] for s in items]), "top1": np.array([[s["top1"]] for s in items]),
-            "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float)}
+            "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float),
+            # the sink premise asks whether some head gives the sinks > 0.3; per-sequence evidence keeps the
+            # per-layer mean over heads, and a layer mean above 0.3 implies such a head (a conservative proxy)
+            "mass_b": np.array([s["sink_mass_baseline"] for s in items], dtype=float)[:, :, None]}
 
 
 def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: int) -> str:
