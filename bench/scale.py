@@ -1,15 +1,18 @@
-"""What scale-out and the results cache buy, measured side by side in one process.
+"""What scale-out, the shared reference and the results cache buy, measured side by side in one invocation.
 
     python bench/scale.py [--model smollm2-135m] [--quant bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32]
-                          [--changed rtn-w3g32=rtn-w3g64] [--skip-ray]
+                          [--changed rtn-w3g32=rtn-w3g64] [--skip-ray] [--memory-quant rtn-w4g32]
 
 (c) the nightly pattern: a cold run of the configurations (empty caches but the converted model),
     then the same run with one configuration changed: the results cache reuses the others.
 (b) the same configurations fanned out over a local 2-CPU Ray cluster (one task per configuration,
-    each loading its own baseline: there is no shared reference yet) vs one serial process.
-(a) reference-mode memory: not measured; the shared baseline reference (issue 13 item 2) is not
-    built yet, so the figure is printed as nan.
-Last line: `rerun_cost=<changed-run time / cold time> reference_memory=nan ray_speedup=<serial/ray>`.
+    in reference mode: the driver builds the reference, each task measures against it) vs one
+    serial process (lockstep off: one configuration at a time beside the baseline).
+(a) peak memory of measuring one configuration against a reference vs in lockstep with the baseline,
+    each in its own process (bench/reference.py: peak RSS above the process after imports and inputs,
+    and the whole peak).
+Last line: `rerun_cost=<changed-run time / cold time> reference_memory=<reference / lockstep, above
+imports> reference_memory_rss=<whole peaks> ray_speedup=<serial / ray>`.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def main() -> None:
     ap.add_argument("--quant", default="bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32")
     ap.add_argument("--changed", default="rtn-w3g32=rtn-w3g64", help="OLD=NEW: the configuration that changes")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--memory-quant", default="rtn-w4g32", help="the configuration of the memory comparison (a)")
     a = ap.parse_args()
     from harness.storage import cache_root
 
@@ -59,14 +63,27 @@ def main() -> None:
     if not a.skip_ray:
         os.environ["QS_RESULTS_CACHE"] = "off"
         serial, _ = timed({**base, "quant": a.quant, "lockstep": "off"})
-        fanned, _ = timed({**base, "quant": a.quant, "ray_address": "local"})
+        fanned, _ = timed({**base, "quant": a.quant, "ray_address": "local", "reference": True,
+                           "reference_dir": str(out / "refs")})
         speed = serial / fanned
         print(f"(b) {len(a.quant.split(','))} configurations: serial (one process, lockstep off) {serial:.1f} s, "
-              f"local Ray cluster ({os.cpu_count()} CPUs) {fanned:.1f} s: {speed:.2f}x")
-    print("(a) reference-mode peak memory: not measured (no shared baseline reference yet)")
+              f"local Ray cluster ({os.cpu_count()} CPUs, reference mode) {fanned:.1f} s: {speed:.2f}x")
+    os.environ["QS_RESULTS_CACHE"] = "off"
+    from reference import child  # noqa: E402  (bench/reference.py)
+
+    mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
+    timed({**mem, "reference": True})  # builds the reference
+    refm, lockm = child({**mem, "reference": True}), child({**mem, "lockstep": "on"})
+    grown = lockm["peak_mb"] - lockm["after_inputs_mb"]
+    above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
+    whole = refm["peak_mb"] / lockm["peak_mb"]
+    print(f"(a) peak RSS measuring {a.memory_quant}: against the reference {refm['peak_mb']:.0f} MB "
+          f"({refm['after_inputs_mb']:.0f} after imports and inputs), in lockstep {lockm['peak_mb']:.0f} MB "
+          f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(os.environ["QS_CACHE_DIR"], ignore_errors=True)
-    print(f"rerun_cost={rerun / cold:.3f} reference_memory=nan ray_speedup={speed:.2f}")
+    print(f"rerun_cost={rerun / cold:.3f} reference_memory={above:.3f} reference_memory_rss={whole:.3f} "
+          f"ray_speedup={speed:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import time
 
+from .errors import one_line
+
 
 def wanted(spec, r) -> bool:
     """Does the sensitivity search run for this configuration?"""
@@ -43,8 +45,8 @@ def after_gates(ev, q, r, model) -> None:
             try:
                 sens, rec = search_and_recommend(ev, q, r, model, fp)
             except Exception as e:  # recorded and shown: the configuration's own gates stand
-                r.sensitivity = {"error": _one_line(e)}
-                ev.progress(f"{q.spec}: sensitivity failed: {_one_line(e)}")
+                r.sensitivity = {"error": one_line(e)}
+                ev.progress(f"{q.spec}: sensitivity failed: {one_line(e)}")
     if r.verdict != "pass" or rec is not None:
         r.diagnosis = diagnose(q, r, sens, rec, _base_massive(ev))
 
@@ -130,12 +132,8 @@ def measure_recommended(ev, q, keep_q, parent, model):
                           ev.spec.sink_positions, ev.progress)
         ev._finish(keep_q, rr, model, pairs[key], time.perf_counter() - t0)
     except Exception as e:
-        rr.fail(_one_line(e))
+        rr.fail(one_line(e))
     if rr.measured:
         add_footprint(ev, keep_q, rr)
         rr.diagnosis = recommended(keep_q, rr, q.spec, (parent.metrics or {}).get("kld_mean"))
     return rr
-
-
-def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -37,7 +37,7 @@ class Baseline:
     def load(self, placed: bool = False):
         """A fresh baseline (eager attention); with --device-map only `placed` follows the map (see placement.py)."""
         from .models import load_model
-        from .placement import load_kwargs, parse_max_memory
+        from .placement import load_kwargs, offload_dir, parse_max_memory
 
         s = self.spec
         mapped = s.device_map != "none"
@@ -213,22 +213,15 @@ class Baseline:
                             shared_baseline=lambda: self.model, tokenizer=self.tokenizer,
                             calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples,
                             progress=lambda m: self.progress(f"{q.spec}: {m}"),
-                            allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code)
+                            allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code,
+                            placement=self._placement())
 
+    def _placement(self) -> dict:
+        """Loader kwargs of --device-map for handlers that load quantized weights themselves (bitsandbytes)."""
+        from .placement import load_kwargs, offload_dir, parse_max_memory
 
-def offload_dir():
-    """A fresh directory for accelerate's disk offload, removed when the process ends."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from .storage import cache_root
-
-    root = cache_root() / "offload"
-    root.mkdir(parents=True, exist_ok=True)
-    path = tempfile.mkdtemp(prefix="run-", dir=root)
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
+        s = self.spec
+        return {} if s.device_map == "none" else load_kwargs(s.device_map, parse_max_memory(s.max_memory), offload_dir())
 
 
 def probe_index(n_sequences: int, n: int) -> list[int]:

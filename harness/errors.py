@@ -39,3 +39,22 @@ def did_you_mean(name: str, choices) -> str:
 
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line for results.json: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def guarded(result, fn, *args):
+    """Run one configuration's step; errors end that configuration (result.skip / result.fail), never
+    the session. Returns fn's value, or None when it raised."""
+    try:
+        return fn(*args)
+    except MissingBackend as e:
+        result.skip(str(e))
+    except QuantsinkError as e:  # a UsageError here (e.g. a bad path: checkpoint) ends this configuration only
+        result.fail(f"{type(e).__name__}: {e}")
+    except Exception as e:  # a crash in one configuration must not end the session
+        result.fail(one_line(e))
+    return None

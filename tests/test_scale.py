@@ -172,6 +172,18 @@ def test_shard_index_out_of_range_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "parts").exists()
 
 
+def test_bitsandbytes_loads_by_the_device_map(tmp_path):
+    """bitsandbytes quantizes while loading, so it is placed by from_pretrained's device_map (not
+    dispatched afterwards); on this CPU-only machine everything lands on the CPU, numbers unchanged."""
+    pytest.importorskip("bitsandbytes")
+    plain, _ = _run(tmp_path, "bnb-int8,bnb-nf4")
+    mapped, _ = _run(tmp_path, "bnb-int8,bnb-nf4", device_map="auto")
+    for a, b in zip(plain["configs"], mapped["configs"]):
+        assert not b.get("error") and "cpu" in b["info"]["placement"], b
+        for m in ("ppl_ratio", "kld_mean", "sink_hidden_cos"):
+            assert b["metrics"][m] == pytest.approx(a["metrics"][m], rel=1e-6, abs=1e-9), m
+
+
 def test_xdist_workers_get_their_own_gpu():
     from harness.devices import worker_device
     from harness.errors import UsageError

@@ -131,4 +131,5 @@ class QuantContext:
     progress: Callable[[str], None] = print
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    placement: dict = field(default_factory=dict)  # --device-map: device_map/max_memory/offload kwargs for loaders
     info: dict = field(default_factory=dict)  # handler notes recorded in results (cache hits...)

@@ -58,7 +58,8 @@ def quantize(cfg: BnbConfig, ctx):
     from ..models import load_model
 
     if cfg.kind == "int8":
-        qc = BitsAndBytesConfig(load_in_8bit=True)
+        # a device map may leave layers on the CPU: bitsandbytes keeps those in fp32 only when told to
+        qc = BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=bool(ctx.placement))
     else:
         # fp32 compute on CPU keeps the comparison about weight rounding, not activation dtype
         compute = torch.float32 if ctx.device == "cpu" else torch.float16
@@ -66,4 +67,4 @@ def quantize(cfg: BnbConfig, ctx):
                                 bnb_4bit_compute_dtype=compute)
     ctx.progress(f"bitsandbytes {cfg.kind}: loading {ctx.model_dir.name}")
     return load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc,
-                      trust_remote_code=ctx.trust_remote_code)
+                      trust_remote_code=ctx.trust_remote_code, **ctx.placement)  # --device-map: placed as loaded
