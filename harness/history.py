@@ -159,6 +159,9 @@ def identity(results: dict) -> dict:
             "seed": st.get("seed"), "baseline dtype": st.get("baseline_dtype", model.get("baseline_dtype")),
             "device type": None if device is None else str(device).split(":")[0],
             "batch size": st.get("batch_size"),
+            # JS from 16 sampled rows and KL from the top-256 tokens (--reference) are not lockstep's numbers
+            "measured against": None if "reference" not in st else "a stored reference" if st["reference"]
+            else "the baseline model",
             "harness major version": None if version is None else str(version).split(".")[0]}
 
 
@@ -174,7 +177,7 @@ def spec_identity(spec, corpus, prompts, source=None) -> dict:
                                   "seq_len": spec.seq_len, "n_sequences": spec.n_sequences,
                                   "max_new_tokens": spec.max_new_tokens, "long_new_tokens": spec.long_new_tokens,
                                   "seed": spec.seed, "baseline_dtype": spec.baseline_dtype, "device": spec.device,
-                                  "batch_size": spec.batch_size},
+                                  "batch_size": spec.batch_size, "reference": spec.reference},
                      "harness_version": __version__})
 
 

@@ -107,6 +107,7 @@ def build_results(rec) -> dict:
                      "long_new_tokens": s.long_new_tokens, "n_sequences": s.n_sequences, "seq_len": s.seq_len,
                      "batch_size": s.batch_size, "baseline_dtype": s.baseline_dtype, "device": s.device,
                      "gptq_samples": s.gptq_samples, "n_prompts": s.n_prompts, "lockstep": rec.lockstep,
+                     "reference": s.reference,
                      "spec": [q.spec for q in s.quant], "notes": list(inp.notes)},
         "compare": {"target": s.compare, "run_id": (inp.earlier or {}).get("run_id"), "note": inp.compare_note,
                     "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or []))},
