@@ -1,7 +1,8 @@
 """What scale-out, the shared reference and the results cache buy, measured side by side in one invocation.
 
     python bench/scale.py [--model smollm2-135m] [--quant bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32]
-                          [--changed rtn-w3g32=rtn-w3g64] [--skip-ray] [--memory-quant rtn-w4g32]
+                          [--changed rtn-w3g32=rtn-w3g64] [--memory-quant rtn-w4g32]
+                          [--skip-ray] [--skip-nightly] [--skip-memory]   (a skipped figure prints nan)
 
 (c) the nightly pattern: a cold run of the configurations (empty caches but the converted model),
     then the same run with one configuration changed: the results cache reuses the others.
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--quant", default="bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32")
     ap.add_argument("--changed", default="rtn-w3g32=rtn-w3g64", help="OLD=NEW: the configuration that changes")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-nightly", action="store_true", help="leave out (c)")
+    ap.add_argument("--skip-memory", action="store_true", help="leave out (a)")
     ap.add_argument("--memory-quant", default="rtn-w4g32", help="the configuration of the memory comparison (a)")
     a = ap.parse_args()
     from harness.storage import cache_root
@@ -53,12 +56,14 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="qs-bench-scale-"))
     base = {"model": a.model, "report_dir": str(out)}
     old, new = a.changed.split("=")
-    cold, res = timed({**base, "quant": a.quant})
-    changed_quant = ",".join(new if q == old else q for q in a.quant.split(","))
-    rerun, res2 = timed({**base, "quant": changed_quant})
-    reused = [c["spec"] for c in res2["configs"] if c.get("cache")]
-    print(f"(c) cold run {cold:.1f} s ({a.quant}); rerun with {old} -> {new}: {rerun:.1f} s "
-          f"(reused from the results cache: {', '.join(reused) or 'none'})")
+    cold = rerun = float("nan")
+    if not a.skip_nightly:
+        cold, res = timed({**base, "quant": a.quant})
+        changed_quant = ",".join(new if q == old else q for q in a.quant.split(","))
+        rerun, res2 = timed({**base, "quant": changed_quant})
+        reused = [c["spec"] for c in res2["configs"] if c.get("cache")]
+        print(f"(c) cold run {cold:.1f} s ({a.quant}); rerun with {old} -> {new}: {rerun:.1f} s "
+              f"(reused from the results cache: {', '.join(reused) or 'none'})")
     speed = float("nan")
     if not a.skip_ray:
         os.environ["QS_RESULTS_CACHE"] = "off"
@@ -68,18 +73,20 @@ def main() -> None:
         speed = serial / fanned
         print(f"(b) {len(a.quant.split(','))} configurations: serial (one process, lockstep off) {serial:.1f} s, "
               f"local Ray cluster ({os.cpu_count()} CPUs, reference mode) {fanned:.1f} s: {speed:.2f}x")
-    os.environ["QS_RESULTS_CACHE"] = "off"
-    from reference import child  # noqa: E402  (bench/reference.py)
+    above = whole = float("nan")
+    if not a.skip_memory:
+        os.environ["QS_RESULTS_CACHE"] = "off"
+        from reference import child  # noqa: E402  (bench/reference.py)
 
-    mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
-    timed({**mem, "reference": True})  # builds the reference
-    refm, lockm = child({**mem, "reference": True}), child({**mem, "lockstep": "on"})
-    grown = lockm["peak_mb"] - lockm["after_inputs_mb"]
-    above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
-    whole = refm["peak_mb"] / lockm["peak_mb"]
-    print(f"(a) peak RSS measuring {a.memory_quant}: against the reference {refm['peak_mb']:.0f} MB "
-          f"({refm['after_inputs_mb']:.0f} after imports and inputs), in lockstep {lockm['peak_mb']:.0f} MB "
-          f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")
+        mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
+        timed({**mem, "reference": True})  # builds the reference
+        refm, lockm = child({**mem, "reference": True}), child({**mem, "lockstep": "on"})
+        grown = lockm["peak_mb"] - lockm["after_inputs_mb"]
+        above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
+        whole = refm["peak_mb"] / lockm["peak_mb"]
+        print(f"(a) peak RSS measuring {a.memory_quant}: against the reference {refm['peak_mb']:.0f} MB "
+              f"({refm['after_inputs_mb']:.0f} after imports and inputs), in lockstep {lockm['peak_mb']:.0f} MB "
+              f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(os.environ["QS_CACHE_DIR"], ignore_errors=True)
     print(f"rerun_cost={rerun / cold:.3f} reference_memory={above:.3f} reference_memory_rss={whole:.3f} "
