@@ -11,6 +11,7 @@ import json
 import os
 from functools import cached_property
 
+from .placement import placement_kwargs
 from .progress import heartbeat
 
 
@@ -208,20 +209,12 @@ class Baseline:
         from .methods import QuantContext
 
         s, src = self.spec, self.inputs.source
-        return QuantContext(model_dir=src.local_dir, model_key=src.sha256 or str(src.local_dir),
-                            dtype=s.baseline_dtype, device=s.device, load_baseline=self.load,
-                            shared_baseline=lambda: self.model, tokenizer=self.tokenizer,
-                            calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples,
-                            progress=lambda m: self.progress(f"{q.spec}: {m}"),
-                            allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code,
-                            placement=self._placement())
-
-    def _placement(self) -> dict:
-        """Loader kwargs of --device-map for handlers that load quantized weights themselves (bitsandbytes)."""
-        from .placement import load_kwargs, offload_dir, parse_max_memory
-
-        s = self.spec
-        return {} if s.device_map == "none" else load_kwargs(s.device_map, parse_max_memory(s.max_memory), offload_dir())
+        return QuantContext(
+            model_dir=src.local_dir, model_key=src.sha256 or str(src.local_dir), dtype=s.baseline_dtype,
+            device=s.device, load_baseline=self.load, shared_baseline=lambda: self.model, tokenizer=self.tokenizer,
+            calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples, allow_pickle=s.allow_pickle,
+            progress=lambda m: self.progress(f"{q.spec}: {m}"), trust_remote_code=s.trust_remote_code,
+            placement=placement_kwargs(s))
 
 
 def probe_index(n_sequences: int, n: int) -> list[int]:

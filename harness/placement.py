@@ -52,6 +52,13 @@ def load_kwargs(device_map: str, max_memory: dict | None, offload_dir) -> dict:
     return kw
 
 
+def placement_kwargs(spec) -> dict:
+    """Loader kwargs of --device-map for handlers that load quantized weights themselves (bitsandbytes)."""
+    if spec.device_map == "none":
+        return {}
+    return load_kwargs(spec.device_map, parse_max_memory(spec.max_memory), offload_dir())
+
+
 def dispatch(model, device_map: str, max_memory: dict | None, offload_dir):
     """Place an already built (e.g. just quantized) model by the device map, as from_pretrained would."""
     from accelerate import dispatch_model, infer_auto_device_map
