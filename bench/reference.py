@@ -60,6 +60,15 @@ def child(values: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def memory(values: dict) -> tuple[dict, dict, float, float]:
+    """(reference-mode figures, lockstep figures, ratio above imports and inputs, ratio of whole peaks)
+    of measuring values' configuration; the reference must exist already."""
+    refm, lockm = child({**values, "reference": True}), child({**values, "lockstep": "on"})
+    grown = lockm["peak_mb"] - lockm["after_inputs_mb"]  # ~0 on tiny models: their passes fit in import-time RSS
+    above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
+    return refm, lockm, above, refm["peak_mb"] / lockm["peak_mb"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -98,11 +107,7 @@ def main() -> None:
     if a.skip_memory:
         print(f"reference_memory=nan reference_memory_rss=nan kld_relerr={kld:.4f} js_worst_relerr={js:.4f}")
         return
-    refm = child({**base, "reference": True})
-    lockm = child({**base, "lockstep": "on"})
-    grown = lockm["peak_mb"] - lockm["after_inputs_mb"]  # ~0 on tiny models: their passes fit in import-time RSS
-    above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
-    whole = refm["peak_mb"] / lockm["peak_mb"]
+    refm, lockm, above, whole = memory(base)
     print(f"(2) peak RSS measuring {a.quant}: reference {refm['peak_mb']:.0f} MB ({refm['after_inputs_mb']:.0f} after "
           f"imports and inputs), lockstep {lockm['peak_mb']:.0f} MB ({lockm['after_inputs_mb']:.0f}); above imports: "
           f"{above:.3f}, whole: {whole:.3f}")

@@ -76,14 +76,11 @@ def main() -> None:
     above = whole = float("nan")
     if not a.skip_memory:
         os.environ["QS_RESULTS_CACHE"] = "off"
-        from reference import child  # noqa: E402  (bench/reference.py)
+        from reference import memory  # noqa: E402  (bench/reference.py)
 
         mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
         timed({**mem, "reference": True})  # builds the reference
-        refm, lockm = child({**mem, "reference": True}), child({**mem, "lockstep": "on"})
-        grown = lockm["peak_mb"] - lockm["after_inputs_mb"]
-        above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
-        whole = refm["peak_mb"] / lockm["peak_mb"]
+        refm, lockm, above, whole = memory(mem)
         print(f"(a) peak RSS measuring {a.memory_quant}: against the reference {refm['peak_mb']:.0f} MB "
               f"({refm['after_inputs_mb']:.0f} after imports and inputs), in lockstep {lockm['peak_mb']:.0f} MB "
               f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")

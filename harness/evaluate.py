@@ -27,9 +27,9 @@ class Evaluator:
     @cached_property
     def lockstep(self) -> bool:
         """Hold every quantized model at once? 'auto': when they fit comfortably in memory."""
-        mode = self.spec.lockstep
-        if getattr(self.spec, "reference", False):  # one quantized model at a time (refmode.py)
+        if self.spec.reference:  # one quantized model at a time (refmode.py)
             return False
+        mode = self.spec.lockstep
         if mode in ("on", "off"):
             return mode == "on"
         n = len(self.spec.quant)
@@ -82,9 +82,8 @@ class Evaluator:
                           progress=self.progress, on_error=failed) if parts else {}
         corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
         for key, part in parts.items():
-            if part.reads.get("total") and not key.protected and results[key.spec].info is not None:
-                share = part.reads["quantized"] / part.reads["total"]
-                results[key.spec].info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(share, 4)
+            if not key.protected:
+                results[key.spec].note_kv_reads(part.reads)
         if pairs and self.base.summary is None:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.

@@ -122,7 +122,7 @@ class _Acc:
             self.mass[i] += M.sink_mass_sum(p, self.S)
             self.ent[i] += M.entropy_sum(p)
             self.col[i][:, :, :t] += p.sum(2)
-            if ref is not None and self.rows is None:
+            if ref is not None:  # lockstep only: reference mode compares sampled rows (_sampled_rows)
                 self.js[i] += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float()
             del p
 

@@ -64,6 +64,13 @@ class ConfigResult:
     def fail(self, error: str) -> None:
         self.verdict, self.error = "fail", error
 
+    def note_kv_reads(self, reads: dict) -> None:
+        """Record the share of key/value reads that came back quantized in the corpus pass (kvcache.watch)."""
+        if reads.get("total"):
+            info = self.info if self.info is not None else {}
+            info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(reads["quantized"] / reads["total"], 4)
+            self.info = info
+
     def gate(self, metric: str) -> dict | None:
         return next((g for g in self.gates if g["metric"] == metric), None)
 

@@ -41,12 +41,8 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
             ps = None
         if ps is not None:
             ps.base = ev.base.summary
-            info = r.info if r.info is not None else {}
-            info["reference"] = {"key": ref.key, "built_in_this_run": ref.built}
-            if part.reads.get("total"):
-                info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(
-                    part.reads["quantized"] / part.reads["total"], 4)
-            r.info = info
+            r.info = {**(r.info or {}), "reference": {"key": ref.key, "built_in_this_run": ref.built}}
+            r.note_kv_reads(part.reads)
             state = guarded(r, ev._measure_rest, q, r, model, ps, time.perf_counter() - t0)
             if state is not None:
                 pending.append((q, r, state))
