@@ -70,14 +70,32 @@ class TurnTaking:
 
         threads = [threading.Thread(target=body, args=(n, fns[n]), name=f"quantsink-{n}", daemon=True)
                    for n in self.order]
-        for t in threads:
-            t.start()
         try:
             for t in threads:
+                t.start()
+            for t in threads:
                 t.join()
-        except BaseException:  # Ctrl-C in the main thread: stop the workers at their next turn
+        except BaseException:  # Ctrl-C in the main thread (even mid-start): stop the workers at their next turn
             with self.cv:
                 self.aborted = True
                 self.cv.notify_all()
+            self._join_all(threads)  # a thread interrupted in start() may still be running
             raise
         return out
+
+    @staticmethod
+    def _join_all(threads: list) -> None:
+        """Wait for every worker to leave its turn (one layer at most) before the interrupt goes on.
+
+        A worker still inside torch when the interpreter exits aborts the process ("terminate called
+        without an active exception"), so a second Ctrl-C here is held until the workers are gone.
+        """
+        again = False
+        for t in threads:
+            while t.is_alive():  # never started: not alive, nothing to wait for
+                try:
+                    t.join()
+                except KeyboardInterrupt:
+                    again = True
+        if again:
+            raise KeyboardInterrupt
