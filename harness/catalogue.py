@@ -226,11 +226,12 @@ METRICS: tuple[Metric, ...] = (
            "lower", "generation", evidence=_PR, stat=_net_flip, gate=True, protected=True,
            show=("summary", "loss_table"), identity=0.0, count=lambda ev: int(ev["stable_right"].sum()),
            premise=_no_correct, min_n=30),
-    Metric("degenerate_rate", "share of outputs degenerate (loop, empty, replacement characters) where the "
-           "baseline's is not", "share", "lower", "generation", evidence=_PR,
+    Metric("degenerate_rate", "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
+           "the baseline's is not - the reverse) / prompts", "share", "lower", "generation", evidence=_PR,
            stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
            identity=0.0, min_n=30),
-    Metric("misgeneration_rate", "share of prompts that flip (stable-correct, answered wrongly) or degenerate",
+    Metric("misgeneration_rate", "net misgeneration: (prompts that flip or newly degenerate - prompts that "
+           "unflip or stop degenerating, neither worse) / prompts",
            "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True,
            protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
@@ -243,6 +244,11 @@ METRICS: tuple[Metric, ...] = (
            None, "generation"),
     Metric("flips", "stable-correct prompts the quantized model answers wrongly", "count", None, "generation"),
     Metric("unflips", "stable-wrong prompts the quantized model answers correctly", "count", None, "generation"),
+    Metric("new_degenerate", "outputs degenerate where the baseline's is not", "count", None, "generation"),
+    Metric("recovered_degenerate", "baseline outputs degenerate where the quantized one is not", "count", None,
+           "generation"),
+    Metric("degenerate_mcnemar_p", "one-sided exact McNemar p-value of new against recovered degenerations",
+           "p", None, "generation"),
     Metric("flip_mcnemar_p", "one-sided exact McNemar p-value of flips against unflips (small: the quantized "
            "model is systematically worse on these prompts)", "p", None, "generation"),
     # -- behaviour probes --
@@ -260,7 +266,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("gen_ppl_quantized", "perplexity of the quantized continuations under the baseline", "ratio", None,
            "behaviour"),
     Metric("n_gen_ppl_prompts", "prompts where both continuations are non-empty", "count", None, "behaviour"),
-    Metric("long_degenerate_rate", "degenerate_rate on the long-generation subset", "share", "lower",
+    Metric("long_degenerate_rate", "degenerate_rate (net) on the long-generation subset", "share", "lower",
            "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["degen"][i]), gate=True,
            show=("probe_table",), min_n=4),
     Metric("long_mean_first_divergence", "mean_first_divergence on the long-generation subset", "tokens",

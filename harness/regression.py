@@ -5,8 +5,8 @@ noise between two draws: it is paired, item by item. A check fails when the metr
 more than its tolerance *and*, where per-item evidence exists, the change is systematic:
 - corpus metrics (loss_delta, ppl_ratio, kld_mean, top1_agreement): the per-sequence change has a
   95% interval (BCa over resampled documents) wholly on the worse side;
-- flips, misgeneration and degeneration: an exact one-sided McNemar test on the prompts whose
-  outcome changed between the two runs gives p < 0.05.
+- flips, misgeneration and degeneration: an exact one-sided McNemar (sign) test on the prompts whose
+  paired score against the baseline changed between the two runs gives p < 0.05.
 Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
 non-finite value today always fails.
 """
@@ -20,12 +20,13 @@ import numpy as np
 from .catalogue import HIGHER_IS_BETTER
 from .policy import Tolerance
 from .stats import N_BOOT, cluster_bootstrap, mcnemar_p
+from .summarize import prompt_scores
 
 ALPHA = 0.05
 
 # per-sequence quantity whose mean change is the metric's change (sign: + means worse)
 _SEQ = {"loss_delta": ("nll", 1), "ppl_ratio": ("nll", 1), "kld_mean": ("kl_mean", 1), "top1_agreement": ("top1", -1)}
-# per-prompt event that is "bad" for the metric
+# per-prompt paired score (summarize.prompt_scores) that the metric averages
 _PROMPT = {"flip_rate": "flip", "misgeneration_rate": "mis", "degenerate_rate": "degen"}
 
 
@@ -41,15 +42,11 @@ def _seq_values(cfg: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _prompt_events(cfg: dict, what: str) -> dict | None:
+    """Prompt id -> paired score against the baseline (+1 worse, -1 better, 0 neither)."""
     gens = cfg.get("generations")
     if not gens:
         return None
-    out = {}
-    for g in gens:
-        flip = g.get("stable_baseline") == "right" and g.get("correct_quantized") is False
-        degen = bool(g.get("degenerate")) and not g.get("degenerate_baseline")
-        out[g["id"]] = {"flip": flip, "degen": degen, "mis": flip or degen}[what]
-    return out
+    return {g["id"]: prompt_scores(g)[what] for g in gens}
 
 
 def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, seed: int = 0) -> dict | None:
@@ -72,8 +69,8 @@ def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, s
         if a is None or b is None:
             return None
         both = [k for k in b if k in a]
-        worse = sum(b[k] and not a[k] for k in both)
-        better = sum(a[k] and not b[k] for k in both)
+        worse = sum(b[k] > a[k] for k in both)
+        better = sum(b[k] < a[k] for k in both)
         p = mcnemar_p(worse, better)
         return {"significant": p < ALPHA, "worse_items": worse, "better_items": better, "p": p,
                 "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})"}

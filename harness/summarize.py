@@ -153,11 +153,27 @@ def sequence_items(ps, docs=None) -> list[dict]:
              "attn_js_max": float(ev["js"][k].max())} for k in range(len(ev["nll_b"]))]
 
 
+def prompt_scores(g: dict) -> dict:
+    """Per-prompt paired outcome against the baseline: +1 worse, -1 better, 0 neither.
+
+    flip: +1 stable-correct answered wrongly, -1 stable-wrong answered rightly. degen: +1 degenerate
+    where the baseline is not, -1 the reverse (the baseline itself loops on many prompts, and any
+    perturbation moves which ones: only the balance says the quantized model degenerates more).
+    mis: +1 when either is worse, -1 when either is better and neither worse.
+    """
+    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) \
+        - int(g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True)
+    dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
+    degen = int(dq and not db) - int(db and not dq)
+    mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
+    return {"flip": flip, "degen": degen, "mis": mis}
+
+
 def prompt_evidence(gens: list[dict]) -> dict:
     """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
     stable_right = np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool)
     q_right = np.array([g["correct_quantized"] is True for g in gens], dtype=bool)
-    degen = np.array([bool(g["degenerate"]) and not g["degenerate_baseline"] for g in gens], dtype=bool)
+    scores = [prompt_scores(g) for g in gens]
     return {"cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
             "exact": np.array([g["exact"] for g in gens], dtype=float),
             "div": np.array([g["first_divergence"] for g in gens], dtype=float),
@@ -165,7 +181,8 @@ def prompt_evidence(gens: list[dict]) -> dict:
             "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
             "stable_right": stable_right, "q_right": q_right,
             "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
-            "degen": degen, "mis": (stable_right & ~q_right) | degen}
+            "degen": np.array([s["degen"] for s in scores], dtype=float),
+            "mis": np.array([s["mis"] for s in scores], dtype=float)}
 
 
 def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
@@ -179,6 +196,8 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
                 "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),
                 "n_stable_correct": int(ev["stable_right"].sum()), "n_stable_wrong": int(ev["stable_wrong"].sum()),
                 "flips": flips, "unflips": unflips, "flip_mcnemar_p": mcnemar_p(flips, unflips)})
+    new, gone = int((ev["degen"] > 0).sum()), int((ev["degen"] < 0).sum())
+    met.update({"new_degenerate": new, "recovered_degenerate": gone, "degenerate_mcnemar_p": mcnemar_p(new, gone)})
     return met, views
 
 

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.measure import ModelSummary, PairSummary
 from harness.summarize import corpus_metrics, generation_metrics
@@ -89,3 +91,34 @@ def test_generation_metrics_hand_worked():
     # a stable-wrong prompt answered rightly offsets a flip: net flips
     gens[2] = _gen(False, True, div=0, stable="wrong", pid="b-1")
     assert generation_metrics(gens)[0]["flip_rate"] == 0.0
+
+
+def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
+    """A benign change moves which prompts loop: new loops offset by recovered ones are no net harm."""
+    gens = [_gen(None, None, degen="loop", ref=None, pid="a-1"),  # new
+            _gen(None, None, degen="loop", ref=None, pid="a-2"),  # new
+            _gen(None, None, degen_b="loop", ref=None, pid="b-1"),  # recovered
+            _gen(None, None, degen="empty", degen_b="loop", ref=None, pid="b-2"),  # both: neither
+            _gen(True, False, degen_b="loop", stable="right", pid="c-1"),  # flips and recovers: worse (mis +1)
+            _gen(None, None, ref=None, pid="c-2")]
+    met, _ = generation_metrics(gens)
+    assert (met["new_degenerate"], met["recovered_degenerate"]) == (2, 2)
+    assert met["degenerate_rate"] == 0.0  # (2 - 2) / 6
+    assert met["misgeneration_rate"] == pytest.approx((2 - 1 + 1) / 6)  # a-1, a-2, c-1 worse; b-1 better
+    assert met["degenerate_mcnemar_p"] == 0.6875  # P(X >= 2), X ~ Bin(4, 1/2) = 11/16
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "loop"]), st.sampled_from([None, "empty"]),
+                          st.sampled_from([None, True, False]), st.sampled_from([None, True, False]),
+                          st.sampled_from([None, "right", "wrong"])), min_size=1, max_size=30))
+def test_net_generation_rates_are_antisymmetric(rows):
+    """Swapping the two models' roles negates the net degeneration (an independent count in numpy)."""
+    gens = [_gen(cb, cq, degen=dq, degen_b=db, stable=s, pid=f"p-{i}") for i, (dq, db, cb, cq, s) in enumerate(rows)]
+    swapped = [_gen(cq, cb, degen=db, degen_b=dq, stable=s, pid=f"p-{i}") for i, (dq, db, cb, cq, s) in enumerate(rows)]
+    a, b = generation_metrics(gens)[0], generation_metrics(swapped)[0]
+    dq = np.array([r[0] is not None for r in rows])
+    db = np.array([r[1] is not None for r in rows])
+    assert a["degenerate_rate"] == pytest.approx((dq & ~db).mean() - (db & ~dq).mean())
+    assert a["degenerate_rate"] == pytest.approx(-b["degenerate_rate"])
+    assert -1 <= a["misgeneration_rate"] <= 1
