@@ -7,20 +7,11 @@ Everything that came from a model or a user is escaped (HTML) or made table-safe
 """
 from __future__ import annotations
 
-import html
-import io
 import math
-import os
+
+from .reportkit import esc, md_cell, pyplot, svg
 
 TOP = 5  # modules listed per configuration
-
-
-def _esc(v) -> str:
-    return html.escape("" if v is None else str(v), quote=True)
-
-
-def _md(v) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _n(v, d=3) -> str:
@@ -70,40 +61,29 @@ def markdown(results) -> list[str]:
         return []
     out = ["", "## What to do (diagnosis, recommendation)"]
     for c in cs:
-        out += ["", f"### `{_md(c['spec'])}`: {_md(c['verdict'])}" + (
-            f" (recommended for `{_md(c['recommended_for'])}`)" if c.get("recommended_for") else ""), ""]
+        out += ["", f"### `{md_cell(c['spec'])}`: {md_cell(c['verdict'])}" + (
+            f" (recommended for `{md_cell(c['recommended_for'])}`)" if c.get("recommended_for") else ""), ""]
         d = c.get("diagnosis")
         if d:
             head, ev = _diag_text(d)
-            out.append(f"**{_md(head)}** {_md(ev)}{'. ' if ev else ''}Next step: {_md(d.get('next_step'))}. "
+            out.append(f"**{md_cell(head)}** {md_cell(ev)}{'. ' if ev else ''}Next step: {md_cell(d.get('next_step'))}. "
                        f"Size: {_size(c)}.")
         s = c.get("sensitivity") or {}
         if s.get("skipped") or s.get("error"):
-            out += ["", f"Sensitivity not measured: {_md(s.get('skipped') or s.get('error'))}"]
+            out += ["", f"Sensitivity not measured: {md_cell(s.get('skipped') or s.get('error'))}"]
         rec = c.get("recommendation")
         if rec:
-            out += ["", f"**Recommendation:** {_md(rec['statement'])}."]
+            out += ["", f"**Recommendation:** {md_cell(rec['statement'])}."]
             if rec.get("spec"):
-                out += ["", f"Run it: `--quant {_md(rec['spec'])}`" + (
-                    f"; {_md(rec['native']['library'])}: `{_md(rec['native']['code'])}`" if rec.get("native") else "")]
+                out += ["", f"Run it: `--quant {md_cell(rec['spec'])}`" + (
+                    f"; {md_cell(rec['native']['library'])}: `{md_cell(rec['native']['code'])}`" if rec.get("native") else "")]
         units = top_units(c)
         if units:
             out += ["", "| most sensitive (kept alone) | KL gap closed | sink gap closed |", "|---|---|---|"]
-            out += [f"| `{_md(u['name'])}` | {_pct(u.get('kl_share'))} | {_pct(u.get('sink_share'))} |" for u in units]
-            out += ["", f"Search: {_md(s.get('evaluations'))} calibration passes in {_md(s.get('seconds'))} s on "
-                        f"{_md((s.get('calibration') or {}).get('split'))}."]
+            out += [f"| `{md_cell(u['name'])}` | {_pct(u.get('kl_share'))} | {_pct(u.get('sink_share'))} |" for u in units]
+            out += ["", f"Search: {md_cell(s.get('evaluations'))} calibration passes in {md_cell(s.get('seconds'))} s on "
+                        f"{md_cell((s.get('calibration') or {}).get('split'))}."]
     return out
-
-
-def _plt():
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96, "svg.hashsalt": "quantsink"})
-    return plt
 
 
 def layer_chart(c: dict) -> str:
@@ -113,7 +93,7 @@ def layer_chart(c: dict) -> str:
     layers = s.get("layers") or []
     if not layers:
         return ""
-    plt = _plt()
+    plt = pyplot()
     keep = (c.get("recommendation") or {}).get("keep") or []
     marked = {int(k.split(".")[1]) for k in keep}
     x = list(range(len(layers)))
@@ -135,11 +115,7 @@ def layer_chart(c: dict) -> str:
     ax.set_title(f"{c['spec']}: recommended: {', '.join(keep) or 'none'}", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.find("<svg"):]
+    return svg(fig)
 
 
 def html_section(results) -> str:
@@ -149,31 +125,31 @@ def html_section(results) -> str:
         return ""
     parts = ["<h2 id=advice>What to do (diagnosis, recommendation)</h2>"]
     for c in cs:
-        parts.append(f"<section class=advice data-config=\"{_esc(c['spec'])}\" style=\"overflow-wrap:anywhere\">"
-                     f"<h3>{_esc(c['spec'])}: "
-                     f"{_esc(c['verdict'])}" + (f" <small>(recommended for {_esc(c['recommended_for'])})</small>"
+        parts.append(f"<section class=advice data-config=\"{esc(c['spec'])}\" style=\"overflow-wrap:anywhere\">"
+                     f"<h3>{esc(c['spec'])}: "
+                     f"{esc(c['verdict'])}" + (f" <small>(recommended for {esc(c['recommended_for'])})</small>"
                                                 if c.get("recommended_for") else "") + "</h3>")
         d = c.get("diagnosis")
         if d:
             head, ev = _diag_text(d)
-            parts.append(f"<p class=diagnosis><b>{_esc(head)}</b> {_esc(ev)}{'. ' if ev else ''}"
-                         f"<b>Next step:</b> {_esc(d.get('next_step'))}. <small>Size: {_esc(_size(c))}.</small></p>")
+            parts.append(f"<p class=diagnosis><b>{esc(head)}</b> {esc(ev)}{'. ' if ev else ''}"
+                         f"<b>Next step:</b> {esc(d.get('next_step'))}. <small>Size: {esc(_size(c))}.</small></p>")
         s = c.get("sensitivity") or {}
         if s.get("skipped") or s.get("error"):
-            parts.append(f"<p class=note>Sensitivity not measured: {_esc(s.get('skipped') or s.get('error'))}</p>")
+            parts.append(f"<p class=note>Sensitivity not measured: {esc(s.get('skipped') or s.get('error'))}</p>")
         rec = c.get("recommendation")
         if rec:
-            parts.append(f"<p class=recommendation><b>Recommendation:</b> {_esc(rec['statement'])}.")
+            parts.append(f"<p class=recommendation><b>Recommendation:</b> {esc(rec['statement'])}.")
             if rec.get("spec"):
-                parts.append(f" Run it: <code>--quant {_esc(rec['spec'])}</code>")
+                parts.append(f" Run it: <code>--quant {esc(rec['spec'])}</code>")
                 if rec.get("native"):
-                    parts.append(f"<br><small>{_esc(rec['native']['library'])}:</small> "
-                                 f"<code>{_esc(rec['native']['code'])}</code>")
+                    parts.append(f"<br><small>{esc(rec['native']['library'])}:</small> "
+                                 f"<code>{esc(rec['native']['code'])}</code>")
             parts.append("</p>")
         units = top_units(c)
         if units:
             keep = set((rec or {}).get("keep") or [])
-            rows = "".join(f"<tr{' class=kept' if u['name'] in keep else ''}><td><code>{_esc(u['name'])}</code>"
+            rows = "".join(f"<tr{' class=kept' if u['name'] in keep else ''}><td><code>{esc(u['name'])}</code>"
                            f"{' (recommended)' if u['name'] in keep else ''}</td><td>{_pct(u.get('kl_share'))}</td>"
                            f"<td>{_pct(u.get('sink_share'))}</td></tr>" for u in units)
             parts.append("<table><tr><th>most sensitive (kept alone)</th><th>KL gap closed</th><th>sink gap closed"

@@ -6,6 +6,8 @@ into metrics.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .kvcache import cache_kwarg, make_cache
@@ -26,6 +28,7 @@ def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos
     from .generation import attention_impl, encode_prompt
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
     items = [(i, encode_prompt(tok, p, bos), list(c)) for i, (p, c) in enumerate(zip(prompts, conts)) if c]
     for a in range(0, len(items), batch_size):
@@ -36,14 +39,21 @@ def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos
         for r, (_, p, c) in enumerate(chunk):  # right padding: positions start at 0 in every row
             ids[r, :len(p) + len(c)] = torch.tensor(p + c)
             mask[r, :len(p) + len(c)] = 1
+        # Only positions from the shortest prompt's last token on predict continuation tokens: keep just
+        # those logits, and normalise row by row (full [B, T, V] logits plus their log-softmax were the
+        # peak of a reference-mode run).
+        lo = min(len(p) for _, p, _ in chunk) - 1
+        kw = {"logits_to_keep": width - lo} if keep else {}
         with attention_impl(model, "sdpa"):
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           use_cache=False).logits.float().cpu()
-        logp = torch.log_softmax(logits, dim=-1)
+                           use_cache=False, **kw).logits
+        off = lo if keep else 0  # logits[:, j] is position j + off
         for r, (i, p, c) in enumerate(chunk):
-            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)  # logits at pos predict token pos + 1
-            nll = -logp[r, pos, torch.tensor(c)].sum().item()
+            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1) - off  # logits at pos predict token pos + 1
+            logp = torch.log_softmax(logits[r, pos].float(), dim=-1).cpu()
+            nll = -logp[torch.arange(len(c)), torch.tensor(c)].sum().item()
             out[i] = (nll, len(c))
+        del logits
     return out
 
 

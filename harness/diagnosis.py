@@ -69,7 +69,7 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
     kv_bad = _not_passing(gates, ["sink_kv_relerr"])
     if kv is not None and (kv is cfg or (kv_bad and not _not_passing(gates, ["sink_hidden_cos"]))):
         ev.append("the weights are the baseline's" if kv is cfg else
-                  f"sink_kv_relerr does not pass while sink_hidden_cos does: the cache, not the weights")
+                  "sink_kv_relerr does not pass while sink_hidden_cos does: the cache, not the weights")
         return out("kv-cache", "keep the first tokens at full precision in the KV cache (--protect-sink measures "
                    f"it), more KV bits or a longer full-precision residual (-r{2 * kv.residual})")
     corpus_bad = _not_passing(gates, families=CORPUS_FAMILIES)

@@ -5,13 +5,13 @@ once per batch and every quantized model compares with it layer by layer (see lo
 """
 from __future__ import annotations
 
-import gc
 import os
 import time
 from functools import cached_property
 
 from . import advise, continuations
 from .errors import guarded, one_line
+from .memory import release
 from .progress import heartbeat
 from .records import ConfigResult, Key
 
@@ -100,7 +100,7 @@ class Evaluator:
                 del models[q.spec]  # frees the model before the next one generates
         models.clear()
         parts.clear()
-        gc.collect()
+        release()
         return results
 
     def _scenarios(self, parts: dict) -> dict:

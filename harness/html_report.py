@@ -5,50 +5,20 @@ carries a Content-Security-Policy that forbids scripts and any request for a res
 """
 from __future__ import annotations
 
-import html
-import io
 import math
 import os
 
 from . import advice_report
 from .catalogue import shown
+from .reportkit import COLORS, esc, pyplot, svg
 from .report import family, gate_order, gate_status, not_passed
 from .scenarios.render import html_section as scenario_section
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
-def esc(v) -> str:
-    return html.escape("" if v is None else str(v), quote=True)
-
-
 def _num(v, digits=4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     return f"{v:.{digits}g}" if isinstance(v, float) else esc(v)
-
-
-def _plt():
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96,
-                         "svg.hashsalt": "quantsink"})  # stable ids: same run, same file
-    return plt
-
-
-def _svg(fig) -> str:
-    """The figure as inline SVG (no XML prologue), then closed."""
-    plt = _plt()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.find("<svg"):]
 
 
 def _finite_grid(rows):
@@ -64,7 +34,7 @@ def _measured(results):
 
 def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
     """One line per (label, values, style dict) over layers."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.0))
     for label, values, style in series:
         ax.plot([math.nan if v is None else v for v in values], label=label, **style)
@@ -74,7 +44,7 @@ def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3)
-    return _svg(fig)
+    return svg(fig)
 
 
 def sink_mass_plot(results) -> str:
@@ -102,7 +72,7 @@ def heatmaps(results) -> str:
     base = results.get("baseline") or {}
     if not cs or not base.get("sink_mass"):
         return ""
-    plt = _plt()
+    plt = pyplot()
     b = _finite_grid(base["sink_mass"])
     deltas = [_finite_grid(c["metrics"]["sink_mass"]) - b for c in cs]
     jss = [_finite_grid(c["metrics"]["attn_js"]) for c in cs]
@@ -120,13 +90,13 @@ def heatmaps(results) -> str:
             ax.set_xlabel("layer")
             ax.set_ylabel("head")
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
 def kl_histogram(results) -> str:
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
     edges = np.linspace(-8, 1, 31)  # summarize.corpus_metrics: 30 bins of log10 KL over [-8, 1]
     for i, c in enumerate(_measured(results)):
@@ -138,7 +108,7 @@ def kl_histogram(results) -> str:
     ax.set_ylabel("share of tokens")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _status_class(status: str) -> str:
@@ -386,7 +356,7 @@ def render(results: dict) -> str:
                      "<h2>Sink key/value error per layer</h2><div class='plot' id='kv-relerr'>",
                      kv_relerr_plot(results), "</div>",
                      "<h2>Behaviour probes</h2>", _diagnosis_table(results), _recovery_table(results),
-                     scenario_section(results, _plt, _svg, COLORS)]
+                     scenario_section(results)]
     sections += ["<h2>Detected sinks</h2>", _detected_sinks(results), "<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"

@@ -22,7 +22,6 @@ one is measured (refmode.py). Only safetensors and JSON are read back: no pickle
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 
 from . import metrics as M
 from .errors import UsageError
+from .memory import release
 
 TOPK = 256  # baseline log-probabilities kept per position
 ROWS = 16  # query rows per sequence kept of every head's attention
@@ -153,7 +153,7 @@ def ensure(base) -> Reference:
         if hit:
             base.progress(f"baseline reference {target.name}: found under {root}")
     base.__dict__.pop("model", None)  # built with it; the configurations run without it
-    gc.collect()
+    release()
     ref.install(base)
     return ref
 

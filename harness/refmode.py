@@ -8,10 +8,10 @@ single-process path; tests/test_reference.py shows the two agree.
 """
 from __future__ import annotations
 
-import gc
 import time
 
 from . import advise
+from .memory import release
 from .records import ConfigResult
 
 
@@ -48,7 +48,7 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
                 pending.append((q, r, state))
         del model, part
         ev.base.__dict__.pop("model", None)  # a KV-cache configuration runs on the baseline's own weights
-        gc.collect()
+        release()  # before the next model (or the baseline, below) loads
     for q, r, state in pending:  # the baseline model, loaded once here, scores every configuration
         guarded(r, ev._conclude, q, r, state)
         if r.measured:

@@ -6,6 +6,7 @@ import math
 
 from . import advice_report
 from .catalogue import BY_NAME, METRICS, shown
+from .reportkit import md_cell
 
 # Report order of gate families: the sink gates this harness exists for come first.
 FAMILY_ORDER = ("sink", "attention", "corpus", "generation", "behaviour", "probe")
@@ -19,10 +20,6 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _label(m) -> str:
@@ -67,7 +64,7 @@ def _gate_md(g: dict) -> str:
     ci = f" [{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]" \
         if g.get("ci_low") is not None and g.get("ci_high") is not None else ""
     st = gate_status(g)
-    return _md(f"{g['metric']} {_fmt(g.get('value'))}{ci} (limit {_op(g)} {_fmt(g.get('limit'))})"
+    return md_cell(f"{g['metric']} {_fmt(g.get('value'))}{ci} (limit {_op(g)} {_fmt(g.get('limit'))})"
                + ("" if st == "fail" else f": {st}"))
 
 
@@ -78,7 +75,7 @@ def _failed_cell(gates: list[dict]) -> str:
     groups: dict[str, list[str]] = {}
     for g in gates:  # already in family order
         groups.setdefault(family(g["metric"]), []).append(_gate_md(g))
-    return "<br>".join(f"**{_md(fam)}** ({len(items)}): " + "; ".join(items) for fam, items in groups.items())
+    return "<br>".join(f"**{md_cell(fam)}** ({len(items)}): " + "; ".join(items) for fam, items in groups.items())
 
 
 def scalar(config: dict, metric: str):
@@ -120,9 +117,9 @@ def summary_markdown(results: dict) -> str:
             else "not measured")
     lines = [f"# quantsink: {r['verdict'].upper()}", ""]
     if r.get("verdict_reason"):
-        lines += [f"**{_md(r['verdict_reason'])}**", ""]
-    lines += [f"Model `{_md(r['model']['id'])}` (revision {_md(r['model']['revision'])}), "
-              f"profile {r['settings']['profile']}, corpus {_md(r['corpus']['name'])} "
+        lines += [f"**{md_cell(r['verdict_reason'])}**", ""]
+    lines += [f"Model `{md_cell(r['model']['id'])}` (revision {md_cell(r['model']['revision'])}), "
+              f"profile {r['settings']['profile']}, corpus {md_cell(r['corpus']['name'])} "
               f"({size}, sha {r['corpus']['sha256'][:12]}), "
               f"prompts {r['prompts']['n']} (sha {r['prompts']['sha256'][:12]}).", ""]
     b = r.get("baseline") or {}
@@ -134,14 +131,14 @@ def summary_markdown(results: dict) -> str:
               "|---|---|" + "---|" * len(cols) + "---|"]
     for c in r["configs"]:
         failed = not_passed(c.get("gates"))
-        worst = _failed_cell(failed) if failed else _md(c.get("skip_reason") or c.get("error") or "none")
+        worst = _failed_cell(failed) if failed else md_cell(c.get("skip_reason") or c.get("error") or "none")
         cells = " | ".join(_fmt(scalar(c, m.name)) for m in cols)
-        lines.append(f"| `{_md(c['spec'])}` | {_md(c['verdict'])} | {cells} | {worst} |")
-    reused = [f"`{_md(c['spec'])}` (run {_md(c['cache']['run_id'])})" for c in r["configs"] if c.get("cache")]
+        lines.append(f"| `{md_cell(c['spec'])}` | {md_cell(c['verdict'])} | {cells} | {worst} |")
+    reused = [f"`{md_cell(c['spec'])}` (run {md_cell(c['cache']['run_id'])})" for c in r["configs"] if c.get("cache")]
     if reused:
         lines += ["", "Measurements reused from the results cache (identical weights, data, settings and "
                   "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
-    simulated = [f"`{_md(c['spec'])}`" for c in r["configs"] if (c.get("info") or {}).get("simulated")]
+    simulated = [f"`{md_cell(c['spec'])}`" for c in r["configs"] if (c.get("info") or {}).get("simulated")]
     if simulated:
         lines += ["", "Simulated, not run on a kernel: " + ", ".join(simulated) + " (float8 values through torch's "
                   "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json)."]
@@ -166,7 +163,7 @@ def _recovery(r: dict) -> list[str]:
     for spec, rec in rows:
         cells = [f"{_fmt(rec.get(k))} ({_fmt(rec.get(k + '_plain'))} -> {_fmt(rec.get(k + '_protected'))})"
                  for k in ("loss_delta", "kld_mean", "misgeneration_rate")]
-        out.append(f"| `{_md(spec)}` | " + " | ".join(cells) + " |")
+        out.append(f"| `{md_cell(spec)}` | " + " | ".join(cells) + " |")
     return out
 
 
@@ -192,9 +189,9 @@ def _regression_rows(regs) -> list[str]:
         if _number(e) and _number(v):
             change = f"{v - e:+.4g}" + (f" ({(v - e) / abs(e):+.1%})" if e != 0 else "")
         st = gate_status(g)
-        result = {"pass": "pass", "fail": "**regression**"}.get(st, f"**{_md(st)}**")
-        out.append(f"| `{_md(spec)}` | {_md(g['metric'])} | {_fmt(e)} | {_fmt(v)} | {change} | "
-                   f"{_md(g['tolerance'])} | {result} |")
+        result = {"pass": "pass", "fail": "**regression**"}.get(st, f"**{md_cell(st)}**")
+        out.append(f"| `{md_cell(spec)}` | {md_cell(g['metric'])} | {_fmt(e)} | {_fmt(v)} | {change} | "
+                   f"{md_cell(g['tolerance'])} | {result} |")
     return out
 
 
@@ -204,7 +201,7 @@ def _comparison(r: dict) -> list[str]:
     cmp = r.get("compare") or {}
     regs = [(c["spec"], g) for c in r["configs"] for g in c.get("regressions", [])]
     if not cmp.get("run_id") or not regs:
-        return ["", f"_{_md(cmp.get('note') or 'no comparison')}_"] if cmp else []
+        return ["", f"_{md_cell(cmp.get('note') or 'no comparison')}_"] if cmp else []
     bad = [sg for sg in regs if gate_status(sg[1]) != "pass"]
     good = [sg for sg in regs if gate_status(sg[1]) == "pass"]
     bad.sort(key=lambda sg: (gate_status(sg[1]) != "fail", -(sg[1].get("worse_by") or 0)))
@@ -214,7 +211,7 @@ def _comparison(r: dict) -> list[str]:
     n_fail = sum(gate_status(g) == "fail" for _, g in bad)
     shown_what = [f"{len(bad)} not passed"] if bad else []
     shown_what += [f"the {len(top)} largest changes within tolerance (relative to the earlier value)"] if top else []
-    out = ["", f"## Change from run `{_md(cmp['run_id'])}`: "
+    out = ["", f"## Change from run `{md_cell(cmp['run_id'])}`: "
                f"{f'{n_fail} regression(s)' if n_fail else 'no regression'}", "",
            f"{len(regs)} checks" + (f"; shown first: {' and '.join(shown_what)}" if shown_what else "")
            + "; every check is also in [report.html](report.html#regression).", ""]

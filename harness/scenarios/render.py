@@ -1,13 +1,14 @@
 """The "Deployment scenarios" section of summary.md (tables, one line of reading per configuration)
 and of report.html (the same tables and one small plot per scenario).
 
-html_report.py passes its plotting helpers in (this module imports nothing from the report modules,
-so the import graph stays one-way); everything from a model or tokenizer is escaped.
+Plotting and escaping come from harness/reportkit.py, like every report writer's; everything from a
+model or tokenizer is escaped.
 """
 from __future__ import annotations
 
-import html
 import math
+
+from ..reportkit import COLORS, esc, md_cell, pyplot, svg
 
 _POLICY = {"full": "full cache", "sink_window": "sink + window", "window_only": "window only"}
 _STYLE = {"full": "-", "sink_window": "--", "window_only": ":"}
@@ -138,10 +139,6 @@ def reading(c: dict) -> str:
 
 # ---- summary.md ----
 
-def _md(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def markdown(results: dict) -> list[str]:
     if not has_scenarios(results):
         return []
@@ -154,21 +151,21 @@ def markdown(results: dict) -> list[str]:
         if not rows:
             continue
         out += ["", f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(_md(x) for x in row) + " |" for row in rows]
+        out += ["| " + " | ".join(md_cell(x) for x in row) + " |" for row in rows]
     lines = [(c["spec"], reading(c)) for c in results.get("configs") or []]
-    out += [""] + [f"- `{_md(s)}`: {_md(t)}" for s, t in lines if t]
+    out += [""] + [f"- `{md_cell(s)}`: {md_cell(t)}" for s, t in lines if t]
     return out
 
 
 # ---- report.html ----
 
 def _html_table(head, rows) -> str:
-    e = html.escape
+    e = esc
     return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in row) + "</tr>" for row in rows) + "</table>")
 
 
-def _streaming_plot(results, plt, svg, colors) -> str:
+def _streaming_plot(results, plt) -> str:
     rows = _rows(results, "streaming")
     if not any("curve" in r for _, r, _ in rows):
         return ""
@@ -180,7 +177,7 @@ def _streaming_plot(results, plt, svg, colors) -> str:
             ys = cv.get(p)
             if ys:
                 ax.plot([(i + 0.5) * w for i in range(len(ys))], ys, style, lw=1.2,
-                        color="k" if label == "baseline" else colors[(k - 1) % len(colors)],
+                        color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)],
                         label=f"{label}: {_POLICY[p]}")
     w = (((results.get("baseline") or {}).get("scenarios") or {}).get("streaming") or {}).get("settings", {}).get("window")
     if w:
@@ -192,7 +189,7 @@ def _streaming_plot(results, plt, svg, colors) -> str:
     return svg(fig)
 
 
-def _packed_plot(results, plt, svg, colors) -> str:
+def _packed_plot(results, plt) -> str:
     rows = [(label, r) for label, r, _ in _rows(results, "packed") if "subs" in r]
     if not rows:
         return ""
@@ -202,7 +199,7 @@ def _packed_plot(results, plt, svg, colors) -> str:
             docs = ((r["subs"].get(sub) or {}).get("docs")) or []
             if docs:
                 ax.plot(range(1, len(docs) + 1), [_v(d.get("start_mass")) for d in docs], style, ms=3, lw=1.2,
-                        color="k" if label == "baseline" else colors[(k - 1) % len(colors)], label=f"{label}: {sub}")
+                        color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)], label=f"{label}: {sub}")
     ax.locator_params(axis="x", integer=True)
     ax.set_xlabel("document position in the packed sequence")
     ax.set_ylabel("attention on the document's start")
@@ -211,7 +208,7 @@ def _packed_plot(results, plt, svg, colors) -> str:
     return svg(fig)
 
 
-def _bos_plot(results, plt, svg, colors) -> str:
+def _bos_plot(results, plt) -> str:
     """Loss increase when BOS is removed (never - always) per model, with its 95% interval."""
     rows = [(label, r["removal"]) for label, r, _ in _rows(results, "bos") if isinstance(r.get("removal"), dict)]
     if not rows:
@@ -221,7 +218,7 @@ def _bos_plot(results, plt, svg, colors) -> str:
         v = _v(f)
         err = [[v - f["ci_low"]], [f["ci_high"] - v]] if v is not None and f.get("ci_low") is not None else None
         ax.bar(k, math.nan if v is None else v, 0.6, yerr=err, capsize=3,
-               color="k" if label == "baseline" else colors[(k - 1) % len(colors)])
+               color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)])
     ax.axhline(0, color="#888", lw=0.8)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([label for label, _ in rows], fontsize=7)
@@ -230,18 +227,18 @@ def _bos_plot(results, plt, svg, colors) -> str:
     return svg(fig)
 
 
-def html_section(results: dict, plt, svg, colors) -> str:
-    """The report.html section (empty when the run measured no scenario); plt/svg: html_report's helpers."""
+def html_section(results: dict) -> str:
+    """The report.html section (empty when the run measured no scenario)."""
     if not has_scenarios(results):
         return ""
-    e = html.escape
+    e = esc
     parts = ["<h2 id=scenarios>Deployment scenarios</h2>"]
     for title, fn, plot in (("Streaming with KV eviction", streaming_table, _streaming_plot),
                             ("Packed documents", packed_table, _packed_plot), ("BOS policy", bos_table, _bos_plot)):
         head, rows = fn(results)
         if rows:
             parts += [f"<h3>{e(title)}</h3>", _html_table(head, rows),
-                      f"<div class=plot>{plot(results, plt(), svg, colors)}</div>"]
+                      f"<div class=plot>{plot(results, pyplot())}</div>"]
     lines = [(c["spec"], reading(c)) for c in results.get("configs") or []]
     parts.append("<ul>" + "".join(f"<li><b>{e(s)}</b>: {e(t)}</li>" for s, t in lines if t) + "</ul>")
     return "".join(parts)
