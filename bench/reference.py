@@ -8,7 +8,8 @@
     per-head attention JS (16 sampled query rows per sequence instead of all of them).
 (2) peak memory: each mode in its own process measuring one configuration (the reference already
     built); RSS sampled every 20 ms while the run measures, and that peak above the RSS after imports
-    and inputs (what the models and their passes add). Ratio = reference / lockstep.
+    and inputs (what the models and their passes add); the median of 3 runs per mode (identical runs
+    differ by a few hundred MB). Ratio = reference / lockstep.
 (3) reference size on disk.
 Last line: `reference_memory=<ratio above imports> reference_memory_rss=<ratio of whole peaks>
 kld_relerr=<...> js_worst_relerr=<...>`.
@@ -60,10 +61,19 @@ def child(values: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def memory(values: dict) -> tuple[dict, dict, float, float]:
+def memory(values: dict, repeats: int = 3) -> tuple[dict, dict, float, float]:
     """(reference-mode figures, lockstep figures, ratio above imports and inputs, ratio of whole peaks)
-    of measuring values' configuration; the reference must exist already."""
-    refm, lockm = child({**values, "reference": True}), child({**values, "lockstep": "on"})
+    of measuring values' configuration; the reference must exist already. Peak RSS of identical runs
+    varies by a few hundred MB (allocator timing across threads), so each mode's figure is the median
+    of `repeats` runs, the modes alternating."""
+    pairs = [(child({**values, "reference": True}), child({**values, "lockstep": "on"})) for _ in range(repeats)]
+    med = len(pairs) // 2
+
+    def pick(i):
+        runs = sorted((p[i] for p in pairs), key=lambda r: r["peak_mb"])
+        return {**runs[med], "peaks_mb": [round(r["peak_mb"]) for r in runs]}
+
+    refm, lockm = pick(0), pick(1)
     grown = lockm["peak_mb"] - lockm["after_inputs_mb"]  # ~0 on tiny models: their passes fit in import-time RSS
     above = (refm["peak_mb"] - refm["after_inputs_mb"]) / grown if grown > 1 else float("nan")
     return refm, lockm, above, refm["peak_mb"] / lockm["peak_mb"]
@@ -108,8 +118,9 @@ def main() -> None:
         print(f"reference_memory=nan reference_memory_rss=nan kld_relerr={kld:.4f} js_worst_relerr={js:.4f}")
         return
     refm, lockm, above, whole = memory(base)
-    print(f"(2) peak RSS measuring {a.quant}: reference {refm['peak_mb']:.0f} MB ({refm['after_inputs_mb']:.0f} after "
-          f"imports and inputs), lockstep {lockm['peak_mb']:.0f} MB ({lockm['after_inputs_mb']:.0f}); above imports: "
+    print(f"(2) peak RSS measuring {a.quant} (median of 3 runs each): reference {refm['peak_mb']:.0f} MB "
+          f"{refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), lockstep "
+          f"{lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} ({lockm['after_inputs_mb']:.0f}); above imports: "
           f"{above:.3f}, whole: {whole:.3f}")
     size = sum(p.stat().st_size for p in (tmp / "refs").rglob("*") if p.is_file())
     print(f"(3) reference on disk: {size / 2**20:.1f} MiB")

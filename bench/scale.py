@@ -11,7 +11,7 @@
     serial process (lockstep off: one configuration at a time beside the baseline).
 (a) peak memory of measuring one configuration against a reference vs in lockstep with the baseline,
     each in its own process (bench/reference.py: peak RSS above the process after imports and inputs,
-    and the whole peak).
+    and the whole peak; the median of 3 runs per mode).
 Last line: `rerun_cost=<changed-run time / cold time> reference_memory=<reference / lockstep, above
 imports> reference_memory_rss=<whole peaks> ray_speedup=<serial / ray>`.
 """
@@ -81,8 +81,9 @@ def main() -> None:
         mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
         timed({**mem, "reference": True})  # builds the reference
         refm, lockm, above, whole = memory(mem)
-        print(f"(a) peak RSS measuring {a.memory_quant}: against the reference {refm['peak_mb']:.0f} MB "
-              f"({refm['after_inputs_mb']:.0f} after imports and inputs), in lockstep {lockm['peak_mb']:.0f} MB "
+        print(f"(a) peak RSS measuring {a.memory_quant} (median of 3 runs each): against the reference "
+              f"{refm['peak_mb']:.0f} MB {refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), "
+              f"in lockstep {lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} "
               f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(os.environ["QS_CACHE_DIR"], ignore_errors=True)

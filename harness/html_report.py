@@ -13,6 +13,7 @@ from .catalogue import shown
 from .reportkit import COLORS, esc, pyplot, svg
 from .report import family, gate_order, gate_status, not_passed
 from .scenarios.render import html_section as scenario_section
+from .summarize import prompt_scores
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 def _num(v, digits=4) -> str:
@@ -280,8 +281,13 @@ def _marked(text: str, at: int) -> str:
 
 
 def _flips(c) -> int:
-    return sum(1 for g in c.get("generations") or [] if g.get("correct_baseline") is True
-               and g.get("correct_quantized") is False)
+    """Flips as the gate counts them: stable-correct prompts answered wrongly."""
+    return sum(1 for g in c.get("generations") or [] if prompt_scores(g)["flip"] > 0)
+
+
+# per-prompt status from the paired scores the gates average (summarize.prompt_scores)
+_STATUS = [("flip", 1, "flip", "flip"), ("degen", 1, "degen", "degenerate"), ("flip", -1, "", "unflip"),
+           ("degen", -1, "", "recovered")]
 
 
 def _generations(results) -> str:
@@ -295,14 +301,15 @@ def _generations(results) -> str:
         for g in gens:
             b, q = g.get("baseline") or "", g.get("quantized") or ""
             at = len(os.path.commonprefix([b, q]))
-            flip = g.get("correct_baseline") is True and g.get("correct_quantized") is False
-            cls = "flip" if flip else ("degen" if g.get("degenerate") and not g.get("degenerate_baseline") else "")
-            status = "flip" if flip else ("degenerate" if cls == "degen" else ("same" if b == q else "differs"))
+            sc = prompt_scores(g)
+            cls, status = next(((k, w) for key, v, k, w in _STATUS if sc[key] == v),
+                               ("", "same" if b == q else "differs"))
             rows.append(f"<tr class='{cls}'><td><pre>{esc(g.get('prompt'))}</pre></td><td>{esc(g.get('reference'))}"
                         f"</td><td><pre>{esc(b)}</pre></td><td><pre>{_marked(q, at)}</pre></td>"
                         f"<td>{esc(status)}<br><small>token {esc(g.get('first_divergence'))}</small></td></tr>")
         out.append(f"<details{' open' if c is worst else ''}><summary>{esc(c['spec'])}: {len(gens)} prompts, "
-                   f"{_flips(c)} flips (highlighted)</summary><table class=gens><tr><th>prompt</th><th>reference</th><th>baseline</th>"
+                   f"{_flips(c)} flips of stable-correct prompts (highlighted)</summary><table class=gens><tr>"
+                   f"<th>prompt</th><th>reference</th><th>baseline</th>"
                    f"<th>quantized (first divergence marked)</th><th></th></tr>{''.join(rows)}</table></details>")
     return "".join(out)
 

@@ -221,9 +221,26 @@ def load_model(source_dir: Path, *, dtype: str = "fp32", device: str = "cpu", at
         trust_remote_code=trust_remote_code, **kwargs)
     if "device_map" not in kwargs:
         model.to(device)
+        if device == "cpu":
+            _own_memory(model)
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _own_memory(model) -> None:
+    """Copy CPU weights out of the safetensors file mapping into the process's own memory.
+
+    from_pretrained leaves fp32 weights memory-mapped from the file; a quantizer that replaces them
+    frees nothing, since the mapping stays while any tensor (the tied embedding) still points into it
+    and every page it read stays resident: rtn-w4g32 on smollm2-135m held 1.21 GB after quantizing
+    instead of 0.93 GB. Tied weights stay tied (one Parameter, updated in place).
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            t.data = t.data.clone()
 
 
 def load_tokenizer(source_dir: Path, trust_remote_code: bool = False):

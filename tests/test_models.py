@@ -1,5 +1,6 @@
 """Model sources: aliases, tiny models, local directories, Hub ids (via a local cache), GGUF."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,28 @@ def test_trust_remote_code_is_off_unless_asked(monkeypatch):
     with pytest.raises(RuntimeError):
         load_model(resolve_model("tiny-llama").local_dir)
     assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_cpu_weights_do_not_stay_mapped_from_the_checkpoint(tmp_path):
+    """A quantizer that replaces the weights must free them: nothing may keep the file mapped."""
+    import gc
+    import shutil
+
+    import torch
+
+    from harness.models import load_model
+
+    src = resolve_model("tiny-llama").local_dir
+    local = tmp_path / "m"
+    shutil.copytree(src, local)
+    model = load_model(local)
+    gc.collect()
+    files = [str(f) for f in local.glob("*.safetensors")]
+    maps = Path("/proc/self/maps").read_text()
+    assert files and not [f for f in files if f in maps]
+    fresh = load_model(src)
+    for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == bool(tied)
