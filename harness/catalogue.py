@@ -9,7 +9,7 @@ prints it).
 
 Evidence groups (built by summarize.py, one row per item):
   sequences  corpus sequences: nll_b/nll_q/kl/top1 [N,T-1], mass_b/mass_q/js [N,L,H], cos/kvrel [N,L]
-  prompts    generation prompts: exact, div, right_base, stable_right, stable_wrong, q_right, degen, mis [n]
+  prompts    generation prompts: exact, div, right_base, has_ref, stable_right, stable_wrong, flip, degen, mis [n]
 Every group also carries `cluster` [n]: the unit intervals resample (corpus document, prompt family).
   long       the long-generation subset, same fields as prompts
   stability  reference prompts with neutral variants: sq, sb (correctness the same on all) [n]
@@ -118,9 +118,8 @@ def _no_correct(ev) -> str | None:
 
 def _net_flip(ev, i) -> float:
     """(stable-correct prompts the quantized model gets wrong - stable-wrong ones it gets right) / stable-correct."""
-    sr, sw, q = ev["stable_right"][i], ev["stable_wrong"][i], ev["q_right"][i]
-    n = sr.sum()
-    return float(((sr & ~q).sum() - (sw & q).sum()) / n) if n else math.nan
+    n = ev["stable_right"][i].sum()
+    return float(ev["flip"][i].sum() / n) if n else math.nan  # flip: +1 / -1 per prompt (summarize.prompt_scores)
 
 
 def _gap(ev, i, a: str, b: str) -> float:

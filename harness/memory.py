@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import sys
 
-_LIBC = None
 
-
-def _libc():
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:  # no glibc here (musl, macOS): trimming is glibc's only
-            _LIBC = False
-        if _LIBC is not False and not hasattr(_LIBC, "malloc_trim"):
-            _LIBC = False
-    return _LIBC
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
 
 
 def release() -> None:
@@ -31,6 +27,6 @@ def release() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-    libc = _libc()
-    if libc:
-        libc.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -171,16 +171,15 @@ def prompt_scores(g: dict) -> dict:
 
 def prompt_evidence(gens: list[dict]) -> dict:
     """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
-    stable_right = np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool)
-    q_right = np.array([g["correct_quantized"] is True for g in gens], dtype=bool)
     scores = [prompt_scores(g) for g in gens]
     return {"cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
             "exact": np.array([g["exact"] for g in gens], dtype=float),
             "div": np.array([g["first_divergence"] for g in gens], dtype=float),
             "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
             "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
-            "stable_right": stable_right, "q_right": q_right,
+            "stable_right": np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool),
             "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
+            "flip": np.array([s["flip"] for s in scores], dtype=float),
             "degen": np.array([s["degen"] for s in scores], dtype=float),
             "mis": np.array([s["mis"] for s in scores], dtype=float)}
 
@@ -189,8 +188,7 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
     """Metrics and gate views from per-prompt generation records."""
     ev = prompt_evidence(gens)
     met, views = reduce_evidence("prompts", ev, len(gens), seed)
-    flips = int((ev["stable_right"] & ~ev["q_right"]).sum())
-    unflips = int((ev["stable_wrong"] & ev["q_right"]).sum())
+    flips, unflips = int((ev["flip"] > 0).sum()), int((ev["flip"] < 0).sum())
     met.update({"n_prompts": len(gens), "n_with_references": sum(1 for g in gens if g["reference"]),
                 "n_baseline_correct": int(ev["right_base"].sum()),
                 "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),

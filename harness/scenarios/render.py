@@ -160,9 +160,8 @@ def markdown(results: dict) -> list[str]:
 # ---- report.html ----
 
 def _html_table(head, rows) -> str:
-    e = esc
-    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in row) + "</tr>" for row in rows) + "</table>")
+    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(str(x))}</td>" for x in row) + "</tr>" for row in rows) + "</table>")
 
 
 def _streaming_plot(results, plt) -> str:
@@ -231,14 +230,13 @@ def html_section(results: dict) -> str:
     """The report.html section (empty when the run measured no scenario)."""
     if not has_scenarios(results):
         return ""
-    e = esc
     parts = ["<h2 id=scenarios>Deployment scenarios</h2>"]
     for title, fn, plot in (("Streaming with KV eviction", streaming_table, _streaming_plot),
                             ("Packed documents", packed_table, _packed_plot), ("BOS policy", bos_table, _bos_plot)):
         head, rows = fn(results)
         if rows:
-            parts += [f"<h3>{e(title)}</h3>", _html_table(head, rows),
+            parts += [f"<h3>{esc(title)}</h3>", _html_table(head, rows),
                       f"<div class=plot>{plot(results, pyplot())}</div>"]
     lines = [(c["spec"], reading(c)) for c in results.get("configs") or []]
-    parts.append("<ul>" + "".join(f"<li><b>{e(s)}</b>: {e(t)}</li>" for s, t in lines if t) + "</ul>")
+    parts.append("<ul>" + "".join(f"<li><b>{esc(s)}</b>: {esc(t)}</li>" for s, t in lines if t) + "</ul>")
     return "".join(parts)
