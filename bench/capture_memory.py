@@ -37,8 +37,8 @@ def _rss_kb(field: str) -> int:
 def child(model_name: str, T: int, mode: str) -> dict:
     import torch
 
-    from harness.measure import compare_pair, forward_stats
-    from harness.models import load_model, resolve_model
+    from harness.measure.passes import compare_pair, forward_stats
+    from harness.models.sources import load_model, resolve_model
 
     src = resolve_model(model_name)
     model = load_model(src.local_dir)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.datasets import load_prompts  # noqa: E402
-from harness.generation import generate  # noqa: E402
-from harness.models import load_model, load_tokenizer, resolve_model  # noqa: E402
+from harness.data.sets import load_prompts  # noqa: E402
+from harness.measure.generation import generate  # noqa: E402
+from harness.models.sources import load_model, load_tokenizer, resolve_model  # noqa: E402
 
 
 def main():

@@ -90,7 +90,7 @@ def main() -> None:
     a = ap.parse_args()
     import numpy as np
 
-    from harness.api import run
+    from harness.cli import run
 
     os.environ["QS_RESULTS_CACHE"] = "off"
     tmp = Path(tempfile.mkdtemp(prefix="qs-bench-ref-"))

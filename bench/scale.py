@@ -31,7 +31,7 @@ from signoff_cost import fresh_cache  # noqa: E402  (bench/ is this script's own
 
 
 def timed(values: dict) -> tuple[float, dict]:
-    from harness.api import run
+    from harness.cli import run
 
     t0 = time.perf_counter()
     res = run(values, progress=lambda m: None)
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--skip-memory", action="store_true", help="leave out (a)")
     ap.add_argument("--memory-quant", default="rtn-w4g32", help="the configuration of the memory comparison (a)")
     a = ap.parse_args()
-    from harness.storage import cache_root
+    from harness.system.files import cache_root
 
     real = cache_root()
     os.environ["QS_RESULTS_CACHE"] = "on"

@@ -12,12 +12,12 @@ import argparse
 import time
 
 import harness.testing  # noqa: F401  (registers the fault methods)
-from harness.gates import evaluate_gate
-from harness.measure import Participant
-from harness.policy import load_policy
+from harness.gates.decide import evaluate_gate
+from harness.measure.passes import Participant
+from harness.gates.policy import load_policy
 from harness.scenarios.runner import records, run_group
-from harness.session import Session
-from harness.spec import build_spec
+from harness.engine.session import Session
+from harness.config.build import build_spec
 
 
 def main():
@@ -47,7 +47,7 @@ def main():
     if a.json:
         import json
 
-        from harness.results import clean
+        from harness.report.results import clean
 
         recs = {k: (v if isinstance(v, BaseException) else v[0]) for k, v in out.items()}
         with open(a.json, "w") as f:

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from harness.api import run  # noqa: E402
-from harness.generation import attention_impl, generate  # noqa: E402
+from harness.cli import run  # noqa: E402
+from harness.measure.generation import attention_impl, generate  # noqa: E402
 from harness.methods import quantize  # noqa: E402
-from harness.session import Session  # noqa: E402
-from harness.spec import build_spec  # noqa: E402
+from harness.engine.session import Session  # noqa: E402
+from harness.config.build import build_spec  # noqa: E402
 
 
 def fresh_cache(real: Path) -> Path:
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--warm-quant", default="gptq-w4g128", help="added for the cold/warm cache check ('' to skip)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the harness and the floor both run there)")
     a = ap.parse_args()
-    from harness.storage import cache_root
+    from harness.system.files import cache_root
 
     real = cache_root()
     report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))

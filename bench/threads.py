@@ -7,10 +7,10 @@ import time
 
 import torch
 
-from harness.datasets import load_prompts
-from harness.generation import generate
-from harness.measure import forward_stats
-from harness.models import load_model, load_tokenizer, resolve_model
+from harness.data.sets import load_prompts
+from harness.measure.generation import generate
+from harness.measure.passes import forward_stats
+from harness.models.sources import load_model, load_tokenizer, resolve_model
 
 
 def main():

@@ -24,10 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.catalogue import BY_NAME  # noqa: E402
-from harness.gates import GateView, evaluate_gate  # noqa: E402
-from harness.policy import Limit  # noqa: E402
-from harness.summarize import interval, prompt_evidence  # noqa: E402
+from harness.metrics.catalogue import BY_NAME  # noqa: E402
+from harness.gates.decide import evaluate_gate
+from harness.metrics.views import GateView
+from harness.gates.policy import Limit  # noqa: E402
+from harness.metrics.evidence import interval, prompt_evidence  # noqa: E402
 
 SEQ_GATES = ("loss_delta", "ppl_ratio", "kld_mean", "top1_agreement", "sink_hidden_cos")
 PROMPT_GATES = ("flip_rate", "degenerate_rate", "misgeneration_rate")

@@ -4,6 +4,6 @@ __version__ = "0.1.0"
 
 def run(spec):
     """Run every configuration of a RunSpec, write the run directory, return results (dict)."""
-    from .api import run as _run
+    from harness.cli import run as _run
 
     return _run(spec)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .methods.base import QuantConfig, bad_spec
-from .methods.registry import register_handler, register_method
+from harness.methods.base import QuantConfig, bad_spec
+from harness.methods.registry import register_handler, register_method
 
 SINK_LAYER = 2
 SINK_SCALE = 0.8
@@ -68,7 +68,7 @@ def _sink_hook(module, args, output):
 def quantize(cfg: FaultConfig, ctx):
     import torch
 
-    from .structure import decoder_layers
+    from harness.models.structure import decoder_layers
 
     model = ctx.load_baseline()
     layers = decoder_layers(model)

@@ -470,7 +470,7 @@ def family(pid: str) -> str:
 
 def _answer_span(tok, ids: list[int], refs) -> int:
     """How many tokens of a continuation it takes to be correct (len(ids) if it never is)."""
-    from harness.generation import is_correct
+    from harness.metrics.text import is_correct
 
     for j in range(1, len(ids) + 1):
         if is_correct(tok.decode(ids[:j], skip_special_tokens=True), refs):
@@ -489,7 +489,7 @@ def margins(model, tok, items) -> list[float]:
 
     import torch
 
-    from harness.generation import attention_impl, encode_prompt
+    from harness.measure.generation import attention_impl, encode_prompt
 
     extends = torch.tensor([bool(re.match(r"\w", tok.decode([i]))) for i in range(len(tok))])
     out = []
@@ -543,9 +543,10 @@ def main() -> None:
 
     import torch
 
-    from harness.behaviour import prompt_variants
-    from harness.generation import generate, is_correct
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.measure.behaviour import prompt_variants
+    from harness.measure.generation import generate
+    from harness.metrics.text import is_correct
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     torch.set_num_threads(2)
     cands = candidates()

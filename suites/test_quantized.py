@@ -1,7 +1,7 @@
 """The sign-off suite: one item per configuration (quantize and measure) and one per gate."""
 import pytest
 
-from harness.catalogue import BY_NAME
+from harness.metrics.catalogue import BY_NAME
 from harness.plugin import junit_per_item
 
 

@@ -27,7 +27,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny():
     """Load (model, tokenizer) of a tiny-<arch> model, eager attention."""
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     cache = {}
 

@@ -109,7 +109,7 @@ def test_importing_the_package_imports_no_heavy_backend():
 
 
 def test_docs_metric_table_is_the_catalogue():
-    from harness.catalogue import markdown_table
+    from harness.metrics.catalogue import markdown_table
 
     text = (ROOT / "docs" / "results.md").read_text()
     m = re.search(r"<!-- metric-table:begin -->\n(.*?)\n<!-- metric-table:end -->", text, re.S)
@@ -118,7 +118,7 @@ def test_docs_metric_table_is_the_catalogue():
 
 
 def test_every_metric_in_results_is_catalogued_and_every_gate_view_is_gateable():
-    from harness.catalogue import BY_NAME, GATE_METRICS
+    from harness.metrics.catalogue import BY_NAME, GATE_METRICS
 
     r = json.loads((ROOT / "tests" / "golden" / "tiny_run_results.json").read_text())
     for c in r["configs"]:
@@ -147,7 +147,7 @@ def _help_options(text: str) -> dict[str, str]:
 
 
 def test_cli_and_pytest_offer_the_same_options_with_the_same_help(pytester):
-    from harness.settings import SETTINGS
+    from harness.config.settings import SETTINGS
 
     env = dict(os.environ, COLUMNS="200")
     cli = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, cwd=ROOT,
@@ -174,13 +174,13 @@ def test_bad_flag_of_python_m_harness_exits_4_in_one_line():
 
 
 def test_profiles_are_changes_over_a_parent():
-    from harness.settings import PROFILES, profile_values
+    from harness.config.settings import PROFILES, profile_values
 
     assert PROFILES["signoff"].parent == "nightly" and PROFILES["nightly"].parent == "smoke"
     night, sign = profile_values("nightly"), profile_values("signoff")
     assert sign["corpus"] == night["corpus"] == "python-docs"  # inherited, not restated
     assert "corpus" not in PROFILES["signoff"].changes
-    from harness.settings import BY_NAME
+    from harness.config.settings import BY_NAME
 
     assert set(PROFILES) == set(BY_NAME["profile"].choices)
 
@@ -215,7 +215,7 @@ def test_results_match_the_golden_run(tmp_path, monkeypatch):
     Regenerate after a deliberate change of results: QS_UPDATE_GOLDEN=1 pytest tests/test_architecture.py -k golden
     (and say in the commit which fields changed and why).
     """
-    from harness.api import run
+    from harness.cli import run
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path / "cache"))
     now = json.loads(json.dumps(run(dict(GOLDEN_RUN, report_dir=str(tmp_path / "rep")), progress=lambda m: None)))
@@ -250,8 +250,8 @@ def test_custom_rules_example_runs(suite_dir, tmp_path):
 
 
 def test_a_rule_about_a_missing_metric_says_which_exist():
-    from harness.records import ConfigResult
-    from harness.view import ResultView
+    from harness.gates.records import ConfigResult
+    from harness.plugin.view import ResultView
 
     r = ConfigResult("rtn-w8", "rtn", 8, None, "8", {}, metrics={"sink_hidden_cos": [0.5, None]},
                      gate_views={"ppl_ratio": {"value": 1.01}})

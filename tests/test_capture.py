@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from harness.errors import CaptureError
-from harness.measure import compare_pair, forward_stats
-from harness.probe import attention_modules, capture
+from harness.measure.passes import compare_pair, forward_stats
+from harness.measure.hooks import attention_modules, capture
 from harness.methods.rtn import RTNConfig
 from harness.methods.rtn import apply_rtn
-from harness.tiny import TINY_ARCHS
+from harness.models.tiny import TINY_ARCHS
 
 
 def _np_sink_mass(attn):  # [B,H,T,T] numpy -> [B,H]
@@ -58,7 +58,7 @@ def test_hooks_are_removed(tiny):
 
 
 def test_sdpa_model_is_switched_to_eager(tiny):
-    from harness.models import load_model, resolve_model
+    from harness.models.sources import load_model, resolve_model
 
     model = load_model(resolve_model("tiny-llama").local_dir, attn="sdpa")
     st = forward_stats(model, torch.randint(0, 256, (1, 12)))

@@ -34,8 +34,8 @@ def test_usage_errors_exit_4_one_line_no_traceback(suite_dir, flag, value, needl
 
 def test_rtn_group_not_dividing_names_the_layer():
     from harness.errors import UsageError
-    from harness.session import Session
-    from harness.spec import build_spec
+    from harness.engine.session import Session
+    from harness.config.build import build_spec
 
     with pytest.raises(UsageError, match="does not divide the input width 64 of layers.0"):
         Session(build_spec({"model": "tiny-llama", "quant": "rtn-w4g48"})).prepare()
@@ -81,7 +81,7 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
 
 
 def test_plain_python_api_gives_same_metrics(tmp_path):
-    from harness.api import run
+    from harness.cli import run
 
     kw = dict(model="tiny-llama", quant="rtn-w4g16", n_sequences=2, seq_len=32, max_new_tokens=4,
               report_dir=str(tmp_path))
@@ -92,7 +92,7 @@ def test_plain_python_api_gives_same_metrics(tmp_path):
 
 def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
     """Baseline once per batch for all configs (lockstep) or re-run per config: same numbers."""
-    from harness.api import run
+    from harness.cli import run
 
     kw = dict(model="tiny-qwen2", quant="rtn-w4g16,rtn-w2g16,fault-nan", n_sequences=4, seq_len=32,
               max_new_tokens=4, n_prompts=8, report_dir=str(tmp_path))
@@ -102,8 +102,8 @@ def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
         assert a["spec"] == b["spec"] and a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"]
     # The baseline block comes from the comparison's own baseline passes: the same as a
     # baseline-only pass.
-    from harness.session import Session
-    from harness.spec import build_spec
+    from harness.engine.session import Session
+    from harness.config.build import build_spec
 
     alone = Session(build_spec(dict(kw, quant="rtn-w8"))).prepare()
     assert on["baseline"] == off["baseline"] and _close(on["baseline"], alone.baseline.stats)

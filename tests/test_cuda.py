@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture(scope="module")
 def cuda_tiny():
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     src = resolve_model("tiny-llama")
     return load_model(src.local_dir, device="cuda"), load_tokenizer(src.local_dir)
@@ -24,7 +24,7 @@ def _ids():
 
 
 def test_capture_on_cuda_matches_output_attentions(cuda_tiny):
-    from harness.measure import forward_stats
+    from harness.measure.passes import forward_stats
 
     model, _ = cuda_tiny
     ids = _ids()
@@ -36,9 +36,9 @@ def test_capture_on_cuda_matches_output_attentions(cuda_tiny):
 
 
 def test_lockstep_kv_and_protection_on_cuda(cuda_tiny):
-    from harness.kvcache import KVSpec
-    from harness.measure import Participant, compare_pair
-    from harness.protect import SinkSource
+    from harness.measure.kvcache import KVSpec
+    from harness.measure.passes import Participant, compare_pair
+    from harness.measure.protect import SinkSource
     from harness.methods.rtn import RTNConfig
     from harness.methods.rtn import apply_rtn
 
@@ -54,9 +54,9 @@ def test_lockstep_kv_and_protection_on_cuda(cuda_tiny):
 
 
 def test_generation_on_cuda_with_kv_cache_and_protection(cuda_tiny):
-    from harness.generation import generate
-    from harness.kvcache import KVSpec
-    from harness.protect import SinkSource
+    from harness.measure.generation import generate
+    from harness.measure.kvcache import KVSpec
+    from harness.measure.protect import SinkSource
 
     model, tok = cuda_tiny
     prompts = ["hello there", "a", "the quick brown fox"]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from harness.datasets import load_corpus, load_prompts, python_docs
+from harness.data.sets import load_corpus, load_prompts, python_docs
 from harness.errors import UsageError
 
 

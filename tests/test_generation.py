@@ -1,7 +1,8 @@
 """Greedy generation, correctness against references, degeneration."""
 import pytest
 
-from harness.generation import first_divergence, generate, has_loop, is_correct, is_degenerate
+from harness.measure.generation import generate
+from harness.metrics.text import first_divergence, has_loop, is_correct, is_degenerate
 
 
 @pytest.mark.parametrize("text,refs,ok", [
@@ -39,8 +40,8 @@ def test_continuation_nll_equals_one_prompt_at_a_time_full_logits(tiny):
     alone from full-sequence logits (prompts of different lengths, an empty continuation)."""
     import torch
 
-    from harness.behaviour import continuation_nll
-    from harness.generation import encode_prompt
+    from harness.measure.behaviour import continuation_nll
+    from harness.measure.generation import encode_prompt
 
     model, tok = tiny("llama")
     prompts = ["The capital of France is", "1, 2, 3, 4,", "Once upon a time there was a long, long prompt", "Hi"]

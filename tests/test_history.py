@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import UsageError
-from harness.history import check_comparable, identity
-from harness.regression import RegressionCheck, Tolerance
+from harness.config.identity import check_comparable, comparable_identity
+from harness.gates.regression import RegressionCheck, Tolerance
 
 TINY = ["--model", "tiny-llama", "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6",
         "--n-prompts", "16"]
@@ -65,8 +65,8 @@ def _results(**over):
 ])
 def test_incomparable_runs_name_the_difference(over, needle):
     with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
-        check_comparable(identity(_results(**over)), identity(_results()), "r0")
-    check_comparable(identity(_results()), identity(_results()), "r0")
+        check_comparable(comparable_identity(_results(**over)), comparable_identity(_results()), "r0")
+    check_comparable(comparable_identity(_results()), comparable_identity(_results()), "r0")
 
 
 @pytest.mark.parametrize("over,needle", [
@@ -85,20 +85,20 @@ def test_incomparable_runs_name_the_difference(over, needle):
 ])
 def test_item9_identity_is_the_data_identity(over, needle):
     with pytest.raises(UsageError) as e:
-        check_comparable(identity(_results(**over)), identity(_results()), "r0")
+        check_comparable(comparable_identity(_results(**over)), comparable_identity(_results()), "r0")
     msg = str(e.value)
     assert needle in msg and msg.count("differs") == 1 and len(msg) < 200, msg
 
 
 def test_item9_configurations_libraries_and_unrecorded_keys_are_not_identity():
-    from harness.history import compare_details
+    from harness.history.runs import compare_details
 
     now = _results(settings={"spec": ["rtn-w4g32", "bnb-int8"]}, environment={"device": "cuda:1", "torch": "2.13"})
     before = _results(settings={"spec": ["rtn-w4g32", "rtn-w3g32"]}, environment={"device": "cuda:0"})
-    check_comparable(identity(now), identity(before), "r0")  # spec list, device index, torch version
+    check_comparable(comparable_identity(now), comparable_identity(before), "r0")  # spec list, device index, torch version
     old = _results()  # written before results.json recorded batch_size and long_new_tokens: unknown
     del old["settings"]["batch_size"], old["settings"]["long_new_tokens"]
-    check_comparable(identity(_results(settings={"batch_size": 1, "long_new_tokens": 8})), identity(old), "r0")
+    check_comparable(comparable_identity(_results(settings={"batch_size": 1, "long_new_tokens": 8})), comparable_identity(old), "r0")
     note = compare_details(before, now["settings"]["spec"], {"torch": "2.13", "transformers": "4.50.0"})
     assert note == ("; not in the earlier run: bnb-int8; not measured now: rtn-w3g32; "
                     "changed since the earlier run: torch 2.12.0 -> 2.13")
@@ -106,7 +106,7 @@ def test_item9_configurations_libraries_and_unrecorded_keys_are_not_identity():
 
 
 def test_item9_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
-    from harness.history import resolve
+    from harness.history.runs import resolve
 
     for rid, seq in (("r1", 128), ("r2", 256)):
         (tmp_path / rid).mkdir()
@@ -115,10 +115,10 @@ def test_item9_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
         (tmp_path / rid / "results.json").write_text(json.dumps(res))
         with open(tmp_path / "pins.jsonl", "a") as f:
             f.write(json.dumps({"run_id": rid, "model": "m"}) + "\n")
-    cur = identity(_results())
+    cur = comparable_identity(_results())
     got, note = resolve("pinned", tmp_path, "m", True, cur)
     assert got["run_id"] == "r1" and note == "comparing with pinned run r1, skipping 1 newer one(s) with other inputs"
-    got, note = resolve("pinned", tmp_path, "m", True, identity(_results(settings={"seed": 5})))
+    got, note = resolve("pinned", tmp_path, "m", True, comparable_identity(_results(settings={"seed": 5})))
     assert got is None and note.startswith("no comparable pinned run: no regression gates") and "seed" in note
     with pytest.raises(UsageError, match="seq_len differs"):
         resolve("r2", tmp_path, "m", True, cur)  # named explicitly: an error, not a fallback

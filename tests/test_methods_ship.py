@@ -11,13 +11,13 @@ import torch
 
 from harness.errors import MissingBackend, UsageError
 from harness.methods import QuantContext, bit_class, get_method, parse_spec, quantize
-from harness.structure import linear_modules
+from harness.models.structure import linear_modules
 
 TEXTS = [f"calibration text number {i}: the quick brown fox jumps over the lazy dog. " * 4 for i in range(8)]
 
 
 def _ctx(model_dir, tok):
-    from harness.models import load_model
+    from harness.models.sources import load_model
 
     return QuantContext(model_dir=model_dir, model_key=str(model_dir), load_baseline=lambda: load_model(model_dir),
                         tokenizer=tok, calibration=lambda n, seed: (TEXTS[:n], "test-calib"), gptq_samples=8,
@@ -25,7 +25,7 @@ def _ctx(model_dir, tok):
 
 
 def _run(spec, tiny, arch="llama"):
-    from harness.models import resolve_model
+    from harness.models.sources import resolve_model
 
     base, tok = tiny(arch)
     ctx = _ctx(resolve_model(f"tiny-{arch}").local_dir, tok)
@@ -123,7 +123,7 @@ def test_torchao_weights_are_its_tensors_on_the_grid(spec, tensor, bits, group, 
 def test_torchao_int4_config_per_device():
     """CPU: torchao's int4 CPU path (Intx, asymmetric, the spec's group); CUDA with bf16: Int4WeightOnlyConfig."""
     need("torchao", "pip install 'torchao>=0.18'")
-    from harness.methods.torchao_methods import torchao_config
+    from harness.methods.torchao import torchao_config
 
     cfg = parse_spec("torchao-int4wo-g64")
     cpu = torchao_config(cfg, "cpu", "fp32")
@@ -171,7 +171,7 @@ def test_gguf_weights_equal_ggufs_own_dequantize(qtype, levels, tiny):
 
 
 def test_gguf_ternary_types_need_256_wide_rows_and_are_ternary(tiny):
-    from harness.methods.gguf_types import gguf_round_trip
+    from harness.methods.gguf import gguf_round_trip
 
     with pytest.raises(UsageError, match="blocks of 256 weights.*input width 64"):
         _run("gguf-tq2_0", tiny)
@@ -188,7 +188,7 @@ def awq_model_dir(tmp_path_factory):
     """A small Llama whose output widths are multiples of 64 (GPTQModel's AWQ walks rows in blocks of 64)."""
     import transformers
 
-    from harness.tiny import byte_tokenizer
+    from harness.models.tiny import byte_tokenizer
 
     cfg = transformers.LlamaConfig(vocab_size=272, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -213,7 +213,7 @@ def _awq(model_dir, tok, cache):
 def awq_run(awq_model_dir, tmp_path_factory):
     """awq-w4g32 on that model, calibrated into its own cache: (baseline, tokenizer, model, info, cache)."""
     need("gptqmodel", "pip install gptqmodel")
-    from harness.models import load_model, load_tokenizer
+    from harness.models.sources import load_model, load_tokenizer
 
     cache = tmp_path_factory.mktemp("awq-cache")
     tok = load_tokenizer(awq_model_dir)
@@ -270,7 +270,7 @@ def _compressed_tensors_checkpoint(model, out, bits=4, group=32):
 
 def test_path_loads_a_compressed_tensors_checkpoint_with_its_bit_class(tiny, tmp_path):
     need("compressed_tensors", "pip install 'compressed-tensors>=0.20'")
-    from harness.models import load_model, resolve_model
+    from harness.models.sources import load_model, resolve_model
 
     base, tok = tiny("llama")
     src = resolve_model("tiny-llama").local_dir
@@ -345,8 +345,8 @@ def test_a_group_the_model_cannot_take_names_the_groups_that_fit(spec, fits):
     """tiny-llama's o_proj reads 64 features: group 128 is a usage error naming the groups that fit."""
     from types import SimpleNamespace
 
-    from harness.models import resolve_model
-    from harness.structure import meta_model
+    from harness.models.sources import resolve_model
+    from harness.models.structure import meta_model
 
     meta = meta_model(resolve_model("tiny-llama").local_dir)
     with pytest.raises(UsageError) as e:
@@ -387,8 +387,8 @@ def test_a_run_skips_a_method_whose_package_is_missing_and_signoff_fails_it(suit
 def test_reports_label_simulated_configurations():
     from test_report_md import config, results
 
-    from harness.html_report import _verdict_table
-    from harness.report import summary_markdown
+    from harness.report.html import _verdict_table
+    from harness.report.summary import summary_markdown
 
     r = results([config("fp8-e4m3", [], info={"simulated": True}), config("rtn-w8", [], info={})])
     (line,) = [ln for ln in summary_markdown(r).splitlines() if ln.startswith("Simulated")]

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness import metrics as M
-from harness import stats as S
+from harness.measure import formulas as M
+from harness.metrics import stats as S
 from harness.methods.rtn import fake_quantize
 
 
@@ -107,7 +107,7 @@ def test_key_votes_against_a_loop():
     import numpy as np
     import torch
 
-    from harness.metrics import key_votes
+    from harness.measure.formulas import key_votes
 
     g = torch.Generator().manual_seed(0)
     B, H, T = 2, 3, 7
@@ -153,8 +153,8 @@ def test_js_float32_keeps_precision_for_close_maps(seed, scale):
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from harness.behaviour import bos_variants, prompt_variants, swap_early  # noqa: E402
-from harness.summarize import behaviour_metrics, sink_recovery  # noqa: E402
+from harness.measure.behaviour import bos_variants, prompt_variants, swap_early  # noqa: E402
+from harness.metrics.evidence import behaviour_metrics, sink_recovery  # noqa: E402
 
 
 @given(st.text(min_size=1, max_size=40))

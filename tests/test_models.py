@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.models import ModelSource, resolve_model
+from harness.models.sources import ModelSource, resolve_model
 
 
 def test_tiny_models_resolve_to_cached_dirs():
@@ -96,8 +96,8 @@ def test_corrupt_or_truncated_safetensors_is_a_usage_error(tmp_path, damage, nee
 def test_trust_remote_code_is_off_unless_asked(monkeypatch):
     import transformers
 
-    from harness.models import load_model
-    from harness.spec import build_spec
+    from harness.models.sources import load_model
+    from harness.config.build import build_spec
 
     assert build_spec({}).trust_remote_code is False
     assert build_spec({"trust_remote_code": True}).trust_remote_code is True
@@ -120,7 +120,7 @@ def test_cpu_weights_do_not_stay_mapped_from_the_checkpoint(tmp_path):
 
     import torch
 
-    from harness.models import load_model
+    from harness.models.sources import load_model
 
     src = resolve_model("tiny-llama").local_dir
     local = tmp_path / "m"

@@ -40,7 +40,7 @@ model = apply_rtn(model, RTNConfig(w_bits=8))
 
 
 def test_quiet_imports_returns_what_was_printed(tmp_path, monkeypatch):
-    from harness.quiet import quiet_imports
+    from harness.system.quiet import quiet_imports
 
     (tmp_path / "qs_noisy_backend2.py").write_text(NOISY)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -86,13 +86,13 @@ def test_item4_a_configuration_failing_in_measurement_gives_its_gates_its_reason
 
 
 def test_item7_a_regression_makes_its_configuration_fail():
-    from harness.records import ConfigResult
+    from harness.gates.records import ConfigResult
 
     r = ConfigResult("rtn-w8", "rtn", 8, None, "8", {}, verdict="pass")
     r.regressions = [{"metric": "kld_mean", "passed": False}]
     from types import SimpleNamespace
 
-    from harness.results import run_verdict
+    from harness.gates.decide import run_verdict
 
     rec = SimpleNamespace(configs=[r], spec=SimpleNamespace(quant=[SimpleNamespace(spec="rtn-w8")], signoff=False))
     r.measured = True
@@ -120,8 +120,8 @@ def test_item7_regression_only_failure_shows_in_the_configuration_verdict(suite_
 
 
 def test_item10_shorthand_picks_a_group_that_fits_the_model():
-    from harness.session import Session
-    from harness.spec import build_spec
+    from harness.engine.session import Session
+    from harness.config.build import build_spec
 
     s = Session(build_spec({"model": "tiny-llama", "bits": "8,4", "methods": "rtn,bnb"})).prepare()
     assert [q.spec for q in s.spec.quant] == ["rtn-w8", "rtn-w4g64", "bnb-int8", "bnb-nf4", "bnb-fp4"]
@@ -157,7 +157,7 @@ def test_item12_spec_messages_suggest_the_fix(spec, hint):
     ({"n_sequences": "x"}, "--n-sequences takes an integer (got 'x')"),
 ])
 def test_item12_option_messages(values, needle):
-    from harness.spec import build_spec
+    from harness.config.build import build_spec
 
     with pytest.raises(UsageError) as e:
         build_spec(values)
@@ -187,15 +187,16 @@ def test_item13_pytest_help_states_defaults_and_pinned(pytester):
 
 
 def test_item1_nan_stays_a_failure_not_a_crash():
-    from harness.gates import GateView, evaluate_gate
-    from harness.policy import Limit
+    from harness.gates.decide import evaluate_gate
+    from harness.metrics.views import GateView
+    from harness.gates.policy import Limit
 
     g = evaluate_gate("x", "ppl_ratio", Limit("max", 1.1), GateView(math.nan, n=4))
     assert g["outcome"] == "fail" and g["value"] is None
 
 
 def test_item12_compare_typo_suggests_latest(tmp_path):
-    from harness.history import resolve
+    from harness.history.runs import resolve
 
     with pytest.raises(UsageError, match="did you mean 'latest'"):
         resolve("lastest", tmp_path, "tiny-llama", True)

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.gates import GateView, evaluate_gate
-from harness.policy import load_policy
+from harness.gates.decide import evaluate_gate
+from harness.metrics.views import GateView
+from harness.gates.policy import load_policy
 
 
 def test_bundled_policy_is_one_standard_for_every_bit_width():

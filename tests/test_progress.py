@@ -2,7 +2,7 @@
 import threading
 import time
 
-from harness.progress import heartbeat
+from harness.system.progress import heartbeat
 
 
 def test_heartbeat_beats_during_the_block_and_stops_after():

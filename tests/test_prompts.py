@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from harness.datasets import load_prompts
+from harness.data.sets import load_prompts
 
 
 def family(pid: str) -> str:
@@ -52,9 +52,10 @@ def test_sampled_reference_prompts_are_stable_correct_under_the_baseline(bundled
     """40 reference prompts (seeded sample) are answered correctly as written and in all 3 neutral variants."""
     import torch
 
-    from harness.behaviour import prompt_variants
-    from harness.generation import generate, is_correct
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.measure.behaviour import prompt_variants
+    from harness.measure.generation import generate
+    from harness.metrics.text import is_correct
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     torch.set_num_threads(2)
     src = resolve_model("smollm2-135m")

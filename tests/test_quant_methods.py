@@ -6,11 +6,11 @@ import torch
 
 from harness.methods import QuantContext, quantize
 from harness.methods import parse_spec
-from harness.structure import linear_modules as quantizable_weights
+from harness.models.structure import linear_modules as quantizable_weights
 
 
 def _ctx(tmp_path=None, name="llama"):
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     src = resolve_model(f"tiny-{name}")
     tok = load_tokenizer(src.local_dir)
@@ -84,8 +84,9 @@ def test_gptq_quantizes_caches_and_moves_logits(tiny, tmp_path, monkeypatch):
 
 
 def test_fault_noop_is_caught_by_logit_gate(tiny):
-    from harness.gates import GateView, evaluate_gate
-    from harness.policy import load_policy
+    from harness.gates.decide import evaluate_gate
+    from harness.metrics.views import GateView
+    from harness.gates.policy import load_policy
 
     base, tok = tiny("llama")
     ctx, _ = _ctx()

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def smol():
-    from harness.models import load_model, load_tokenizer, resolve_model
+    from harness.models.sources import load_model, load_tokenizer, resolve_model
 
     src = resolve_model("smollm2-135m")  # converts once into the cache
     return load_model(src.local_dir), load_tokenizer(src.local_dir), src
@@ -23,7 +23,7 @@ def smol():
 
 def test_second_load_reads_the_converted_cache(smol, monkeypatch):
     """A second resolve never converts the GGUF file again (its speed is measured in bench/, not here)."""
-    import harness.models as models
+    import harness.models.sources as models
 
     def no_conversion(*a, **k):
         raise AssertionError("the GGUF file was converted again")
@@ -34,10 +34,10 @@ def test_second_load_reads_the_converted_cache(smol, monkeypatch):
 
 
 def test_default_model_has_a_strong_sink(smol):
-    from harness.datasets import load_corpus
-    from harness.measure import forward_stats
-    from harness.stats import sink_rate
-    from harness.tokens import corpus_sequences
+    from harness.data.sets import load_corpus
+    from harness.measure.passes import forward_stats
+    from harness.metrics.stats import sink_rate
+    from harness.data.tokens import corpus_sequences
 
     model, tok, _ = smol
     torch.set_num_threads(2)
@@ -53,8 +53,9 @@ def test_default_model_has_a_strong_sink(smol):
 
 def test_bundled_reference_prompts_are_answered_by_the_baseline(smol):
     """The prompt set's promise: every prompt with references is answered correctly by the baseline."""
-    from harness.datasets import load_prompts
-    from harness.generation import generate, is_correct
+    from harness.data.sets import load_prompts
+    from harness.measure.generation import generate
+    from harness.metrics.text import is_correct
 
     model, tok, _ = smol
     torch.set_num_threads(2)
@@ -72,8 +73,8 @@ def test_batched_generation_equals_unbatched_on_the_baseline(smol):
     A few may differ: padding changes the shapes of the matmuls, so float rounding differs
     slightly, and a near-tie between the top two tokens can then flip (see docs/performance.md).
     """
-    from harness.datasets import load_prompts
-    from harness.generation import generate
+    from harness.data.sets import load_prompts
+    from harness.measure.generation import generate
 
     model, tok, _ = smol
     prompts = [p.prompt for p in load_prompts("bundled").subset(24).prompts]
@@ -89,7 +90,7 @@ def test_sink_only_fault_fails_sink_gates_and_bf16_rounding_passes(tmp_path):
     interval beyond the limit) while ppl_ratio passes; the baseline rounded to bf16 and back (benign)
     passes every corpus, sink and attention gate, and no gate of it fails."""
     import harness.testing  # noqa: F401
-    from harness.api import run
+    from harness.cli import run
 
     r = run(dict(model="smollm2-135m", quant="fault-sink,fault-bf16", n_sequences=8, n_prompts=16,
                  max_new_tokens=8, long_new_tokens=8, long_n_prompts=2, n_probe_sequences=2, n_stability_prompts=4,

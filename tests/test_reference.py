@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from harness import api
+from harness import cli as api
 from harness.errors import UsageError
 
 SMALL = dict(model="tiny-llama", n_sequences="4", seq_len="48", max_new_tokens="4", n_prompts="6",
@@ -26,7 +26,7 @@ def _full_kl(lb: np.ndarray, lq: np.ndarray) -> np.ndarray:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 40), st.integers(1, 40), st.integers(0, 10_000), st.floats(0.1, 5.0))
 def test_topk_kl_is_exact_for_all_tokens_and_a_lower_bound_otherwise(V, K, seed, temp):
-    from harness.metrics import topk_kl
+    from harness.measure.formulas import topk_kl
 
     K = min(K, V)
     g = np.random.default_rng(seed)
@@ -49,7 +49,7 @@ def test_topk_kl_is_exact_for_all_tokens_and_a_lower_bound_otherwise(V, K, seed,
 
 
 def test_sampled_rows_spread_over_the_rows_after_the_sinks():
-    from harness.reference import sampled_rows
+    from harness.measure.reference import sampled_rows
 
     assert sampled_rows(10, 1, 16) == list(range(1, 10))
     rows = sampled_rows(128, 1, 16)
@@ -119,7 +119,7 @@ def test_a_reference_of_other_inputs_is_a_usage_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("extra, named", [({"scenarios": "bos"}, "--scenarios"), ({"protect_sink": True}, "--protect-sink"),
                                           ({"sensitivity": "all"}, "--sensitivity")])
 def test_reference_mode_names_what_it_does_not_cover(extra, named):
-    from harness.spec import build_spec
+    from harness.config.build import build_spec
 
     with pytest.raises(UsageError, match=f"--reference does not cover {named}"):
         build_spec({"reference": True, **extra})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.storage import append_line, cache_get, cache_put, read_lines
+from harness.system.files import append_line, cache_get, cache_put, read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def test_corrupt_cache_entry_is_detected_reported_and_rebuilt(tmp_path):
 
 
 def test_baseline_generation_cache_is_used_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
-    from harness.session import Session
-    from harness.spec import build_spec
+    from harness.engine.session import Session
+    from harness.config.build import build_spec
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path))
     spec = dict(model="tiny-llama", quant="rtn-w8", n_prompts=6, max_new_tokens=4)
@@ -130,7 +130,7 @@ def test_sigint_mid_run_leaves_no_partial_run(tmp_path):
 
 @pytest.mark.parametrize("bad", ["../../etc", "a/../../b", "..", "x/y", ""])
 def test_run_ids_cannot_escape_the_report_dir(bad, tmp_path):
-    from harness.history import run_path
+    from harness.history.runs import run_path
 
     with pytest.raises(UsageError, match="invalid run id"):
         run_path(tmp_path, bad)
@@ -138,7 +138,7 @@ def test_run_ids_cannot_escape_the_report_dir(bad, tmp_path):
 
 @pytest.mark.parametrize("bad", ["tiny-../../etc", "tiny-llama/../../x"])
 def test_model_names_cannot_escape_the_cache(bad):
-    from harness.models import resolve_model
+    from harness.models.sources import resolve_model
 
     with pytest.raises(UsageError):
         resolve_model(bad)
@@ -146,7 +146,7 @@ def test_model_names_cannot_escape_the_cache(bad):
 
 def test_corrupt_model_cache_entry_is_rebuilt(tmp_path, monkeypatch):
     """A cached model directory that no longer matches its manifest is reported and rebuilt."""
-    from harness.models import resolve_model
+    from harness.models.sources import resolve_model
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path))
     d = resolve_model("tiny-gpt2").local_dir
@@ -168,7 +168,7 @@ def test_ctrl_c_in_lockstep_waits_for_every_worker_before_raising():
     """
     import time
 
-    from harness.lockstep import TurnTaking
+    from harness.measure.lockstep import TurnTaking
 
     turns = TurnTaking(["a", "b"])
     finished: list = []

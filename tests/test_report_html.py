@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalogue import BY_NAME, GATE_METRICS
-from harness.html_report import render
+from harness.metrics.catalogue import BY_NAME, GATE_METRICS
+from harness.report.html import render
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "</table></td><b>unbalanced",
            "\"quotes' & <!-- comment"]
@@ -24,7 +24,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real tiny run whose prompts are hostile markup."""
-    from harness.api import run
+    from harness.cli import run
 
     tmp = tmp_path_factory.mktemp("html")
     prompts = tmp / "p.jsonl"

@@ -4,7 +4,7 @@ Results dicts are built by hand (docs/results.md describes the schema); no model
 """
 import re
 
-from harness.report import summary_markdown, verdict_lines
+from harness.report.summary import summary_markdown, verdict_lines
 
 
 def gate(metric, value, limit, op="max", passed=True, lo=None, hi=None, **extra):

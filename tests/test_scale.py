@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness import api
+from harness import cli as api
 
 SMALL = dict(model="tiny-llama", n_sequences="2", seq_len="32", max_new_tokens="4", n_prompts="6",
              long_new_tokens="4", long_n_prompts="1", n_stability_prompts="2", n_probe_sequences="2",
@@ -52,7 +52,7 @@ def test_results_cache_reuses_identical_inputs_and_nothing_else(tmp_path, cache_
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", seed="1")[0]["configs"])
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", scenarios="bos")[0]["configs"])
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", no_cache=True)[0]["configs"])
-    import harness.results as results
+    import harness.report.results as results
 
     real = results.package_version
     monkeypatch.setattr(results, "package_version", lambda p: "0.0-other" if p == "transformers" else real(p))
@@ -60,8 +60,8 @@ def test_results_cache_reuses_identical_inputs_and_nothing_else(tmp_path, cache_
 
 
 def test_every_setting_is_classed_measuring_or_not_for_the_cache_key():
-    from harness.resultcache import MEASURING, NOT_MEASURING
-    from harness.settings import SETTINGS
+    from harness.engine.resultcache import MEASURING, NOT_MEASURING
+    from harness.config.settings import SETTINGS
 
     assert sorted(MEASURING + NOT_MEASURING) == sorted(s.name for s in SETTINGS)
     assert not set(MEASURING) & set(NOT_MEASURING)
@@ -78,7 +78,7 @@ def test_cached_measurement_is_gated_under_todays_policy(tmp_path, cache_on):
 
 
 def test_skipped_or_failed_configurations_are_not_cached(tmp_path, cache_on):
-    from harness import resultcache
+    from harness.engine import resultcache
 
     resultcache.store_config("k1", {"verdict": "skipped", "skip_reason": "x"}, "r")
     resultcache.store_config("k2", {"verdict": "fail", "error": "boom", "nonfinite_layer": None}, "r")
@@ -113,7 +113,7 @@ def _comparable(c: dict) -> dict:
 
 
 def test_shard_then_merge_equals_one_process(tmp_path, capsys):
-    from harness.api import main
+    from harness.cli import main
 
     quant = "rtn-w8,rtn-w4g16,rtn-w3g16"
     single, _ = _run(tmp_path, quant)
@@ -146,7 +146,7 @@ def test_shard_then_merge_equals_one_process(tmp_path, capsys):
 
 
 def test_shards_share_one_reference_and_merge_like_one_process(tmp_path, monkeypatch):
-    from harness.api import main
+    from harness.cli import main
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path / "cache"))
     quant = "rtn-w8,rtn-w4g16"
@@ -163,7 +163,7 @@ def test_shards_share_one_reference_and_merge_like_one_process(tmp_path, monkeyp
 
 
 def test_shard_index_out_of_range_is_a_usage_error(tmp_path, capsys):
-    from harness.api import main
+    from harness.cli import main
 
     args = _argv({**SMALL, "quant": "rtn-w8", "report_dir": tmp_path})
     assert main(["shard", "--index", "2", "--count", "2", *args]) == 4
@@ -185,7 +185,7 @@ def test_bitsandbytes_loads_by_the_device_map(tmp_path):
 
 
 def test_xdist_workers_get_their_own_gpu():
-    from harness.devices import worker_device
+    from harness.system.devices import worker_device
     from harness.errors import UsageError
 
     got = [worker_device("cuda", None, f"gw{i}", visible=4) for i in range(6)]
@@ -201,8 +201,8 @@ def test_xdist_workers_get_their_own_gpu():
 
 def test_device_map_with_disk_offload_equals_in_memory(tmp_path):
     """--max-memory below the model's size forces accelerate's disk offload; the numbers must not move."""
-    from harness.models import load_model, resolve_model
-    from harness.structure import decoder_layers
+    from harness.models.sources import load_model, resolve_model
+    from harness.models.structure import decoder_layers
 
     model = load_model(resolve_model("tiny-llama").local_dir)
     layer = max(sum(p.numel() * 4 for p in lay.parameters()) for lay in decoder_layers(model))
@@ -232,7 +232,7 @@ def test_bad_memory_limits_are_usage_errors(tmp_path, extra, message):
 
 
 def test_gpu_request_per_task_follows_size_and_bits():
-    from harness.cluster import gpus_needed
+    from harness.scale.cluster import gpus_needed
 
     assert gpus_needed(135_000_000, 4, None) == 0  # no GPUs in the cluster
     eight_b, seventy_b, h100 = 8_000_000_000, 70_000_000_000, 80 * 2**30
@@ -268,8 +268,8 @@ def test_ray_fan_out_on_a_local_cluster_equals_serial(tmp_path, no_ray_left):
 def test_unreachable_ray_address_is_a_usage_error_within_bounded_time(tmp_path, no_ray_left, monkeypatch):
     import time
 
-    from harness import cluster
-    from harness.api import main
+    from harness.scale import cluster
+    from harness.cli import main
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
     t0 = time.monotonic()

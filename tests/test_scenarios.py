@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.catalogue import METRICS
+from harness.metrics.catalogue import METRICS
 from harness.errors import UsageError
 from harness.scenarios import packing
 from harness.scenarios.streaming import additive, kept, stream, visible
@@ -118,7 +118,7 @@ def test_masked_packing_scores_each_document_as_if_alone(tiny):
 
 
 def test_scenario_gate_formulas_against_numpy():
-    from harness.catalogue import BY_NAME
+    from harness.metrics.catalogue import BY_NAME
 
     rng = np.random.default_rng(0)
     ev = {k: rng.normal(3, 0.2, 6) for k in ("f_b", "sw_b", "wo_b", "f_q", "sw_q", "wo_q", "al_b", "nv_b", "al_q",
@@ -139,7 +139,7 @@ def test_scenario_gate_formulas_against_numpy():
 
 
 def test_every_scenario_metric_is_gated_by_the_bundled_policy():
-    from harness.policy import load_policy
+    from harness.gates.policy import load_policy
 
     limits = load_policy().gates_for(None)
     assert SCENARIO_METRICS and all(m.gate and m.interval and m.evidence in ("streaming", "packed", "bos")
@@ -163,7 +163,7 @@ def _figures(obj, path=""):
 
 @pytest.fixture(scope="module")
 def scenario_run(tmp_path_factory):
-    from harness.api import run
+    from harness.cli import run
 
     out = tmp_path_factory.mktemp("scen")
     return run({"model": "tiny-llama", "quant": "rtn-w4g32", "scenarios": "streaming,packed,bos", "stream_len": "64",
@@ -192,7 +192,7 @@ def test_every_scenario_metric_has_an_interval_and_a_gate_outcome(scenario_run):
 
 def test_without_scenarios_no_scenario_gate_is_listed():
     from harness.scenarios import gates
-    from harness.spec import build_spec
+    from harness.config.build import build_spec
 
     spec = build_spec({"model": "tiny-llama", "quant": "rtn-w4g32"})
     assert spec.scenarios == "none"
@@ -209,7 +209,7 @@ def test_without_scenarios_no_scenario_gate_is_listed():
     ({"scenarios": "streming"}, "did you mean 'streaming'"),
 ])
 def test_bad_scenario_settings_are_usage_errors(values, words):
-    from harness.spec import build_spec
+    from harness.config.build import build_spec
 
     with pytest.raises(UsageError, match=words):
         build_spec({"model": "tiny-llama", "quant": "rtn-w4g32", **values})
@@ -225,7 +225,7 @@ def test_bad_window_exits_4_in_one_line_from_python_m_harness():
 
 
 def test_a_tokenizer_without_a_separator_is_a_documented_skip(tiny):
-    from harness.measure import Participant
+    from harness.measure.passes import Participant
     from harness.scenarios.runner import _bos, _packed, _Side
 
     model, base_tok = tiny("llama")

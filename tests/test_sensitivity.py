@@ -57,8 +57,8 @@ def test_unknown_module_lists_the_closest_names_and_exits_4(tmp_path):
 # ---- effective bits per weight ----
 
 def test_bits_per_weight_by_hand(tiny):
-    from harness.footprint import footprint, linear_bits
-    from harness.structure import linear_modules
+    from harness.methods.footprint import footprint, linear_bits
+    from harness.models.structure import linear_modules
 
     model, _ = tiny("llama")
     lins = {n: m.weight.numel() for n, m, _ in linear_modules(model)}
@@ -80,14 +80,14 @@ def test_bits_per_weight_by_hand(tiny):
 # ---- diagnosis rules on hand-built results ----
 
 def _result(gates, **metrics):
-    from harness.records import ConfigResult
+    from harness.gates.records import ConfigResult
 
     return ConfigResult("x", "rtn", 4, None, "4", {}, verdict="fail", gates=[
         {"metric": m, "outcome": o, "passed": o == "pass"} for m, o in gates.items()], metrics=metrics)
 
 
 def test_diagnosis_families_from_hand_built_evidence():
-    from harness.diagnosis import diagnose, sink_onset
+    from harness.advice.diagnosis import diagnose, sink_onset
 
     q = parse_spec("rtn-w4")
     assert sink_onset([1.0, 1.0, 0.6, 0.55]) == (2, pytest.approx(0.4 / 0.45))
@@ -114,7 +114,7 @@ def advised_run(tmp_path_factory):
     """fault-sink and rtn-w2g16 on tiny-llama under a policy its KL gate decides (a random tiny model has no
     sink and no stable-correct prompt, so the bundled sink and flip gates are not applicable there)."""
     import harness.testing  # noqa: F401
-    from harness.api import run_session
+    from harness.cli import run_session
 
     tmp = tmp_path_factory.mktemp("sens")
     policy = tmp / "kl.toml"
@@ -180,7 +180,7 @@ def test_reports_show_diagnosis_recommendation_and_chart(advised_run):
     assert first.index("class=diagnosis") < first.index("class=recommendation") < first.index("<svg")
     assert "kept" in first[:first.index("</section>")] and "<script" not in page.lower()
     assert math.isfinite(res["configs"][0]["metrics"]["model_size_mb"])
-    from harness.report import verdict_lines
+    from harness.report.summary import verdict_lines
 
     block = verdict_lines(res)
     at = next(i for i, ln in enumerate(block) if ln.lstrip().startswith("fault-sink "))
@@ -194,8 +194,8 @@ def test_replayed_prefix_gives_the_full_pass_scores(tiny):
 
     from harness.methods.keep import restore, swap_in
     from harness.methods.rtn import apply_rtn
-    from harness.models import load_model, resolve_model
-    from harness.sensitivity import Probe, measure_keep
+    from harness.models.sources import load_model, resolve_model
+    from harness.advice.sensitivity import Probe, measure_keep
 
     base, _ = tiny("llama")
     q = apply_rtn(load_model(resolve_model("tiny-llama").local_dir), parse_spec("rtn-w2g16"))

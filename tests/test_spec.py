@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 from harness.errors import UsageError
 from harness.methods import QuantConfig
 from harness.methods import bit_class, expand_shorthand, parse_spec, parse_specs
-from harness.spec import build_spec
+from harness.config.build import build_spec
 
 
 @pytest.mark.parametrize("spec,method,bits,group", [

@@ -4,9 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.gates import GateView, config_verdict, decide, evaluate_gate
-from harness.policy import Limit
-from harness.stats import cluster_bootstrap, crossfit_abs, crossfit_worst, mcnemar_p, needed_n
+from harness.gates.decide import config_verdict, decide, evaluate_gate
+from harness.metrics.views import GateView
+from harness.gates.policy import Limit
+from harness.metrics.stats import cluster_bootstrap, crossfit_abs, crossfit_worst, mcnemar_p, needed_n
 
 
 def test_decision_uses_the_whole_interval():
@@ -95,8 +96,8 @@ def _cfg(flags):
 
 
 def test_paired_regression_five_more_flips_fail_and_a_rerun_passes():
-    from harness.regression import RegressionCheck, paired_change
-    from harness.policy import Tolerance
+    from harness.gates.regression import RegressionCheck, paired_change
+    from harness.gates.policy import Tolerance
 
     earlier = _cfg([False] * 35)
     worse = _cfg([True] * 5 + [False] * 30)
@@ -114,7 +115,7 @@ def test_paired_regression_five_more_flips_fail_and_a_rerun_passes():
 
 
 def test_paired_regression_on_sequences():
-    from harness.regression import paired_change
+    from harness.gates.regression import paired_change
 
     rng = np.random.default_rng(4)
 
@@ -150,8 +151,8 @@ def test_kv_configurations_record_how_much_attention_read_quantized_kv(tmp_path)
     """Issue 12 item 9: with the defaults (chunks of 16, residual 32) most reads of a 128-token
     sequence go through the quantized cache, and results say how many."""
     import harness.testing  # noqa: F401
-    from harness.api import run
-    from harness.measure import CHUNK
+    from harness.cli import run
+    from harness.measure.passes import CHUNK
     from harness.methods.kv import RESIDUAL
 
     r = run(dict(model="tiny-llama", quant="kv-hqq-w4g16", n_sequences=2, seq_len=128, max_new_tokens=4,

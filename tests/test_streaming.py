@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from harness.errors import CaptureError
-from harness.kvcache import KVSpec
-from harness.measure import Participant, compare_pair, forward_stats, measure_batch
-from harness.protect import SinkSource
+from harness.measure.kvcache import KVSpec
+from harness.measure.passes import Participant, compare_pair, forward_stats, measure_batch
+from harness.measure.protect import SinkSource
 from harness.methods.rtn import RTNConfig
 from harness.methods.rtn import apply_rtn
-from harness.tiny import TINY_ARCHS
+from harness.models.tiny import TINY_ARCHS
 
 FULL_ATTENTION = [a for a in TINY_ARCHS if a != "mistral"]
 
@@ -102,7 +102,7 @@ def test_a_failing_runner_is_reported_and_the_others_finish(tiny):
 
 
 def test_protected_generation_of_the_baseline_equals_plain(tiny):
-    from harness.generation import generate
+    from harness.measure.generation import generate
 
     model, tok = tiny("llama")
     prompts = ["hello there", "a", "the quick brown fox", "xyz"]

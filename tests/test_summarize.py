@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.measure import ModelSummary, PairSummary
-from harness.summarize import corpus_metrics, generation_metrics
+from harness.measure.passes import ModelSummary, PairSummary
+from harness.metrics.evidence import corpus_metrics, generation_metrics
 
 
 def _pair():

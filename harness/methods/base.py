@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from ..errors import UsageError
+from harness.errors import UsageError
 
 WG = re.compile(r"^w(\d+)(?:g(\d+))?$")  # the wBITS[gGROUP] token of the spec grammar
 BIT_CLASSES = ("8", "6", "5", "4", "3", "2")  # policy classes; "2" holds every width <= 2
@@ -85,7 +85,7 @@ class QuantConfig:
         name = d.pop("method", cls.method)
         klass = CONFIG_CLASSES.get(name) if cls is QuantConfig else cls
         if klass is None:
-            from ..errors import UsageError
+            from harness.errors import UsageError
 
             raise UsageError(f"no quantization method '{name}' is registered")
         if klass is not cls and klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:

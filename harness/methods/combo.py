@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UsageError
-from .base import QuantConfig
-from .kv import KVConfig, check_backend, prepare_kv
-from .registry import get_method, register_handler, register_method
+from harness.errors import UsageError
+from harness.methods.base import QuantConfig
+from harness.methods.kv import KVConfig, check_backend, prepare_kv
+from harness.methods.registry import get_method, register_handler, register_method
 
 
 @register_method("combo", examples="WEIGHTS+KV, e.g. gptq-w4g128+kv-quanto-w4")
@@ -43,7 +43,7 @@ class ComboConfig(QuantConfig):
         self.weights.preflight(model_info)
 
     def backend_modules(self) -> list[str]:
-        from .registry import backend_modules
+        from harness.methods.registry import backend_modules
 
         return backend_modules(self.weights) + backend_modules(self.kv)
 

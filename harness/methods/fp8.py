@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import did_you_mean
-from .base import QuantConfig, bad_spec
-from .registry import register_handler, register_method
+from harness.errors import did_you_mean
+from harness.methods.base import QuantConfig, bad_spec
+from harness.methods.registry import register_handler, register_method
 
 FORMATS = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2"}  # spec token -> torch dtype name
 
@@ -141,7 +141,7 @@ def simulate(model, fmt: str, per_tensor: bool, activations: bool, ctx) -> objec
     """Round-trip every decoder Linear weight through float8 (and, for W8A8, swap in the activation class)."""
     import torch
 
-    from ..structure import linear_modules
+    from harness.models.structure import linear_modules
 
     klass = act_linear_class() if activations else None
     n = 0
@@ -180,7 +180,7 @@ def _torchao_fp8(model, cfg, ctx):
 
 
 def _decoder_linear_filter(model):
-    from ..structure import linear_modules
+    from harness.models.structure import linear_modules
 
     wanted = {id(m) for _, m, _ in linear_modules(model)}
     return lambda mod, fqn: id(mod) in wanted

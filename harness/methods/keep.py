@@ -11,9 +11,9 @@ import copy
 import re
 from dataclasses import dataclass
 
-from ..errors import UsageError
-from .base import QuantConfig
-from .registry import get_method, register_handler, register_method
+from harness.errors import UsageError
+from harness.methods.base import QuantConfig
+from harness.methods.registry import get_method, register_handler, register_method
 
 MARK = "-keep:"
 _NAME = re.compile(r"^layers\.\d+(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -71,7 +71,7 @@ class KeepConfig(QuantConfig):
         check_names(self.keep, module_names(model_info.meta), self.spec)
 
     def backend_modules(self) -> list[str]:
-        from .registry import backend_modules
+        from harness.methods.registry import backend_modules
 
         return backend_modules(self.inner)
 
@@ -85,14 +85,14 @@ class KeepConfig(QuantConfig):
 
 def keeps_modules(cfg: QuantConfig) -> bool:
     """Whether a configuration has quantized weights whose modules can be kept (not a KV-cache-only method)."""
-    from .kv import KVConfig
+    from harness.methods.kv import KVConfig
 
     return not isinstance(cfg, KVConfig) and getattr(cfg, "keeps_modules", True)
 
 
 def with_keep(cfg: QuantConfig, names) -> QuantConfig:
     """cfg with `names` kept at baseline precision (a combination keeps them in its weight part)."""
-    from .combo import ComboConfig
+    from harness.methods.combo import ComboConfig
 
     if isinstance(cfg, ComboConfig):
         return ComboConfig(weights=with_keep(cfg.weights, names), kv=cfg.kv)
@@ -110,7 +110,7 @@ def kept(cfg: QuantConfig) -> tuple:
 
 def module_names(model) -> list[str]:
     """Every name keep: accepts for a model: each decoder layer and each module inside one that holds a Linear."""
-    from ..structure import decoder_layers, linear_modules
+    from harness.models.structure import decoder_layers, linear_modules
 
     out = [f"layers.{i}" for i in range(len(decoder_layers(model)))]
     for name, _, _ in linear_modules(model):
@@ -133,7 +133,7 @@ def check_names(names, valid: list[str], spec: str) -> None:
 
 def _parent(model, name: str):
     """(container, attribute) of a keep name inside model."""
-    from ..structure import decoder_layers
+    from harness.models.structure import decoder_layers
 
     layers = decoder_layers(model)
     parts = name.split(".")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable
 
-from ..errors import MissingBackend, UsageError, did_you_mean
-from .base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
+from harness.errors import MissingBackend, UsageError, did_you_mean
+from harness.methods.base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
 
-_NOT_METHODS = ("base", "registry")  # every other module of this package registers a method
+_NOT_METHODS = ("base", "registry", "footprint")  # every other module of this package registers a method
 ENTRY_POINT_GROUP = "quantsink.methods"
 
 

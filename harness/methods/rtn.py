@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UsageError
-from .base import WG, QuantConfig, bad_spec
-from .registry import register_handler, register_method
+from harness.errors import UsageError
+from harness.methods.base import WG, QuantConfig, bad_spec
+from harness.methods.registry import register_handler, register_method
 
 
 @register_method("rtn", examples="rtn-w{2..8}[gGROUP][-asym], e.g. rtn-w8, rtn-w4g32, rtn-w3g64-asym",
@@ -92,7 +92,7 @@ def fake_quantize(w, bits: int, group: int | None = None, asym: bool = False):
 
 
 def check_groups(model, cfg: RTNConfig) -> None:
-    from ..structure import input_width, linear_modules
+    from harness.models.structure import input_width, linear_modules
 
     if not cfg.group:
         return
@@ -106,7 +106,7 @@ def check_groups(model, cfg: RTNConfig) -> None:
 def apply_rtn(model, cfg: RTNConfig):
     import torch
 
-    from ..structure import linear_modules
+    from harness.models.structure import linear_modules
 
     check_groups(model, cfg)
     with torch.no_grad():

@@ -13,7 +13,7 @@ This module only names the scenarios and checks their settings (no torch import)
 """
 from __future__ import annotations
 
-from ..errors import UsageError, did_you_mean
+from harness.errors import UsageError, did_you_mean
 
 NAMES = ("streaming", "packed", "bos")
 
@@ -53,7 +53,7 @@ def check(spec) -> None:
 
 def active(metric: str, spec) -> bool:
     """A scenario metric's gate applies only when its scenario runs; every other metric's always does."""
-    from ..catalogue import BY_NAME
+    from harness.metrics.catalogue import BY_NAME
 
     m = BY_NAME.get(metric)
     group = m.evidence if m is not None else None

@@ -15,8 +15,8 @@ POLICIES = ("always", "never", "auto")
 
 def measure(model, ids, bos_id: int, kv=None, batch: int = 4) -> dict:
     """{"always"|"never": {"nll": [N], "mass": [N, L, H]}} on the sequences ids [N, T]."""
-    from ..behaviour import bos_variants
-    from ..measure import forward_stats
+    from harness.measure.behaviour import bos_variants
+    from harness.measure.passes import forward_stats
 
     out = {p: {"nll": [], "mass": []} for p in ("always", "never")}
     for a in range(0, ids.shape[0], batch):

@@ -56,7 +56,7 @@ def pack(pieces: list[list[int]], sep: str, sep_id: int | None) -> Layout:
 def pieces(tok, corpus, n: int, body: int) -> tuple[list[list[list[int]]], list[int]]:
     """n groups of N_DOCS pieces of `body` tokens, each piece from a different document where the
     corpus has enough (cut from successive places of each document), and each group's first document."""
-    from ..errors import UsageError
+    from harness.errors import UsageError
 
     docs = [tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in corpus.documents]
     cut = [[d[i:i + body] for i in range(0, len(d) - body + 1, body)] for d in docs]
@@ -95,7 +95,7 @@ def measure(model, layouts: list[Layout], masked: bool) -> dict:
 
     Each layer's attention is reduced as it runs (probe.capture): only one layer's map exists at a time.
     """
-    from ..probe import capture
+    from harness.measure.hooks import capture
 
     ids = torch.tensor([lay.ids for lay in layouts])
     B, T = ids.shape

@@ -1,0 +1,1 @@
+"""After the gates: per-module sensitivity, keep recommendations and the diagnosis."""

@@ -1,0 +1,124 @@
+"""Plain-Python entry point: the same run as `pytest suites`, without pytest (e.g. nightly jobs).
+
+    python -m harness [OPTIONS]      run, write REPORT_DIR/<run_id>/, print the verdict block
+    python -m harness metrics        the metric catalogue (--markdown: the table of docs/results.md)
+    python -m harness methods        registered quantization methods and their availability
+    python -m harness shard --index I --count N [OPTIONS]   measure one share of the configurations
+    python -m harness merge PART_DIR... --report-dir DIR     join the parts into one run (harness.shard)
+
+Options are generated from settings.SETTINGS, the same table as the pytest option group.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.engine.session import Session
+from harness.config.settings import SETTINGS
+from harness.config.build import RunSpec, build_spec
+
+USAGE_ERROR = 4  # pytest's exit code for usage errors
+
+
+def run(spec: RunSpec | dict, progress=None) -> dict:
+    """Measure every configuration, write REPORT_DIR/<run_id>/ and the index line; return results."""
+    return run_session(spec, progress)[0]
+
+
+def run_session(spec: RunSpec | dict, progress=None):
+    """(results, run directory) of a complete run."""
+    if isinstance(spec, dict):
+        spec = build_spec(spec)
+    from harness.scale.cluster import fanout_for
+
+    session = Session(spec, progress, fanout=fanout_for(spec)).prepare()
+    session.run_all()
+    results = session.results()
+    from harness.report.results import write_run
+
+    return results, write_run(results, spec.report_dir)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits 4, like pytest's usage errors."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"ERROR: {message} (see python -m harness --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m harness", description="Sign off quantized LLMs against their full-precision "
+                "baseline (the same run as `pytest suites`). Subcommands: metrics, methods.")
+    for s in SETTINGS:
+        if s.type == "bool":
+            p.add_argument(s.option, dest=s.name, action="store_true", default=None, help=s.help_text())
+        else:
+            p.add_argument(s.option, dest=s.name, default=None, metavar=s.meta, help=s.help_text(),
+                           **({"nargs": "?", "const": s.const} if s.const is not None else {}))
+    return p
+
+
+def print_methods() -> None:
+    from harness.methods import availability
+
+    for name, examples, state in availability():
+        print(f"{name:<8} {state:<10} {examples}" if state == "available" else f"{name:<8} missing    {examples}"
+              f"\n{'':<8} {state}")
+
+
+def main(argv=None) -> int:
+    """`python -m harness ...`: exit 0 pass, 1 fail, 4 usage error."""
+    from harness.errors import UsageError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["metrics"]:
+        from harness.metrics.catalogue import markdown_table, text_table
+
+        print(markdown_table() if "--markdown" in argv else text_table())
+        return 0
+    if argv[:1] == ["methods"]:
+        print_methods()
+        return 0
+    if argv[:1] in (["shard"], ["merge"]):
+        return _shard_or_merge(argv)
+    values = vars(parser().parse_args(argv))
+    try:
+        results, run_dir = run_session(values)
+    except UsageError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    from harness.report.summary import verdict_lines
+
+    print("\n".join(verdict_lines(results, run_dir)))
+    return 0 if results["verdict"] == "pass" else 1
+
+
+def _shard_or_merge(argv: list[str]) -> int:
+    """`shard`: exit 0 once its part is written; `merge`: the run's exit code (0 pass, 1 otherwise)."""
+    from harness.errors import UsageError
+    from harness.report.summary import verdict_lines
+    from harness.scale.shard import merge, run_shard
+
+    if argv[0] == "shard":
+        p = parser()
+        p.prog += " shard"
+        p.add_argument("--index", type=int, required=True, help="this shard's number, 0..count-1")
+        p.add_argument("--count", type=int, required=True, help="how many shards share the configurations")
+        values = vars(p.parse_args(argv[1:]))
+        index, count = values.pop("index"), values.pop("count")
+    else:
+        p = _Parser(prog="python -m harness merge", description="join shard parts into one run")
+        p.add_argument("parts", nargs="+", metavar="PART_DIR", help="part files or directories holding them")
+        p.add_argument("--report-dir", dest="report_dir", default=None, help="where the run is written")
+        args = p.parse_args(argv[1:])
+    try:
+        if argv[0] == "shard":
+            path = run_shard(values, index, count)
+            print(f"quantsink: shard {index} of {count} written: {path}")
+            return 0
+        results, run_dir = merge(args.parts, args.report_dir)
+    except UsageError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    print("\n".join(verdict_lines(results, run_dir)))
+    return 0 if results["verdict"] == "pass" else 1

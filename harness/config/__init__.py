@@ -1,0 +1,1 @@
+"""The settings table, profiles and building a checked RunSpec from option values."""

@@ -1,0 +1,1 @@
+"""Corpus and prompt sets (bundled files live here too) and their tokenization."""

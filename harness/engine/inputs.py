@@ -1,0 +1,83 @@
+"""A run's inputs, loaded and checked before anything is measured: every usage error surfaces here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+
+class ModelInfo:
+    """What preflight checks may ask about the model without loading weights."""
+
+    def __init__(self, source, trust_remote_code: bool = False, allow_pickle: bool = False):
+        self.source, self.trust_remote_code, self.allow_pickle = source, trust_remote_code, allow_pickle
+
+    @cached_property
+    def meta(self):
+        """The architecture on the meta device (built on first use)."""
+        from harness.models.structure import meta_model
+
+        return meta_model(self.source.local_dir, self.trust_remote_code)
+
+    def shorthand_group(self, choices=(128, 64, 32)) -> tuple[int, str]:
+        """The largest group size in choices that divides every quantizable layer's input width."""
+        from harness.models.structure import input_width, linear_modules
+
+        widths = sorted({input_width(m, t) for _, m, t in linear_modules(self.meta)})
+        for g in choices:
+            if all(w % g == 0 for w in widths):
+                return g, f"the largest of {'/'.join(map(str, choices))} dividing every layer input width " \
+                          f"({', '.join(map(str, widths))})"
+        return choices[0], f"none of {'/'.join(map(str, choices))} divides every layer input width " \
+                           f"({', '.join(map(str, widths))})"
+
+
+@dataclass
+class RunInputs:
+    policy: object
+    corpus: object
+    prompts: object
+    source: object  # models.ModelSource
+    earlier: dict | None  # the earlier run's results (--compare), or None
+    compare_note: str
+    notes: list = field(default_factory=list)  # choices made for the user (shown in the header and results)
+
+    @classmethod
+    def load(cls, spec) -> "RunInputs":
+        """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
+        from harness.data.sets import load_corpus, load_prompts
+        from harness.history.runs import compare_details, resolve
+        from harness.config.identity import spec_identity
+        from harness.methods import bit_class
+        from harness.models.sources import resolve_model
+        from harness.gates.policy import load_policy
+
+        policy = load_policy(spec.policy)
+        corpus = load_corpus(spec.corpus)
+        prompts = load_prompts(spec.prompts).subset(spec.n_prompts)
+        source = resolve_model(spec.model, spec.revision, allow_pickle=spec.allow_pickle)
+        info = ModelInfo(source, spec.trust_remote_code, spec.allow_pickle)
+        notes = []
+        if not spec.quant and spec.bits and spec.methods:  # --bits/--methods: groups that fit this model
+            from harness.methods import expand_shorthand
+
+            group, why = info.shorthand_group()
+            spec.quant = expand_shorthand(spec.bits, spec.methods, group)
+            notes.append(f"--bits {spec.bits} --methods {spec.methods}: group size {group} ({why}): "
+                         f"{', '.join(q.spec for q in spec.quant)}")
+        if spec.max_memory:
+            from harness.models.placement import check_fits_one_layer, parse_max_memory
+            from harness.models.structure import decoder_layers
+
+            width = {"fp32": 4, "fp16": 2, "bf16": 2}[spec.baseline_dtype]
+            layer = max(sum(p.numel() for p in lay.parameters()) for lay in decoder_layers(info.meta)) * width
+            check_fits_one_layer(parse_max_memory(spec.max_memory), layer)
+        for q in spec.quant:
+            q.preflight(info)
+            if policy.by_class:
+                bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
+        # latest / pinned: the newest comparable run; a named RUN_ID or PATH must be comparable
+        earlier, note = resolve(spec.compare, spec.report_dir, spec.model, spec.compare_explicit,
+                                spec_identity(spec, corpus, prompts, source))
+        if earlier is not None:
+            note += compare_details(earlier, [q.spec for q in spec.quant])
+        return cls(policy, corpus, prompts, source, earlier, note, notes)

@@ -1,0 +1,192 @@
+"""The Session sequences one run: inputs -> baseline -> each configuration's measurement -> results.
+
+It only orchestrates: inputs.py checks what the user gave, baseline.py owns the baseline side,
+evaluate.py quantizes, measures and gates configurations, results.py writes the run. The pytest
+plugin and the plain-Python API (`harness.api.run`) drive the same object.
+"""
+from __future__ import annotations
+
+import time
+
+from harness.gates.decide import config_verdict
+from harness.gates.records import ConfigResult, RunRecord
+from harness.scenarios import baseline_block, gates as scenario_gates
+
+
+class Session:
+    def __init__(self, spec, progress=None, substitute=None, fanout=None):
+        from harness.config.identity import new_run_id
+
+        self.spec = spec
+        self.progress = progress or (lambda msg: print(f"[quantsink] {msg}", flush=True))
+        self.substitute = substitute
+        self.fanout = fanout  # fanout(session) -> parts measured elsewhere (cluster.measure_session), or None
+        self.configs: dict[str, ConfigResult] = {}
+        self.created = time.time()
+        self.run_id = new_run_id(self.created, spec.model, [q.spec for q in spec.quant])
+        self.inputs = self.baseline = self.evaluator = None
+        self.taken_over: dict = {}  # the baseline side reported by pytest-xdist workers
+        self.import_warnings: list = []  # warnings raised while importing backends (re-issued in a test)
+        self.import_output = ""  # what the backends printed on import (kept out of the terminal)
+
+    def prepare(self) -> "Session":
+        """Load and check every input; all usage errors surface here, before any test runs."""
+        if self.inputs is None:
+            from harness.engine.baseline import Baseline
+            from harness.engine.evaluator import Evaluator
+            from harness.engine.inputs import RunInputs
+
+            self._import_backends()  # before the preflight, which builds models on the meta device
+            self.inputs = RunInputs.load(self.spec)
+            self.baseline = Baseline(self.spec, self.inputs, self.progress)
+            self.evaluator = Evaluator(self.spec, self.inputs, self.baseline, self.progress, self.substitute)
+        return self
+
+    def _import_backends(self) -> None:
+        """Import the run's quantization backends now, without their start-up noise (harness.quiet)."""
+        from harness.methods.registry import backend_modules
+        from harness.system.quiet import quiet_imports
+
+        # transformers imports torchao (when installed) on its first from_pretrained: import it here too
+        mods = ["transformers", "transformers.modeling_utils", "torchao"] + [
+            m for q in self.spec.quant for m in backend_modules(q)]
+        self.import_warnings, self.import_output = quiet_imports(mods)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: quantsink prints its own progress
+
+    @property
+    def policy(self):
+        return self.prepare().inputs.policy
+
+    def gate_metrics(self, q) -> list[str]:
+        from harness.methods import bit_class
+
+        limits = self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None)
+        return list(scenario_gates(limits, self.spec))  # a scenario's gates only where it runs
+
+    def measure(self, q) -> ConfigResult:
+        """Quantize, measure and gate q (once); a measurement on identical inputs comes from the results
+        cache (resultcache.py). In lockstep mode the first call measures every
+        configuration of the run together, so the baseline runs once per corpus batch."""
+        if q.spec not in self.configs:
+            self.prepare()
+            if self.import_warnings:  # inside the first test item: pytest's warnings summary shows them
+                from harness.system.quiet import reissue
+
+                reissue(self.import_warnings)
+                self.import_warnings = []
+            if self.fanout is not None:  # e.g. every configuration as its own Ray task (cluster.py)
+                for part in self.fanout(self):
+                    self.take_over({"configs": {c["spec"]: c for c in part["configs"]}, **(part["side"] or {})})
+            from harness.engine.resultcache import reuse, store
+
+            for c in [*self.spec.quant, q]:  # first, so cache hits never load the baseline
+                if c.spec not in self.configs:
+                    reuse(self, c)
+            if q.spec not in self.configs:
+                todo = [c for c in self.spec.quant if c.spec not in self.configs] if (
+                    self.evaluator.lockstep or self.spec.reference) else [q]  # reference: one scoring pass
+                if q not in todo:
+                    todo.append(q)
+                measured = self.evaluator.measure_group(todo)
+                self.configs.update(measured)
+                store(self, todo, measured)
+                self.configs.update(self.evaluator.recommended)  # --sensitivity: recommended configurations
+                self.evaluator.recommended.clear()
+        return self.configs[q.spec]
+
+    def gate_result(self, q, metric: str) -> dict | None:
+        return self.measure(q).gate(metric)
+
+    # ---- regression checks against an earlier run (--compare) ----
+    def _earlier_config(self, q) -> dict | None:
+        earlier = self.prepare().inputs.earlier
+        return None if earlier is None else next(
+            (c for c in earlier.get("configs", []) if c.get("spec") == q.spec), None)
+
+    def regression_metrics(self, q) -> list[str]:
+        """Metrics with a regression tolerance that the earlier run measured for q."""
+        c = self._earlier_config(q)
+        if c is None or c.get("verdict") == "skipped":
+            return []
+        return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
+
+    def regression_result(self, q, metric: str) -> dict:
+        from harness.gates.regression import RegressionCheck, paired_change
+
+        r = self.measure(q)
+        r.regressions = r.regressions or []
+        done = next((x for x in r.regressions if x["metric"] == metric), None)
+        if done is not None:
+            return done
+        earlier = (self._earlier_config(q).get("gate_views") or {}).get(metric, {})
+        now = (r.gate_views or {}).get(metric, {})
+        ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
+        paired = paired_change(metric, self._earlier_config(q), r.as_dict(), self.spec.seed)
+        res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
+            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"), paired)
+        r.regressions.append(res)
+        if not res["passed"]:  # a failed check fails the configuration; a passing one leaves its verdict be
+            r.verdict = config_verdict(r.gates, r.regressions)
+        return res
+
+    # ---- pytest-xdist: workers hand their measurements to the controller ----
+    def handoff(self) -> dict:
+        out = {"configs": {k: c.as_dict() for k, c in self.configs.items()}}
+        if any(c.verdict != "skipped" for c in self.configs.values()):
+            out.update(self.baseline_side())
+        return out
+
+    def take_over(self, data: dict) -> None:
+        self.configs.update({k: ConfigResult.from_dict(c) for k, c in data.get("configs", {}).items()})
+        if data.get("baseline") is not None and not self.taken_over:
+            self.taken_over = {k: v for k, v in data.items() if k != "configs"}
+
+    def baseline_side(self) -> dict:
+        """What results.json needs from the baseline (measured here, or reported by a worker)."""
+        b = self.baseline
+        if self.taken_over and not (b is not None and b.loaded):
+            return self.taken_over
+        if b is None or not (b.loaded or any(c.verdict != "skipped" for c in self.configs.values())):
+            return {"baseline": None, "shape": {"num_layers": None, "num_heads": None}, "n_sequences": 0,
+                    "threads": None, "lockstep": self.evaluator.lockstep_decided if self.evaluator else None}
+        from harness.models.structure import shape_of
+        from harness.data.tokens import effective_bos
+
+        scen = baseline_block(b)  # --scenarios: the baseline's side
+        from harness.models.placement import describe
+
+        where = describe(b.model)
+        if where:  # --device-map: where each layer of the baseline went
+            scen["placement"] = where
+        return {"baseline": {**b.stats, **scen}, "shape": shape_of(b.model.config).to_dict(), "n_sequences": len(b.sequences),
+                "bos_effective": effective_bos(b.tokenizer, self.spec.bos), "threads": b.threads,
+                "lockstep": self.evaluator.lockstep_decided}
+
+    # ---- outputs ----
+    def run_all(self) -> dict:
+        self.prepare()
+        for q in self.spec.quant:
+            self.measure(q)
+            for m in self.regression_metrics(q):
+                self.regression_result(q, m)
+        return self.results()
+
+    def record(self) -> RunRecord:
+        side = self.baseline_side()
+        configs = [c for q in self.spec.quant if q.spec in self.configs for c in [self.configs[q.spec]] + [
+            r for r in self.configs.values() if r.recommended_for == q.spec]]  # each recommendation after its parent
+        return RunRecord(self.spec, self.prepare().inputs, self.run_id, self.created, configs, side["baseline"],
+                         side["shape"], side["n_sequences"], side.get("bos_effective") if side["n_sequences"] else None,
+                         side["threads"], side["lockstep"])
+
+    def results(self) -> dict:
+        from harness.report.results import build_results
+
+        return build_results(self.record())
+
+    def write(self):
+        from harness.report.results import write_run
+
+        return write_run(self.results(), self.spec.report_dir)

@@ -1,0 +1,112 @@
+"""Regression checks: today's metric against an earlier run's, direction-aware, with a tolerance.
+
+Both runs measured the same hash-checked corpus and prompts, so a difference is not sampling
+noise between two draws: it is paired, item by item. A check fails when the metric got worse by
+more than its tolerance *and*, where per-item evidence exists, the change is systematic:
+- corpus metrics (loss_delta, ppl_ratio, kld_mean, top1_agreement): the per-sequence change has a
+  95% interval (BCa over resampled documents) wholly on the worse side;
+- flips, misgeneration and degeneration: an exact one-sided McNemar (sign) test on the prompts whose
+  paired score against the baseline changed between the two runs gives p < 0.05.
+Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
+non-finite value today always fails.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.metrics.catalogue import HIGHER_IS_BETTER
+from harness.gates.policy import Tolerance
+from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p
+from harness.metrics.evidence import prompt_scores
+
+ALPHA = 0.05
+
+# per-sequence quantity whose mean change is the metric's change (sign: + means worse)
+_SEQ = {"loss_delta": ("nll", 1), "ppl_ratio": ("nll", 1), "kld_mean": ("kl_mean", 1), "top1_agreement": ("top1", -1)}
+# per-prompt paired score (summarize.prompt_scores) that the metric averages
+_PROMPT = {"flip_rate": "flip", "misgeneration_rate": "mis", "degenerate_rate": "degen"}
+
+
+def _seq_values(cfg: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    items = (cfg.get("evidence") or {}).get("sequences")
+    if not items:
+        return None
+    if key == "nll":
+        v = [s["nll_quantized"] - s["nll_baseline"] for s in items]
+    else:
+        v = [s[key] for s in items]
+    return np.asarray(v, dtype=float), np.asarray([s["doc"] for s in items])
+
+
+def _prompt_events(cfg: dict, what: str) -> dict | None:
+    """Prompt id -> paired score against the baseline (+1 worse, -1 better, 0 neither)."""
+    gens = cfg.get("generations")
+    if not gens:
+        return None
+    return {g["id"]: prompt_scores(g)[what] for g in gens}
+
+
+def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, seed: int = 0) -> dict | None:
+    """{significant, detail} of the item-by-item change of a metric between two runs, or None when
+    either run lacks per-item evidence for it."""
+    if not earlier_cfg or not now_cfg:
+        return None
+    if metric in _SEQ:
+        key, sign = _SEQ[metric]
+        a, b = _seq_values(earlier_cfg, key), _seq_values(now_cfg, key)
+        if a is None or b is None or len(a[0]) != len(b[0]):
+            return None
+        d = sign * (b[0] - a[0])  # + : worse now
+        lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), b[1], N_BOOT, seed)
+        sig = bool(math.isfinite(lo) and lo > 0)
+        return {"significant": sig, "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
+                                              f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences"}
+    if metric in _PROMPT:
+        a, b = _prompt_events(earlier_cfg, _PROMPT[metric]), _prompt_events(now_cfg, _PROMPT[metric])
+        if a is None or b is None:
+            return None
+        both = [k for k in b if k in a]
+        worse = sum(b[k] > a[k] for k in both)
+        better = sum(b[k] < a[k] for k in both)
+        p = mcnemar_p(worse, better)
+        return {"significant": p < ALPHA, "worse_items": worse, "better_items": better, "p": p,
+                "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})"}
+    return None
+
+
+@dataclass(frozen=True)
+class RegressionCheck:
+    spec: str
+    metric: str
+    tolerance: Tolerance
+
+    def evaluate(self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str,
+                 paired: dict | None = None) -> dict:
+        higher_better = self.metric in HIGHER_IS_BETTER
+        base = {"metric": self.metric, "earlier": earlier, "value": now, "earlier_run": earlier_run,
+                "tolerance": str(self.tolerance), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+                "paired": paired}
+        if earlier is None or not math.isfinite(earlier):
+            return {**base, "passed": True, "worse_by": None,
+                    "detail": f"{self.spec}: {self.metric} had no finite value in {earlier_run}; nothing to compare"}
+        if now is None or not math.isfinite(now):
+            return {**base, "passed": False, "worse_by": None,
+                    "detail": f"{self.spec}: {self.metric} is non-finite now (was {earlier:.4g} in {earlier_run})"}
+        worse_by = (earlier - now) if higher_better else (now - earlier)
+        allowed = self.tolerance.allowed(earlier)
+        beyond = worse_by > allowed
+        significant = paired["significant"] if paired is not None else True
+        failed = beyond and significant
+        word = "worse" if worse_by > 0 else "better"
+        detail = (f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} "
+                  f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g})")
+        if paired is not None:
+            detail += f"; {paired['detail']}"
+        if failed:
+            detail = "regression: " + detail
+        elif beyond:
+            detail += ": beyond tolerance but not a systematic change, not a regression"
+        return {**base, "passed": not failed, "worse_by": worse_by, "detail": detail}

@@ -1,0 +1,1 @@
+"""Earlier runs: the index, pins, --compare and comparability."""

@@ -1,0 +1,280 @@
+"""Turn per-item measurements into evidence groups, then into results' metrics and gate views (via the catalogue)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.metrics.catalogue import for_evidence
+from harness.metrics.views import GateView
+from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p, sink_rate
+
+
+def _mean_stack(xs) -> np.ndarray:
+    return np.mean(np.stack(xs), axis=0)
+
+
+def _nested(a: np.ndarray) -> list:
+    return [[float(v) for v in row] for row in a] if a.ndim == 2 else [float(v) for v in a]
+
+
+def baseline_metrics(s, tokenizer=None, sink_positions=(0,)) -> dict:
+    """Baseline block of results.json from a ModelSummary."""
+    mass = _mean_stack(s.sink_mass)
+    return {"loss": float(np.mean(np.concatenate(s.nll))), "sink_mass": _nested(mass),
+            "sink_rate": sink_rate(mass, 0.3), "sink_rate_08": sink_rate(mass, 0.8),
+            "massive_ratio": _nested(_mean_stack(s.massive)),
+            "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1)),
+            "detected_sinks": detected_sinks(s, tokenizer, sink_positions)}
+
+
+def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, top: int = 10) -> list[dict]:
+    """Key positions besides the sink positions that more than `share` of all heads attend to
+    with more than 0.3 of their attention, grouped by token text, most frequent first."""
+    if not s.votes:
+        return []
+    heads = int(np.prod(np.asarray(s.sink_mass[0]).shape))  # layers x heads
+    groups: dict[str, dict] = {}
+    for votes, ids in zip(s.votes, s.ids):
+        for pos in np.nonzero(np.asarray(votes) > share * heads)[0]:
+            if int(pos) in sink_positions:
+                continue
+            tok_id = int(ids[pos])
+            text = tokenizer.decode([tok_id]) if tokenizer is not None else str(tok_id)
+            g = groups.setdefault(text, {"token": text, "token_id": tok_id, "count": 0, "positions": [],
+                                         "share_of_heads": []})
+            g["count"] += 1
+            g["positions"].append(int(pos))
+            g["share_of_heads"].append(float(votes[pos]) / heads)
+    out = sorted(groups.values(), key=lambda g: -g["count"])[:top]
+    for g in out:
+        g["positions"] = sorted(set(g["positions"]))[:20]
+        g["share_of_heads"] = float(np.mean(g["share_of_heads"]))
+    return out
+
+def family(prompt_id: str) -> str:
+    """A prompt's family (the id up to its last '-'): prompts made from one template resample together."""
+    return str(prompt_id).rsplit("-", 1)[0]
+
+
+def interval(m, ev: dict, n: int, seed: int, n_boot: int = N_BOOT) -> tuple[float, float] | None:
+    """The metric's 95% interval: BCa over resampled clusters; a share whose resamples cannot vary
+    (no event, or all events) gets the Wilson score interval of its count instead of [x, x]."""
+    if not m.interval:
+        return None
+    ci = cluster_bootstrap(lambda i: m.stat(ev, i), ev["cluster"], n_boot, seed)
+    if m.unit == "share" and ci[0] == ci[1] and math.isfinite(ci[0]):
+        k = m.count(ev) if m.count is not None else n
+        ci = wilson(ci[0], k)
+    return ci
+
+
+def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion p observed on n items."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = min(1.0, max(0.0, p))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dict, dict]:
+    """(metrics, gate views) of every catalogue metric computed from one evidence group.
+
+    One formula per metric gives the point value (all n items) and the bootstrap interval
+    (resampled clusters of items). An absent group (None) gives NaN values and NaN gate views.
+    """
+    met: dict = {}
+    views: dict = {}
+    everything = np.arange(n)
+    if ev is not None and "cluster" not in ev:
+        ev = {**ev, "cluster": everything}
+    for m in for_evidence(group):
+        if ev is None:
+            if m.in_metrics:
+                met[m.name] = math.nan
+            if m.gate:
+                views[m.name] = GateView(math.nan, n=0)
+            continue
+        if m.array is not None:
+            met[m.name] = _nested(np.asarray(m.array(ev)))
+        if m.stat is None:
+            continue
+        value = float(m.stat(ev, everything))
+        if m.in_metrics and m.array is None:
+            met[m.name] = value
+        if m.gate:
+            ci = interval(m, ev, n, seed)
+            views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "",
+                                     m.count(ev) if m.count is not None else n,
+                                     m.premise(ev) if m.premise is not None else None)
+    return met, views
+
+
+def corpus_evidence(ps, docs=None) -> dict:
+    """Per-sequence arrays of a PairSummary (the `sequences` evidence group); docs: each sequence's
+    corpus document (the resampling cluster)."""
+    n = len(ps.base.nll)
+    return {"cluster": np.asarray(docs) if docs is not None else np.arange(n), "nll_b": np.stack(ps.base.nll), "nll_q": np.stack(ps.quant.nll),  # [N, T-1]
+            "kl": np.stack(ps.kl)[:, :-1],  # [N, T-1]: the last position has no next token in the corpus
+            "top1": np.stack(ps.top1)[:, :-1].astype(np.float64),
+            "mass_b": np.stack(ps.base.sink_mass), "mass_q": np.stack(ps.quant.sink_mass),  # [N,L,H]
+            "js": np.stack(ps.js), "ent_b": np.stack(ps.base.entropy), "ent_q": np.stack(ps.quant.entropy),
+            "cos": np.stack(ps.hidden_cos), "rel": np.stack(ps.hidden_relerr),  # [N,L]
+            "kvrel": np.stack(ps.kv_relerr), "krel": np.stack(ps.key_relerr), "vrel": np.stack(ps.value_relerr),
+            "massive_q": np.stack(ps.quant.massive)}
+
+
+def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,), docs=None) -> tuple[dict, dict]:
+    """(metrics, gate views) of a PairSummary."""
+    ev = corpus_evidence(ps, docs)
+    n = len(ev["nll_b"])
+    met, views = reduce_evidence("sequences", ev, n, seed)
+    run_met, run_views = reduce_evidence("run", {"logit_delta_max": float(ps.logit_delta_max)}, 1, seed)
+    met.update(run_met)
+    views.update(run_views)
+    flat_kl = ev["kl"].ravel()
+    met["kld_histogram"] = (np.histogram(np.log10(np.clip(flat_kl, 1e-8, None)), bins=30, range=(-8, 1))[0]
+                            .tolist() if np.isfinite(flat_kl).all() else [])
+    met["detected_sinks"] = detected_sinks(ps.quant, tokenizer, sink_positions)
+    return met, views
+
+
+def sequence_items(ps, docs=None) -> list[dict]:
+    """Per-sequence paired evidence for results.json: enough to recompute the corpus statistics and
+    to compare two runs sequence by sequence (their corpus, hence their sequences, are identical)."""
+    ev = corpus_evidence(ps, docs)
+    mb, mq = ev["mass_b"].mean(-1), ev["mass_q"].mean(-1)  # [N, L]: mean over heads
+    return [{"doc": int(ev["cluster"][k]), "nll_baseline": float(ev["nll_b"][k].mean()),
+             "nll_quantized": float(ev["nll_q"][k].mean()), "kl_mean": float(ev["kl"][k].mean()),
+             "top1": float(ev["top1"][k].mean()), "sink_mass_baseline": mb[k].tolist(),
+             "sink_mass_quantized": mq[k].tolist(), "sink_hidden_cos": ev["cos"][k].tolist(),
+             "attn_js_max": float(ev["js"][k].max())} for k in range(len(ev["nll_b"]))]
+
+
+def prompt_scores(g: dict) -> dict:
+    """Per-prompt paired outcome against the baseline: +1 worse, -1 better, 0 neither.
+
+    flip: +1 stable-correct answered wrongly, -1 stable-wrong answered rightly. degen: +1 degenerate
+    where the baseline is not, -1 the reverse (the baseline itself loops on many prompts, and any
+    perturbation moves which ones: only the balance says the quantized model degenerates more).
+    mis: +1 when either is worse, -1 when either is better and neither worse.
+    """
+    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) \
+        - int(g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True)
+    dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
+    degen = int(dq and not db) - int(db and not dq)
+    mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
+    return {"flip": flip, "degen": degen, "mis": mis}
+
+
+def prompt_evidence(gens: list[dict]) -> dict:
+    """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
+    scores = [prompt_scores(g) for g in gens]
+    return {"cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
+            "exact": np.array([g["exact"] for g in gens], dtype=float),
+            "div": np.array([g["first_divergence"] for g in gens], dtype=float),
+            "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
+            "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
+            "stable_right": np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool),
+            "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
+            "flip": np.array([s["flip"] for s in scores], dtype=float),
+            "degen": np.array([s["degen"] for s in scores], dtype=float),
+            "mis": np.array([s["mis"] for s in scores], dtype=float)}
+
+
+def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
+    """Metrics and gate views from per-prompt generation records."""
+    ev = prompt_evidence(gens)
+    met, views = reduce_evidence("prompts", ev, len(gens), seed)
+    flips, unflips = int((ev["flip"] > 0).sum()), int((ev["flip"] < 0).sum())
+    met.update({"n_prompts": len(gens), "n_with_references": sum(1 for g in gens if g["reference"]),
+                "n_baseline_correct": int(ev["right_base"].sum()),
+                "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),
+                "n_stable_correct": int(ev["stable_right"].sum()), "n_stable_wrong": int(ev["stable_wrong"].sum()),
+                "flips": flips, "unflips": unflips, "flip_mcnemar_p": mcnemar_p(flips, unflips)})
+    new, gone = int((ev["degen"] > 0).sum()), int((ev["degen"] < 0).sum())
+    met.update({"new_degenerate": new, "recovered_degenerate": gone, "degenerate_mcnemar_p": mcnemar_p(new, gone)})
+    return met, views
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q,
+                      seed: int = 0) -> tuple[dict, dict]:
+    """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
+    deployment scenario: harness/scenarios/bos.py)."""
+    from harness.metrics.text import is_correct
+
+    met: dict = {}
+    views: dict = {}
+
+    def add(group, ev, n):
+        m, v = reduce_evidence(group, ev, n, seed)
+        met.update(m)
+        views.update(v)
+
+    # Stability: correctness of the prompt and its three variants all agree (per model).
+    by_id = {g["id"]: g for g in gens}
+    stable_q, stable_b, fams = [], [], []
+    for k, p in enumerate(ref):
+        refs = list(p.references)
+        g = by_id.get(p.id)
+        if g is None:
+            continue
+        vb = [is_correct(t, refs) for t in var_base[3 * k:3 * k + 3]]
+        vq = [is_correct(t, refs) for t in var_quant[3 * k:3 * k + 3]]
+        stable_b.append(len({g["correct_baseline"], *vb}) == 1)
+        stable_q.append(len({g["correct_quantized"], *vq}) == 1)
+        fams.append(family(p.id))
+    add("stability", {"sq": np.array(stable_q, dtype=float), "sb": np.array(stable_b, dtype=float),
+                      "cluster": np.array(fams, dtype=object)}, len(stable_q))
+    met["n_stability_prompts"] = len(stable_q)
+    # Readability: perplexity under the baseline of the quantized continuations over the baseline's own.
+    both = [(a, b, family(g["id"])) for a, b, g in zip(own_nll, q_nll, gens) if a[1] > 0 and b[1] > 0]
+    if both:
+        nb = np.array([a for a, _, _ in both])  # [n, 2]: summed nll, tokens
+        nq = np.array([b for _, b, _ in both])
+        add("gen_ppl", {"nb": nb, "nq": nq, "cluster": np.array([f for _, _, f in both], dtype=object)}, len(both))
+        met["gen_ppl_baseline"] = math.exp(nb[:, 0].sum() / nb[:, 1].sum())
+        met["gen_ppl_quantized"] = math.exp(nq[:, 0].sum() / nq[:, 1].sum())
+    else:
+        add("gen_ppl", None, 0)
+    met["n_gen_ppl_prompts"] = len(both)
+    # Long generations.
+    add("long", prompt_evidence(long), len(long))
+    met.update({"long_n_prompts": len(long),
+                "long_new_tokens": max((len(g["quantized_ids"]) for g in long), default=0)})
+    met["long_generations"] = [{k: g[k] for k in ("id", "prompt", "baseline", "quantized", "degenerate",
+                                                  "degenerate_baseline", "first_divergence")} for g in long]
+    # Over-mixing probe (Barbero et al. 2025): quantized spread over the baseline's.
+    sb_, sq_ = np.asarray(spread_b, dtype=float), np.asarray(spread_q, dtype=float)
+    ok = ~(np.isnan(sb_) | np.isnan(sq_))
+    add("spread", {"b": sb_[ok], "q": sq_[ok]} if ok.any() else None, int(ok.sum()))
+    met["perturbation_spread_baseline"] = _nanmean(sb_[ok])
+    met["perturbation_spread_quantized"] = _nanmean(sq_[ok])
+    return met, views
+
+
+def sink_recovery(met: dict, prot: dict) -> dict:
+    """Share of each gap (against the baseline) that sink protection recovers: 1 - protected / plain.
+
+    1.0: protection closes the gap; 0: no effect; negative: protection made it worse. None when
+    the plain gap is too small to divide by or not a gap at all (nothing to recover).
+    """
+    out = {}
+    floors = {"loss_delta": 1e-3, "kld_mean": 1e-4, "misgeneration_rate": 1e-9}
+    for k, floor in floors.items():
+        a, b = met.get(k), prot.get(k)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            out[k] = None
+        else:
+            out[k] = (1.0 - b / a) if a > floor else None
+        out[f"{k}_plain"] = a
+        out[f"{k}_protected"] = b
+    return out

@@ -1,0 +1,54 @@
+"""Text checks on continuations: correctness against reference answers, degeneration, first divergence.
+
+Pure Python over strings and token ids (no torch): the gates' per-prompt evidence is built from these.
+"""
+from __future__ import annotations
+
+import re
+
+REPLACEMENT = "\ufffd"
+
+
+def first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else ""
+
+
+def is_correct(continuation: str, references) -> bool:
+    """A reference occurs in the continuation's first line as whole words, case-insensitive."""
+    line = first_line(continuation)
+    return any(re.search(rf"(?<!\w){re.escape(r.strip())}(?!\w)", line, re.IGNORECASE)
+               for r in references)
+
+
+def has_loop(ids: list[int], max_period: int = 8) -> bool:
+    """True when the output ends in a loop: a period-p suffix that covers >= 3 periods and half the output."""
+    n = len(ids)
+    if n < 6:
+        return False
+    for p in range(1, max_period + 1):
+        run = p
+        while run < n and ids[n - 1 - run] == ids[n - 1 - run + p]:
+            run += 1
+        if run >= 3 * p and run >= n / 2 and run >= 6:
+            return True
+    return False
+
+
+def is_degenerate(text: str, ids: list[int]) -> str | None:
+    """Why an output is degenerate ('empty', 'replacement', 'loop'), or None."""
+    if not text.strip():
+        return "empty"
+    if REPLACEMENT in text:
+        return "replacement"
+    if has_loop(ids):
+        return "loop"
+    return None
+
+
+def first_divergence(a: list[int], b: list[int]) -> int:
+    """Index of the first differing token (len of the shorter when one is a prefix of the other)."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))

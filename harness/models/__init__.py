@@ -1,0 +1,1 @@
+"""Where a model comes from and how it loads: sources, tiny models, decoder structure, placement."""

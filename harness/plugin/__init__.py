@@ -1,0 +1,368 @@
+"""pytest plugin: options (generated from settings.SETTINGS), the session fixtures, gate parametrization.
+
+Loaded once, from the root conftest.py. It stays passive until a suite activates it
+(suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+
+import pytest
+
+from harness.errors import UsageError
+from harness.config.settings import SETTINGS
+
+_SESSION = pytest.StashKey["object"]()
+_RUN_DIR = pytest.StashKey["object"]()
+_JUNIT_PER_ITEM = pytest.StashKey[bool]()
+_INTERRUPTED = pytest.StashKey[bool]()
+_ACTIVE: list = []  # configs with an active session (pytest_keyboard_interrupt receives no config)
+
+
+def pytest_addhooks(pluginmanager):
+    from harness.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("quantsink", "quantsink: sign-off of quantized LLMs")
+    for s in SETTINGS:
+        if s.type == "bool":
+            group.addoption(s.option, action="store_true", default=None, dest=s.ini, help=s.help_text())
+            parser.addini(s.ini, s.help, type="bool", default=None)
+        else:
+            group.addoption(s.option, action="store", default=None, dest=s.ini, metavar=s.meta,
+                            help=s.help_text(), **({"nargs": "?", "const": s.const} if s.const is not None else {}))
+            parser.addini(s.ini, s.help, default=None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """quantsink options without the suites (e.g. `pytest --model tiny-llama` from the repository root
+    collects the harness's own tests): a usage error that says what to run."""
+    if get_session(config) is not None or _is_worker(config):
+        return
+    given = [s.option for s in SETTINGS if config.getoption(s.ini) is not None]
+    if given:
+        raise pytest.UsageError(f"{', '.join(given)}: quantsink options take effect in the sign-off suites; "
+                                f"run `pytest suites {' '.join(_given_args(config))}`".rstrip())
+
+
+def _given_args(config) -> list[str]:
+    """The quantsink options of this command line, to repeat in the hint."""
+    out = []
+    for s in SETTINGS:
+        v = config.getoption(s.ini)
+        if v is True:
+            out.append(s.option)
+        elif v is not None:
+            out += [s.option, str(v)]
+    return out
+
+
+def option_values(config) -> dict:
+    """Command line beats ini; None means 'let the profile decide'."""
+    out = {}
+    for s in SETTINGS:
+        v = config.getoption(s.ini)
+        if v is None:
+            v = config.getini(s.ini)
+            if v in ("", []):
+                v = None
+        out[s.name] = v
+    return out
+
+
+def activate(config) -> None:
+    """Build the run from the options and check every input; usage errors stop pytest (exit 4)."""
+    if config.stash.get(_SESSION, None) is not None:
+        return
+    from harness.engine.session import Session
+    from harness.config.build import build_spec
+
+    try:
+        spec = build_spec(option_values(config))
+        if spec.pin:
+            from harness.history.runs import pin
+
+            rec = pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))
+            anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
+            # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
+            # nothing else ran.
+            print(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) "
+                  f"as the sign-off baseline for --compare pinned", flush=True)
+            pytest.exit("--pin only records the pin; no tests run", returncode=0)
+        if _is_worker(config):
+            spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
+            spec.device = _worker_device(spec, config.workerinput.get("workerid"))
+        from harness.scale.cluster import fanout_for
+
+        session = Session(spec, progress=_progress(config), substitute=_substitute(config),
+                          fanout=fanout_for(spec)).prepare()
+    except UsageError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[_SESSION] = session
+    config.stash[_JUNIT_PER_ITEM] = config.getini("junit_family") in ("xunit1", "legacy")
+    _ACTIVE.append(config)
+    if getattr(config.option, "dist", "no") == "load" and getattr(config.option, "numprocesses", None):
+        # pytest -n N: keep each configuration's items on one worker (one quantization each).
+        config.option.dist = "loadgroup"
+
+
+def _worker_device(spec, worker_id):
+    from harness.system.devices import worker_device
+
+    if not spec.device.startswith("cuda"):
+        return spec.device
+    import torch
+
+    return worker_device(spec.device, spec.devices, worker_id, torch.cuda.device_count())
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _substitute(config):
+    def sub(q):
+        from harness.methods import parse_spec
+
+        got = config.hook.pytest_quantsink_measure_as(qconfig=q)
+        return parse_spec(got) if isinstance(got, str) else got
+    return sub
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C that lands while a progress line is written until the line is done.
+
+    Raised inside the terminal writer (with capture suspended), it once left pytest's capture in
+    a state where the run was reported as failed and written instead of interrupted.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list = []
+    old = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got and callable(old):
+        old(*got[0])  # Python's default handler raises KeyboardInterrupt here
+    elif got and old == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
+_WORKER_LINES = pytest.StashKey[list]()
+
+
+def _progress(config):
+    if _is_worker(config):  # pytest-xdist: lines ride on each test report to the controller
+        lines = config.stash.setdefault(_WORKER_LINES, [])
+        return lambda msg: lines.append(msg)
+
+    def emit(msg: str) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        line = f"[quantsink] {msg}"
+        # Inside a test pytest captures fd 1, terminal writer included: suspend it so a long
+        # run is never silent.
+        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with _sigint_deferred():
+            with ctx:
+                if tr is not None:
+                    if getattr(getattr(tr, "_tw", None), "width_of_current_line", 0):
+                        tr.write("\n")  # after -q's progress dots
+                    tr.write_line(line)
+                    tr.flush()
+                else:
+                    print(line, file=sys.stderr, flush=True)
+    return emit
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """pytest-xdist worker: attach the progress lines written since the last report."""
+    report = yield
+    lines = item.config.stash.get(_WORKER_LINES, None)
+    if lines:
+        report.quantsink_progress = list(lines)  # serialized with the report (TestReport keeps extras)
+        lines.clear()
+    return report
+
+
+def pytest_runtest_logreport(report):
+    """pytest-xdist controller: print the progress lines a worker attached, as they arrive."""
+    lines = getattr(report, "quantsink_progress", None)
+    node = getattr(report, "node", None)
+    if lines and node is not None and not _is_worker(node.config) and get_session(node.config) is not None:
+        emit = _progress(node.config)
+        worker = getattr(node, "gateway", None)
+        for line in lines:
+            emit(f"[{worker.id}] {line}" if worker is not None else line)
+
+
+def get_session(config):
+    return config.stash.get(_SESSION, None)
+
+
+def junit_per_item(config) -> bool:
+    return config.stash.get(_JUNIT_PER_ITEM, False)
+
+
+def pytest_report_header(config):
+    s = get_session(config)
+    if s is None:
+        return None
+    from harness.config.settings import profile_changes, profile_values
+
+    sp = s.spec
+    defaults = profile_values(sp.profile)
+    changed = profile_changes(sp.profile)
+    overridden = {k: getattr(sp, k) for k in defaults if k not in ("quant", "sink_positions", "device",
+                                                                   "baseline_dtype") and getattr(sp, k) != defaults[k]}
+    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"
+    return [f"quantsink: profile {sp.profile} (sets {what})"
+            + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
+            f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
+            f"{sp.corpus}, {len(s.inputs.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
+            f"{', signoff (strict)' if sp.signoff else ''}",
+            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}"] + [
+            f"quantsink: {note}" for note in s.inputs.notes]
+
+
+def pytest_generate_tests(metafunc):
+    s = get_session(metafunc.config)
+    if s is None:
+        return
+    ids = [q.spec for q in s.spec.quant]
+    if "qs_config" in metafunc.fixturenames:
+        metafunc.parametrize("qs_config", s.spec.quant, ids=ids)
+    if "qs_result" in metafunc.fixturenames:
+        metafunc.parametrize("qs_result", s.spec.quant, ids=ids, indirect=True)
+    if "qs_gate" in metafunc.fixturenames:
+        pairs = [(q, m) for q in s.spec.quant for m in s.gate_metrics(q)]
+        metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+    if "qs_regression" in metafunc.fixturenames:
+        pairs = [(q, m) for q in s.spec.quant for m in s.regression_metrics(q)]
+        metafunc.parametrize("qs_regression", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Without --compare (or with nothing to compare) test_regression has no parameters:
+    # drop it rather than show an empty-parameter skip.
+    keep, drop = [], []
+    for it in items:
+        cs = getattr(it, "callspec", None)
+        for name in ("qs_config", "qs_gate", "qs_regression", "qs_result"):
+            if cs is not None and name in cs.params:
+                q = cs.params[name]
+                q = q[0] if isinstance(q, tuple) else q
+                if hasattr(q, "spec"):
+                    it.add_marker(pytest.mark.xdist_group(name=q.spec))
+        mark = it.get_closest_marker("skip")
+        empty = ("qs_regression" in getattr(it, "fixturenames", ()) and mark is not None
+                 and "empty parameter set" in str(mark.kwargs.get("reason", "")))
+        (drop if empty else keep).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def qs_session(request):
+    s = get_session(request.config)
+    if s is None:
+        pytest.skip("quantsink is not active (run the suites: pytest suites)")
+    return s
+
+
+@pytest.fixture
+def qs_result(request, qs_session):
+    """One configuration's measured result (parametrized over the run's configurations): a view.ResultView."""
+    from harness.plugin.view import ResultView
+
+    q = request.param
+    r = qs_session.measure(q)
+    if r.verdict == "skipped":
+        pytest.skip(r.skip_reason)
+    if r.error:
+        pytest.fail(f"{q.spec}: measurement failed: {r.error}", pytrace=False)
+    return ResultView(r)
+
+
+def pytest_keyboard_interrupt(excinfo):
+    """Remember an interruption (Ctrl-C) so that sessionfinish writes no partial run."""
+    for config in list(_ACTIVE):
+        config.stash[_INTERRUPTED] = True
+
+
+def _record_suite_properties(config, results: dict) -> None:
+    """JUnit suite properties `<spec>.<metric>` for every scalar catalogue metric (controller or serial run)."""
+    from _pytest.junitxml import xml_key
+
+    from harness.metrics.catalogue import BY_NAME
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for c in results["configs"]:
+        scalars = {k: v for k, v in (c.get("metrics") or {}).items()
+                   if k in BY_NAME and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if c.get("quantize_seconds") is not None:
+            scalars["quantize_seconds"] = c["quantize_seconds"]
+        for k, v in scalars.items():
+            xml.add_global_property(f"{c['spec']}.{k}", v)
+        xml.add_global_property(f"{c['spec']}.verdict", c["verdict"])
+    xml.add_global_property("quantsink.verdict", results["verdict"])
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    s = get_session(config)
+    if s is None or not s.configs:
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED or config.stash.get(_INTERRUPTED, False):
+        # An interrupted run is not a run: write nothing rather than a partial verdict.
+        s.progress("interrupted: no results written, index.jsonl unchanged")
+        return
+    from harness.report.results import clean
+
+    if _is_worker(config):  # the controller merges every worker's configurations and writes once
+        config.workeroutput["quantsink"] = json.dumps(clean(s.handoff()))
+        return
+    config.stash[_RUN_DIR] = run_dir = s.write()
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    _record_suite_properties(config, results)
+    if results["verdict"] == "fail" and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # e.g. nothing was measured: never a green run
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: take over a finished worker's measurements."""
+    s = get_session(node.config)
+    data = getattr(node, "workeroutput", {}).get("quantsink")
+    if s is not None and data:
+        s.take_over(json.loads(data))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    s = get_session(config)
+    run_dir = config.stash.get(_RUN_DIR, None)
+    if s is None or run_dir is None:
+        return
+    from harness.report.summary import verdict_lines
+
+    res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    head, *rest = verdict_lines(res, run_dir)
+    terminalreporter.write_sep("=", head)
+    for line in rest:
+        terminalreporter.write_line(line)

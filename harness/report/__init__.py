@@ -1,0 +1,1 @@
+"""What a run writes: results.json, summary.md, report.html and what they share. Torch-free."""

@@ -1,0 +1,1 @@
+"""A run spread over processes and machines: shards and merge, Ray."""

@@ -1,0 +1,1 @@
+"""The machine and the process: files and caches, memory, quiet imports, progress, devices, environment and package versions, run identity."""
