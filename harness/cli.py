@@ -13,9 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.engine.session import Session
-from harness.config.settings import SETTINGS
 from harness.config.build import RunSpec, build_spec
+from harness.config.settings import SETTINGS
+from harness.engine.session import Session
+from harness.errors import UsageError
+from harness.methods import availability
+from harness.metrics.catalogue import markdown_table, text_table
+from harness.report.results import write_run
+from harness.report.summary import verdict_lines
+from harness.scale.cluster import fanout_for
+from harness.scale.shard import merge, run_shard
 
 USAGE_ERROR = 4  # pytest's exit code for usage errors
 
@@ -29,12 +36,10 @@ def run_session(spec: RunSpec | dict, progress=None):
     """(results, run directory) of a complete run."""
     if isinstance(spec, dict):
         spec = build_spec(spec)
-    from harness.scale.cluster import fanout_for
 
     session = Session(spec, progress, fanout=fanout_for(spec)).prepare()
     session.run_all()
     results = session.results()
-    from harness.report.results import write_run
 
     return results, write_run(results, spec.report_dir)
 
@@ -59,8 +64,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def print_methods() -> None:
-    from harness.methods import availability
-
     for name, examples, state in availability():
         print(f"{name:<8} {state:<10} {examples}" if state == "available" else f"{name:<8} missing    {examples}"
               f"\n{'':<8} {state}")
@@ -68,12 +71,9 @@ def print_methods() -> None:
 
 def main(argv=None) -> int:
     """`python -m harness ...`: exit 0 pass, 1 fail, 4 usage error."""
-    from harness.errors import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["metrics"]:
-        from harness.metrics.catalogue import markdown_table, text_table
-
         print(markdown_table() if "--markdown" in argv else text_table())
         return 0
     if argv[:1] == ["methods"]:
@@ -87,7 +87,6 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return USAGE_ERROR
-    from harness.report.summary import verdict_lines
 
     print("\n".join(verdict_lines(results, run_dir)))
     return 0 if results["verdict"] == "pass" else 1
@@ -95,9 +94,6 @@ def main(argv=None) -> int:
 
 def _shard_or_merge(argv: list[str]) -> int:
     """`shard`: exit 0 once its part is written; `merge`: the run's exit code (0 pass, 1 otherwise)."""
-    from harness.errors import UsageError
-    from harness.report.summary import verdict_lines
-    from harness.scale.shard import merge, run_shard
 
     if argv[0] == "shard":
         p = parser()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from harness.methods.base import QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import decoder_layers
 
 SINK_LAYER = 2
 SINK_SCALE = 0.8
@@ -68,7 +69,6 @@ def _sink_hook(module, args, output):
 def quantize(cfg: FaultConfig, ctx):
     import torch
 
-    from harness.models.structure import decoder_layers
 
     model = ctx.load_baseline()
     layers = decoder_layers(model)

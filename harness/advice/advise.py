@@ -10,7 +10,12 @@ from __future__ import annotations
 import math
 import time
 
+from harness.advice.diagnosis import diagnose, recommended
+from harness.advice.recommend import greedy, native_config, statement, targets
 from harness.errors import one_line
+from harness.gates.records import Key
+from harness.methods.footprint import footprint, module_params
+from harness.methods.keep import keeps_modules, kept, swap_in, with_keep
 
 
 def wanted(spec, r) -> bool:
@@ -20,8 +25,6 @@ def wanted(spec, r) -> bool:
 
 
 def add_footprint(ev, q, r) -> dict:
-    from harness.methods.footprint import footprint
-
     fp = footprint(q, ev.base.model, ev.spec.baseline_dtype)
     r.metrics["bits_per_weight"] = fp["bits_per_weight"]
     r.metrics["model_size_mb"] = fp["model_size_mb"]
@@ -30,8 +33,6 @@ def add_footprint(ev, q, r) -> dict:
 
 def after_gates(ev, q, r, model) -> None:
     """Footprint for every configuration; sensitivity, recommendation and diagnosis where they apply."""
-    from harness.advice.diagnosis import diagnose
-    from harness.methods.keep import keeps_modules
 
     fp = add_footprint(ev, q, r)
     sens = rec = None
@@ -56,10 +57,13 @@ def _base_massive(ev) -> list:
 
 
 def search_and_recommend(ev, q, r, model, fp):
-    from harness.methods.footprint import module_params
-    from harness.methods.keep import swap_in, with_keep
-    from harness.advice.recommend import greedy, native_config, statement, targets
-    from harness.advice.sensitivity import CAL_SEQUENCES, CAL_TOKENS, calibration_ids, measure_keep, search
+    from harness.advice.sensitivity import (
+        CAL_SEQUENCES,
+        CAL_TOKENS,
+        calibration_ids,
+        measure_keep,
+        search,
+    )
 
     s, base = ev.spec, ev.base
     ids, note = calibration_ids(base.tokenizer, ev.inputs.corpus, base.sequences, CAL_SEQUENCES, s.seq_len, s.bos)
@@ -113,10 +117,7 @@ def _record(sens: dict) -> dict:
 
 def measure_recommended(ev, q, keep_q, parent, model):
     """Measure keep_q (the swapped model) on the gated split with its own gates, as a configuration."""
-    from harness.advice.diagnosis import recommended
     from harness.measure.passes import run_multi
-    from harness.methods.keep import kept
-    from harness.gates.records import Key
 
     rr = ev.new_result(keep_q)
     rr.recommended_for = q.spec

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 
+from harness.methods.keep import kept
+from harness.methods.kv import kv_part
+from harness.metrics.catalogue import family
+
 SINK_PROTECT_SHARE = 0.3  # protecting the sink prefix closes at least this share of the KL gap
 SINK_JUMP = 0.5  # at least this share of the sink's worst hidden-state deficit appears in one layer ...
 SINK_BEFORE = 0.1  # ... after layers whose deficit is at most this share of it (intact before the onset)
@@ -17,8 +21,6 @@ GENERATION = ("flip_rate", "misgeneration_rate", "degenerate_rate")
 
 
 def _not_passing(gates, names=None, families=None) -> list[str]:
-    from harness.metrics.catalogue import family
-
     return [g["metric"] for g in gates if g.get("outcome", "pass") in ("fail", "inconclusive")
             and (names is None or g["metric"] in names) and (families is None or family(g["metric"]) in families)]
 
@@ -48,7 +50,6 @@ def _top_module(sens: dict | None, layer: int | None) -> str | None:
 
 def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_massive=None) -> dict:
     """{family, layer, module, evidence: [...], next_step, summary} for one measured configuration."""
-    from harness.methods.kv import kv_part
 
     gates, m = r.gates or [], r.metrics or {}
     ev: list[str] = []
@@ -131,7 +132,6 @@ def _other_method(cfg) -> str:
 
 def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
     """The diagnosis of a recommended configuration: what the kept modules closed, or the rules when it fails."""
-    from harness.methods.keep import kept
 
     if r.verdict != "pass":
         d = diagnose(cfg, r)

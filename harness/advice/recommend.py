@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 import re
 
+from harness.methods.footprint import params_of
+from harness.models.structure import decoder_layers
+
 MARGIN = 0.6  # the estimate must lie within this share of each limit's distance from identity
 MAX_STEPS = 8
 MIN_GAIN = 0.02  # units closing less than this share of the distance are not candidates
@@ -54,7 +57,6 @@ def total(score: dict, tg: dict) -> float:
 
 def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, measure, progress, label: str) -> dict:
     """The keep set (see the module docstring); measure(names) -> calibration score."""
-    from harness.methods.footprint import params_of
 
     plain = sens["plain"]
     base_total = total(plain, tg)
@@ -91,8 +93,6 @@ def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, mea
 
 
 def _full_names(model, names) -> list[str]:
-    from harness.models.structure import decoder_layers
-
     layers = decoder_layers(model)
     prefix = next(n for n, m in model.named_modules() if m is layers)
     return [prefix + n[len("layers"):] for n in names]

@@ -14,7 +14,11 @@ import time
 
 import torch
 
+from harness.data.tokens import corpus_sequences
 from harness.measure import formulas as M
+from harness.measure.kvcache import cache_kwarg, make_cache, watch
+from harness.methods.keep import restore, swap_in
+from harness.models.structure import decoder_layers, linear_modules
 
 CAL_SEQUENCES = 4  # calibration sequences (one batch)
 CAL_TOKENS = 128  # at most this many tokens each: the search costs the same under every profile
@@ -24,7 +28,6 @@ TOP_LAYERS = 2  # layers searched module by module
 def calibration_ids(tokenizer, corpus, gated: torch.Tensor, n: int, seq_len: int, bos: str):
     """[n, seq_len] corpus chunks that are not gated sequences: every chunk of the corpus (cut as the gated
     split is cut) minus the gated ones, n of them evenly spread. Returns (ids, note)."""
-    from harness.data.tokens import corpus_sequences
 
     allc = corpus_sequences(tokenizer, corpus, 1 << 30, seq_len, bos)
     taken = {tuple(r.tolist()) for r in gated}
@@ -64,7 +67,6 @@ class Probe:
 
     def plain(self, model) -> dict:
         """Score the configuration itself and remember its layers' outputs for replay."""
-        from harness.models.structure import decoder_layers
 
         outs: dict[int, object] = {}
         hooks = [layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o))
@@ -79,7 +81,6 @@ class Probe:
 
     def score_from(self, model, start: int) -> dict:
         """score(model) with layers 0..start-1 replayed from the plain pass (they must be unchanged)."""
-        from harness.models.structure import decoder_layers
 
         if not start or self.outputs is None:
             return self.score(model)
@@ -94,9 +95,8 @@ class Probe:
                 layers[i] = mod
 
     def _run(self, model, protect=None):
-        from harness.measure.kvcache import cache_kwarg, make_cache, watch
-        from harness.measure.passes import CHUNK
         from harness.measure.hooks import capture
+        from harness.measure.passes import CHUNK
 
         T = self.ids.shape[1]
         spans = [(0, T)] if self.kv is None else [(a, min(a + CHUNK, T)) for a in range(0, T, CHUNK)]
@@ -158,7 +158,6 @@ def gains(base: dict, kept: dict) -> dict:
 
 def measure_keep(probe: Probe, model, source, names) -> dict:
     """Score model with `names` swapped in from source (restored afterwards)."""
-    from harness.methods.keep import restore, swap_in
 
     old = swap_in(model, source, names)
     try:
@@ -169,7 +168,6 @@ def measure_keep(probe: Probe, model, source, names) -> dict:
 
 def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_source=None, kv=None) -> dict:
     """Layer-level leave-one-out, then module level in the top layers; returns the sensitivity record."""
-    from harness.models.structure import decoder_layers, linear_modules
 
     t0 = time.perf_counter()
     probe = Probe(base_model, ids, sink, kv)

@@ -1,8 +1,13 @@
 """RunSpec from option values: command line > ini > profile default, every value checked."""
 from __future__ import annotations
 
-from harness.errors import UsageError, did_you_mean
 from harness.config.settings import BY_NAME, DEFAULT_QUANT, RunSpec, profile_values
+from harness.errors import UsageError, did_you_mean
+from harness.methods import expand_shorthand, parse_specs
+from harness.models.placement import parse_max_memory
+from harness.scenarios import check as check_scenarios
+from harness.scenarios import selected
+from harness.system.devices import parse_devices
 
 __all__ = ["RunSpec", "build_spec", "resolve_device", "parse_sink_positions"]
 
@@ -37,7 +42,6 @@ def parse_sink_positions(text: str) -> tuple[int, ...]:
 
 def build_spec(values: dict) -> RunSpec:
     """RunSpec from option values (None = not given); the profile fills what is missing."""
-    from harness.methods import expand_shorthand, parse_specs
 
     unknown = [k for k in values if k not in BY_NAME]
     if unknown:
@@ -67,12 +71,9 @@ def build_spec(values: dict) -> RunSpec:
     if spec.devices and spec.device.startswith("cuda") and not spec.unavailable:
         import torch
 
-        from harness.system.devices import parse_devices
 
         parse_devices(spec.devices, torch.cuda.device_count())  # a bad index stops the run before it starts
     if spec.max_memory:
-        from harness.models.placement import parse_max_memory
-
         parse_max_memory(spec.max_memory)
         if spec.device_map == "none":
             raise UsageError("--max-memory limits a device map: add --device-map auto (or balanced, sequential)")
@@ -80,12 +81,9 @@ def build_spec(values: dict) -> RunSpec:
     spec.sink_positions = parse_sink_positions(given.get("sink_positions", "0"))
     if "baseline_dtype" not in given:
         spec.baseline_dtype = "fp16" if spec.device.startswith("cuda") else "fp32"
-    from harness.scenarios import check as check_scenarios
 
     check_scenarios(spec)  # --scenarios and the streaming window: usage errors now
     if spec.reference:
-        from harness.scenarios import selected
-
         clash = [f for f, on in (("--scenarios", bool(selected(spec))), ("--protect-sink", spec.protect_sink),
                                  ("--sensitivity", spec.sensitivity != "off"), ("--lockstep on", spec.lockstep == "on"))
                  if on]

@@ -1,6 +1,7 @@
 """Corpus -> fixed-length token sequences under the BOS policy."""
 from __future__ import annotations
 
+from harness.errors import UsageError
 
 
 def tokenizer_adds_bos(tok) -> bool:
@@ -33,8 +34,6 @@ def corpus_sequences(tok, corpus, n_sequences: int, seq_len: int, bos: str = "au
             stream.append(tok.eos_token_id)
     n_chunks = len(stream) // body
     if n_chunks == 0:
-        from harness.errors import UsageError
-
         raise UsageError(f"corpus '{corpus.name}' has {len(stream)} tokens, fewer than one sequence of "
                          f"{seq_len}; give a larger corpus or a smaller seq_len")
     n = min(n_sequences, n_chunks)

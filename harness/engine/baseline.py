@@ -10,9 +10,20 @@ import hashlib
 from functools import cached_property
 
 from harness.config.identity import generation_key, threads_of
-from harness.data.tokens import probe_index
+from harness.data.sets import load_prompts
+from harness.data.tokens import corpus_sequences, probe_index
+from harness.methods import QuantContext
+from harness.metrics.evidence import baseline_metrics
+from harness.metrics.text import is_correct
+from harness.models.placement import (
+    load_kwargs,
+    offload_dir,
+    parse_max_memory,
+    placement_kwargs,
+)
+from harness.models.sources import load_model, load_tokenizer
+from harness.system.files import cache_get, cache_put, cache_root, file_lock
 from harness.system.memory import release
-from harness.models.placement import placement_kwargs
 from harness.system.progress import heartbeat
 
 
@@ -31,14 +42,10 @@ class Baseline:
 
     @cached_property
     def tokenizer(self):
-        from harness.models.sources import load_tokenizer
-
         return load_tokenizer(self.inputs.source.local_dir, self.spec.trust_remote_code)
 
     def load(self, placed: bool = False):
         """A fresh baseline (eager attention); with --device-map only `placed` follows the map (see placement.py)."""
-        from harness.models.sources import load_model
-        from harness.models.placement import load_kwargs, offload_dir, parse_max_memory
 
         s = self.spec
         mapped = s.device_map != "none"
@@ -74,8 +81,6 @@ class Baseline:
 
     @cached_property
     def _sequences_and_docs(self):
-        from harness.data.tokens import corpus_sequences
-
         s = self.spec
         return corpus_sequences(self.tokenizer, self.inputs.corpus, s.n_sequences, s.seq_len, s.bos, with_docs=True)
 
@@ -98,7 +103,6 @@ class Baseline:
     def stats(self) -> dict:
         """The baseline block of results.json."""
         from harness.measure.passes import run_single
-        from harness.metrics.evidence import baseline_metrics
 
         summary = self.summary
         if summary is None:  # no configuration measured (yet): a baseline-only pass
@@ -113,8 +117,6 @@ class Baseline:
 
     @cached_property
     def long_prompts(self):
-        from harness.data.sets import load_prompts
-
         allp = load_prompts(self.spec.prompts).prompts
         picked = [p for p in allp if p.long] or [p for p in allp if not p.references] or list(allp)
         return list(picked[:self.spec.long_n_prompts])
@@ -139,7 +141,6 @@ class Baseline:
         """{prompt id: [correct on each of the three neutral variants]} for every reference prompt of
         the run (the baseline's own noise floor: a flip counts only where it is stable)."""
         from harness.measure.behaviour import prompt_variants
-        from harness.metrics.text import is_correct
 
         ref = [p for p in self.prompts if p.references]
         texts = [v for p in ref for v in prompt_variants(p.prompt)]
@@ -173,7 +174,6 @@ class Baseline:
     def generate(self, tag: str, texts: list[str], new_tokens: int, min_new: int = 0):
         """Greedy continuations of the baseline, cached on disk keyed by everything that changes them."""
         from harness.measure.generation import generate
-        from harness.system.files import cache_get, cache_put, cache_root, file_lock
 
         key = generation_key(self.spec, self.inputs, self.threads, tag, texts, new_tokens, min_new)
         path = cache_root() / "baseline-gen" / f"{key}.json"
@@ -208,7 +208,6 @@ class Baseline:
 
     def quant_context(self, q):
         """What a quantization handler receives for q in this run."""
-        from harness.methods import QuantContext
 
         s, src = self.spec, self.inputs.source
         return QuantContext(

@@ -6,6 +6,8 @@ into metrics.
 """
 from __future__ import annotations
 
+from harness.metrics.evidence import behaviour_metrics
+from harness.metrics.text import first_divergence, is_correct, is_degenerate
 from harness.system.progress import heartbeat
 
 
@@ -23,7 +25,6 @@ def generate(base, participant, texts: list[str], new_tokens: int, label: str, m
 def records(base, participant, name: str = "", prompts=None, base_out=None, new_tokens=None,
             min_new: int = 0) -> list[dict]:
     """Per-prompt records comparing the participant's continuations with the baseline's."""
-    from harness.metrics.text import first_divergence, is_correct, is_degenerate
 
     prompts = base.prompts if prompts is None else prompts
     base_txt, base_ids = base.generations if base_out is None else base_out
@@ -65,7 +66,6 @@ def behaviour_raw(base, spec: str, participant) -> dict:
 def behaviour_done(base, gens: list[dict], raw: dict) -> tuple[dict, dict]:
     """The behaviour metrics, once the baseline has scored the configuration's continuations (gen_ppl)."""
     from harness.measure.behaviour import continuation_nll
-    from harness.metrics.evidence import behaviour_metrics
 
     s, b = base.spec, base.behaviour
     ref, _ = base.variant_prompts

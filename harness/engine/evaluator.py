@@ -11,10 +11,27 @@ from functools import cached_property
 
 from harness.advice import advise
 from harness.engine import continuations
+from harness.engine.refmode import measure_group
 from harness.errors import guarded, one_line
+from harness.gates.decide import config_verdict, evaluate_gate
+from harness.gates.records import ConfigResult, Key
+from harness.measure.kvcache import KVSpec
+from harness.methods import bit_class
+from harness.methods import quantize as quantize_config
+from harness.methods.kv import kv_part
+from harness.metrics.catalogue import BY_NAME, PROTECTED
+from harness.metrics.evidence import (
+    corpus_metrics,
+    generation_metrics,
+    sequence_items,
+    sink_recovery,
+)
+from harness.models.placement import place_quantized
+from harness.scenarios import gates as scenario_gates
+from harness.scenarios import selected
+from harness.scenarios.runner import run_group
 from harness.system.memory import release
 from harness.system.progress import heartbeat
-from harness.gates.records import ConfigResult, Key
 
 
 class Evaluator:
@@ -46,8 +63,6 @@ class Evaluator:
         return self.__dict__.get("lockstep")
 
     def new_result(self, q) -> ConfigResult:
-        from harness.methods import bit_class
-
         cls = bit_class(q, self.spec.bit_class) if self.inputs.policy.by_class else (q.bit_class or self.spec.bit_class)
         return ConfigResult.new(q, cls)
 
@@ -56,8 +71,6 @@ class Evaluator:
         from harness.measure.passes import run_multi
 
         if self.spec.reference:
-            from harness.engine.refmode import measure_group
-
             return measure_group(self, qs)
         results = {q.spec: self.new_result(q) for q in qs}
         if self.spec.unavailable:
@@ -113,11 +126,9 @@ class Evaluator:
     def _scenarios(self, parts: dict) -> dict:
         """The deployment scenarios (--scenarios) of the measured configurations, together:
         {spec: (record, gate views) or the exception that ended them}."""
-        from harness.scenarios import selected
 
         if not selected(self.spec) or not parts:
             return {}
-        from harness.scenarios.runner import run_group
 
         try:
             return run_group(self.base, parts)
@@ -125,17 +136,13 @@ class Evaluator:
             return {spec: e for spec in parts}
 
     def participant(self, q, model, protect: bool = False):
-        from harness.measure.kvcache import KVSpec
         from harness.measure.passes import Participant
-        from harness.methods.kv import kv_part
 
         kv = kv_part(q)
         spec = KVSpec(kv.backend, kv.nbits, kv.group, kv.residual) if kv is not None else None
         return Participant(model, spec, self.base.sink_source if protect else None)
 
     def quantize(self, q, result: ConfigResult):
-        from harness.methods import quantize as quantize_config
-
         ctx = self.base.quant_context(q)
         target = self.substitute(q) or q
         if target.spec != q.spec:
@@ -148,7 +155,6 @@ class Evaluator:
         result.info = ctx.info
         result.module_types = ctx.info.pop("quantized_module_types", None) or sorted(
             {type(m).__name__ for m in model.modules()})
-        from harness.models.placement import place_quantized
 
         return place_quantized(self.spec, q.spec, model, result, self.base.holds(model), self.progress)
 
@@ -158,8 +164,6 @@ class Evaluator:
 
     def measure_rest(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> dict:
         """Everything after the corpus pass that needs the quantized model; returns what conclude needs."""
-        from harness.metrics.catalogue import PROTECTED
-        from harness.metrics.evidence import corpus_metrics, generation_metrics, sink_recovery
 
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
@@ -189,10 +193,6 @@ class Evaluator:
 
     def conclude(self, q, r: ConfigResult, st: dict) -> None:
         """Score the continuations under the baseline (gen_ppl), then metrics and gates."""
-        from harness.metrics.catalogue import BY_NAME
-        from harness.gates.decide import config_verdict, evaluate_gate
-        from harness.scenarios import gates as scenario_gates
-        from harness.metrics.evidence import sequence_items
 
         t0 = time.perf_counter()
         s, ps, met, views, gens = self.spec, st["ps"], st["met"], st["views"], st["gens"]

@@ -4,6 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from harness.config.identity import spec_identity
+from harness.data.sets import load_corpus, load_prompts
+from harness.gates.policy import load_policy
+from harness.history.runs import compare_details, resolve
+from harness.methods import bit_class, expand_shorthand
+from harness.models.placement import check_fits_one_layer, parse_max_memory
+from harness.models.sources import resolve_model
+from harness.models.structure import (
+    decoder_layers,
+    input_width,
+    linear_modules,
+    meta_model,
+)
+
 
 class ModelInfo:
     """What preflight checks may ask about the model without loading weights."""
@@ -14,13 +28,11 @@ class ModelInfo:
     @cached_property
     def meta(self):
         """The architecture on the meta device (built on first use)."""
-        from harness.models.structure import meta_model
 
         return meta_model(self.source.local_dir, self.trust_remote_code)
 
     def shorthand_group(self, choices=(128, 64, 32)) -> tuple[int, str]:
         """The largest group size in choices that divides every quantizable layer's input width."""
-        from harness.models.structure import input_width, linear_modules
 
         widths = sorted({input_width(m, t) for _, m, t in linear_modules(self.meta)})
         for g in choices:
@@ -44,12 +56,6 @@ class RunInputs:
     @classmethod
     def load(cls, spec) -> "RunInputs":
         """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
-        from harness.data.sets import load_corpus, load_prompts
-        from harness.history.runs import compare_details, resolve
-        from harness.config.identity import spec_identity
-        from harness.methods import bit_class
-        from harness.models.sources import resolve_model
-        from harness.gates.policy import load_policy
 
         policy = load_policy(spec.policy)
         corpus = load_corpus(spec.corpus)
@@ -58,16 +64,12 @@ class RunInputs:
         info = ModelInfo(source, spec.trust_remote_code, spec.allow_pickle)
         notes = []
         if not spec.quant and spec.bits and spec.methods:  # --bits/--methods: groups that fit this model
-            from harness.methods import expand_shorthand
 
             group, why = info.shorthand_group()
             spec.quant = expand_shorthand(spec.bits, spec.methods, group)
             notes.append(f"--bits {spec.bits} --methods {spec.methods}: group size {group} ({why}): "
                          f"{', '.join(q.spec for q in spec.quant)}")
         if spec.max_memory:
-            from harness.models.placement import check_fits_one_layer, parse_max_memory
-            from harness.models.structure import decoder_layers
-
             width = {"fp32": 4, "fp16": 2, "bf16": 2}[spec.baseline_dtype]
             layer = max(sum(p.numel() for p in lay.parameters()) for lay in decoder_layers(info.meta)) * width
             check_fits_one_layer(parse_max_memory(spec.max_memory), layer)

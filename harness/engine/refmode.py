@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 
 from harness.advice import advise
+from harness.config.identity import digest, reference_identity
+from harness.errors import guarded, one_line
 from harness.gates.records import ConfigResult
 
 
 def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
-    from harness.errors import guarded, one_line
     from harness.measure.reference import compare
 
     results = {q.spec: ev.new_result(q) for q in qs}
@@ -56,7 +57,6 @@ def measure_group(ev, qs: list) -> dict[str, ConfigResult]:
 def reference_for(base):
     """The run's baseline reference (found by its key, or built now with the baseline model); the baseline
     then takes its side from it and drops its model: configurations are measured without it."""
-    from harness.config.identity import digest, reference_identity
     from harness.measure.reference import FORMAT, ROWS, TOPK, ensure
 
     ident = reference_identity(base.spec, base.inputs, format=FORMAT, topk=TOPK, rows=ROWS)

@@ -14,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config.identity import baseline_side_key, measurement_key
+from harness.gates.decide import config_verdict, gate_all
+from harness.gates.records import ConfigResult
+from harness.scenarios import gates as scenario_gates
 from harness.system.environment import env
 from harness.system.files import cache_get, cache_put, cache_root
 
@@ -56,9 +59,6 @@ def store_baseline(key: str, side: dict) -> None:
 def reuse(session, q) -> bool:
     """Take q's measurement from the cache when one exists for identical inputs; gate it under today's
     policy. When the baseline is not loaded, its side of results.json comes from the cache too."""
-    from harness.gates.decide import config_verdict, gate_all
-    from harness.gates.records import ConfigResult
-    from harness.scenarios import gates as scenario_gates
 
     spec, policy = session.spec, session.policy
     key = measurement_key(spec, session.inputs, q) if enabled(spec) else None

@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import time
 
+from harness.config.identity import new_run_id
+from harness.data.tokens import effective_bos
+from harness.engine.baseline import Baseline
+from harness.engine.evaluator import Evaluator
+from harness.engine.inputs import RunInputs
+from harness.engine.resultcache import reuse, store
 from harness.gates.decide import config_verdict
 from harness.gates.records import ConfigResult, RunRecord
-from harness.scenarios import baseline_block, gates as scenario_gates
+from harness.gates.regression import RegressionCheck, paired_change
+from harness.methods import bit_class
+from harness.methods.registry import backend_modules
+from harness.models.placement import describe
+from harness.models.structure import shape_of
+from harness.report.results import build_results, write_run
+from harness.scenarios import baseline_block
+from harness.scenarios import gates as scenario_gates
+from harness.system.quiet import quiet_imports, reissue
 
 
 class Session:
     def __init__(self, spec, progress=None, substitute=None, fanout=None):
-        from harness.config.identity import new_run_id
-
         self.spec = spec
         self.progress = progress or (lambda msg: print(f"[quantsink] {msg}", flush=True))
         self.substitute = substitute
@@ -32,10 +44,6 @@ class Session:
     def prepare(self) -> "Session":
         """Load and check every input; all usage errors surface here, before any test runs."""
         if self.inputs is None:
-            from harness.engine.baseline import Baseline
-            from harness.engine.evaluator import Evaluator
-            from harness.engine.inputs import RunInputs
-
             self._import_backends()  # before the preflight, which builds models on the meta device
             self.inputs = RunInputs.load(self.spec)
             self.baseline = Baseline(self.spec, self.inputs, self.progress)
@@ -44,8 +52,6 @@ class Session:
 
     def _import_backends(self) -> None:
         """Import the run's quantization backends now, without their start-up noise (harness.quiet)."""
-        from harness.methods.registry import backend_modules
-        from harness.system.quiet import quiet_imports
 
         # transformers imports torchao (when installed) on its first from_pretrained: import it here too
         mods = ["transformers", "transformers.modeling_utils", "torchao"] + [
@@ -60,8 +66,6 @@ class Session:
         return self.prepare().inputs.policy
 
     def gate_metrics(self, q) -> list[str]:
-        from harness.methods import bit_class
-
         limits = self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None)
         return list(scenario_gates(limits, self.spec))  # a scenario's gates only where it runs
 
@@ -72,14 +76,12 @@ class Session:
         if q.spec not in self.configs:
             self.prepare()
             if self.import_warnings:  # inside the first test item: pytest's warnings summary shows them
-                from harness.system.quiet import reissue
 
                 reissue(self.import_warnings)
                 self.import_warnings = []
             if self.fanout is not None:  # e.g. every configuration as its own Ray task (cluster.py)
                 for part in self.fanout(self):
                     self.take_over({"configs": {c["spec"]: c for c in part["configs"]}, **(part["side"] or {})})
-            from harness.engine.resultcache import reuse, store
 
             for c in [*self.spec.quant, q]:  # first, so cache hits never load the baseline
                 if c.spec not in self.configs:
@@ -113,8 +115,6 @@ class Session:
         return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
 
     def regression_result(self, q, metric: str) -> dict:
-        from harness.gates.regression import RegressionCheck, paired_change
-
         r = self.measure(q)
         r.regressions = r.regressions or []
         done = next((x for x in r.regressions if x["metric"] == metric), None)
@@ -151,11 +151,8 @@ class Session:
         if b is None or not (b.loaded or any(c.verdict != "skipped" for c in self.configs.values())):
             return {"baseline": None, "shape": {"num_layers": None, "num_heads": None}, "n_sequences": 0,
                     "threads": None, "lockstep": self.evaluator.lockstep_decided if self.evaluator else None}
-        from harness.models.structure import shape_of
-        from harness.data.tokens import effective_bos
 
         scen = baseline_block(b)  # --scenarios: the baseline's side
-        from harness.models.placement import describe
 
         where = describe(b.model)
         if where:  # --device-map: where each layer of the baseline went
@@ -182,11 +179,7 @@ class Session:
                          side["threads"], side["lockstep"])
 
     def results(self) -> dict:
-        from harness.report.results import build_results
-
         return build_results(self.record())
 
     def write(self):
-        from harness.report.results import write_run
-
         return write_run(self.results(), self.spec.report_dir)

@@ -14,15 +14,15 @@ from __future__ import annotations
 import math
 
 from harness.gates.policy import Limit
-from harness.metrics.views import GateView
+from harness.metrics.catalogue import BY_NAME
 from harness.metrics.stats import needed_n
+from harness.metrics.views import GateView
 
 OUTCOMES = ("pass", "fail", "inconclusive", "insufficient", "not_applicable")
 
 
 def gate_all(spec: str, limits: dict, views: dict, nonfinite_layer: int | None = None) -> list[dict]:
     """Every gate of limits ({metric: Limit}) decided on the stored views ({metric: GateView.as_dict()})."""
-    from harness.metrics.catalogue import BY_NAME
 
     note = (f"NaN/Inf first appeared in the output of decoder layer {nonfinite_layer}"
             if nonfinite_layer is not None else "")

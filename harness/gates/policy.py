@@ -5,10 +5,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.metrics.catalogue import GATE_METRICS
+from harness.data.sets import DATA_DIR
 from harness.errors import UsageError, did_you_mean
 from harness.methods.base import BIT_CLASSES
-from harness.data.sets import DATA_DIR
+from harness.metrics.catalogue import GATE_METRICS
 
 BUNDLED_POLICY = DATA_DIR / "policy.toml"
 CLASSES = BIT_CLASSES

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.metrics.catalogue import HIGHER_IS_BETTER
 from harness.gates.policy import Tolerance
-from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p
+from harness.metrics.catalogue import HIGHER_IS_BETTER
 from harness.metrics.evidence import prompt_scores
+from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p
 
 ALPHA = 0.05
 

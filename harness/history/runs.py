@@ -5,8 +5,15 @@ import json
 import time
 from pathlib import Path
 
-from harness.config.identity import LIBRARIES, check_comparable, check_run_id, comparable_identity, differences
+from harness.config.identity import (
+    LIBRARIES,
+    check_comparable,
+    check_run_id,
+    comparable_identity,
+    differences,
+)
 from harness.errors import UsageError, did_you_mean
+from harness.system.environment import package_version
 from harness.system.files import append_line, read_lines
 
 INDEX = "index.jsonl"
@@ -137,7 +144,6 @@ def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
 def compare_details(earlier: dict, specs_now: list[str], libraries_now: dict | None = None) -> str:
     """What the compare note adds about an earlier run: configurations in only one of the two runs
     (they get no regression checks) and library versions that changed ('' when nothing)."""
-    from harness.system.environment import package_version
 
     before = list((earlier.get("settings") or {}).get("spec") or [c.get("spec") for c in earlier.get("configs", [])])
     parts = []

@@ -5,6 +5,9 @@ import contextlib
 
 import torch
 
+from harness.measure.kvcache import cache_kwarg, make_cache, watch
+
+
 def encode_prompt(tok, text: str, bos: str = "auto") -> list[int]:
     """Token ids of a prompt under the BOS policy (auto: the tokenizer's own rule)."""
     ids = tok(text, add_special_tokens=(bos == "auto"))["input_ids"]
@@ -61,7 +64,6 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
     kv: a kvcache.KVSpec (generation reads a quantized KV cache); protect: a protect.SinkSource
     (the sink prefix's hidden states and K/V come from the baseline).
     """
-    from harness.measure.kvcache import cache_kwarg, make_cache, watch
     from harness.measure.hooks import bound, routed
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -15,6 +15,7 @@ import torch
 from harness.errors import CaptureError
 from harness.models.structure import attention_modules, decoder_layers
 
+
 def ensure_eager(model) -> None:
     """Attention probabilities come back only from eager attention (SDPA returns none)."""
     impl = getattr(model.config, "_attn_implementation", None)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from harness.measure import formulas as M
 from harness.errors import CaptureError
+from harness.measure import formulas as M
+from harness.measure.hooks import bound, routed
 from harness.measure.kvcache import KVSpec, cache_kwarg, make_cache, watch
 from harness.measure.lockstep import TurnTaking
-from harness.measure.hooks import bound, routed
 
 CHUNK = 16  # prefill chunk (tokens) when a quantized KV cache is in the group (see methods/kv.py: residual)
 _BLOCK = 1 << 20  # elements per row block in the reductions (bounds temporaries to ~4 MB each)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.measure.kvcache import cache_kwarg, make_cache, watch
 from harness.measure.hooks import capture
+from harness.measure.kvcache import cache_kwarg, make_cache, watch
 
 
 class Protection:

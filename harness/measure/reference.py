@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.measure import formulas as M
 from harness.errors import UsageError
+from harness.measure import formulas as M
+from harness.system.files import cache_root, cached_dir
 
 TOPK = 256  # baseline log-probabilities kept per position
 ROWS = 16  # query rows per sequence kept of every head's attention
@@ -44,8 +45,6 @@ def sampled_rows(T: int, first_row: int, n: int = ROWS) -> list[int]:
 
 
 def root_dir(spec) -> Path:
-    from harness.system.files import cache_root
-
     return Path(spec.reference_dir) if getattr(spec, "reference_dir", None) else cache_root() / "references"
 
 
@@ -116,7 +115,6 @@ def _check_named(path: Path, ident: dict) -> None:
 def ensure(base, ident: dict, key: str) -> Reference:
     """The run's reference: found by key under --reference-dir (or named by it), or built now with the baseline
     model. ident: what the key digests (config/identity.py reference_identity)."""
-    from harness.system.files import cached_dir
 
     root = root_dir(base.spec)
     if (root / "meta.json").is_file():
@@ -134,8 +132,8 @@ def build(base, out: Path, ident: dict, key: str) -> None:
     rows) and once over the prompts; write the reference into out."""
     from safetensors.torch import save_file
 
-    from harness.measure.passes import Participant, _Acc, _pass
     from harness.measure.hooks import routed
+    from harness.measure.passes import Participant, _Acc, _pass
 
     s = base.spec
     model = base.model
@@ -171,8 +169,8 @@ def build(base, out: Path, ident: dict, key: str) -> None:
 
 def compare(ref: Reference, participant, batches, sink_positions, progress=None, label: str = ""):
     """A quantized participant's corpus passes against the reference: a measure.PairSummary."""
-    from harness.measure.passes import CHUNK, PairSummary, _Acc, _add_pair, _pass
     from harness.measure.hooks import routed
+    from harness.measure.passes import CHUNK, PairSummary, _Acc, _add_pair, _pass
 
     ps = PairSummary()
     chunk = CHUNK if participant.kv is not None else None

@@ -14,9 +14,13 @@ import os
 from dataclasses import dataclass
 
 from harness.errors import UsageError
-from harness.system.files import cache_root, cached_dir
 from harness.methods.base import WG, GroupedWeightConfig, bad_spec
+from harness.methods.gptq import keep_logs_out_of_cwd
 from harness.methods.registry import register_handler, register_method
+from harness.methods.rtn import check_groups
+from harness.models.sources import load_model
+from harness.models.structure import input_width, linear_modules
+from harness.system.files import cache_root, cached_dir
 
 AWQ_BITS = (2, 3, 4, 8)
 AWQ_GROUPS = (16, 32, 64, 128)  # GPTQModel's AWQ kernels' group sizes
@@ -59,8 +63,6 @@ class AWQConfig(GroupedWeightConfig):
 
 def check_group_fit(model, cfg, offered, respec) -> None:
     """The group must divide every input width; the error names the offered groups that fit this model."""
-    from harness.models.structure import input_width, linear_modules
-    from harness.methods.rtn import check_groups
 
     try:
         check_groups(model, cfg)
@@ -74,7 +76,6 @@ def check_group_fit(model, cfg, offered, respec) -> None:
 
 def check_shapes(model, cfg: AWQConfig) -> None:
     """Groups must divide every input width and output widths must be multiples of 64 (GPTQModel's AWQ)."""
-    from harness.models.structure import linear_modules
 
     check_group_fit(model, cfg, AWQ_GROUPS, lambda g: f"awq-w{cfg.w_bits}g{g}")
     for name, mod, transposed in linear_modules(model):
@@ -106,7 +107,6 @@ def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
         import torch._dynamo
 
         torch._dynamo.config.disable = True
-    from harness.methods.gptq import keep_logs_out_of_cwd
 
     keep_logs_out_of_cwd()
     try:
@@ -154,8 +154,6 @@ def densify(model) -> int:
 
 @register_handler(AWQConfig)
 def quantize(cfg: AWQConfig, ctx):
-    from harness.models.sources import load_model
-
     texts, calib_sha = ctx.calibration(ctx.gptq_samples, ctx.seed)
     target = cache_root() / "awq" / f"{cfg.spec}-{cache_key(cfg, ctx, calib_sha)}"
     ctx.info["cache_dir"] = str(target)

@@ -85,8 +85,6 @@ class QuantConfig:
         name = d.pop("method", cls.method)
         klass = CONFIG_CLASSES.get(name) if cls is QuantConfig else cls
         if klass is None:
-            from harness.errors import UsageError
-
             raise UsageError(f"no quantization method '{name}' is registered")
         if klass is not cls and klass.from_dict.__func__ is not QuantConfig.from_dict.__func__:
             return klass.from_dict({"method": name, **d})

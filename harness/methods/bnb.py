@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from harness.errors import did_you_mean
 from harness.methods.base import WG, QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.sources import load_model
 
 _KINDS = {"int8": "int8", "nf4": "nf4", "fp4": "fp4", "w8": "int8"}
 
@@ -55,7 +56,6 @@ def quantize(cfg: BnbConfig, ctx):
     import torch
     from transformers import BitsAndBytesConfig
 
-    from harness.models.sources import load_model
 
     if cfg.kind == "int8":
         # a device map may leave layers on the CPU: bitsandbytes keeps those in fp32 only when told to

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.methods.base import QuantConfig
 from harness.methods.kv import KVConfig, check_backend, prepare_kv
-from harness.methods.registry import get_method, register_handler, register_method
+from harness.methods.registry import (
+    backend_modules,
+    get_method,
+    register_handler,
+    register_method,
+)
 
 
 @register_method("combo", examples="WEIGHTS+KV, e.g. gptq-w4g128+kv-quanto-w4")
@@ -43,8 +48,6 @@ class ComboConfig(QuantConfig):
         self.weights.preflight(model_info)
 
     def backend_modules(self) -> list[str]:
-        from harness.methods.registry import backend_modules
-
         return backend_modules(self.weights) + backend_modules(self.kv)
 
     def to_dict(self) -> dict:

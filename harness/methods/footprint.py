@@ -10,12 +10,15 @@ precision. Methods without quantized weights (KV-cache, faults) count the baseli
 """
 from __future__ import annotations
 
+from harness.methods.keep import kept
+from harness.methods.path import path_bits
+from harness.models.structure import input_width, linear_modules
+
 _DTYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16}
 
 
 def _weight_config(cfg):
     """(the configuration that quantizes weights or None, names kept at baseline precision)."""
-    from harness.methods.keep import kept
 
     names = kept(cfg)
     while getattr(cfg, "inner", None) is not None or getattr(cfg, "weights", None) is not None:
@@ -34,8 +37,6 @@ def linear_bits(cfg, width: int) -> float | None:
     if m == "bnb":
         return 8 + 32 / width if cfg.kind == "int8" else 4 + 32 / 64
     if m == "path":
-        from harness.methods.path import path_bits
-
         b = path_bits(cfg.path)
         return float(b) if b is not None else None
     b = cfg.bits
@@ -49,7 +50,6 @@ def linear_bits(cfg, width: int) -> float | None:
 def footprint(cfg, model, dtype: str = "fp32") -> dict:
     """bits_per_weight (over the decoder's Linears) and model_size_mb (all parameters) of cfg, counted on
     the baseline model's shapes; quantized_params: Linear weights the method quantizes."""
-    from harness.models.structure import input_width, linear_modules
 
     base_bits = _DTYPE_BITS.get(dtype, 32)
     wcfg, names = _weight_config(cfg)
@@ -75,7 +75,6 @@ def footprint(cfg, model, dtype: str = "fp32") -> dict:
 
 def module_params(model) -> dict[str, int]:
     """Weights of each Linear in the decoder, by keep name."""
-    from harness.models.structure import linear_modules
 
     return {name: mod.weight.numel() for name, mod, _ in linear_modules(model)}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from harness.errors import did_you_mean
 from harness.methods.base import QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import linear_modules
 
 FORMATS = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2"}  # spec token -> torch dtype name
 
@@ -141,7 +142,6 @@ def simulate(model, fmt: str, per_tensor: bool, activations: bool, ctx) -> objec
     """Round-trip every decoder Linear weight through float8 (and, for W8A8, swap in the activation class)."""
     import torch
 
-    from harness.models.structure import linear_modules
 
     klass = act_linear_class() if activations else None
     n = 0
@@ -162,11 +162,13 @@ def simulate(model, fmt: str, per_tensor: bool, activations: bool, ctx) -> objec
 
 
 def _torchao_fp8(model, cfg, ctx):
-    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig,
-                                      quantize_)
-    from torchao.quantization.granularity import PerRow, PerTensor
-
     import torch
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        quantize_,
+    )
+    from torchao.quantization.granularity import PerRow, PerTensor
 
     if isinstance(cfg, W8A8FP8Config):
         qc = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
@@ -180,8 +182,6 @@ def _torchao_fp8(model, cfg, ctx):
 
 
 def _decoder_linear_filter(model):
-    from harness.models.structure import linear_modules
-
     wanted = {id(m) for _, m, _ in linear_modules(model)}
     return lambda mod, fqn: id(mod) in wanted
 

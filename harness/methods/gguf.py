@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from harness.errors import UsageError, did_you_mean
 from harness.methods.base import QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import input_width, linear_modules
 
 # spec token -> (GGMLQuantizationType name, weights per block, bytes per block, policy bits)
 TYPES = {
@@ -69,7 +70,6 @@ class GGUFTypeConfig(QuantConfig):
 
 def check_rows(model, cfg: GGUFTypeConfig) -> None:
     """Every quantized weight's rows must hold whole blocks (32 weights; 256 for TQ1_0/TQ2_0)."""
-    from harness.models.structure import input_width, linear_modules
 
     block = TYPES[cfg.qtype][1]
     for name, mod, transposed in linear_modules(model):
@@ -95,7 +95,6 @@ def gguf_round_trip(weight, qtype: str):
 def quantize(cfg: GGUFTypeConfig, ctx):
     import torch
 
-    from harness.models.structure import linear_modules
 
     model = ctx.load_baseline()
     check_rows(model, cfg)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-
 from dataclasses import dataclass
 
-from harness.system.files import cache_root, cached_dir
 from harness.methods.base import WG, GroupedWeightConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.sources import load_model
+from harness.system.files import cache_root, cached_dir
 
 GPTQ_BITS = (2, 3, 4, 8)
 
@@ -111,7 +111,6 @@ def quantize(cfg: GPTQConfig, ctx):
     _prepare_env(ctx)
     from transformers import GPTQConfig as HFGPTQConfig
 
-    from harness.models.sources import load_model
 
     # Reloads must name the torch backend: with the saved 'auto', 4-bit checkpoints come back
     # as plain Linear layers with missing weights on CPU (seen with gptqmodel 7.6).

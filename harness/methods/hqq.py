@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.methods.awq import check_group_fit
 from harness.methods.base import WG, GroupedWeightConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.methods.rtn import check_groups
+from harness.models.structure import linear_modules
 
 HQQ_BITS = (2, 3, 4, 8)
 
@@ -48,8 +51,6 @@ class HQQConfig(GroupedWeightConfig):
         return [f"hqq-w{bits}g{group}"] if bits in HQQ_BITS else []
 
     def preflight(self, model_info) -> None:
-        from harness.methods.awq import check_group_fit
-
         check_group_fit(model_info.meta, self, (8, 16, 32, 64, 128, 256), lambda g: f"hqq-w{self.w_bits}g{g}")
 
 
@@ -69,8 +70,6 @@ def hqq_dequantized(weight, bits: int, group: int):
 def quantize(cfg: HQQConfig, ctx):
     import torch
 
-    from harness.models.structure import linear_modules
-    from harness.methods.rtn import check_groups
 
     model = ctx.load_baseline()
     check_groups(model, cfg)

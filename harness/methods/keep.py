@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.methods.base import QuantConfig
-from harness.methods.registry import get_method, register_handler, register_method
+from harness.methods.combo import ComboConfig
+from harness.methods.kv import KVConfig
+from harness.methods.registry import (
+    backend_modules,
+    get_method,
+    register_handler,
+    register_method,
+)
+from harness.models.structure import decoder_layers, linear_modules
 
 MARK = "-keep:"
 _NAME = re.compile(r"^layers\.\d+(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -71,8 +79,6 @@ class KeepConfig(QuantConfig):
         check_names(self.keep, module_names(model_info.meta), self.spec)
 
     def backend_modules(self) -> list[str]:
-        from harness.methods.registry import backend_modules
-
         return backend_modules(self.inner)
 
     def to_dict(self) -> dict:
@@ -85,14 +91,12 @@ class KeepConfig(QuantConfig):
 
 def keeps_modules(cfg: QuantConfig) -> bool:
     """Whether a configuration has quantized weights whose modules can be kept (not a KV-cache-only method)."""
-    from harness.methods.kv import KVConfig
 
     return not isinstance(cfg, KVConfig) and getattr(cfg, "keeps_modules", True)
 
 
 def with_keep(cfg: QuantConfig, names) -> QuantConfig:
     """cfg with `names` kept at baseline precision (a combination keeps them in its weight part)."""
-    from harness.methods.combo import ComboConfig
 
     if isinstance(cfg, ComboConfig):
         return ComboConfig(weights=with_keep(cfg.weights, names), kv=cfg.kv)
@@ -110,7 +114,6 @@ def kept(cfg: QuantConfig) -> tuple:
 
 def module_names(model) -> list[str]:
     """Every name keep: accepts for a model: each decoder layer and each module inside one that holds a Linear."""
-    from harness.models.structure import decoder_layers, linear_modules
 
     out = [f"layers.{i}" for i in range(len(decoder_layers(model)))]
     for name, _, _ in linear_modules(model):
@@ -133,7 +136,6 @@ def check_names(names, valid: list[str], spec: str) -> None:
 
 def _parent(model, name: str):
     """(container, attribute) of a keep name inside model."""
-    from harness.models.structure import decoder_layers
 
     layers = decoder_layers(model)
     parts = name.split(".")

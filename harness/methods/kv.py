@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from harness.errors import MissingBackend, QuantsinkError, did_you_mean
 from harness.methods.base import WG, QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import shape_of
 
 KV_BITS = {"quanto": (2, 4), "hqq": (1, 2, 3, 4, 8)}
 # Full-precision residual (newest tokens). transformers' default is 128, but with the corpus prefilled
@@ -114,7 +115,6 @@ def check_full_attention(model) -> None:
 def check_group(model, cfg: KVConfig) -> None:
     """quanto and hqq group the flattened [B, kvH, T, d] tensor of every cache update: the group
     must divide kvH x d, or an update whose B x T is odd fails deep inside the backend."""
-    from harness.models.structure import shape_of
 
     shape = shape_of(model.config)
     width = shape.num_kv_heads * shape.head_dim

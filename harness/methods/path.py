@@ -12,6 +12,13 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.methods.base import QuantConfig, class_of_bits
 from harness.methods.registry import register_handler, register_method
+from harness.models.sources import (
+    HUB_ID,
+    check_local_dir,
+    checkpoint_sha256,
+    load_model,
+    resolve_model,
+)
 
 
 @register_method("path", examples="path:DIR_OR_HUB_ID")
@@ -33,7 +40,6 @@ class PathConfig(QuantConfig):
     def preflight(self, model_info) -> None:
         """A local checkpoint must exist with a config and weights (pickle only when allowed); a Hub id
         is resolved when the configuration runs."""
-        from harness.models.sources import HUB_ID, check_local_dir
 
         p = Path(self.path).expanduser()
         if p.is_dir():
@@ -50,7 +56,6 @@ class PathConfig(QuantConfig):
 
     def cache_identity(self) -> dict | None:
         """A local checkpoint: the content hash of its files; a Hub id: not cached (not on disk yet)."""
-        from harness.models.sources import checkpoint_sha256
 
         p = Path(self.path).expanduser()
         return {"method": "path", "sha256": checkpoint_sha256(p)} if p.is_dir() else None
@@ -130,8 +135,6 @@ def path_bits(path: str) -> int | None:
 
 @register_handler(PathConfig)
 def quantize(cfg: PathConfig, ctx):
-    from harness.models.sources import load_model, resolve_model
-
     src = resolve_model(cfg.path, allow_pickle=ctx.allow_pickle)
     ctx.info["path"] = src.to_dict()
     ctx.info["format"] = checkpoint_format(src.local_dir, cfg.spec)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.methods.base import WG, QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import input_width, linear_modules
 
 
 @register_method("rtn", examples="rtn-w{2..8}[gGROUP][-asym], e.g. rtn-w8, rtn-w4g32, rtn-w3g64-asym",
@@ -92,8 +93,6 @@ def fake_quantize(w, bits: int, group: int | None = None, asym: bool = False):
 
 
 def check_groups(model, cfg: RTNConfig) -> None:
-    from harness.models.structure import input_width, linear_modules
-
     if not cfg.group:
         return
     for name, mod, transposed in linear_modules(model):
@@ -106,7 +105,6 @@ def check_groups(model, cfg: RTNConfig) -> None:
 def apply_rtn(model, cfg: RTNConfig):
     import torch
 
-    from harness.models.structure import linear_modules
 
     check_groups(model, cfg)
     with torch.no_grad():

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import did_you_mean
+from harness.methods.awq import check_group_fit
 from harness.methods.base import QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
+from harness.models.structure import linear_modules
 
 KINDS = ("int8wo", "int4wo", "int8dq")
 INT4_GROUPS = (32, 64, 128)
@@ -72,19 +74,20 @@ class TorchAOConfig(QuantConfig):
 
     def preflight(self, model_info) -> None:
         if self.group:
-            from harness.methods.awq import check_group_fit
-
             check_group_fit(model_info.meta, self, INT4_GROUPS, lambda g: f"torchao-int4wo-g{g}")
 
 
 def torchao_config(cfg: TorchAOConfig, device: str, dtype: str):
     """The torchao config object that runs cfg on this device (see the module docstring for int4 on CPU)."""
-    from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
-                                      Int8WeightOnlyConfig, IntxWeightOnlyConfig)
+    import torch
+    from torchao.quantization import (
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+    )
     from torchao.quantization.granularity import PerGroup
     from torchao.quantization.quant_primitives import MappingType
-
-    import torch
 
     if cfg.kind == "int8wo":
         return Int8WeightOnlyConfig()
@@ -100,7 +103,6 @@ def torchao_config(cfg: TorchAOConfig, device: str, dtype: str):
 def quantize(cfg: TorchAOConfig, ctx):
     from torchao.quantization import quantize_
 
-    from harness.models.structure import linear_modules
 
     model = ctx.load_baseline()
     targets = {id(m) for _, m, _ in linear_modules(model)}

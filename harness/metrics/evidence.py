@@ -6,8 +6,9 @@ import math
 import numpy as np
 
 from harness.metrics.catalogue import for_evidence
-from harness.metrics.views import GateView
 from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p, sink_rate
+from harness.metrics.text import is_correct
+from harness.metrics.views import GateView
 
 
 def _mean_stack(xs) -> np.ndarray:
@@ -209,7 +210,6 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
                       seed: int = 0) -> tuple[dict, dict]:
     """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
     deployment scenario: harness/scenarios/bos.py)."""
-    from harness.metrics.text import is_correct
 
     met: dict = {}
     views: dict = {}

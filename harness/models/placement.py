@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from harness.errors import UsageError
+from harness.system.files import cache_root
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.I)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -124,7 +125,6 @@ def offload_dir():
     import shutil
     import tempfile
 
-    from harness.system.files import cache_root
 
     root = cache_root() / "offload"
     root.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError, did_you_mean
+from harness.models.tiny import TINY_ARCHS, TINY_VERSION, build_tiny
 from harness.system.files import cache_root, cached_dir, file_sha256
-from harness.models.tiny import TINY_ARCHS, TINY_VERSION
 
 ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -112,8 +112,6 @@ def _converted(gguf: Path, name: str) -> tuple[Path, str]:
 
 
 def _tiny(arch: str) -> Path:
-    from harness.models.tiny import build_tiny
-
     target = cache_root() / "models" / f"tiny-{arch}-v{TINY_VERSION}"
     cached_dir(target, lambda tmp: build_tiny(arch, tmp), full_check=True)
     return target

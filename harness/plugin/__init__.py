@@ -13,8 +13,18 @@ import threading
 
 import pytest
 
+from harness.config.build import build_spec
+from harness.config.settings import SETTINGS, profile_changes, profile_values
+from harness.engine.session import Session
 from harness.errors import UsageError
-from harness.config.settings import SETTINGS
+from harness.history.runs import pin
+from harness.methods import parse_spec
+from harness.metrics.catalogue import BY_NAME
+from harness.plugin.view import ResultView
+from harness.report.results import clean
+from harness.report.summary import verdict_lines
+from harness.scale.cluster import fanout_for
+from harness.system.devices import worker_device
 
 _SESSION = pytest.StashKey["object"]()
 _RUN_DIR = pytest.StashKey["object"]()
@@ -82,14 +92,10 @@ def activate(config) -> None:
     """Build the run from the options and check every input; usage errors stop pytest (exit 4)."""
     if config.stash.get(_SESSION, None) is not None:
         return
-    from harness.engine.session import Session
-    from harness.config.build import build_spec
 
     try:
         spec = build_spec(option_values(config))
         if spec.pin:
-            from harness.history.runs import pin
-
             rec = pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))
             anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
             # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
@@ -100,7 +106,6 @@ def activate(config) -> None:
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
             spec.device = _worker_device(spec, config.workerinput.get("workerid"))
-        from harness.scale.cluster import fanout_for
 
         session = Session(spec, progress=_progress(config), substitute=_substitute(config),
                           fanout=fanout_for(spec)).prepare()
@@ -115,8 +120,6 @@ def activate(config) -> None:
 
 
 def _worker_device(spec, worker_id):
-    from harness.system.devices import worker_device
-
     if not spec.device.startswith("cuda"):
         return spec.device
     import torch
@@ -130,8 +133,6 @@ def _is_worker(config) -> bool:
 
 def _substitute(config):
     def sub(q):
-        from harness.methods import parse_spec
-
         got = config.hook.pytest_quantsink_measure_as(qconfig=q)
         return parse_spec(got) if isinstance(got, str) else got
     return sub
@@ -220,7 +221,6 @@ def pytest_report_header(config):
     s = get_session(config)
     if s is None:
         return None
-    from harness.config.settings import profile_changes, profile_values
 
     sp = s.spec
     defaults = profile_values(sp.profile)
@@ -286,7 +286,6 @@ def qs_session(request):
 @pytest.fixture
 def qs_result(request, qs_session):
     """One configuration's measured result (parametrized over the run's configurations): a view.ResultView."""
-    from harness.plugin.view import ResultView
 
     q = request.param
     r = qs_session.measure(q)
@@ -307,7 +306,6 @@ def _record_suite_properties(config, results: dict) -> None:
     """JUnit suite properties `<spec>.<metric>` for every scalar catalogue metric (controller or serial run)."""
     from _pytest.junitxml import xml_key
 
-    from harness.metrics.catalogue import BY_NAME
 
     xml = config.stash.get(xml_key, None)
     if xml is None:
@@ -333,7 +331,6 @@ def pytest_sessionfinish(session, exitstatus):
         # An interrupted run is not a run: write nothing rather than a partial verdict.
         s.progress("interrupted: no results written, index.jsonl unchanged")
         return
-    from harness.report.results import clean
 
     if _is_worker(config):  # the controller merges every worker's configurations and writes once
         config.workeroutput["quantsink"] = json.dumps(clean(s.handoff()))
@@ -359,7 +356,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     run_dir = config.stash.get(_RUN_DIR, None)
     if s is None or run_dir is None:
         return
-    from harness.report.summary import verdict_lines
 
     res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     head, *rest = verdict_lines(res, run_dir)

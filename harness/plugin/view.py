@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.errors import did_you_mean
 from harness.metrics.catalogue import BY_NAME
 
 
@@ -65,7 +66,6 @@ class ResultView:
             v = self._r.gate_views[metric]["value"]
         else:
             known = sorted(set(self._r.metrics) | set(self._r.gate_views or {}))
-            from harness.errors import did_you_mean
 
             raise KeyError(f"{self.spec} has no metric '{metric}'{did_you_mean(metric, known)}")
         spec = BY_NAME.get(metric)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import math
 import os
 
-from harness.report import advice as advice_report
-from harness.metrics.catalogue import shown
-from harness.report.kit import COLORS, esc, pyplot, svg
-from harness.report.summary import gate_order, gate_status, not_passed
-from harness.metrics.catalogue import family
-from harness.report.scenarios import html_section as scenario_section
+from harness.metrics.catalogue import family, shown
 from harness.metrics.evidence import prompt_scores
+from harness.report import advice as advice_report
+from harness.report.kit import COLORS, esc, pyplot, svg
+from harness.report.scenarios import html_section as scenario_section
+from harness.report.summary import gate_order, gate_status, not_passed
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 def _num(v, digits=4) -> str:

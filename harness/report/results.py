@@ -10,6 +10,8 @@ from pathlib import Path
 from harness import __version__
 from harness.config.identity import check_run_id
 from harness.gates.decide import run_verdict
+from harness.report.html import render as render_html
+from harness.report.summary import summary_markdown
 from harness.system.environment import environment
 from harness.system.files import append_line, atomic_dir, atomic_write
 
@@ -62,8 +64,6 @@ def build_results(rec) -> dict:
 
 def write_run(results: dict, report_dir: str | Path) -> Path:
     """Write REPORT_DIR/<run_id>/ (results.json, summary.md) atomically, then append the index line."""
-    from harness.report.html import render as render_html
-    from harness.report.summary import summary_markdown
 
     root = Path(report_dir)
     run_dir = root / check_run_id(results["run_id"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from harness.report import advice as advice_report
 from harness.metrics.catalogue import METRICS, family, shown
+from harness.report import advice as advice_report
 from harness.report.kit import md_cell
+from harness.report.scenarios import markdown as scenario_markdown
 
 # Report order of gate families: the sink gates this harness exists for come first.
 FAMILY_ORDER = ("sink", "attention", "corpus", "generation", "behaviour", "probe")
@@ -138,7 +139,6 @@ def summary_markdown(results: dict) -> str:
                   "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json)."]
     lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
-    from harness.report.scenarios import markdown as scenario_markdown
 
     lines += scenario_markdown(r)
     lines += _comparison(r)

@@ -15,7 +15,10 @@ import math
 import os
 import socket
 
+from harness.engine.inputs import ModelInfo
+from harness.engine.refmode import reference_for
 from harness.errors import UsageError
+from harness.scale.shard import check_parts, measure_share, spec_values
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a named Ray head before giving up
 _PASS_ENV = ("QS_CACHE_DIR", "QS_RESULTS_CACHE", "OMP_NUM_THREADS", "HF_HUB_OFFLINE")
@@ -69,8 +72,6 @@ def connect(address: str, num_cpus: int | None = None):
 
 
 def _measure_remote(values: dict, index: int, count: int) -> dict:
-    from harness.scale.shard import measure_share
-
     return measure_share(values, index, count, progress=lambda m: None)
 
 
@@ -114,14 +115,11 @@ def fanout_for(spec):
 
 def measure_session(session) -> list[dict]:
     """Measure every configuration of the session on Ray; the checked parts (one per configuration)."""
-    from harness.engine.inputs import ModelInfo
-    from harness.scale.shard import check_parts, spec_values
 
     spec, progress = session.spec, session.progress
     values = {**spec_values(spec), "ray_address": None, "compare": "none"}  # the driver compares
     n_params = sum(p.numel() for p in ModelInfo(session.inputs.source, spec.trust_remote_code).meta.parameters())
     if spec.reference:  # built once here, before the tasks (they find it by key under --reference-dir)
-        from harness.engine.refmode import reference_for
         from harness.measure.reference import root_dir
 
         reference_for(session.baseline)

@@ -16,8 +16,12 @@ import json
 import time
 from pathlib import Path
 
+from harness.config.build import build_spec
 from harness.config.identity import shard_run_key
+from harness.engine.session import Session
 from harness.errors import UsageError
+from harness.report.results import clean, write_run
+from harness.system.files import atomic_write
 
 PART_SCHEMA = "quantsink.part/1"
 
@@ -49,8 +53,6 @@ def spec_values(spec) -> dict:
 
 def run_shard(values: dict, index: int, count: int, progress=None) -> Path:
     """Measure this shard's configurations and write its part; returns the part's path."""
-    from harness.config.build import build_spec
-    from harness.system.files import atomic_write
 
     part = measure_share(values, index, count, progress)
     path = Path(build_spec(values).report_dir) / "parts" / part["run_key"] / f"part-{index}-of-{count}.json"
@@ -60,8 +62,6 @@ def run_shard(values: dict, index: int, count: int, progress=None) -> Path:
 
 def measure_share(values: dict, index: int, count: int, progress=None) -> dict:
     """Measure configurations index, index+count, ... of the run `values` describes: the part (a dict)."""
-    from harness.engine.session import Session
-    from harness.config.build import build_spec
 
     spec = build_spec(values)
     mine = share(list(spec.quant), index, count)
@@ -75,7 +75,6 @@ def measure_share(values: dict, index: int, count: int, progress=None) -> dict:
             "values": {k: v for k, v in values.items() if v is not None},
             "configs": [session.configs[q.spec].as_dict() for q in mine],
             "side": session.baseline_side() if mine else None}
-    from harness.report.results import clean
 
     return clean(part)
 
@@ -146,9 +145,6 @@ def merge(dirs: list[str], report_dir: str | None, progress=None):
 
 def merge_parts(parts: list[dict], report_dir: str | None, progress=None):
     """(results, run directory) from checked parts."""
-    from harness.report.results import write_run
-    from harness.engine.session import Session
-    from harness.config.build import build_spec
 
     parts = check_parts(parts)
     values = dict(parts[0]["values"])

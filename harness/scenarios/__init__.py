@@ -14,6 +14,7 @@ This module only names the scenarios and checks their settings (no torch import)
 from __future__ import annotations
 
 from harness.errors import UsageError, did_you_mean
+from harness.metrics.catalogue import BY_NAME
 
 NAMES = ("streaming", "packed", "bos")
 
@@ -53,7 +54,6 @@ def check(spec) -> None:
 
 def active(metric: str, spec) -> bool:
     """A scenario metric's gate applies only when its scenario runs; every other metric's always does."""
-    from harness.metrics.catalogue import BY_NAME
 
     m = BY_NAME.get(metric)
     group = m.evidence if m is not None else None

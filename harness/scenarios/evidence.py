@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 
-from harness.metrics.views import GateView
-from harness.metrics.stats import cluster_bootstrap, sink_rate
+from harness.metrics.catalogue import for_evidence
 from harness.metrics.evidence import reduce_evidence, wilson
+from harness.metrics.stats import cluster_bootstrap, sink_rate
+from harness.metrics.views import GateView
 
 EPS = 0.3
 
@@ -48,7 +49,6 @@ def _rate(m) -> float:
 def views(group: str, ev: dict | None, seed: int, absent: str | None = None) -> tuple[dict, dict]:
     """(metrics, gate views) of a scenario's catalogue metrics; `absent`: why the scenario could not
     apply to this configuration (its gates are then not_applicable)."""
-    from harness.metrics.catalogue import for_evidence
 
     if absent is not None:
         return ({m.name: None for m in for_evidence(group)},

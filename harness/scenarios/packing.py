@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.errors import UsageError
+
 SEPARATORS = ("eos", "bos", "none")
 SUBS = tuple((sep, masked) for sep in SEPARATORS for masked in (False, True))
 N_DOCS = 4  # documents per packed sequence
@@ -56,7 +58,6 @@ def pack(pieces: list[list[int]], sep: str, sep_id: int | None) -> Layout:
 def pieces(tok, corpus, n: int, body: int) -> tuple[list[list[list[int]]], list[int]]:
     """n groups of N_DOCS pieces of `body` tokens, each piece from a different document where the
     corpus has enough (cut from successive places of each document), and each group's first document."""
-    from harness.errors import UsageError
 
     docs = [tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in corpus.documents]
     cut = [[d[i:i + body] for i in range(0, len(d) - body + 1, body)] for d in docs]

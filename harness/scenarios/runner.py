@@ -13,8 +13,10 @@ import time
 
 import numpy as np
 
+from harness.data.tokens import probe_index, tokenizer_adds_bos
 from harness.scenarios import evidence as E
 from harness.scenarios import selected
+from harness.scenarios.bos import measure
 
 _KV_SKIP = ("measured through a plain cache only: this configuration quantizes the KV cache, which the "
             "{name} scenario does not combine with its own cache yet")
@@ -80,7 +82,13 @@ def _stack(parts: list[dict]) -> dict:
 # ---- streaming ----
 
 def _streaming(base, parts: dict, side: _Side) -> dict:
-    from harness.scenarios.streaming import CHUNK, POLICIES, long_sequences, per_sequence, stream
+    from harness.scenarios.streaming import (
+        CHUNK,
+        POLICIES,
+        long_sequences,
+        per_sequence,
+        stream,
+    )
 
     s, raw = base.spec, side.raw
     if "streaming_ids" not in raw:
@@ -144,7 +152,16 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
 # ---- packed documents ----
 
 def _packed(base, parts: dict, side: _Side) -> dict:
-    from harness.scenarios.packing import EPS, N_DOCS, SUBS, measure, pack, pieces, separator_id, sub_name
+    from harness.scenarios.packing import (
+        EPS,
+        N_DOCS,
+        SUBS,
+        measure,
+        pack,
+        pieces,
+        separator_id,
+        sub_name,
+    )
 
     s, raw, tok = base.spec, side.raw, base.tokenizer
     body = max(32, s.seq_len // 2)
@@ -196,16 +213,12 @@ def _packed(base, parts: dict, side: _Side) -> dict:
 # ---- BOS policy ----
 
 def _bos(base, parts: dict, side: _Side) -> dict:
-    from harness.data.tokens import tokenizer_adds_bos
-    from harness.scenarios.bos import measure
-
     s, raw, tok = base.spec, side.raw, base.tokenizer
     bos_id = tok.bos_token_id
     if bos_id is None:
         why = "the tokenizer has no BOS token: nothing to add or remove"
         side.records["bos"] = {"skipped": why}
         return {spec: ({"skipped": why}, E.views("bos", None, s.seed, absent=why)[1]) for spec in parts}
-    from harness.data.tokens import probe_index
 
     ids = base.probe_sequences
     docs = [base.sequence_docs[i] for i in probe_index(len(base.sequences), s.n_probe_sequences)]

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from harness.data.tokens import corpus_sequences
 from harness.errors import CaptureError
+from harness.measure.kvcache import cache_kwarg
 
 POLICIES = ("full", "sink_window", "window_only")
 CHUNK = 128  # queries per forward call
@@ -83,7 +85,6 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
     models run chunk by chunk together, so no model's full-vocabulary output is held for more
     than one chunk.
     """
-    from harness.measure.kvcache import cache_kwarg
     from harness.measure.formulas import token_kl
 
     B, T = ids.shape
@@ -123,7 +124,6 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
 def long_sequences(tok, corpus, n: int, length: int, bos: str):
     """[N, length] ids cut from the corpus documents joined by EOS (a long sequence spans several
     documents when they are shorter), the document each starts in, and the documents each spans."""
-    from harness.data.tokens import corpus_sequences
 
     ids, docs = corpus_sequences(tok, corpus, n, length, bos, with_docs=True)
     eos = tok.eos_token_id

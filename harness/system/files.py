@@ -7,8 +7,8 @@ whole under an exclusive lock.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
