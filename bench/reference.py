@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
 import json, sys, threading, time
-from harness.spec import build_spec
-from harness.session import Session
+from harness.config.build import build_spec
+from harness.engine.session import Session
 
 def rss_mb():
     with open("/proc/self/statm") as f:

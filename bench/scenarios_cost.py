@@ -35,7 +35,7 @@ def main():
     s = Session(spec, progress=lambda m: print(f"  {m}", flush=True)).prepare()
     base = s.baseline
     base.setup_threads()
-    parts = {q.spec: Participant(s.evaluator._quantize(q, s.evaluator.new_result(q))) for q in spec.quant}
+    parts = {q.spec: Participant(s.evaluator.quantize(q, s.evaluator.new_result(q))) for q in spec.quant}
     t0 = time.perf_counter()
     out = run_group(base, parts)
     total = time.perf_counter() - t0

@@ -4,7 +4,7 @@
     python -m harness metrics        the metric catalogue (--markdown: the table of docs/results.md)
     python -m harness methods        registered quantization methods and their availability
     python -m harness shard --index I --count N [OPTIONS]   measure one share of the configurations
-    python -m harness merge PART_DIR... --report-dir DIR     join the parts into one run (harness.shard)
+    python -m harness merge PART_DIR... --report-dir DIR     join the parts into one run (harness.scale.shard)
 
 Options are generated from settings.SETTINGS, the same table as the pytest option group.
 """

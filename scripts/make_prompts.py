@@ -10,8 +10,8 @@ Every candidate is written by this project, most from templates filled by seeded
 id up to the last "-" (the harness resamples prompts by family); the file groups prompts by family.
 
 Stable-correct: the greedy 16-token continuation of smollm2-135m (batched, bos="auto") is correct
-(harness.generation.is_correct) on the prompt and on each of its three neutral variants
-(harness.behaviour.prompt_variants), and no variant's answer rests on a near-tie: on the tokens
+(harness.measure.generation.is_correct) on the prompt and on each of its three neutral variants
+(harness.measure.behaviour.prompt_variants), and no variant's answer rests on a near-tie: on the tokens
 that decide correctness, the greedy token leads the runner-up by at least MIN_MARGIN logits in an
 unbatched forward pass, so batch composition or padding cannot flip the answer. Families with
 fewer than MIN_FAMILY survivors are dropped; larger ones are thinned (seeded) to a common cap, so

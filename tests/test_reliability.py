@@ -61,7 +61,7 @@ def test_truncated_index_line_is_skipped_with_a_warning(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from harness.storage import append_line
+    from harness.system.files import append_line
     for i in range(int(sys.argv[3])):
         append_line(Path(sys.argv[1]), {"writer": sys.argv[2], "i": i, "pad": "x" * 2000})
 """)

@@ -52,19 +52,35 @@ def test_results_cache_reuses_identical_inputs_and_nothing_else(tmp_path, cache_
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", seed="1")[0]["configs"])
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", scenarios="bos")[0]["configs"])
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8", no_cache=True)[0]["configs"])
-    import harness.report.results as results
+    import harness.system.environment as environment
 
-    real = results.package_version
-    monkeypatch.setattr(results, "package_version", lambda p: "0.0-other" if p == "transformers" else real(p))
+    real = environment.package_version
+    monkeypatch.setattr(environment, "package_version", lambda p: "0.0-other" if p == "transformers" else real(p))
     assert not any(c.get("cache") for c in _run(tmp_path, "rtn-w8")[0]["configs"])
 
 
-def test_every_setting_is_classed_measuring_or_not_for_the_cache_key():
-    from harness.engine.resultcache import MEASURING, NOT_MEASURING
-    from harness.config.settings import SETTINGS
+def test_every_setting_has_a_role_and_the_measurement_key_follows_it():
+    """A setting whose role is baseline or measuring changes the results-cache key; a run setting does not."""
+    from types import SimpleNamespace
 
-    assert sorted(MEASURING + NOT_MEASURING) == sorted(s.name for s in SETTINGS)
-    assert not set(MEASURING) & set(NOT_MEASURING)
+    from harness.config import identity
+    from harness.config.settings import ROLES, SETTINGS, profile_values
+
+    assert all(s.role in ROLES for s in SETTINGS)
+    values = profile_values("smoke")
+    inputs = SimpleNamespace(source=SimpleNamespace(sha256="w", local_dir="d"), corpus=SimpleNamespace(sha256="c"),
+                             prompts=SimpleNamespace(sha256="p"))
+    q = SimpleNamespace(method="rtn", cache_identity=lambda: {"spec": "rtn-w8"})
+
+    def key(**over):
+        d = {**values, **over}
+        spec = SimpleNamespace(**d, to_dict=lambda: d)
+        return identity.measurement_key(spec, inputs, q)
+
+    base = key()
+    for s in SETTINGS:
+        changed = key(**{s.name: "something else"}) != base
+        assert changed == (s.role in ("baseline", "measuring")), (s.name, s.role)
 
 
 def test_cached_measurement_is_gated_under_todays_policy(tmp_path, cache_on):

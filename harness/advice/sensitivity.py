@@ -16,7 +16,9 @@ import torch
 
 from harness.data.tokens import corpus_sequences
 from harness.measure import formulas as M
+from harness.measure.hooks import capture
 from harness.measure.kvcache import cache_kwarg, make_cache, watch
+from harness.measure.passes import CHUNK
 from harness.methods.keep import restore, swap_in
 from harness.models.structure import decoder_layers, linear_modules
 
@@ -95,9 +97,6 @@ class Probe:
                 layers[i] = mod
 
     def _run(self, model, protect=None):
-        from harness.measure.hooks import capture
-        from harness.measure.passes import CHUNK
-
         T = self.ids.shape[1]
         spans = [(0, T)] if self.kv is None else [(a, min(a + CHUNK, T)) for a in range(0, T, CHUNK)]
         hid: dict[int, torch.Tensor] = {}

@@ -40,8 +40,8 @@ def threads_of(spec) -> int:
 def inputs_identity(spec, inputs, names=MEASURING_SETTINGS, threads: bool = True) -> dict:
     """The weights, data and the named settings of a run (threads: the thread count too)."""
     d = spec.to_dict()
-    settings = {k: d.get(k) for k in names}
-    if threads:
+    settings = {k: d.get(k) for k in names if k != "threads"}
+    if threads:  # the count the run will use, resolved (float reductions depend on it)
         settings["threads"] = threads_of(spec)
     return {"weights": inputs.source.sha256 or str(inputs.source.local_dir), "corpus": inputs.corpus.sha256,
             "prompts": inputs.prompts.sha256, "settings": settings}

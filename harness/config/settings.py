@@ -182,7 +182,7 @@ SETTINGS: tuple[Setting, ...] = (
             type="int", minimum=16, metavar="T"),
     Setting("n_stability_prompts", "baseline", "reference prompts whose neutral variants are generated (0 = all)", 12,
             type="int", minimum=0),
-    Setting("threads", "run", "torch threads", type="int", minimum=1, flag="--qs-threads",
+    Setting("threads", "measuring", "torch threads", type="int", minimum=1, flag="--qs-threads",
             stated_default="OMP_NUM_THREADS, else every core"),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -249,7 +249,7 @@ RunSpec = make_dataclass(
      for s in SETTINGS] + [(n, t, field(default=d)) for n, t, d in _DERIVED],
     namespace={"to_dict": _runspec_to_dict,
                "__doc__": "Every input of a run, resolved from command line > ini > profile default "
-                          "(fields generated from harness.settings.SETTINGS)."},
+                          "(fields generated from harness.config.settings.SETTINGS)."},
 )
 RunSpec.__module__ = __name__
 

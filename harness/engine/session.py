@@ -2,7 +2,7 @@
 
 It only orchestrates: inputs.py checks what the user gave, baseline.py owns the baseline side,
 evaluate.py quantizes, measures and gates configurations, results.py writes the run. The pytest
-plugin and the plain-Python API (`harness.api.run`) drive the same object.
+plugin and the plain-Python API (`harness.cli.run`) drive the same object.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Session:
         return self
 
     def _import_backends(self) -> None:
-        """Import the run's quantization backends now, without their start-up noise (harness.quiet)."""
+        """Import the run's quantization backends now, without their start-up noise (harness.system.quiet)."""
 
         # transformers imports torchao (when installed) on its first from_pretrained: import it here too
         mods = ["transformers", "transformers.modeling_utils", "torchao"] + [

@@ -10,6 +10,7 @@ import inspect
 
 import torch
 
+from harness.measure.generation import attention_impl, encode_prompt
 from harness.measure.kvcache import cache_kwarg, make_cache
 
 
@@ -25,7 +26,6 @@ def prompt_variants(text: str) -> list[str]:
 def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos: str = "auto",
                      batch_size: int = 16) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each continuation given its prompt, under model (teacher forced)."""
-    from harness.measure.generation import attention_impl, encode_prompt
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     keep = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -60,7 +60,6 @@ def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos
 @torch.no_grad()
 def final_hidden(model, ids: torch.Tensor, kv=None, chunk: int = 32) -> torch.Tensor:
     """[B,T,D] last hidden states (the model's own hidden_states[-1]), through kv's cache if given."""
-    from harness.measure.generation import attention_impl
 
     cache = make_cache(model, kv)
     spans = [(0, ids.shape[1])] if kv is None else [(a, min(a + chunk, ids.shape[1]))

@@ -5,6 +5,7 @@ import contextlib
 
 import torch
 
+from harness.measure.hooks import bound, routed
 from harness.measure.kvcache import cache_kwarg, make_cache, watch
 
 
@@ -64,7 +65,6 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
     kv: a kvcache.KVSpec (generation reads a quantized KV cache); protect: a protect.SinkSource
     (the sink prefix's hidden states and K/V come from the baseline).
     """
-    from harness.measure.hooks import bound, routed
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     texts, all_ids = [], []

@@ -58,7 +58,7 @@ class PassStats:
     nll: torch.Tensor | None = None  # [B,T-1] token NLL
 
 
-class _Acc:
+class Accumulator:
     """Row-wise reductions of one model's pass over one batch (any number of calls)."""
 
     def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False, rows=None,
@@ -192,7 +192,7 @@ def log_softmax_(x: torch.Tensor, rows: int = 64) -> torch.Tensor:
     return x
 
 
-def _pass(participant: Participant, ids: torch.Tensor, acc: _Acc, chunk: int | None) -> torch.Tensor:
+def forward_pass(participant: Participant, ids: torch.Tensor, acc: Accumulator, chunk: int | None) -> torch.Tensor:
     """Run one model over one batch (in the calling thread); returns float32 log-probabilities."""
     model = participant.model
     dev = model.device
@@ -240,16 +240,16 @@ def measure_batch(base: Participant, participants: dict[str, Participant], ids: 
         chunk = CHUNK
     names = ["__baseline__", *participants]
     turns = TurnTaking(names) if participants else None
-    accs = {"__baseline__": _Acc(ids, sink_positions, turns, "__baseline__", publish=True)}
+    accs = {"__baseline__": Accumulator(ids, sink_positions, turns, "__baseline__", publish=True)}
     for n, r in participants.items():
-        accs[n] = _Acc(ids, sink_positions, turns, n)
+        accs[n] = Accumulator(ids, sink_positions, turns, n)
         if r.protect is not None:
             accs[n].protect = r.protect.protection(ids, sink_positions)
     results: dict = {}
 
     def job(name, participant):
         def run():
-            logp = _pass(participant, ids, accs[name], chunk)
+            logp = forward_pass(participant, ids, accs[name], chunk)
             st = accs[name].stats(logp)
             st.nll = M.token_nll(logp, ids.to(logp.device)).cpu()
             if name != "__baseline__":
@@ -330,7 +330,7 @@ class PairSummary:
     logit_delta_max: float = 0.0
 
 
-def _add_pair(ps: PairSummary, b: PassStats, q: PassStats, ids: torch.Tensor, nll_q: torch.Tensor) -> None:
+def add_pair(ps: PairSummary, b: PassStats, q: PassStats, ids: torch.Tensor, nll_q: torch.Tensor) -> None:
     ps.quant.add(q, ids, nll_q)
     ps.kl += list(q.kl.numpy())
     ps.top1 += list(q.top1.numpy())
@@ -372,7 +372,7 @@ def run_multi(base_model, participants: dict, batches, sink_positions, progress=
                 on_error(name, q)
                 del live[name], out[name]
                 continue
-            _add_pair(out[name], b, q, ids, q.nll)
+            add_pair(out[name], b, q, ids, q.nll)
         if progress:
             progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(map(str, live)) or 'no model left'})")
     for ps in out.values():

@@ -30,6 +30,17 @@ import torch
 
 from harness.errors import UsageError
 from harness.measure import formulas as M
+from harness.measure.hooks import routed
+from harness.measure.passes import (
+    CHUNK,
+    Accumulator,
+    ModelSummary,
+    PairSummary,
+    Participant,
+    PassStats,
+    add_pair,
+    forward_pass,
+)
 from harness.system.files import cache_root, cached_dir
 
 TOPK = 256  # baseline log-probabilities kept per position
@@ -67,14 +78,12 @@ class Reference:
 
     def pass_stats(self, t: dict, k: int):
         """Batch k's stored baseline statistics (t = self.batch(k)) as a measure.PassStats."""
-        from harness.measure.passes import PassStats
 
         return PassStats(**{f: t[f] for f in _FIELDS if f != "nll"}, logp=None, nll=t["nll"],
                          nonfinite_layer=self.meta["nonfinite_layers"][k])
 
     def summary(self, batches):
         """The baseline's ModelSummary over the corpus, from the stored statistics."""
-        from harness.measure.passes import ModelSummary
 
         s = ModelSummary()
         for k, ids in enumerate(batches):
@@ -132,8 +141,6 @@ def build(base, out: Path, ident: dict, key: str) -> None:
     rows) and once over the prompts; write the reference into out."""
     from safetensors.torch import save_file
 
-    from harness.measure.hooks import routed
-    from harness.measure.passes import Participant, _Acc, _pass
 
     s = base.spec
     model = base.model
@@ -142,9 +149,9 @@ def build(base, out: Path, ident: dict, key: str) -> None:
     batches = base.batches
     for k, ids in enumerate(batches):
         base.progress(f"baseline reference: corpus batch {k + 1}/{len(batches)}")
-        acc = _Acc(ids, s.sink_positions, rows=rows)
+        acc = Accumulator(ids, s.sink_positions, rows=rows)
         with torch.no_grad(), routed(model):
-            logp = _pass(Participant(model), ids, acc, None)
+            logp = forward_pass(Participant(model), ids, acc, None)
         st = acc.stats(logp)
         top_lp, top_ix = logp.topk(min(TOPK, logp.shape[-1]), dim=-1)
         t = {f: getattr(st, f) for f in _FIELDS if f != "nll"}
@@ -169,16 +176,14 @@ def build(base, out: Path, ident: dict, key: str) -> None:
 
 def compare(ref: Reference, participant, batches, sink_positions, progress=None, label: str = ""):
     """A quantized participant's corpus passes against the reference: a measure.PairSummary."""
-    from harness.measure.hooks import routed
-    from harness.measure.passes import CHUNK, PairSummary, _Acc, _add_pair, _pass
 
     ps = PairSummary()
     chunk = CHUNK if participant.kv is not None else None
     for k, ids in enumerate(batches):
         t = ref.batch(k)
-        acc = _Acc(ids, sink_positions, rows=ref.rows, ref_attn=lambda i, t=t: t["attn"][:, i])
+        acc = Accumulator(ids, sink_positions, rows=ref.rows, ref_attn=lambda i, t=t: t["attn"][:, i])
         with torch.no_grad(), routed(participant.model):
-            logp = _pass(participant, ids, acc, chunk)
+            logp = forward_pass(participant, ids, acc, chunk)
         q = acc.stats(logp)
         q.nll = M.token_nll(logp, ids.to(logp.device)).cpu()
         top_lp, top_ix = t["top_lp"], t["top_ix"].long()
@@ -188,7 +193,7 @@ def compare(ref: Reference, participant, batches, sink_positions, progress=None,
         d = (lq - top_lp).abs().max().item()  # over the baseline's top-k tokens (lockstep: every token)
         q.logit_delta_max = d if np.isfinite(d) else float("nan")
         del logp
-        _add_pair(ps, ref.pass_stats(t, k), q, ids, q.nll)
+        add_pair(ps, ref.pass_stats(t, k), q, ids, q.nll)
         if progress:
             progress(f"{label}corpus batch {k + 1}/{len(batches)} against the reference")
     return ps

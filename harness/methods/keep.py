@@ -3,7 +3,7 @@
 The kept modules are swapped in from the baseline (a copy of the baseline's own module at the same
 path), so it works for every weight method, including `path:` checkpoints whose modules have baseline
 counterparts. Names are `layers.<i>` (a whole decoder layer) or `layers.<i>.<path>` (a module inside
-it, e.g. `layers.1.mlp.down_proj`), as harness.structure.linear_modules names them.
+it, e.g. `layers.1.mlp.down_proj`), as harness.models.structure.linear_modules names them.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """KV-cache quantization: the baseline's own weights, read through transformers' QuantizedCache.
 
 The handler returns the model to run; how its cache is made is decided by the measurement
-(harness.kvcache.make_cache) from the configuration's KV part, so corpus passes (prefill in
+(harness.measure.kvcache.make_cache) from the configuration's KV part, so corpus passes (prefill in
 chunks) and generation both go through the quantized cache.
 """
 from __future__ import annotations

@@ -247,7 +247,7 @@ def quantize(cfg: QuantConfig, ctx):
 
 
 def backend_modules(cfg: QuantConfig) -> list[str]:
-    """Modules a configuration's backend imports (imported up front, quietly: see harness.quiet)."""
+    """Modules a configuration's backend imports (imported up front, quietly: see harness.system.quiet)."""
     own = getattr(cfg, "backend_modules", None)
     if callable(own):
         return list(own())

@@ -284,7 +284,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
            "misgeneration_rate", "record", None, "probe", shape="record"),
-    # -- size: what the configuration stores (harness/footprint.py) --
+    # -- size: what the configuration stores (harness/methods/footprint.py) --
     Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
            "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
     Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",
@@ -305,7 +305,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("bos_removal_delta", "BOS policy: the quantized model's loss increase when BOS is removed, minus the "
            "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: _gap(ev, i, "nv", "al"),
            gate=True, identity=0.0, min_n=4),
-    # -- size: what the configuration stores (harness/footprint.py) --
+    # -- size: what the configuration stores (harness/methods/footprint.py) --
     Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
            "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
     Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",

@@ -20,6 +20,7 @@ from harness.errors import UsageError
 from harness.history.runs import pin
 from harness.methods import parse_spec
 from harness.metrics.catalogue import BY_NAME
+from harness.plugin import hookspecs
 from harness.plugin.view import ResultView
 from harness.report.results import clean
 from harness.report.summary import verdict_lines
@@ -34,8 +35,6 @@ _ACTIVE: list = []  # configs with an active session (pytest_keyboard_interrupt 
 
 
 def pytest_addhooks(pluginmanager):
-    from harness.plugin import hookspecs
-
     pluginmanager.add_hookspecs(hookspecs)
 
 

@@ -1,7 +1,7 @@
 """The "Deployment scenarios" section of summary.md (tables, one line of reading per configuration)
 and of report.html (the same tables and one small plot per scenario).
 
-Plotting and escaping come from harness/reportkit.py, like every report writer's; everything from a
+Plotting and escaping come from harness/report/kit.py, like every report writer's; everything from a
 model or tokenizer is escaped.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python -m harness --ray-address local|auto|HOST:PORT [run options]   (or the same pytest option)
 
-Each task measures its configuration like a shard of one (harness.shard.measure_share), asking Ray
+Each task measures its configuration like a shard of one (harness.scale.shard.measure_share), asking Ray
 for the GPUs its method needs (gpus_needed); the driver checks and merges the parts with the same
 code as `python -m harness merge`, so gates, regression checks and results.json are those of a
 single run. `local` starts a private cluster on this machine, bound to loopback, and stops it at the

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.errors import UsageError
+from harness.measure.hooks import capture
 
 SEPARATORS = ("eos", "bos", "none")
 SUBS = tuple((sep, masked) for sep in SEPARATORS for masked in (False, True))
@@ -96,7 +97,6 @@ def measure(model, layouts: list[Layout], masked: bool) -> dict:
 
     Each layer's attention is reduced as it runs (probe.capture): only one layer's map exists at a time.
     """
-    from harness.measure.hooks import capture
 
     ids = torch.tensor([lay.ids for lay in layouts])
     B, T = ids.shape

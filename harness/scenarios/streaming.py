@@ -20,6 +20,7 @@ import torch
 
 from harness.data.tokens import corpus_sequences
 from harness.errors import CaptureError
+from harness.measure.formulas import token_kl
 from harness.measure.kvcache import cache_kwarg
 
 POLICIES = ("full", "sink_window", "window_only")
@@ -85,7 +86,6 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
     models run chunk by chunk together, so no model's full-vocabulary output is held for more
     than one chunk.
     """
-    from harness.measure.formulas import token_kl
 
     B, T = ids.shape
     names = list(models)
