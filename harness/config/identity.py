@@ -64,7 +64,7 @@ def measurement_key(spec, inputs, q) -> str | None:
     if ident is None:
         return None
     return digest({"format": RESULTS_FORMAT, "inputs": inputs_identity(spec, inputs), "config": ident,
-                   "bit_class": spec.bit_class, "versions": installed_versions(method_packages(q))})
+                   "versions": installed_versions(method_packages(q))})
 
 
 def baseline_side_key(spec, inputs) -> str:
