@@ -14,6 +14,7 @@ above what it held before the pass ("extra"). Modes:
 "capture overhead" = extra(mode) - extra(bare), compared with the size of all layers' maps
 (L x H x T^2 x 4 bytes). Times are the best of two passes in the same process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,9 +70,14 @@ def child(model_name: str, T: int, mode: str) -> dict:
     run()
     t2 = time.perf_counter() - t0
     cfg = model.config
-    return {"T": T, "mode": mode, "extra_mb": (peak - before) / 1024, "seconds": min(t1, t2),
-            "maps_mb": cfg.num_hidden_layers * cfg.num_attention_heads * T * T * 4 / 2**20,
-            "threads": torch.get_num_threads()}
+    return {
+        "T": T,
+        "mode": mode,
+        "extra_mb": (peak - before) / 1024,
+        "seconds": min(t1, t2),
+        "maps_mb": cfg.num_hidden_layers * cfg.num_attention_heads * T * T * 4 / 2**20,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main():
@@ -86,24 +92,32 @@ def main():
     rows = []
     for T in [int(x) for x in a.lengths.split(",")]:
         for mode in MODES:
-            out = subprocess.run([sys.executable, __file__, "--model", a.model, "--child", str(T), mode],
-                                 capture_output=True, text=True, env=os.environ.copy())
+            out = subprocess.run(
+                [sys.executable, __file__, "--model", a.model, "--child", str(T), mode],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+            )
             if out.returncode != 0:
                 raise SystemExit(f"child T={T} {mode} failed:\n{out.stderr[-2000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"model {a.model}, batch 1, fp32, {rows[0]['threads']} threads; extra = peak RSS above the loaded model")
-    print("| tokens | all maps (MB) | bare eager extra (MB) | captured extra (MB) | compared extra (MB) | "
-          "capture overhead / maps | compared overhead / maps | output_attentions extra (MB) | "
-          "bare eager (s) | captured (s) | captured / bare | compared (s) |")
+    print(
+        "| tokens | all maps (MB) | bare eager extra (MB) | captured extra (MB) | compared extra (MB) | "
+        "capture overhead / maps | compared overhead / maps | output_attentions extra (MB) | "
+        "bare eager (s) | captured (s) | captured / bare | compared (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     by = {(r["T"], r["mode"]): r for r in rows}
     for T in sorted({r["T"] for r in rows}):
         b, c, p, m = (by[(T, k)] for k in MODES)
         maps = b["maps_mb"]
-        print(f"| {T} | {maps:.0f} | {b['extra_mb']:.0f} | {c['extra_mb']:.0f} | {p['extra_mb']:.0f} | "
-              f"{(c['extra_mb'] - b['extra_mb']) / maps:.1%} | {(p['extra_mb'] - b['extra_mb']) / maps:.1%} | "
-              f"{m['extra_mb']:.0f} | {b['seconds']:.2f} | {c['seconds']:.2f} | {c['seconds'] / b['seconds']:.2f} | "
-              f"{p['seconds']:.2f} |")
+        print(
+            f"| {T} | {maps:.0f} | {b['extra_mb']:.0f} | {c['extra_mb']:.0f} | {p['extra_mb']:.0f} | "
+            f"{(c['extra_mb'] - b['extra_mb']) / maps:.1%} | {(p['extra_mb'] - b['extra_mb']) / maps:.1%} | "
+            f"{m['extra_mb']:.0f} | {b['seconds']:.2f} | {c['seconds']:.2f} | {c['seconds'] / b['seconds']:.2f} | "
+            f"{p['seconds']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

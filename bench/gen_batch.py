@@ -5,6 +5,7 @@
 Chooses the profiles' gen_batch_size: the smallest size within 10% of the best throughput.
 Also reports how many continuations differ from the unbatched ones (see docs/performance.md).
 """
+
 import argparse
 import sys
 import time

@@ -3,6 +3,7 @@ the weights), plus a tokenizer copied from a directory, for benches on real shap
 
 python bench/random_model.py --shape llama3-8b --tokenizer DIR --out DIR [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,18 @@ from pathlib import Path
 
 SHAPES = {
     # Llama-3-8B: 32 layers, 32 heads, 8 KV heads, hidden 4096, vocab 128256.
-    "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
-                      rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "llama3-8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    ),
 }
 
 

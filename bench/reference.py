@@ -14,6 +14,7 @@
 Last line: `reference_memory=<ratio above imports> reference_memory_rss=<ratio of whole peaks>
 kld_relerr=<...> js_worst_relerr=<...>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ print(json.dumps({"after_inputs_mb": before, "peak_mb": max(peak[0], rss_mb())})
 
 
 def child(values: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(values)], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(values)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -94,9 +96,18 @@ def main() -> None:
 
     os.environ["QS_RESULTS_CACHE"] = "off"
     tmp = Path(tempfile.mkdtemp(prefix="qs-bench-ref-"))
-    base = {"model": a.model, "quant": a.quant, "profile": a.profile, "report_dir": str(tmp / "runs"),
-            "n_prompts": "4", "n_stability_prompts": "2", "long_n_prompts": "1", "n_probe_sequences": "2",
-            "scenarios": "none", "reference_dir": str(tmp / "refs")}
+    base = {
+        "model": a.model,
+        "quant": a.quant,
+        "profile": a.profile,
+        "report_dir": str(tmp / "runs"),
+        "n_prompts": "4",
+        "n_stability_prompts": "2",
+        "long_n_prompts": "1",
+        "n_probe_sequences": "2",
+        "scenarios": "none",
+        "reference_dir": str(tmp / "refs"),
+    }
     if a.n_sequences:
         base["n_sequences"] = a.n_sequences
     kld = js = float("nan")
@@ -107,24 +118,31 @@ def main() -> None:
         ja, jb = np.asarray(lock["attn_js"]), np.asarray(ref["attn_js"])
         js = abs(jb.max() - ja.max()) / ja.max()
         rel = np.abs(jb - ja) / np.maximum(ja, 1e-12)
-        print(f"(1) {a.model} {a.quant} ({a.profile}): kld_mean lockstep {lock['kld_mean']:.5f} reference "
-              f"{ref['kld_mean']:.5f} (rel. error {kld:.4f}); worst-head attn_js {ja.max():.5f} vs {jb.max():.5f} "
-              f"(rel. error {js:.4f}); per head: median rel. error {np.median(rel):.3f}, p95 {np.quantile(rel, 0.95):.3f}; "
-              f"top1_agreement {lock['top1_agreement']:.4f} vs {ref['top1_agreement']:.4f}; ppl_ratio "
-              f"{lock['ppl_ratio']:.5f} vs {ref['ppl_ratio']:.5f}")
+        print(
+            f"(1) {a.model} {a.quant} ({a.profile}): kld_mean lockstep {lock['kld_mean']:.5f} reference "
+            f"{ref['kld_mean']:.5f} (rel. error {kld:.4f}); worst-head attn_js {ja.max():.5f} vs {jb.max():.5f} "
+            f"(rel. error {js:.4f}); per head: median rel. error {np.median(rel):.3f}, "
+            f"p95 {np.quantile(rel, 0.95):.3f}; "
+            f"top1_agreement {lock['top1_agreement']:.4f} vs {ref['top1_agreement']:.4f}; ppl_ratio "
+            f"{lock['ppl_ratio']:.5f} vs {ref['ppl_ratio']:.5f}"
+        )
     else:
         run({**base, "reference": True}, lambda m: None)  # builds the reference
     if a.skip_memory:
         print(f"reference_memory=nan reference_memory_rss=nan kld_relerr={kld:.4f} js_worst_relerr={js:.4f}")
         return
     refm, lockm, above, whole = memory(base)
-    print(f"(2) peak RSS measuring {a.quant} (median of 3 runs each): reference {refm['peak_mb']:.0f} MB "
-          f"{refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), lockstep "
-          f"{lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} ({lockm['after_inputs_mb']:.0f}); above imports: "
-          f"{above:.3f}, whole: {whole:.3f}")
+    print(
+        f"(2) peak RSS measuring {a.quant} (median of 3 runs each): reference {refm['peak_mb']:.0f} MB "
+        f"{refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), lockstep "
+        f"{lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} ({lockm['after_inputs_mb']:.0f}); above imports: "
+        f"{above:.3f}, whole: {whole:.3f}"
+    )
     size = sum(p.stat().st_size for p in (tmp / "refs").rglob("*") if p.is_file())
     print(f"(3) reference on disk: {size / 2**20:.1f} MiB")
-    print(f"reference_memory={above:.3f} reference_memory_rss={whole:.3f} kld_relerr={kld:.4f} js_worst_relerr={js:.4f}")
+    print(
+        f"reference_memory={above:.3f} reference_memory_rss={whole:.3f} kld_relerr={kld:.4f} js_worst_relerr={js:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 Last line: `rerun_cost=<changed-run time / cold time> reference_memory=<reference / lockstep, above
 imports> reference_memory_rss=<whole peaks> ray_speedup=<serial / ray>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,17 +63,22 @@ def main() -> None:
         changed_quant = ",".join(new if q == old else q for q in a.quant.split(","))
         rerun, res2 = timed({**base, "quant": changed_quant})
         reused = [c["spec"] for c in res2["configs"] if c.get("cache")]
-        print(f"(c) cold run {cold:.1f} s ({a.quant}); rerun with {old} -> {new}: {rerun:.1f} s "
-              f"(reused from the results cache: {', '.join(reused) or 'none'})")
+        print(
+            f"(c) cold run {cold:.1f} s ({a.quant}); rerun with {old} -> {new}: {rerun:.1f} s "
+            f"(reused from the results cache: {', '.join(reused) or 'none'})"
+        )
     speed = float("nan")
     if not a.skip_ray:
         os.environ["QS_RESULTS_CACHE"] = "off"
         serial, _ = timed({**base, "quant": a.quant, "lockstep": "off"})
-        fanned, _ = timed({**base, "quant": a.quant, "ray_address": "local", "reference": True,
-                           "reference_dir": str(out / "refs")})
+        fanned, _ = timed(
+            {**base, "quant": a.quant, "ray_address": "local", "reference": True, "reference_dir": str(out / "refs")}
+        )
         speed = serial / fanned
-        print(f"(b) {len(a.quant.split(','))} configurations: serial (one process, lockstep off) {serial:.1f} s, "
-              f"local Ray cluster ({os.cpu_count()} CPUs, reference mode) {fanned:.1f} s: {speed:.2f}x")
+        print(
+            f"(b) {len(a.quant.split(','))} configurations: serial (one process, lockstep off) {serial:.1f} s, "
+            f"local Ray cluster ({os.cpu_count()} CPUs, reference mode) {fanned:.1f} s: {speed:.2f}x"
+        )
     above = whole = float("nan")
     if not a.skip_memory:
         os.environ["QS_RESULTS_CACHE"] = "off"
@@ -81,14 +87,18 @@ def main() -> None:
         mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
         timed({**mem, "reference": True})  # builds the reference
         refm, lockm, above, whole = memory(mem)
-        print(f"(a) peak RSS measuring {a.memory_quant} (median of 3 runs each): against the reference "
-              f"{refm['peak_mb']:.0f} MB {refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), "
-              f"in lockstep {lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} "
-              f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}")
+        print(
+            f"(a) peak RSS measuring {a.memory_quant} (median of 3 runs each): against the reference "
+            f"{refm['peak_mb']:.0f} MB {refm['peaks_mb']} ({refm['after_inputs_mb']:.0f} after imports and inputs), "
+            f"in lockstep {lockm['peak_mb']:.0f} MB {lockm['peaks_mb']} "
+            f"({lockm['after_inputs_mb']:.0f}): above imports {above:.3f}, whole {whole:.3f}"
+        )
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(os.environ["QS_CACHE_DIR"], ignore_errors=True)
-    print(f"rerun_cost={rerun / cold:.3f} reference_memory={above:.3f} reference_memory_rss={whole:.3f} "
-          f"ray_speedup={speed:.2f}")
+    print(
+        f"rerun_cost={rerun / cold:.3f} reference_memory={above:.3f} reference_memory_rss={whole:.3f} "
+        f"ray_speedup={speed:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,16 +8,17 @@ prints each scenario's seconds (the baseline's side included, as in a run) and e
 view with the bundled policy's outcome. The test-only fault methods (fault-bf16, fault-sink) are
 available here: the policy's scenario limits were checked with them (docs/policy.md).
 """
+
 import argparse
 import time
 
 import harness.testing  # noqa: F401  (registers the fault methods)
-from harness.gates.decide import evaluate_gate
-from harness.measure.passes import Participant
-from harness.gates.policy import load_policy
-from harness.scenarios.runner import records, run_group
-from harness.engine.session import Session
 from harness.config.build import build_spec
+from harness.engine.session import Session
+from harness.gates.decide import evaluate_gate
+from harness.gates.policy import load_policy
+from harness.measure.passes import Participant
+from harness.scenarios.runner import records, run_group
 
 
 def main():
@@ -39,8 +40,10 @@ def main():
     t0 = time.perf_counter()
     out = run_group(base, parts)
     total = time.perf_counter() - t0
-    print(f"profile {a.profile}, scenarios {spec.scenarios}, model {a.model}, configurations {a.quant}, "
-          f"{base.threads} threads")
+    print(
+        f"profile {a.profile}, scenarios {spec.scenarios}, model {a.model}, configurations {a.quant}, "
+        f"{base.threads} threads"
+    )
     for name, rec in records(base).items():
         print(f"{name}: {rec.get('seconds')} s (baseline and {len(parts)} configuration(s))")
     print(f"total {total:.1f} s")
@@ -51,16 +54,27 @@ def main():
 
         recs = {k: (v if isinstance(v, BaseException) else v[0]) for k, v in out.items()}
         with open(a.json, "w") as f:
-            json.dump(clean({"baseline": records(base), "configs": {k: str(v) if isinstance(v, BaseException) else v
-                                                                    for k, v in recs.items()}}), f, indent=1)
+            json.dump(
+                clean(
+                    {
+                        "baseline": records(base),
+                        "configs": {k: str(v) if isinstance(v, BaseException) else v for k, v in recs.items()},
+                    }
+                ),
+                f,
+                indent=1,
+            )
     limits = load_policy().gates_for(None)
     for spec_name, r in out.items():
         if isinstance(r, BaseException):
             print(f"{spec_name}: failed: {r}")
             continue
         for metric, view in r[1].items():
-            print("  " + evaluate_gate(spec_name, metric, limits[metric], view)["detail"]
-                  if metric in limits else f"  {spec_name}: {metric} {view}")
+            print(
+                "  " + evaluate_gate(spec_name, metric, limits[metric], view)["detail"]
+                if metric in limits
+                else f"  {spec_name}: {metric} {view}"
+            )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the same lengths. Then the cache check: the smoke profile
 with --warm-quant added, run cold (empty caches) and warm (rerun). The last line is
 `overhead_ratio=<harness/floor, first profile> warm_speedup=<cold/warm>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from harness.cli import run  # noqa: E402
+from harness.config.build import build_spec  # noqa: E402
+from harness.engine.session import Session  # noqa: E402
 from harness.measure.generation import attention_impl, generate  # noqa: E402
 from harness.methods import quantize  # noqa: E402
-from harness.engine.session import Session  # noqa: E402
-from harness.config.build import build_spec  # noqa: E402
 
 
 def fresh_cache(real: Path) -> Path:
@@ -63,8 +64,15 @@ def bare(model, s) -> float:
     g = s.spec
     generate(model, s.tokenizer, [p.prompt for p in s.prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
     generate(model, s.tokenizer, s.variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos)
-    generate(model, s.tokenizer, [p.prompt for p in s.long_prompts], g.long_new_tokens, g.gen_batch_size, g.bos,
-             min_new_tokens=g.long_new_tokens)
+    generate(
+        model,
+        s.tokenizer,
+        [p.prompt for p in s.long_prompts],
+        g.long_new_tokens,
+        g.gen_batch_size,
+        g.bos,
+        min_new_tokens=g.long_new_tokens,
+    )
     return time.perf_counter() - t0
 
 
@@ -96,14 +104,16 @@ def main() -> None:
     report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
     # Warm-up, not timed: imports and the model files in the page cache, so that neither the
     # harness (timed first) nor the floor pays for them.
-    warm = Session(build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report),
-                                   device=a.device))).prepare()
+    warm = Session(
+        build_spec(dict(model=a.model, quant=a.quant, compare="none", report_dir=str(report), device=a.device))
+    ).prepare()
     warm.baseline.load()
     del warm
     rows, ratios = [], []
     for profile in [p for p in a.profiles.split(",") if p]:
-        values = dict(model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report),
-                      device=a.device)
+        values = dict(
+            model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
+        )
         # Harness and floor alternate; the best of `repeat` of each (this machine's timings jump by
         # 10-20% from run to run). Each harness run gets empty caches.
         runs, floors = [], []
@@ -118,33 +128,60 @@ def main() -> None:
         ratios.append(ratio)
         n_models = 1 + len(res["configs"])
         toks = n_models * res["corpus"]["n_sequences"] * res["corpus"]["seq_len"]
-        rows.append((profile, a.quant, h_total, h_quant, h_total - h_quant, f, ratio, res["environment"]["threads"],
-                     toks / (h_total - h_quant)))
-        print(f"{profile}: harness {h_total:.1f} s (quantize {h_quant:.1f} s), floor {f:.1f} s, "
-              f"ratio {ratio:.2f}", flush=True)
+        rows.append(
+            (
+                profile,
+                a.quant,
+                h_total,
+                h_quant,
+                h_total - h_quant,
+                f,
+                ratio,
+                res["environment"]["threads"],
+                toks / (h_total - h_quant),
+            )
+        )
+        print(
+            f"{profile}: harness {h_total:.1f} s (quantize {h_quant:.1f} s), floor {f:.1f} s, ratio {ratio:.2f}",
+            flush=True,
+        )
     warm_speedup = None
     if a.warm_quant:
-        values = dict(model=a.model, quant=f"{a.quant},{a.warm_quant}", profile="smoke", compare="none",
-                      report_dir=str(report), device=a.device)
+        values = dict(
+            model=a.model,
+            quant=f"{a.quant},{a.warm_quant}",
+            profile="smoke",
+            compare="none",
+            report_dir=str(report),
+            device=a.device,
+        )
         cache = fresh_cache(real)
         cold, cold_q, _ = harness(values, cache)
         warm, warm_q, res = harness(values, cache)
         hits = [c.get("info", {}).get("cache_hit") for c in res["configs"] if c["method"] == "gptq"]
         warm_speedup = cold / warm
         shutil.rmtree(cache, ignore_errors=True)
-        print(f"cache: cold {cold:.1f} s (quantize {cold_q:.1f} s), warm {warm:.1f} s (quantize {warm_q:.1f} s), "
-              f"GPTQ cache hit on rerun: {hits}", flush=True)
+        print(
+            f"cache: cold {cold:.1f} s (quantize {cold_q:.1f} s), warm {warm:.1f} s (quantize {warm_q:.1f} s), "
+            f"GPTQ cache hit on rerun: {hits}",
+            flush=True,
+        )
     shutil.rmtree(report, ignore_errors=True)
     print()
     print(f"device {a.device}, model {a.model}")
-    print("| profile | configs | harness total (s) = time to sign off | of which quantize (s) | harness passes (s) "
-          "| floor (s) | overhead ratio | threads | corpus tokens/s (all models, whole harness) |")
+    print(
+        "| profile | configs | harness total (s) = time to sign off | of which quantize (s) | harness passes (s) "
+        "| floor (s) | overhead ratio | threads | corpus tokens/s (all models, whole harness) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for p, q, t, qs, hp, f, r, th, tps in rows:
         print(f"| {p} | {q} | {t:.1f} | {qs:.1f} | {hp:.1f} | {f:.1f} | {r:.2f} | {th} | {tps:.0f} |")
     ratio = f"{ratios[0]:.2f}" if ratios else "n/a"
-    print(f"overhead_ratio={ratio} warm_speedup={warm_speedup:.2f}" if warm_speedup
-          else f"overhead_ratio={ratio} warm_speedup=n/a")
+    print(
+        f"overhead_ratio={ratio} warm_speedup={warm_speedup:.2f}"
+        if warm_speedup
+        else f"overhead_ratio={ratio} warm_speedup=n/a"
+    )
 
 
 if __name__ == "__main__":

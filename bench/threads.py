@@ -2,6 +2,7 @@
 
 python bench/threads.py [--model smollm2-135m]
 """
+
 import argparse
 import time
 
@@ -25,12 +26,18 @@ def main():
     for n in (1, 2):
         torch.set_num_threads(n)
         forward_stats(model, ids[:1, :16])
-        t = time.perf_counter(); forward_stats(model, ids); cap = time.perf_counter() - t
+        t = time.perf_counter()
+        forward_stats(model, ids)
+        cap = time.perf_counter() - t
         model.set_attn_implementation("sdpa")
         with torch.no_grad():
-            t = time.perf_counter(); model(input_ids=ids); bare = time.perf_counter() - t
+            t = time.perf_counter()
+            model(input_ids=ids)
+            bare = time.perf_counter() - t
         model.set_attn_implementation("eager")
-        t = time.perf_counter(); generate(model, tok, prompts, 16, 16); gen = time.perf_counter() - t
+        t = time.perf_counter()
+        generate(model, tok, prompts, 16, 16)
+        gen = time.perf_counter() - t
         print(f"{n} | {cap:.2f} | {bare:.2f} | {gen:.2f}")
 
 

@@ -12,6 +12,7 @@ kld_mean, top1_agreement, sink_hidden_cos (from per-sequence values) and flip_ra
 degenerate_rate, misgeneration_rate (from per-prompt records); worst-head gates need per-head
 evidence that results.json does not keep. Last line: `contradictions=<share> inconclusive=<share>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,24 +25,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.metrics.catalogue import BY_NAME  # noqa: E402
 from harness.gates.decide import evaluate_gate
-from harness.metrics.views import GateView
 from harness.gates.policy import Limit  # noqa: E402
+from harness.metrics.catalogue import BY_NAME  # noqa: E402
 from harness.metrics.evidence import interval, prompt_evidence  # noqa: E402
+from harness.metrics.views import GateView
 
 SEQ_GATES = ("loss_delta", "ppl_ratio", "kld_mean", "top1_agreement", "sink_hidden_cos")
 PROMPT_GATES = ("flip_rate", "degenerate_rate", "misgeneration_rate")
 
 
 def seq_evidence(items: list[dict]) -> dict:
-    return {"cluster": np.array([s["doc"] for s in items]),
-            "nll_b": np.array([[s["nll_baseline"]] for s in items]), "nll_q": np.array([[s["nll_quantized"]] for s in items]),
-            "kl": np.array([[s["kl_mean"]] for s in items]), "top1": np.array([[s["top1"]] for s in items]),
-            "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float),
-            # the sink premise asks whether some head gives the sinks > 0.3; per-sequence evidence keeps the
-            # per-layer mean over heads, and a layer mean above 0.3 implies such a head (a conservative proxy)
-            "mass_b": np.array([s["sink_mass_baseline"] for s in items], dtype=float)[:, :, None]}
+    return {
+        "cluster": np.array([s["doc"] for s in items]),
+        "nll_b": np.array([[s["nll_baseline"]] for s in items]),
+        "nll_q": np.array([[s["nll_quantized"]] for s in items]),
+        "kl": np.array([[s["kl_mean"]] for s in items]),
+        "top1": np.array([[s["top1"]] for s in items]),
+        "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float),
+        # the sink premise asks whether some head gives the sinks > 0.3; per-sequence evidence keeps the
+        # per-layer mean over heads, and a layer mean above 0.3 implies such a head (a conservative proxy)
+        "mass_b": np.array([s["sink_mass_baseline"] for s in items], dtype=float)[:, :, None],
+    }
 
 
 def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: int) -> str:
@@ -57,7 +62,7 @@ def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: in
 
 def blocks(n: int, size: int, rng) -> list[np.ndarray]:
     order = rng.permutation(n)
-    return [order[k:k + size] for k in range(0, n - size + 1, size)]
+    return [order[k : k + size] for k in range(0, n - size + 1, size)]
 
 
 def main() -> None:
@@ -81,7 +86,7 @@ def main() -> None:
             items, size = (seqs, a.seqs) if metric in SEQ_GATES else (gens, a.prompts)
             got = []
             for d in range(a.draws):
-                for k, blk in enumerate(blocks(len(items), size, rng)[:a.subsets]):
+                for k, blk in enumerate(blocks(len(items), size, rng)[: a.subsets]):
                     sub = [items[i] for i in blk]
                     ev = seq_evidence(sub) if metric in SEQ_GATES else prompt_evidence(sub)
                     got.append(decide(c["spec"], metric, limits[metric], ev, a.n_boot, 1000 * d + k))
@@ -94,8 +99,10 @@ def main() -> None:
             contradictions += bad
             outcomes += len(got)
             undecided += len(got) - len(decisive)
-            print(f"{c['spec']:<22} {metric:<20} {got.count('pass'):>5} {got.count('fail'):>5} "
-                  f"{len(got) - len(decisive):>9} {bad / n_pairs:>10.3f}")
+            print(
+                f"{c['spec']:<22} {metric:<20} {got.count('pass'):>5} {got.count('fail'):>5} "
+                f"{len(got) - len(decisive):>9} {bad / n_pairs:>10.3f}"
+            )
     print(f"contradictions={contradictions / max(1, pairs):.4f} inconclusive={undecided / max(1, outcomes):.4f}")
 
 

@@ -1,4 +1,5 @@
 """quantsink: sink-aware sign-off of quantized LLMs. Importing this imports no heavy backend."""
+
 __version__ = "0.1.0"
 
 

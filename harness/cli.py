@@ -8,6 +8,7 @@
 
 Options are generated from settings.SETTINGS, the same table as the pytest option group.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,21 +53,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m harness", description="Sign off quantized LLMs against their full-precision "
-                "baseline (the same run as `pytest suites`). Subcommands: metrics, methods.")
+    p = _Parser(
+        prog="python -m harness",
+        description="Sign off quantized LLMs against their full-precision "
+        "baseline (the same run as `pytest suites`). Subcommands: metrics, methods.",
+    )
     for s in SETTINGS:
         if s.type == "bool":
             p.add_argument(s.option, dest=s.name, action="store_true", default=None, help=s.help_text())
         else:
-            p.add_argument(s.option, dest=s.name, default=None, metavar=s.meta, help=s.help_text(),
-                           **({"nargs": "?", "const": s.const} if s.const is not None else {}))
+            p.add_argument(
+                s.option,
+                dest=s.name,
+                default=None,
+                metavar=s.meta,
+                help=s.help_text(),
+                **({"nargs": "?", "const": s.const} if s.const is not None else {}),
+            )
     return p
 
 
 def print_methods() -> None:
     for name, examples, state in availability():
-        print(f"{name:<8} {state:<10} {examples}" if state == "available" else f"{name:<8} missing    {examples}"
-              f"\n{'':<8} {state}")
+        print(
+            f"{name:<8} {state:<10} {examples}"
+            if state == "available"
+            else f"{name:<8} missing    {examples}\n{'':<8} {state}"
+        )
 
 
 def main(argv=None) -> int:

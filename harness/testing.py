@@ -17,6 +17,7 @@ fault-noop: returns the baseline unchanged (a quantizer that does nothing).
 fault-bf16: the baseline's weights rounded to bfloat16 and back (computed in the baseline dtype): a
             benign change, far smaller than any quantizer's, that every default gate must pass.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,7 @@ class FaultConfig(QuantConfig):
         return f"fault-{self.kind}"
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "FaultConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> FaultConfig:
         if len(tokens) != 1 or tokens[0] not in FAULT_KINDS:
             raise bad_spec(spec, "test-only fault kinds", cls.examples)
         return cls(kind=tokens[0])
@@ -69,13 +70,15 @@ def _sink_hook(module, args, output):
 def quantize(cfg: FaultConfig, ctx):
     import torch
 
-
     model = ctx.load_baseline()
     layers = decoder_layers(model)
     with torch.no_grad():
         if cfg.kind == "nan":
-            lin = next(m for m in layers[min(1, len(layers) - 1)].modules() if hasattr(m, "weight")
-                       and getattr(m, "weight") is not None and m.weight.dim() == 2)
+            lin = next(
+                m
+                for m in layers[min(1, len(layers) - 1)].modules()
+                if hasattr(m, "weight") and m.weight is not None and m.weight.dim() == 2
+            )
             lin.weight[0, 0] = float("nan")
         elif cfg.kind == "sink":
             layers[min(SINK_LAYER, len(layers) - 1)].register_forward_hook(_sink_hook)

@@ -35,6 +35,7 @@ Last run (smollm2-135m, CPU, 2 threads; candidates / stable-correct / kept):
     out because few prompts survived: few-shot subtraction, animal sounds, baby animals, first
     letters, comparatives, "x -> y" arrows for most word tasks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,32 @@ TARGET_TOTAL = 420  # reference prompts kept at most
 MAX_SHARE = 0.20  # of the kept reference prompts, per family
 MIN_FAMILY = 10  # the 48-prompt smoke subset (about every 9.5th line) then hits every family
 
-CAPITALS = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-            ("Japan", "Tokyo"), ("England", "London"), ("Russia", "Moscow"), ("Egypt", "Cairo"),
-            ("China", "Beijing"), ("Canada", "Ottawa"), ("Portugal", "Lisbon"), ("Greece", "Athens"),
-            ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
-            ("Poland", "Warsaw"), ("Kenya", "Nairobi"), ("Thailand", "Bangkok"), ("Cuba", "Havana"),
-            ("Peru", "Lima"), ("Hungary", "Budapest"), ("Denmark", "Copenhagen"), ("Finland", "Helsinki")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Germany", "Berlin"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Japan", "Tokyo"),
+    ("England", "London"),
+    ("Russia", "Moscow"),
+    ("Egypt", "Cairo"),
+    ("China", "Beijing"),
+    ("Canada", "Ottawa"),
+    ("Portugal", "Lisbon"),
+    ("Greece", "Athens"),
+    ("Austria", "Vienna"),
+    ("Ireland", "Dublin"),
+    ("Norway", "Oslo"),
+    ("Sweden", "Stockholm"),
+    ("Poland", "Warsaw"),
+    ("Kenya", "Nairobi"),
+    ("Thailand", "Bangkok"),
+    ("Cuba", "Havana"),
+    ("Peru", "Lima"),
+    ("Hungary", "Budapest"),
+    ("Denmark", "Copenhagen"),
+    ("Finland", "Helsinki"),
+]
 FACTS = [
     ("The largest planet in the solar system is", ["Jupiter"]),
     ("The chemical symbol for gold is", ["Au"]),
@@ -91,130 +112,478 @@ FACTS = [
     ("Plants make food from sunlight through a process called", ["photosynthesis"]),
 ]
 SEQUENCES = [
-    ("1, 2, 3, 4, 5,", ["6"]), ("2, 4, 6, 8,", ["10"]), ("10, 20, 30, 40,", ["50"]),
-    ("5, 10, 15, 20,", ["25"]), ("1, 3, 5, 7,", ["9"]), ("100, 200, 300,", ["400"]),
-    ("Monday, Tuesday, Wednesday,", ["Thursday"]), ("January, February, March,", ["April"]),
-    ("a, b, c, d,", ["e"]), ("A, B, C, D, E,", ["F"]), ("one, two, three, four,", ["five"]),
-    ("first, second, third,", ["fourth"]), ("3, 6, 9, 12,", ["15"]), ("11, 12, 13, 14,", ["15"]),
-    ("spring, summer, autumn,", ["winter"]), ("7, 8, 9,", ["10"]),
-    ("Sunday, Monday, Tuesday,", ["Wednesday"]), ("June, July, August,", ["September"]),
+    ("1, 2, 3, 4, 5,", ["6"]),
+    ("2, 4, 6, 8,", ["10"]),
+    ("10, 20, 30, 40,", ["50"]),
+    ("5, 10, 15, 20,", ["25"]),
+    ("1, 3, 5, 7,", ["9"]),
+    ("100, 200, 300,", ["400"]),
+    ("Monday, Tuesday, Wednesday,", ["Thursday"]),
+    ("January, February, March,", ["April"]),
+    ("a, b, c, d,", ["e"]),
+    ("A, B, C, D, E,", ["F"]),
+    ("one, two, three, four,", ["five"]),
+    ("first, second, third,", ["fourth"]),
+    ("3, 6, 9, 12,", ["15"]),
+    ("11, 12, 13, 14,", ["15"]),
+    ("spring, summer, autumn,", ["winter"]),
+    ("7, 8, 9,", ["10"]),
+    ("Sunday, Monday, Tuesday,", ["Wednesday"]),
+    ("June, July, August,", ["September"]),
 ]
-WORDS = ["apple", "window", "river", "lantern", "pencil", "garden", "violin", "rocket", "candle",
-         "forest", "button", "mirror", "tiger", "ocean", "ladder", "basket"]
-ARITH = [(a, b) for a, b in [(2, 3), (4, 5), (1, 6), (3, 3), (7, 2), (5, 5), (6, 3), (8, 1), (2, 2),
-                             (9, 0), (4, 4), (10, 10), (20, 5), (12, 3)]]
+WORDS = [
+    "apple",
+    "window",
+    "river",
+    "lantern",
+    "pencil",
+    "garden",
+    "violin",
+    "rocket",
+    "candle",
+    "forest",
+    "button",
+    "mirror",
+    "tiger",
+    "ocean",
+    "ladder",
+    "basket",
+]
+ARITH = [
+    (a, b)
+    for a, b in [
+        (2, 3),
+        (4, 5),
+        (1, 6),
+        (3, 3),
+        (7, 2),
+        (5, 5),
+        (6, 3),
+        (8, 1),
+        (2, 2),
+        (9, 0),
+        (4, 4),
+        (10, 10),
+        (20, 5),
+        (12, 3),
+    ]
+]
 OPEN = [
-    "Once upon a time, in a small village by the sea,", "Here is a short poem about autumn:\n",
-    "def fibonacci(n):\n", "The best way to learn a new language is", "Dear Sam,\n\nThank you for",
-    "import numpy as np\n\n# compute the mean of each row\n", "Three tips for a good night's sleep:\n1.",
-    "The history of the bicycle begins", "In the morning, the baker", "My favourite season is",
-    "昔々、ある村に", "今日はとても", "SELECT name FROM", "The recipe for pancakes needs",
-    "A haiku about rain:\n", "The meeting was postponed because", "She opened the door and saw",
-    "# A function that reverses a string\ndef reverse(s):\n", "To make a cup of tea, first",
-    "The three primary colours are", "Why do cats purr? Cats purr when", "Dear diary, today I",
-    "The old lighthouse keeper", "An email to a colleague about a delayed report:\n",
-    "The rules of chess are simple to learn:", "Summer holidays are", "<|im_start|>user\nHello<|im_end|>\n",
-    "for (int i = 0; i < n; i++) {", "The train to the coast", "A list of fruits: apple, banana,",
-    "The weather forecast for tomorrow says", "When I was a child, I", "Steps to plant a tree:\n1.",
-    "The first rule of cooking is", "class Stack:\n    def __init__(self):\n",
+    "Once upon a time, in a small village by the sea,",
+    "Here is a short poem about autumn:\n",
+    "def fibonacci(n):\n",
+    "The best way to learn a new language is",
+    "Dear Sam,\n\nThank you for",
+    "import numpy as np\n\n# compute the mean of each row\n",
+    "Three tips for a good night's sleep:\n1.",
+    "The history of the bicycle begins",
+    "In the morning, the baker",
+    "My favourite season is",
+    "昔々、ある村に",
+    "今日はとても",
+    "SELECT name FROM",
+    "The recipe for pancakes needs",
+    "A haiku about rain:\n",
+    "The meeting was postponed because",
+    "She opened the door and saw",
+    "# A function that reverses a string\ndef reverse(s):\n",
+    "To make a cup of tea, first",
+    "The three primary colours are",
+    "Why do cats purr? Cats purr when",
+    "Dear diary, today I",
+    "The old lighthouse keeper",
+    "An email to a colleague about a delayed report:\n",
+    "The rules of chess are simple to learn:",
+    "Summer holidays are",
+    "<|im_start|>user\nHello<|im_end|>\n",
+    "for (int i = 0; i < n; i++) {",
+    "The train to the coast",
+    "A list of fruits: apple, banana,",
+    "The weather forecast for tomorrow says",
+    "When I was a child, I",
+    "Steps to plant a tree:\n1.",
+    "The first rule of cooking is",
+    "class Stack:\n    def __init__(self):\n",
 ]
 
 
 # ---- data of the families added for issue 12 (all project-written) ----
-MORE_CAPITALS = [("Netherlands", "Amsterdam"), ("Belgium", "Brussels"), ("Switzerland", "Bern"),
-                 ("Turkey", "Ankara"), ("Iran", "Tehran"), ("Iraq", "Baghdad"), ("Mexico", "Mexico City"),
-                 ("Argentina", "Buenos Aires"), ("Chile", "Santiago"), ("Venezuela", "Caracas"),
-                 ("India", "New Delhi"), ("Pakistan", "Islamabad"), ("Indonesia", "Jakarta"),
-                 ("Philippines", "Manila"), ("Vietnam", "Hanoi"), ("South Korea", "Seoul"),
-                 ("Australia", "Canberra"), ("New Zealand", "Wellington"), ("Nigeria", "Abuja"),
-                 ("Ethiopia", "Addis Ababa"), ("Morocco", "Rabat"), ("Ukraine", "Kyiv"),
-                 ("the Czech Republic", "Prague"), ("Romania", "Bucharest"), ("Scotland", "Edinburgh"),
-                 ("Wales", "Cardiff"), ("Iceland", "Reykjavik"), ("Saudi Arabia", "Riyadh"),
-                 ("Syria", "Damascus"), ("Lebanon", "Beirut"), ("Afghanistan", "Kabul"),
-                 ("Bangladesh", "Dhaka"), ("Nepal", "Kathmandu"), ("Colombia", "Bogota"),
-                 ("Bulgaria", "Sofia"), ("Serbia", "Belgrade"), ("Croatia", "Zagreb"), ("Jamaica", "Kingston")]
+MORE_CAPITALS = [
+    ("Netherlands", "Amsterdam"),
+    ("Belgium", "Brussels"),
+    ("Switzerland", "Bern"),
+    ("Turkey", "Ankara"),
+    ("Iran", "Tehran"),
+    ("Iraq", "Baghdad"),
+    ("Mexico", "Mexico City"),
+    ("Argentina", "Buenos Aires"),
+    ("Chile", "Santiago"),
+    ("Venezuela", "Caracas"),
+    ("India", "New Delhi"),
+    ("Pakistan", "Islamabad"),
+    ("Indonesia", "Jakarta"),
+    ("Philippines", "Manila"),
+    ("Vietnam", "Hanoi"),
+    ("South Korea", "Seoul"),
+    ("Australia", "Canberra"),
+    ("New Zealand", "Wellington"),
+    ("Nigeria", "Abuja"),
+    ("Ethiopia", "Addis Ababa"),
+    ("Morocco", "Rabat"),
+    ("Ukraine", "Kyiv"),
+    ("the Czech Republic", "Prague"),
+    ("Romania", "Bucharest"),
+    ("Scotland", "Edinburgh"),
+    ("Wales", "Cardiff"),
+    ("Iceland", "Reykjavik"),
+    ("Saudi Arabia", "Riyadh"),
+    ("Syria", "Damascus"),
+    ("Lebanon", "Beirut"),
+    ("Afghanistan", "Kabul"),
+    ("Bangladesh", "Dhaka"),
+    ("Nepal", "Kathmandu"),
+    ("Colombia", "Bogota"),
+    ("Bulgaria", "Sofia"),
+    ("Serbia", "Belgrade"),
+    ("Croatia", "Zagreb"),
+    ("Jamaica", "Kingston"),
+]
 ALT_CITY = {"Kyiv": ["Kyiv", "Kiev"], "Bogota": ["Bogota", "Bogotá"], "Reykjavik": ["Reykjavik", "Reykjavík"]}
 MORE_FACTS = [  # (question, references), asked after one solved question
-    ("What do cows give us?", ["milk"]), ("What do hens lay?", ["eggs"]),
-    ("How many legs does a spider have?", ["eight", "8"]), ("What do we see with?", ["eyes"]),
-    ("What do we hear with?", ["ears"]), ("How many days are in a week?", ["seven", "7"]),
-    ("Where do fish live?", ["water", "sea", "ocean"]), ("In which direction does the sun rise?", ["east"]),
-    ("How many sides does a triangle have?", ["three", "3"]), ("What is the largest planet?", ["Jupiter"]),
-    ("What is frozen water called?", ["ice"]), ("What season comes after winter?", ["spring"]),
-    ("How many legs does a dog have?", ["four", "4"]), ("What do bees make?", ["honey"]),
-    ("What do we breathe in to live?", ["oxygen", "air"]), ("What color is a ripe banana?", ["yellow"]),
-    ("What animal is known as the king of the jungle?", ["lion"]), ("How many hours are in a day?", ["24"]),
-    ("What is the opposite of north?", ["south"]), ("What planet do we live on?", ["Earth"]),
+    ("What do cows give us?", ["milk"]),
+    ("What do hens lay?", ["eggs"]),
+    ("How many legs does a spider have?", ["eight", "8"]),
+    ("What do we see with?", ["eyes"]),
+    ("What do we hear with?", ["ears"]),
+    ("How many days are in a week?", ["seven", "7"]),
+    ("Where do fish live?", ["water", "sea", "ocean"]),
+    ("In which direction does the sun rise?", ["east"]),
+    ("How many sides does a triangle have?", ["three", "3"]),
+    ("What is the largest planet?", ["Jupiter"]),
+    ("What is frozen water called?", ["ice"]),
+    ("What season comes after winter?", ["spring"]),
+    ("How many legs does a dog have?", ["four", "4"]),
+    ("What do bees make?", ["honey"]),
+    ("What do we breathe in to live?", ["oxygen", "air"]),
+    ("What color is a ripe banana?", ["yellow"]),
+    ("What animal is known as the king of the jungle?", ["lion"]),
+    ("How many hours are in a day?", ["24"]),
+    ("What is the opposite of north?", ["south"]),
+    ("What planet do we live on?", ["Earth"]),
     ("What do caterpillars turn into?", ["butterflies", "butterfly", "moths", "moth"]),
-    ("What gas do plants take in?", ["carbon dioxide", "CO2"]), ("How many months are in a year?", ["twelve", "12"]),
-    ("What is the color of snow?", ["white"]), ("Which animal has a long trunk?", ["elephant", "elephants"]),
-    ("What do you call a house made of ice?", ["igloo"]), ("How many wheels does a bicycle have?", ["two", "2"]),
-    ("What is the boiling point of water in degrees Celsius?", ["100"]), ("What falls from clouds when it rains?", ["water", "rain", "raindrops"]),
+    ("What gas do plants take in?", ["carbon dioxide", "CO2"]),
+    ("How many months are in a year?", ["twelve", "12"]),
+    ("What is the color of snow?", ["white"]),
+    ("Which animal has a long trunk?", ["elephant", "elephants"]),
+    ("What do you call a house made of ice?", ["igloo"]),
+    ("How many wheels does a bicycle have?", ["two", "2"]),
+    ("What is the boiling point of water in degrees Celsius?", ["100"]),
+    ("What falls from clouds when it rains?", ["water", "rain", "raindrops"]),
     ("Which star gives Earth light and heat?", ["Sun"]),
 ]
-MORE_WORDS = ["table", "carrot", "pillow", "bridge", "castle", "dragon", "hammer", "jacket", "kettle",
-              "lemon", "magnet", "needle", "orange", "parrot", "rabbit", "saddle", "tunnel", "wallet",
-              "yellow", "zebra", "anchor", "bottle", "cactus", "donkey", "engine", "feather", "guitar",
-              "helmet", "island", "jungle"]
-PLURALS = [("cat", "cats"), ("dog", "dogs"), ("book", "books"), ("tree", "trees"), ("car", "cars"),
-           ("house", "houses"), ("bird", "birds"), ("hand", "hands"), ("cup", "cups"), ("door", "doors"),
-           ("box", "boxes"), ("fox", "foxes"), ("bus", "buses"), ("dish", "dishes"), ("church", "churches"),
-           ("glass", "glasses"), ("brush", "brushes"), ("watch", "watches"), ("baby", "babies"),
-           ("city", "cities"), ("lady", "ladies"), ("party", "parties"), ("story", "stories"),
-           ("key", "keys"), ("boy", "boys"), ("day", "days"), ("toy", "toys"), ("leaf", "leaves"),
-           ("knife", "knives"), ("wolf", "wolves"), ("man", "men"), ("woman", "women"), ("child", "children"),
-           ("mouse", "mice"), ("foot", "feet"), ("tooth", "teeth"), ("goose", "geese"), ("person", "people"),
-           ("apple", "apples"), ("chair", "chairs"), ("window", "windows"), ("flower", "flowers"),
-           ("bag", "bags"), ("star", "stars"), ("egg", "eggs"), ("ship", "ships"), ("horse", "horses"),
-           ("river", "rivers"), ("bottle", "bottles"), ("potato", "potatoes")]
-PAST = [("walk", "walked"), ("jump", "jumped"), ("play", "played"), ("talk", "talked"), ("open", "opened"),
-        ("clean", "cleaned"), ("cook", "cooked"), ("help", "helped"), ("look", "looked"), ("call", "called"),
-        ("want", "wanted"), ("start", "started"), ("watch", "watched"), ("climb", "climbed"), ("paint", "painted"),
-        ("dance", "danced"), ("smile", "smiled"), ("live", "lived"), ("stop", "stopped"), ("cry", "cried"),
-        ("go", "went"), ("see", "saw"), ("eat", "ate"), ("run", "ran"), ("come", "came"), ("take", "took"),
-        ("give", "gave"), ("write", "wrote"), ("drink", "drank"), ("sing", "sang"), ("swim", "swam"),
-        ("sit", "sat"), ("make", "made"), ("buy", "bought"), ("think", "thought"), ("bring", "brought"),
-        ("teach", "taught"), ("find", "found"), ("sleep", "slept"), ("speak", "spoke"), ("fly", "flew"),
-        ("know", "knew"), ("drive", "drove"), ("begin", "began"), ("break", "broke"), ("wash", "washed"),
-        ("laugh", "laughed"), ("listen", "listened"), ("visit", "visited"), ("carry", "carried")]
-OPPOSITES = [("hot", "cold"), ("big", "small", "little"), ("up", "down"), ("day", "night"), ("fast", "slow"),
-             ("happy", "sad"), ("tall", "short"), ("old", "new", "young"), ("open", "closed", "shut"),
-             ("light", "dark"), ("left", "right"), ("wet", "dry"), ("hard", "soft"), ("full", "empty"),
-             ("rich", "poor"), ("early", "late"), ("strong", "weak"), ("thick", "thin"), ("loud", "quiet", "soft"),
-             ("in", "out"), ("push", "pull"), ("win", "lose"), ("good", "bad"), ("yes", "no"), ("black", "white"),
-             ("top", "bottom"), ("first", "last"), ("inside", "outside"), ("clean", "dirty"),
-             ("heavy", "light"), ("high", "low"), ("long", "short"), ("near", "far"), ("true", "false"),
-             ("love", "hate"), ("start", "end", "finish"), ("buy", "sell"), ("north", "south"), ("east", "west"),
-             ("boy", "girl"), ("before", "after"), ("question", "answer"), ("summer", "winter"),
-             ("cheap", "expensive"), ("easy", "difficult", "hard")]
-COLOURS = [("a banana", "yellow"), ("snow", "white"), ("grass", "green"), ("coal", "black"),
-           ("the sky", "blue"), ("a tomato", "red"), ("a carrot", "orange"), ("a lemon", "yellow"),
-           ("a strawberry", "red"), ("milk", "white"), ("a cherry", "red"), ("chocolate", "brown"),
-           ("a leaf", "green"), ("the sun", "yellow"), ("blood", "red"), ("the ocean", "blue"),
-           ("a cucumber", "green"), ("a lime", "green"), ("a pumpkin", "orange"), ("a cloud", "white"),
-           ("a frog", "green"), ("a crow", "black"), ("salt", "white"), ("a fire truck", "red"),
-           ("a school bus", "yellow"), ("soil", "brown"), ("an emerald", "green"), ("a ruby", "red"),
-           ("a polar bear", "white"), ("broccoli", "green"), ("an egg yolk", "yellow"), ("coffee", "brown")]
-NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-                "nineteen", "twenty"]
+MORE_WORDS = [
+    "table",
+    "carrot",
+    "pillow",
+    "bridge",
+    "castle",
+    "dragon",
+    "hammer",
+    "jacket",
+    "kettle",
+    "lemon",
+    "magnet",
+    "needle",
+    "orange",
+    "parrot",
+    "rabbit",
+    "saddle",
+    "tunnel",
+    "wallet",
+    "yellow",
+    "zebra",
+    "anchor",
+    "bottle",
+    "cactus",
+    "donkey",
+    "engine",
+    "feather",
+    "guitar",
+    "helmet",
+    "island",
+    "jungle",
+]
+PLURALS = [
+    ("cat", "cats"),
+    ("dog", "dogs"),
+    ("book", "books"),
+    ("tree", "trees"),
+    ("car", "cars"),
+    ("house", "houses"),
+    ("bird", "birds"),
+    ("hand", "hands"),
+    ("cup", "cups"),
+    ("door", "doors"),
+    ("box", "boxes"),
+    ("fox", "foxes"),
+    ("bus", "buses"),
+    ("dish", "dishes"),
+    ("church", "churches"),
+    ("glass", "glasses"),
+    ("brush", "brushes"),
+    ("watch", "watches"),
+    ("baby", "babies"),
+    ("city", "cities"),
+    ("lady", "ladies"),
+    ("party", "parties"),
+    ("story", "stories"),
+    ("key", "keys"),
+    ("boy", "boys"),
+    ("day", "days"),
+    ("toy", "toys"),
+    ("leaf", "leaves"),
+    ("knife", "knives"),
+    ("wolf", "wolves"),
+    ("man", "men"),
+    ("woman", "women"),
+    ("child", "children"),
+    ("mouse", "mice"),
+    ("foot", "feet"),
+    ("tooth", "teeth"),
+    ("goose", "geese"),
+    ("person", "people"),
+    ("apple", "apples"),
+    ("chair", "chairs"),
+    ("window", "windows"),
+    ("flower", "flowers"),
+    ("bag", "bags"),
+    ("star", "stars"),
+    ("egg", "eggs"),
+    ("ship", "ships"),
+    ("horse", "horses"),
+    ("river", "rivers"),
+    ("bottle", "bottles"),
+    ("potato", "potatoes"),
+]
+PAST = [
+    ("walk", "walked"),
+    ("jump", "jumped"),
+    ("play", "played"),
+    ("talk", "talked"),
+    ("open", "opened"),
+    ("clean", "cleaned"),
+    ("cook", "cooked"),
+    ("help", "helped"),
+    ("look", "looked"),
+    ("call", "called"),
+    ("want", "wanted"),
+    ("start", "started"),
+    ("watch", "watched"),
+    ("climb", "climbed"),
+    ("paint", "painted"),
+    ("dance", "danced"),
+    ("smile", "smiled"),
+    ("live", "lived"),
+    ("stop", "stopped"),
+    ("cry", "cried"),
+    ("go", "went"),
+    ("see", "saw"),
+    ("eat", "ate"),
+    ("run", "ran"),
+    ("come", "came"),
+    ("take", "took"),
+    ("give", "gave"),
+    ("write", "wrote"),
+    ("drink", "drank"),
+    ("sing", "sang"),
+    ("swim", "swam"),
+    ("sit", "sat"),
+    ("make", "made"),
+    ("buy", "bought"),
+    ("think", "thought"),
+    ("bring", "brought"),
+    ("teach", "taught"),
+    ("find", "found"),
+    ("sleep", "slept"),
+    ("speak", "spoke"),
+    ("fly", "flew"),
+    ("know", "knew"),
+    ("drive", "drove"),
+    ("begin", "began"),
+    ("break", "broke"),
+    ("wash", "washed"),
+    ("laugh", "laughed"),
+    ("listen", "listened"),
+    ("visit", "visited"),
+    ("carry", "carried"),
+]
+OPPOSITES = [
+    ("hot", "cold"),
+    ("big", "small", "little"),
+    ("up", "down"),
+    ("day", "night"),
+    ("fast", "slow"),
+    ("happy", "sad"),
+    ("tall", "short"),
+    ("old", "new", "young"),
+    ("open", "closed", "shut"),
+    ("light", "dark"),
+    ("left", "right"),
+    ("wet", "dry"),
+    ("hard", "soft"),
+    ("full", "empty"),
+    ("rich", "poor"),
+    ("early", "late"),
+    ("strong", "weak"),
+    ("thick", "thin"),
+    ("loud", "quiet", "soft"),
+    ("in", "out"),
+    ("push", "pull"),
+    ("win", "lose"),
+    ("good", "bad"),
+    ("yes", "no"),
+    ("black", "white"),
+    ("top", "bottom"),
+    ("first", "last"),
+    ("inside", "outside"),
+    ("clean", "dirty"),
+    ("heavy", "light"),
+    ("high", "low"),
+    ("long", "short"),
+    ("near", "far"),
+    ("true", "false"),
+    ("love", "hate"),
+    ("start", "end", "finish"),
+    ("buy", "sell"),
+    ("north", "south"),
+    ("east", "west"),
+    ("boy", "girl"),
+    ("before", "after"),
+    ("question", "answer"),
+    ("summer", "winter"),
+    ("cheap", "expensive"),
+    ("easy", "difficult", "hard"),
+]
+COLOURS = [
+    ("a banana", "yellow"),
+    ("snow", "white"),
+    ("grass", "green"),
+    ("coal", "black"),
+    ("the sky", "blue"),
+    ("a tomato", "red"),
+    ("a carrot", "orange"),
+    ("a lemon", "yellow"),
+    ("a strawberry", "red"),
+    ("milk", "white"),
+    ("a cherry", "red"),
+    ("chocolate", "brown"),
+    ("a leaf", "green"),
+    ("the sun", "yellow"),
+    ("blood", "red"),
+    ("the ocean", "blue"),
+    ("a cucumber", "green"),
+    ("a lime", "green"),
+    ("a pumpkin", "orange"),
+    ("a cloud", "white"),
+    ("a frog", "green"),
+    ("a crow", "black"),
+    ("salt", "white"),
+    ("a fire truck", "red"),
+    ("a school bus", "yellow"),
+    ("soil", "brown"),
+    ("an emerald", "green"),
+    ("a ruby", "red"),
+    ("a polar bear", "white"),
+    ("broccoli", "green"),
+    ("an egg yolk", "yellow"),
+    ("coffee", "brown"),
+]
+NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+]
 TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-LANGUAGES = [("France", "French"), ("Germany", "German"), ("Spain", "Spanish"), ("Italy", "Italian"),
-             ("Japan", "Japanese"), ("China", "Chinese", "Mandarin"), ("Russia", "Russian"),
-             ("Portugal", "Portuguese"), ("Greece", "Greek"), ("Poland", "Polish"), ("Sweden", "Swedish"),
-             ("Turkey", "Turkish"), ("Finland", "Finnish"), ("Norway", "Norwegian"), ("Denmark", "Danish"),
-             ("the Netherlands", "Dutch"), ("Korea", "Korean"), ("Hungary", "Hungarian"), ("Thailand", "Thai"),
-             ("Vietnam", "Vietnamese"), ("Iran", "Persian", "Farsi"), ("England", "English"),
-             ("Brazil", "Portuguese"), ("Mexico", "Spanish"), ("Ukraine", "Ukrainian"), ("Egypt", "Arabic"),
-             ("Austria", "German"), ("Argentina", "Spanish"), ("Chile", "Spanish"), ("Peru", "Spanish"),
-             ("Colombia", "Spanish"), ("Cuba", "Spanish"), ("Australia", "English"), ("the United States", "English"),
-             ("Israel", "Hebrew"), ("Indonesia", "Indonesian"), ("the Czech Republic", "Czech"),
-             ("Romania", "Romanian"), ("Saudi Arabia", "Arabic"), ("Morocco", "Arabic"), ("Pakistan", "Urdu"),
-             ("Bangladesh", "Bengali", "Bangla"), ("Iceland", "Icelandic"), ("Ireland", "English", "Irish"),
-             ("Jamaica", "English")]
+LANGUAGES = [
+    ("France", "French"),
+    ("Germany", "German"),
+    ("Spain", "Spanish"),
+    ("Italy", "Italian"),
+    ("Japan", "Japanese"),
+    ("China", "Chinese", "Mandarin"),
+    ("Russia", "Russian"),
+    ("Portugal", "Portuguese"),
+    ("Greece", "Greek"),
+    ("Poland", "Polish"),
+    ("Sweden", "Swedish"),
+    ("Turkey", "Turkish"),
+    ("Finland", "Finnish"),
+    ("Norway", "Norwegian"),
+    ("Denmark", "Danish"),
+    ("the Netherlands", "Dutch"),
+    ("Korea", "Korean"),
+    ("Hungary", "Hungarian"),
+    ("Thailand", "Thai"),
+    ("Vietnam", "Vietnamese"),
+    ("Iran", "Persian", "Farsi"),
+    ("England", "English"),
+    ("Brazil", "Portuguese"),
+    ("Mexico", "Spanish"),
+    ("Ukraine", "Ukrainian"),
+    ("Egypt", "Arabic"),
+    ("Austria", "German"),
+    ("Argentina", "Spanish"),
+    ("Chile", "Spanish"),
+    ("Peru", "Spanish"),
+    ("Colombia", "Spanish"),
+    ("Cuba", "Spanish"),
+    ("Australia", "English"),
+    ("the United States", "English"),
+    ("Israel", "Hebrew"),
+    ("Indonesia", "Indonesian"),
+    ("the Czech Republic", "Czech"),
+    ("Romania", "Romanian"),
+    ("Saudi Arabia", "Arabic"),
+    ("Morocco", "Arabic"),
+    ("Pakistan", "Urdu"),
+    ("Bangladesh", "Bengali", "Bangla"),
+    ("Iceland", "Icelandic"),
+    ("Ireland", "English", "Irish"),
+    ("Jamaica", "English"),
+]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 FIRST_NAMES = ["Lina", "Omar", "Mia", "Tom", "Sara", "Ivan", "Nora", "Ravi", "Ella", "Jon", "Ada", "Leo"]
 CITIES = ["Oslo", "Lima", "Rome", "Cairo", "Tokyo", "Paris", "Berlin", "Madrid", "Dublin", "Vienna"]
@@ -231,8 +600,7 @@ def _seed_candidates() -> list[dict]:
     rng = random.Random(0)
     out = []
     for country, city in CAPITALS:
-        out.append({"id": f"capital-{country.lower()}", "prompt": f"The capital of {country} is",
-                    "references": [city]})
+        out.append({"id": f"capital-{country.lower()}", "prompt": f"The capital of {country} is", "references": [city]})
     for i, (p, r) in enumerate(FACTS):
         out.append({"id": f"fact-{i:02d}", "prompt": p, "references": r})
     for i, (a, b) in enumerate(ARITH):
@@ -248,11 +616,15 @@ def _seed_candidates() -> list[dict]:
     colours = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "pink", "brown"]
     for i in range(16):
         codes = {c: rng.randint(10, 99) for c in colours}
-        filler = ("The codes below open the lockers in the sports hall. Keep them safe and do not "
-                  "share them with anyone outside the team. ")
+        filler = (
+            "The codes below open the lockers in the sports hall. Keep them safe and do not "
+            "share them with anyone outside the team. "
+        )
         table = "\n".join(f"The {c} locker code is {n}." for c, n in codes.items())
         ask = colours[rng.randrange(len(colours))]
-        prompt = f"{filler}\n{table}\n{filler}\nQuestion: What is the {ask} locker code?\nAnswer: The {ask} locker code is"
+        prompt = (
+            f"{filler}\n{table}\n{filler}\nQuestion: What is the {ask} locker code?\nAnswer: The {ask} locker code is"
+        )
         out.append({"id": f"recall-{i:02d}", "prompt": prompt, "references": [str(codes[ask])]})
     return out
 
@@ -295,8 +667,13 @@ def _capitals() -> list[dict]:
     out = []
     for country, city in MORE_CAPITALS:
         slug = country.lower().removeprefix("the ").replace(" ", "")
-        out.append({"id": f"capital-{slug}", "prompt": f"The capital of {country} is",
-                    "references": ALT_CITY.get(city, [city])})
+        out.append(
+            {
+                "id": f"capital-{slug}",
+                "prompt": f"The capital of {country} is",
+                "references": ALT_CITY.get(city, [city]),
+            }
+        )
     for (country, *_), (prompt, refs) in zip(pool, _qa(rng, pool, "What is the capital of {}?", k=1)):
         slug = country.lower().removeprefix("the ").replace(" ", "")
         out.append({"id": f"capital-{slug}2", "prompt": prompt, "references": refs})
@@ -327,14 +704,14 @@ def _seq_more() -> list[tuple[str, list[str]]]:
     out = [(", ".join(WEEKDAYS[(i + k) % 7] for k in range(3)) + ",", [WEEKDAYS[(i + 3) % 7]]) for i in range(7)]
     out += [(", ".join(MONTHS[(i + k) % 12] for k in range(3)) + ",", [MONTHS[(i + 3) % 12]]) for i in range(12)]
     for i in rng.sample(range(9), 6):
-        out.append((", ".join(NUMBER_WORDS[i + 1:i + 5]) + ",", [NUMBER_WORDS[i + 5]]))
+        out.append((", ".join(NUMBER_WORDS[i + 1 : i + 5]) + ",", [NUMBER_WORDS[i + 5]]))
     return out
 
 
 def _letters() -> list[tuple[str, list[str]]]:
     rng = random.Random("letter")
-    out = [(", ".join(LETTERS[i:i + 4]) + ",", [LETTERS[i + 4]]) for i in rng.sample(range(22), 18)]
-    out += [(", ".join(LETTERS[i:i + 4]).upper() + ",", [LETTERS[i + 4].upper()]) for i in rng.sample(range(22), 14)]
+    out = [(", ".join(LETTERS[i : i + 4]) + ",", [LETTERS[i + 4]]) for i in rng.sample(range(22), 18)]
+    out += [(", ".join(LETTERS[i : i + 4]).upper() + ",", [LETTERS[i + 4].upper()]) for i in rng.sample(range(22), 14)]
     return out
 
 
@@ -381,7 +758,9 @@ def _repeat() -> list[tuple[str, list[str]]]:
     out = []
     for _ in range(40):
         a, b, c = code(), code(), code()
-        out.append((f"Repeat the code exactly.\nCode: {a}\nRepeat: {a}\nCode: {b}\nRepeat: {b}\nCode: {c}\nRepeat:", [c]))
+        out.append(
+            (f"Repeat the code exactly.\nCode: {a}\nRepeat: {a}\nCode: {b}\nRepeat: {b}\nCode: {c}\nRepeat:", [c])
+        )
     return out
 
 
@@ -416,8 +795,10 @@ def _number_words() -> list[tuple[str, list[str]]]:
     rng = random.Random("numword")
     pool = [(w, str(i)) for i, w in enumerate(NUMBER_WORDS)]
     pool += [(TENS[t], str(10 * t)) for t in range(3, 10)]
-    pool += [(f"{TENS[t]}-{NUMBER_WORDS[u]}", str(10 * t + u)) for t, u in
-             [(rng.randint(2, 9), rng.randint(1, 9)) for _ in range(14)]]
+    pool += [
+        (f"{TENS[t]}-{NUMBER_WORDS[u]}", str(10 * t + u))
+        for t, u in [(rng.randint(2, 9), rng.randint(1, 9)) for _ in range(14)]
+    ]
     pool = list({x[0]: x for x in pool}.values())
     return _qa(rng, pool, "What number is {}?")
 
@@ -446,10 +827,16 @@ def candidates() -> list[dict]:
     out += _numbered("repeat", 0, _repeat())
     out += _numbered("json", 0, _json_lookup())
     rng = random.Random("plural")
-    out += _numbered("plural", 0, _sentences(rng, PLURALS, "The plural of {} is") +
-                     _qa(rng, PLURALS, "What is the plural of {}?"))
-    out += _numbered("past", 0, _qa(random.Random("past"), PAST, "What is the past tense of {}?",
-                                    head="Answer each question with one word.\n\n"))
+    out += _numbered(
+        "plural", 0, _sentences(rng, PLURALS, "The plural of {} is") + _qa(rng, PLURALS, "What is the plural of {}?")
+    )
+    out += _numbered(
+        "past",
+        0,
+        _qa(
+            random.Random("past"), PAST, "What is the past tense of {}?", head="Answer each question with one word.\n\n"
+        ),
+    )
     rng = random.Random("opposite")
     out += _numbered("opposite", 0, _arrows(rng, OPPOSITES) + _sentences(rng, OPPOSITES, "The opposite of {} is"))
     out += _numbered("colour", 0, _qa(random.Random("colour"), COLOURS, "What color is {}?"))
@@ -467,6 +854,7 @@ def family(pid: str) -> str:
 
 
 # ---- filtering against the baseline ----
+
 
 def _answer_span(tok, ids: list[int], refs) -> int:
     """How many tokens of a continuation it takes to be correct (len(ids) if it never is)."""
@@ -498,8 +886,8 @@ def margins(model, tok, items) -> list[float]:
             n = _answer_span(tok, ids, refs)
             m = min(n + 1, len(ids))
             p = encode_prompt(tok, text, "auto")
-            logits = model(input_ids=torch.tensor([p + ids[:m]])).logits[0, len(p) - 1:len(p) - 1 + m].float()
-            logits = logits[:, :len(extends)]
+            logits = model(input_ids=torch.tensor([p + ids[:m]])).logits[0, len(p) - 1 : len(p) - 1 + m].float()
+            logits = logits[:, : len(extends)]
             if n == 0 or logits.argmax(-1).tolist() != ids[:m]:
                 out.append(-1.0)
                 continue
@@ -521,13 +909,16 @@ def select(cands: list[dict], ok: dict[str, bool], target: int = TARGET_TOTAL, s
         if c.get("references") and ok[c["id"]]:
             fams.setdefault(family(c["id"]), []).append(c)
     fams = {f: v for f, v in fams.items() if len(v) >= MIN_FAMILY}
-    cap = max(v for v in range(1, target + 1) if sum(min(len(x), v) for x in fams.values()) <= target) \
-        if sum(len(x) for x in fams.values()) > target else max(map(len, fams.values()))
+    cap = (
+        max(v for v in range(1, target + 1) if sum(min(len(x), v) for x in fams.values()) <= target)
+        if sum(len(x) for x in fams.values()) > target
+        else max(map(len, fams.values()))
+    )
     while cap > MAX_SHARE * sum(min(len(x), cap) for x in fams.values()):
         cap -= 1
     rng = random.Random(seed)
     keep = set()
-    for f, v in fams.items():
+    for _f, v in fams.items():
         picked = v if len(v) <= cap else rng.sample(v, cap)
         keep.update(c["id"] for c in picked)
     order = {f: k for k, f in enumerate(dict.fromkeys(family(c["id"]) for c in cands))}
@@ -537,8 +928,11 @@ def select(cands: list[dict], ok: dict[str, bool], target: int = TARGET_TOTAL, s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", help="JSON file caching generations by prompt text (read if present, then updated)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "harness" / "data" / "prompts.jsonl"),
-                    help="where to write the prompt set (default: the bundled file)")
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "harness" / "data" / "prompts.jsonl"),
+        help="where to write the prompt set (default: the bundled file)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -556,11 +950,14 @@ def main() -> None:
     model, tok = load_model(src.local_dir), load_tokenizer(src.local_dir)
     texts = list(dict.fromkeys(t for c in ref_cands for t in [c["prompt"], *prompt_variants(c["prompt"])]))
     todo = [t for t in texts if t not in raw]
-    print(f"{len(ref_cands)} reference candidates in {len({family(c['id']) for c in ref_cands})} families; "
-          f"{len(texts)} texts with variants, {len(todo)} to generate", flush=True)
+    print(
+        f"{len(ref_cands)} reference candidates in {len({family(c['id']) for c in ref_cands})} families; "
+        f"{len(texts)} texts with variants, {len(todo)} to generate",
+        flush=True,
+    )
     t0, chunk = time.time(), 160
     for a in range(0, len(todo), chunk):
-        part = todo[a:a + chunk]
+        part = todo[a : a + chunk]
         outs, ids = generate(model, tok, part, max_new_tokens=16, batch_size=16, bos="auto", return_ids=True)
         raw.update({t: {"text": o, "ids": i} for t, o, i in zip(part, outs, ids)})
         done, el = a + len(part), time.time() - t0
@@ -568,13 +965,15 @@ def main() -> None:
         if args.raw:
             Path(args.raw).write_text(json.dumps(raw, ensure_ascii=False))
     t_gen = time.time() - t0
-    correct = {c["id"]: all(is_correct(raw[t]["text"], c["references"])
-                            for t in [c["prompt"], *prompt_variants(c["prompt"])]) for c in ref_cands}
+    correct = {
+        c["id"]: all(is_correct(raw[t]["text"], c["references"]) for t in [c["prompt"], *prompt_variants(c["prompt"])])
+        for c in ref_cands
+    }
     t1 = time.time()
     items = [(t, c) for c in ref_cands if correct[c["id"]] for t in [c["prompt"], *prompt_variants(c["prompt"])]]
     todo_m = [(t, c) for t, c in items if json.dumps(c["references"]) not in raw[t].setdefault("margin2", {})]
     for a in range(0, len(todo_m), 400):
-        part = todo_m[a:a + 400]
+        part = todo_m[a : a + 400]
         for (t, c), m in zip(part, margins(model, tok, [(t, raw[t]["ids"], c["references"]) for t, c in part])):
             raw[t]["margin2"][json.dumps(c["references"])] = m
         print(f"margins {a + len(part)}/{len(todo_m)} in {time.time() - t1:.0f}s", flush=True)
@@ -584,12 +983,15 @@ def main() -> None:
     for t, c in items:
         least[c["id"]] = min(least.get(c["id"], float("inf")), raw[t]["margin2"][json.dumps(c["references"])])
     ls = sorted(least.values())
-    print("least margins of the correct candidates (quantiles 0, .05, .1, .25, .5): "
-          + ", ".join(f"{ls[int(q * (len(ls) - 1))]:.2f}" for q in (0, .05, .1, .25, .5)), flush=True)
+    print(
+        "least margins of the correct candidates (quantiles 0, .05, .1, .25, .5): "
+        + ", ".join(f"{ls[int(q * (len(ls) - 1))]:.2f}" for q in (0, 0.05, 0.1, 0.25, 0.5)),
+        flush=True,
+    )
     ok = {c["id"]: correct[c["id"]] and least[c["id"]] >= MIN_MARGIN for c in ref_cands}
     for c in ref_cands:
         if not ok[c["id"]]:
-            why = "near-tie %.2f" % least[c["id"]] if correct[c["id"]] else "wrong"
+            why = "near-tie {:.2f}".format(least[c["id"]]) if correct[c["id"]] else "wrong"
             print(f"drop {c['id']} ({why}): {raw[c['prompt']]['text'].strip().splitlines()[:1]}")
     kept, cap = select(cands, ok)
     opens = [c for c in cands if not c.get("references")]
@@ -599,8 +1001,10 @@ def main() -> None:
     print(f"\nfamily: candidates / stable-correct / kept (cap {cap}, min family {MIN_FAMILY})")
     for f in n_cand:
         print(f"  {f}: {n_cand[f]} / {n_ok[f]} / {n_keep[f]}")
-    print(f"  total: {len(ref_cands)} / {sum(n_ok.values())} / {len(kept)} in {len(n_keep)} families; "
-          f"generation {t_gen:.0f}s for {len(todo)} texts")
+    print(
+        f"  total: {len(ref_cands)} / {sum(n_ok.values())} / {len(kept)} in {len(n_keep)} families; "
+        f"generation {t_gen:.0f}s for {len(todo)} texts"
+    )
     path = Path(args.out)
     path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept + opens), encoding="utf-8")
     print(f"wrote {len(kept)} reference prompts and {len(opens)} open ones to {path}")

@@ -1,4 +1,5 @@
 """The sign-off suite: one item per configuration (quantize and measure) and one per gate."""
+
 import pytest
 
 from harness.metrics.catalogue import BY_NAME
@@ -50,9 +51,18 @@ def test_gate(request, qs_session, qs_gate, record_property):
     _result(request, qs_session, q)
     g = qs_session.gate_result(q, metric)
     if g is None:
-        pytest.fail(f"{q.spec}: no {metric} gate was evaluated ({qs_session.measure(q).error or 'no measurement'})",
-                    pytrace=False)
-    _judge(request, qs_session, record_property, g, value=g["value"], limit=f"{'<=' if g['op'] == 'max' else '>='} {g['limit']}")
+        pytest.fail(
+            f"{q.spec}: no {metric} gate was evaluated ({qs_session.measure(q).error or 'no measurement'})",
+            pytrace=False,
+        )
+    _judge(
+        request,
+        qs_session,
+        record_property,
+        g,
+        value=g["value"],
+        limit=f"{'<=' if g['op'] == 'max' else '>='} {g['limit']}",
+    )
 
 
 def test_regression(request, qs_session, qs_regression, record_property):

@@ -36,6 +36,7 @@ def tiny():
             src = resolve_model(f"tiny-{arch}")
             cache[arch] = (load_model(src.local_dir), load_tokenizer(src.local_dir))
         return cache[arch]
+
     return get
 
 
@@ -45,8 +46,9 @@ def suite_dir(pytester):
     pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
     # Smaller behaviour probes than the smoke profile's (the harness's own tests check the plumbing;
     # the command line still overrides these ini values).
-    pytester.makeini("[pytest]\njunit_family = xunit1\nqs_long_new_tokens = 8\nqs_long_n_prompts = 2\n"
-                     "qs_n_stability_prompts = 4\nqs_n_probe_sequences = 2\n")
+    pytester.makeini(
+        "[pytest]\njunit_family = xunit1\nqs_long_new_tokens = 8\nqs_long_n_prompts = 2\n"
+        "qs_n_stability_prompts = 4\nqs_n_probe_sequences = 2\n"
+    )
     shutil.copytree(ROOT / "suites", pytester.path / "suites")
     return pytester
-

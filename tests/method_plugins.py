@@ -1,4 +1,6 @@
 """Test helper: a throwaway third-party quantization method, installed through an entry point."""
+
+
 def method_plugin(site, name: str, handler_body: str, packages: tuple = (), extra: dict | None = None) -> None:
     """Write a third-party method package into `site` (a directory to put on PYTHONPATH): module
     qs_<name> registering method `name` (spec `<name>-w8`, 8 bits) whose handler runs handler_body

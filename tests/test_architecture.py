@@ -1,4 +1,5 @@
 """The code's shape: no import cycles, small modules and classes, one declaration per fact."""
+
 import ast
 import json
 import os
@@ -33,7 +34,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -57,7 +58,7 @@ def _cycle(graph):
         stack.append(n)
         for t in sorted(graph[n]):
             if state.get(t) == 1:
-                return stack[stack.index(t):] + [t]
+                return stack[stack.index(t) :] + [t]
             if t not in state:
                 found = visit(t)
                 if found:
@@ -100,10 +101,13 @@ def test_no_module_over_400_lines_and_no_class_over_200():
 
 
 def test_importing_the_package_imports_no_heavy_backend():
-    code = ("import sys, harness, harness.methods, harness.metrics.catalogue, harness.config.settings, harness.gates.policy;"
-            "harness.methods.methods();"
-            "print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes', 'gptqmodel', 'hqq', 'optimum')"
-            " if m in sys.modules))")
+    code = (
+        "import sys, harness, harness.methods, harness.metrics.catalogue, harness.config.settings, "
+        "harness.gates.policy;"
+        "harness.methods.methods();"
+        "print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes', 'gptqmodel', 'hqq', 'optimum')"
+        " if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
@@ -150,12 +154,19 @@ def test_cli_and_pytest_offer_the_same_options_with_the_same_help(pytester):
     from harness.config.settings import SETTINGS
 
     env = dict(os.environ, COLUMNS="200")
-    cli = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, cwd=ROOT,
-                         env=env, check=True).stdout
-    pyt = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.plugin", "--help"], capture_output=True,
-                         text=True, cwd=ROOT, env=env, check=True).stdout
-    group = pyt[pyt.index("quantsink: sign-off"):]
-    group = group[:group.index("\n\n")]
+    cli = subprocess.run(
+        [sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    ).stdout
+    pyt = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+    ).stdout
+    group = pyt[pyt.index("quantsink: sign-off") :]
+    group = group[: group.index("\n\n")]
     a, b = _help_options(cli), _help_options(group)
     flags = {s.option for s in SETTINGS}
     assert set(a) - {"--help"} == flags == set(b)
@@ -188,12 +199,34 @@ def test_profiles_are_changes_over_a_parent():
 GOLDEN = ROOT / "tests" / "golden" / "tiny_run_results.json"
 # 16 sequences: with 4 (the first golden run) the bootstrap has 35 distinct resamples, and the last bits of a
 # CPU's float kernels moved a BCa interval by 10% (AVX2 against AVX-512 kernels); with 16 they move it < 0.6%.
-GOLDEN_RUN = dict(model="tiny-llama", quant="rtn-w4g16,rtn-w2g16", n_sequences=16, seq_len=48, max_new_tokens=6,
-                  n_prompts=8, protect_sink=True)
+GOLDEN_RUN = dict(
+    model="tiny-llama",
+    quant="rtn-w4g16,rtn-w2g16",
+    n_sequences=16,
+    seq_len=48,
+    max_new_tokens=6,
+    n_prompts=8,
+    protect_sink=True,
+)
 # Fields that change from run to run (ids, clocks) or with the machine.
-VOLATILE = {"run_id", "created", "quantize_seconds", "measure_seconds", "platform", "threads", "local_dir",
-            "path", "policy", "harness_version", "torch", "transformers", "bitsandbytes", "gptqmodel", "python",
-            "seconds"}
+VOLATILE = {
+    "run_id",
+    "created",
+    "quantize_seconds",
+    "measure_seconds",
+    "platform",
+    "threads",
+    "local_dir",
+    "path",
+    "policy",
+    "harness_version",
+    "torch",
+    "transformers",
+    "bitsandbytes",
+    "gptqmodel",
+    "python",
+    "seconds",
+}
 # Tolerances measured, not guessed: the same run under ATEN_CPU_CAPABILITY=avx2 against the default AVX-512
 # kernels (AMD EPYC) moved values by at most 6e-4 relative (kld_median) and interval ends by at most 5.4e-3
 # (kld_mean's upper end); 2 threads against 1 moved nothing. Each tolerance is about 8x (values) and 4x
@@ -232,8 +265,11 @@ def _diff(a, b, path=""):
         return [] if _close(a, b, rel) else [f"{path}: {a} vs {b}"]
     if isinstance(a, str) and isinstance(b, str):
         na, nb = _NUMBER.findall(a), _NUMBER.findall(b)
-        same = _NUMBER.sub("#", a) == _NUMBER.sub("#", b) and len(na) == len(nb) and all(
-            _close(float(x), float(y), INTERVAL_REL) for x, y in zip(na, nb))
+        same = (
+            _NUMBER.sub("#", a) == _NUMBER.sub("#", b)
+            and len(na) == len(nb)
+            and all(_close(float(x), float(y), INTERVAL_REL) for x, y in zip(na, nb))
+        )
         return [] if same else [f"{path}: {a!r} vs {b!r}"]
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
@@ -259,13 +295,20 @@ def test_results_match_the_golden_run(tmp_path, monkeypatch):
 def test_the_golden_comparison_sees_a_changed_metric_outcome_count_or_message():
     a = json.loads(GOLDEN.read_text())
     for change, where in (
-            (lambda r: r["configs"][0]["metrics"].__setitem__("kld_mean", r["configs"][0]["metrics"]["kld_mean"] * 1.02),
-             "/configs[0]/metrics/kld_mean"),
-            (lambda r: r["configs"][0]["gates"][0].__setitem__("outcome", "inconclusive"), "/configs[0]/gates[0]/outcome"),
-            (lambda r: r["configs"][0]["metrics"].__setitem__("n_prompts", r["configs"][0]["metrics"]["n_prompts"] + 1),
-             "/configs[0]/metrics/n_prompts"),
-            (lambda r: r["configs"][0]["gates"][0].__setitem__("detail", r["configs"][0]["gates"][0]["detail"] + " x"),
-             "/configs[0]/gates[0]/detail")):
+        (
+            lambda r: r["configs"][0]["metrics"].__setitem__("kld_mean", r["configs"][0]["metrics"]["kld_mean"] * 1.02),
+            "/configs[0]/metrics/kld_mean",
+        ),
+        (lambda r: r["configs"][0]["gates"][0].__setitem__("outcome", "inconclusive"), "/configs[0]/gates[0]/outcome"),
+        (
+            lambda r: r["configs"][0]["metrics"].__setitem__("n_prompts", r["configs"][0]["metrics"]["n_prompts"] + 1),
+            "/configs[0]/metrics/n_prompts",
+        ),
+        (
+            lambda r: r["configs"][0]["gates"][0].__setitem__("detail", r["configs"][0]["gates"][0]["detail"] + " x"),
+            "/configs[0]/gates[0]/detail",
+        ),
+    ):
         b = json.loads(GOLDEN.read_text())
         change(b)
         assert [d.split(":")[0] for d in _diff(a, b)] == [where]
@@ -280,9 +323,24 @@ def test_custom_rules_example_runs(suite_dir, tmp_path):
 
     shutil.copy(ROOT / "docs" / "examples" / "test_custom_rules.py", suite_dir.path / "test_custom_rules.py")
     res = suite_dir.runpytest_subprocess(
-        "suites", "test_custom_rules.py", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w4g16", "-q",
-        "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "--n-prompts", "8",
-        "--report-dir", str(tmp_path / "rep"))
+        "suites",
+        "test_custom_rules.py",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "rtn-w8,rtn-w4g16",
+        "-q",
+        "--n-sequences",
+        "4",
+        "--seq-len",
+        "48",
+        "--max-new-tokens",
+        "6",
+        "--n-prompts",
+        "8",
+        "--report-dir",
+        str(tmp_path / "rep"),
+    )
     res.stdout.fnmatch_lines(["*quantsink verdict*"])
     out = res.stdout.str()
     assert res.ret == 0, out
@@ -293,8 +351,16 @@ def test_a_rule_about_a_missing_metric_says_which_exist():
     from harness.gates.records import ConfigResult
     from harness.plugin.view import ResultView
 
-    r = ConfigResult("rtn-w8", "rtn", 8, None, "8", {}, metrics={"sink_hidden_cos": [0.5, None]},
-                     gate_views={"ppl_ratio": {"value": 1.01}})
+    r = ConfigResult(
+        "rtn-w8",
+        "rtn",
+        8,
+        None,
+        "8",
+        {},
+        metrics={"sink_hidden_cos": [0.5, None]},
+        gate_views={"ppl_ratio": {"value": 1.01}},
+    )
     v = ResultView(r)
     assert np.isnan(v["sink_hidden_cos"][1]) and v["ppl_ratio"] == 1.01
     with pytest.raises(KeyError, match="did you mean 'sink_hidden_cos'"):
@@ -305,25 +371,51 @@ def _throwaway_method(tmp_path):
     """A third-party method package on sys.path with a quantsink.methods entry point."""
     from method_plugins import method_plugin
 
-    method_plugin(tmp_path, "halve", """
+    method_plugin(
+        tmp_path,
+        "halve",
+        """
 import torch
 from harness.models.structure import linear_modules
 with torch.no_grad():
     for _, mod, _ in linear_modules(model):
         mod.weight.mul_(0.5)
-""")
+""",
+    )
     return dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
 
 
 def test_third_party_method_registers_through_the_entry_point_group(tmp_path):
     env = _throwaway_method(tmp_path)
-    listed = subprocess.run([sys.executable, "-m", "harness", "methods"], capture_output=True, text=True, cwd=ROOT,
-                            env=env, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness", "methods"], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    ).stdout
     assert any(line.split()[:2] == ["halve", "available"] for line in listed.splitlines()), listed
-    res = subprocess.run([sys.executable, "-m", "harness", "--model", "tiny-llama", "--quant", "halve-w8",
-                          "--n-sequences", "2", "--seq-len", "32", "--max-new-tokens", "4", "--n-prompts", "4",
-                          "--report-dir", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT,
-                         env=dict(env, QS_CACHE_DIR=str(tmp_path / "cache")))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--model",
+            "tiny-llama",
+            "--quant",
+            "halve-w8",
+            "--n-sequences",
+            "2",
+            "--seq-len",
+            "32",
+            "--max-new-tokens",
+            "4",
+            "--n-prompts",
+            "4",
+            "--report-dir",
+            str(tmp_path / "rep"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(env, QS_CACHE_DIR=str(tmp_path / "cache")),
+    )
     assert res.returncode in (0, 1), res.stderr[-2000:]
     assert "halve-w8" in res.stdout and "results:" in res.stdout  # the same verdict block as pytest's
     (run_dir,) = [d for d in (tmp_path / "rep").iterdir() if d.is_dir()]
@@ -335,6 +427,7 @@ def test_fault_methods_exist_only_with_harness_testing():
     code = "from harness.methods import parse_spec; parse_spec('fault-nan')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "unknown quantization method 'fault'" in out.stderr
-    ok = subprocess.run([sys.executable, "-c", "import harness.testing; " + code], capture_output=True, text=True,
-                        cwd=ROOT)
+    ok = subprocess.run(
+        [sys.executable, "-c", "import harness.testing; " + code], capture_output=True, text=True, cwd=ROOT
+    )
     assert ok.returncode == 0, ok.stderr

@@ -1,4 +1,5 @@
 """Streaming capture against output_attentions (eager) on every tiny architecture."""
+
 import copy
 
 import numpy as np
@@ -6,10 +7,9 @@ import pytest
 import torch
 
 from harness.errors import CaptureError
-from harness.measure.passes import compare_pair, forward_stats
 from harness.measure.hooks import attention_modules, capture
-from harness.methods.rtn import RTNConfig
-from harness.methods.rtn import apply_rtn
+from harness.measure.passes import compare_pair, forward_stats
+from harness.methods.rtn import RTNConfig, apply_rtn
 from harness.models.tiny import TINY_ARCHS
 
 

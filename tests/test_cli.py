@@ -1,4 +1,5 @@
 """The real pytest CLI, driven through pytester: usage errors, a full tiny run, results.json."""
+
 import json
 import math
 import re
@@ -33,9 +34,9 @@ def test_usage_errors_exit_4_one_line_no_traceback(suite_dir, flag, value, needl
 
 
 def test_rtn_group_not_dividing_names_the_layer():
-    from harness.errors import UsageError
-    from harness.engine.session import Session
     from harness.config.build import build_spec
+    from harness.engine.session import Session
+    from harness.errors import UsageError
 
     with pytest.raises(UsageError, match="does not divide the input width 64 of layers.0"):
         Session(build_spec({"model": "tiny-llama", "quant": "rtn-w4g48"})).prepare()
@@ -44,9 +45,25 @@ def test_rtn_group_not_dividing_names_the_layer():
 def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     report = tmp_path / "rep"
     res = suite_dir.runpytest_subprocess(
-        "suites", "-p", "harness.testing", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w2g16,fault-noop", "--report-dir", str(report),
-        "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "-q",
-        "--junitxml", str(tmp_path / "junit.xml"))
+        "suites",
+        "-p",
+        "harness.testing",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "rtn-w8,rtn-w2g16,fault-noop",
+        "--report-dir",
+        str(report),
+        "--n-sequences",
+        "4",
+        "--seq-len",
+        "48",
+        "--max-new-tokens",
+        "6",
+        "-q",
+        "--junitxml",
+        str(tmp_path / "junit.xml"),
+    )
     out = res.stdout.str()
     assert "quantsink verdict" in out
     junit = (tmp_path / "junit.xml").read_text()
@@ -58,8 +75,19 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
     assert r["model"]["num_layers"] == 4 and r["model"]["num_heads"] == 4
     for c in r["configs"]:
         m = c["metrics"]
-        for k in ("loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_p99", "top1_agreement", "sink_rate",
-                  "sink_rate_08", "exact_match_rate", "degenerate_rate", "misgeneration_rate"):
+        for k in (
+            "loss",
+            "loss_delta",
+            "ppl_ratio",
+            "kld_mean",
+            "kld_p99",
+            "top1_agreement",
+            "sink_rate",
+            "sink_rate_08",
+            "exact_match_rate",
+            "degenerate_rate",
+            "misgeneration_rate",
+        ):
             assert isinstance(m[k], float) and math.isfinite(m[k]), (c["spec"], k)
         # no stable-correct prompt on a random tiny model: the net flip rate is undefined (null), never 0
         assert m["n_stable_correct"] == 0 and m["flip_rate"] is None
@@ -69,8 +97,9 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
         outcomes = {g["outcome"] for g in c["gates"]}
         assert c["verdict"] == ("fail" if "fail" in outcomes else "pass" if outcomes == {"pass"} else "inconclusive")
         # tiny-llama's baseline answers no reference prompt and has no sink: those gates cannot pass
-        assert {g["outcome"] for g in c["gates"] if g["metric"] in ("flip_rate", "sink_mass_shift")} == \
-            {"not_applicable"}
+        assert {g["outcome"] for g in c["gates"] if g["metric"] in ("flip_rate", "sink_mass_shift")} == {
+            "not_applicable"
+        }
     by = {c["spec"]: c for c in r["configs"]}
     assert by["fault-noop"]["verdict"] == "fail"  # a quantizer that does nothing is caught
     assert by["rtn-w2g16"]["metrics"]["kld_mean"] > by["rtn-w8"]["metrics"]["kld_mean"]
@@ -83,8 +112,9 @@ def test_full_tiny_run_writes_results(suite_dir, tmp_path):
 def test_plain_python_api_gives_same_metrics(tmp_path):
     from harness.cli import run
 
-    kw = dict(model="tiny-llama", quant="rtn-w4g16", n_sequences=2, seq_len=32, max_new_tokens=4,
-              report_dir=str(tmp_path))
+    kw = dict(
+        model="tiny-llama", quant="rtn-w4g16", n_sequences=2, seq_len=32, max_new_tokens=4, report_dir=str(tmp_path)
+    )
     a, b = run(dict(kw)), run(dict(kw))
     assert a["configs"][0]["metrics"] == b["configs"][0]["metrics"]
     assert (tmp_path / a["run_id"] / "summary.md").read_text().startswith("# quantsink")
@@ -94,16 +124,23 @@ def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tmp_path):
     """Baseline once per batch for all configs (lockstep) or re-run per config: same numbers."""
     from harness.cli import run
 
-    kw = dict(model="tiny-qwen2", quant="rtn-w4g16,rtn-w2g16,fault-nan", n_sequences=4, seq_len=32,
-              max_new_tokens=4, n_prompts=8, report_dir=str(tmp_path))
+    kw = dict(
+        model="tiny-qwen2",
+        quant="rtn-w4g16,rtn-w2g16,fault-nan",
+        n_sequences=4,
+        seq_len=32,
+        max_new_tokens=4,
+        n_prompts=8,
+        report_dir=str(tmp_path),
+    )
     on, off = run(dict(kw, lockstep="on")), run(dict(kw, lockstep="off"))
     assert on["settings"]["lockstep"] is True and off["settings"]["lockstep"] is False
     for a, b in zip(on["configs"], off["configs"]):
         assert a["spec"] == b["spec"] and a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"]
     # The baseline block comes from the comparison's own baseline passes: the same as a
     # baseline-only pass.
-    from harness.engine.session import Session
     from harness.config.build import build_spec
+    from harness.engine.session import Session
 
     alone = Session(build_spec(dict(kw, quant="rtn-w8"))).prepare()
     assert on["baseline"] == off["baseline"] and _close(on["baseline"], alone.baseline.stats)
@@ -124,8 +161,18 @@ def test_cuda_request_without_cuda_skips_or_errors_under_signoff(suite_dir, tmp_
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    args = ["suites", "--model", "tiny-llama", "--quant", "rtn-w8", "--device", "cuda", "-rs",
-            "--report-dir", str(tmp_path / "rep")]
+    args = [
+        "suites",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "rtn-w8",
+        "--device",
+        "cuda",
+        "-rs",
+        "--report-dir",
+        str(tmp_path / "rep"),
+    ]
     res = suite_dir.runpytest_subprocess(*args)
     assert res.ret == 1  # every item skipped with the reason, and a run that measured nothing fails (issue 11)
     res.stdout.fnmatch_lines(["*SKIPPED*asks for CUDA but torch sees no GPU*use --device cpu*"])
@@ -134,12 +181,29 @@ def test_cuda_request_without_cuda_skips_or_errors_under_signoff(suite_dir, tmp_
 
 
 def test_xdist_gives_the_same_results_as_a_serial_run(suite_dir, tmp_path):
-    args = ["suites", "--model", "tiny-llama", "--quant", "rtn-w8,rtn-w4g16,rtn-w2g16", "--n-sequences", "4",
-            "--seq-len", "32", "--max-new-tokens", "4", "--n-prompts", "8", "-p", "no:cacheprovider"]
-    serial = suite_dir.runpytest_subprocess(*args, "--report-dir", str(tmp_path / "s"),
-                                            "--junitxml", str(tmp_path / "s.xml"))
-    par = suite_dir.runpytest_subprocess(*args, "--report-dir", str(tmp_path / "p"), "-n", "2",
-                                         "--junitxml", str(tmp_path / "p.xml"))
+    args = [
+        "suites",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "rtn-w8,rtn-w4g16,rtn-w2g16",
+        "--n-sequences",
+        "4",
+        "--seq-len",
+        "32",
+        "--max-new-tokens",
+        "4",
+        "--n-prompts",
+        "8",
+        "-p",
+        "no:cacheprovider",
+    ]
+    serial = suite_dir.runpytest_subprocess(
+        *args, "--report-dir", str(tmp_path / "s"), "--junitxml", str(tmp_path / "s.xml")
+    )
+    par = suite_dir.runpytest_subprocess(
+        *args, "--report-dir", str(tmp_path / "p"), "-n", "2", "--junitxml", str(tmp_path / "p.xml")
+    )
     assert serial.ret == par.ret
     # The controller shows the workers' progress and records the same JUnit properties and settings.
     par.stdout.fnmatch_lines(["[[]quantsink[]] [[]gw?[]] rtn-w*: quantizing*"])
@@ -156,10 +220,27 @@ def test_xdist_gives_the_same_results_as_a_serial_run(suite_dir, tmp_path):
     assert len((tmp_path / "p" / "index.jsonl").read_text().splitlines()) == 1  # one run, not one per worker
 
 
-SCALARS = ("loss", "loss_delta", "ppl_ratio", "kld_mean", "kld_median", "kld_p99", "kld_max", "top1_agreement",
-           "sink_rate", "sink_rate_08", "exact_match_rate", "mean_first_divergence", "degenerate_rate",
-           "misgeneration_rate", "stability_rate", "gen_ppl_ratio", "perturbation_spread", "long_degenerate_rate",
-           "long_mean_first_divergence")
+SCALARS = (
+    "loss",
+    "loss_delta",
+    "ppl_ratio",
+    "kld_mean",
+    "kld_median",
+    "kld_p99",
+    "kld_max",
+    "top1_agreement",
+    "sink_rate",
+    "sink_rate_08",
+    "exact_match_rate",
+    "mean_first_divergence",
+    "degenerate_rate",
+    "misgeneration_rate",
+    "stability_rate",
+    "gen_ppl_ratio",
+    "perturbation_spread",
+    "long_degenerate_rate",
+    "long_mean_first_divergence",
+)
 PER_LAYER = ("sink_hidden_cos", "sink_hidden_relerr", "massive_ratio", "sink_kv_relerr", "attn_entropy_delta")
 
 
@@ -180,8 +261,11 @@ def check_issue3_fields(r: dict, n_layers: int, protect: bool) -> None:
             if g["outcome"] == "not_applicable":  # e.g. no stable-correct prompt on a tiny model: says why
                 assert gv["absent"] and "not applicable" in g["detail"], g
             elif g["metric"] != "logit_delta_max":
-                assert gv["ci_low"] is not None and gv["ci_low"] <= gv["value"] + 1e-9 and \
-                    gv["value"] <= gv["ci_high"] + 1e-9, (c["spec"], g["metric"], gv)
+                assert (
+                    gv["ci_low"] is not None
+                    and gv["ci_low"] <= gv["value"] + 1e-9
+                    and gv["value"] <= gv["ci_high"] + 1e-9
+                ), (c["spec"], g["metric"], gv)
         if protect:
             rec = m["sink_recovery"]
             for k in ("loss_delta", "kld_mean", "misgeneration_rate"):
@@ -196,22 +280,46 @@ def test_kv_cache_configs_and_sink_protection_through_the_cli(suite_dir, tmp_pat
     combo = "rtn-w4g16+kv-quanto-w4g32" if shutil.which("c++") else "rtn-w4g16+kv-hqq-w4g32"
     report = tmp_path / "rep"
     res = suite_dir.runpytest_subprocess(
-        "suites", "--model", "tiny-llama", "--quant", f"rtn-w3g16,kv-hqq-w2g32-r16,{combo},kv-hqq-w4",
-        "--protect-sink", "--report-dir", str(report), "--n-sequences", "4", "--seq-len", "48",
-        "--max-new-tokens", "6", "--n-prompts", "12", "--long-new-tokens", "12", "-q")
+        "suites",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        f"rtn-w3g16,kv-hqq-w2g32-r16,{combo},kv-hqq-w4",
+        "--protect-sink",
+        "--report-dir",
+        str(report),
+        "--n-sequences",
+        "4",
+        "--seq-len",
+        "48",
+        "--max-new-tokens",
+        "6",
+        "--n-prompts",
+        "12",
+        "--long-new-tokens",
+        "12",
+        "-q",
+    )
     assert res.ret in (0, 1), res.stdout.str()[-3000:]
     index = [json.loads(x) for x in (report / "index.jsonl").read_text().splitlines()]
     r = json.loads((report / index[0]["run_id"] / "results.json").read_text())
     assert [c["spec"] for c in r["configs"]] == ["rtn-w3g16", "kv-hqq-w2g32-r16", combo, "kv-hqq-w4"]
     # The tiny model's KV width (2 heads x 16) is not a multiple of the default group 64: a clear error.
-    assert r["configs"][3]["error"] == ("QuantsinkError: kv-hqq-w4: group 64 does not divide KV heads x head size "
-                                        "= 32 of LlamaForCausalLM; use a group that does, e.g. kv-hqq-w4g32")
+    assert r["configs"][3]["error"] == (
+        "QuantsinkError: kv-hqq-w4: group 64 does not divide KV heads x head size "
+        "= 32 of LlamaForCausalLM; use a group that does, e.g. kv-hqq-w4g32"
+    )
     r["configs"] = r["configs"][:3]
     assert all(not c.get("error") for c in r["configs"]), [c.get("error") for c in r["configs"]]
     check_issue3_fields(r, 4, protect=True)
     kv = r["configs"][1]
-    assert kv["info"]["kv_cache"]["nbits"] == 2 and kv["config"] == {"method": "kv", "backend": "hqq", "nbits": 2,
-                                                                    "group": 32, "residual": 16}
+    assert kv["info"]["kv_cache"]["nbits"] == 2 and kv["config"] == {
+        "method": "kv",
+        "backend": "hqq",
+        "nbits": 2,
+        "group": 32,
+        "residual": 16,
+    }
     assert kv["metrics"]["kld_mean"] > 0  # the corpus pass really read the 2-bit cache
     assert max(kv["metrics"]["sink_kv_relerr"]) > 0.01
     assert r["configs"][0]["metrics"]["long_new_tokens"] == 12

@@ -2,6 +2,7 @@
 
 Skipped (with the reason) on machines without a GPU; scripts/cuda_check.sh runs them.
 """
+
 import copy
 
 import numpy as np
@@ -39,8 +40,7 @@ def test_lockstep_kv_and_protection_on_cuda(cuda_tiny):
     from harness.measure.kvcache import KVSpec
     from harness.measure.passes import Participant, compare_pair
     from harness.measure.protect import SinkSource
-    from harness.methods.rtn import RTNConfig
-    from harness.methods.rtn import apply_rtn
+    from harness.methods.rtn import RTNConfig, apply_rtn
 
     model, _ = cuda_tiny
     quant = apply_rtn(copy.deepcopy(model), RTNConfig(w_bits=3, group=16))
@@ -72,9 +72,28 @@ def test_generation_on_cuda_with_kv_cache_and_protection(cuda_tiny):
 def test_bnb_nf4_suite_on_cuda(suite_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
     res = suite_dir.runpytest_subprocess(
-        "suites", "--model", "tiny-llama", "--device", "cuda", "--quant", "bnb-nf4,rtn-w4g16,kv-hqq-w4g32",
-        "--protect-sink", "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "--n-prompts", "8",
-        "--long-new-tokens", "12", "--report-dir", str(tmp_path / "rep"), "-q")
+        "suites",
+        "--model",
+        "tiny-llama",
+        "--device",
+        "cuda",
+        "--quant",
+        "bnb-nf4,rtn-w4g16,kv-hqq-w4g32",
+        "--protect-sink",
+        "--n-sequences",
+        "4",
+        "--seq-len",
+        "48",
+        "--max-new-tokens",
+        "6",
+        "--n-prompts",
+        "8",
+        "--long-new-tokens",
+        "12",
+        "--report-dir",
+        str(tmp_path / "rep"),
+        "-q",
+    )
     out = res.stdout.str()
     assert res.ret in (0, 1), out[-3000:]
     assert "measurement failed" not in out, out[-3000:]

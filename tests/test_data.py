@@ -1,4 +1,5 @@
 """Corpus and prompt loading: bundled sets, python-docs, and bad input."""
+
 import json
 
 import pytest
@@ -34,9 +35,14 @@ def test_bundled_prompts():
     assert {"capital", "fact", "add", "seq", "copy", "recall"} <= kinds
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "holds no text"), (b"\x00\x01\x02binary", "binary"), (b"caf\xe9 au lait", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"", "holds no text"),
+        (b"\x00\x01\x02binary", "binary"),
+        (b"caf\xe9 au lait", "not UTF-8"),
+    ],
+)
 def test_bad_corpus_files(tmp_path, content, needle):
     f = tmp_path / "c.txt"
     f.write_bytes(content)

@@ -1,15 +1,25 @@
 """Greedy generation, correctness against references, degeneration."""
+
 import pytest
 
 from harness.measure.generation import generate
 from harness.metrics.text import first_divergence, has_loop, is_correct, is_degenerate
 
 
-@pytest.mark.parametrize("text,refs,ok", [
-    (" Paris.\nMore text", ["Paris"], True), (" always", ["A"], False), (" a", ["A"], True),
-    (" The answer is 12.", ["12"], True), (" 123", ["12"], False), ("\n\n Berlin is big", ["berlin"], True),
-    (" Rome\nParis", ["Paris"], False), ("", ["x"], False), (" H2O.", ["H2O"], True),
-])
+@pytest.mark.parametrize(
+    "text,refs,ok",
+    [
+        (" Paris.\nMore text", ["Paris"], True),
+        (" always", ["A"], False),
+        (" a", ["A"], True),
+        (" The answer is 12.", ["12"], True),
+        (" 123", ["12"], False),
+        ("\n\n Berlin is big", ["berlin"], True),
+        (" Rome\nParis", ["Paris"], False),
+        ("", ["x"], False),
+        (" H2O.", ["H2O"], True),
+    ],
+)
 def test_is_correct_whole_words_first_line(text, refs, ok):
     assert is_correct(text, refs) is ok
 

@@ -1,4 +1,5 @@
 """History: --compare, comparability, regression gates, pins, the measure-as test hook."""
+
 import json
 import math
 import re
@@ -7,12 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.errors import UsageError
 from harness.config.identity import check_comparable, comparable_identity
+from harness.errors import UsageError
 from harness.gates.regression import RegressionCheck, Tolerance
 
-TINY = ["--model", "tiny-llama", "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6",
-        "--n-prompts", "16"]
+TINY = ["--model", "tiny-llama", "--n-sequences", "4", "--seq-len", "48", "--max-new-tokens", "6", "--n-prompts", "16"]
 # Gates that always pass on tiny models, so a run fails only through its regression items.
 POLICY = """
 [limits.all]
@@ -46,43 +46,60 @@ def test_improvement_never_fails(earlier, better, rel, ab):
 
 
 def _results(**over):
-    r = {"model": {"id": "m", "revision": "main", "source": {"sha256": "a" * 64}, "baseline_dtype": "fp32"},
-         "corpus": {"sha256": "c" * 64, "seq_len": 128}, "prompts": {"sha256": "p" * 64, "n": 48},
-         "environment": {"device": "cpu", "torch": "2.12.0", "transformers": "4.50.0"},
-         "settings": {"n_sequences": 16, "spec": ["rtn-w4g32"], "bos": "auto", "sink_positions": [0], "seed": 0,
-                      "max_new_tokens": 16, "long_new_tokens": 64, "batch_size": 4},
-         "harness_version": "0.1.0"}
+    r = {
+        "model": {"id": "m", "revision": "main", "source": {"sha256": "a" * 64}, "baseline_dtype": "fp32"},
+        "corpus": {"sha256": "c" * 64, "seq_len": 128},
+        "prompts": {"sha256": "p" * 64, "n": 48},
+        "environment": {"device": "cpu", "torch": "2.12.0", "transformers": "4.50.0"},
+        "settings": {
+            "n_sequences": 16,
+            "spec": ["rtn-w4g32"],
+            "bos": "auto",
+            "sink_positions": [0],
+            "seed": 0,
+            "max_new_tokens": 16,
+            "long_new_tokens": 64,
+            "batch_size": 4,
+        },
+        "harness_version": "0.1.0",
+    }
     for k, v in over.items():
         r[k] = {**r[k], **v} if isinstance(v, dict) else v
     return r
 
 
-@pytest.mark.parametrize("over,needle", [
-    ({"model": {"id": "other"}}, "model differs (m in r0, other now)"),
-    ({"corpus": {"sha256": "d" * 64}}, f"corpus sha256 differs ({'c' * 12} in r0, {'d' * 12} now)"),
-    ({"prompts": {"sha256": "q" * 64}}, "prompts sha256 differs"),
-    ({"model": {"revision": "v2"}}, "revision differs"),
-])
+@pytest.mark.parametrize(
+    "over,needle",
+    [
+        ({"model": {"id": "other"}}, "model differs (m in r0, other now)"),
+        ({"corpus": {"sha256": "d" * 64}}, f"corpus sha256 differs ({'c' * 12} in r0, {'d' * 12} now)"),
+        ({"prompts": {"sha256": "q" * 64}}, "prompts sha256 differs"),
+        ({"model": {"revision": "v2"}}, "revision differs"),
+    ],
+)
 def test_incomparable_runs_name_the_difference(over, needle):
     with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         check_comparable(comparable_identity(_results(**over)), comparable_identity(_results()), "r0")
     check_comparable(comparable_identity(_results()), comparable_identity(_results()), "r0")
 
 
-@pytest.mark.parametrize("over,needle", [
-    ({"model": {"source": {"sha256": "b" * 64}}}, "weights sha256 differs"),
-    ({"settings": {"bos": "never"}}, "bos differs (auto in r0, never now)"),
-    ({"settings": {"sink_positions": [0, 1]}}, "sink positions differs (0 in r0, 0,1 now)"),
-    ({"corpus": {"seq_len": 256}}, "seq_len differs (128 in r0, 256 now)"),
-    ({"settings": {"n_sequences": 48}}, "n_sequences differs"),
-    ({"settings": {"max_new_tokens": 32}}, "max_new_tokens differs"),
-    ({"settings": {"long_new_tokens": 256}}, "long_new_tokens differs"),
-    ({"settings": {"seed": 1}}, "seed differs"),
-    ({"model": {"baseline_dtype": "fp16"}}, "baseline dtype differs (fp32 in r0, fp16 now)"),
-    ({"environment": {"device": "cuda:0"}}, "device type differs (cpu in r0, cuda now)"),
-    ({"settings": {"batch_size": 2}}, "batch size differs (4 in r0, 2 now)"),
-    ({"harness_version": "1.0.0"}, "harness major version differs (0 in r0, 1 now)"),
-])
+@pytest.mark.parametrize(
+    "over,needle",
+    [
+        ({"model": {"source": {"sha256": "b" * 64}}}, "weights sha256 differs"),
+        ({"settings": {"bos": "never"}}, "bos differs (auto in r0, never now)"),
+        ({"settings": {"sink_positions": [0, 1]}}, "sink positions differs (0 in r0, 0,1 now)"),
+        ({"corpus": {"seq_len": 256}}, "seq_len differs (128 in r0, 256 now)"),
+        ({"settings": {"n_sequences": 48}}, "n_sequences differs"),
+        ({"settings": {"max_new_tokens": 32}}, "max_new_tokens differs"),
+        ({"settings": {"long_new_tokens": 256}}, "long_new_tokens differs"),
+        ({"settings": {"seed": 1}}, "seed differs"),
+        ({"model": {"baseline_dtype": "fp16"}}, "baseline dtype differs (fp32 in r0, fp16 now)"),
+        ({"environment": {"device": "cuda:0"}}, "device type differs (cpu in r0, cuda now)"),
+        ({"settings": {"batch_size": 2}}, "batch size differs (4 in r0, 2 now)"),
+        ({"harness_version": "1.0.0"}, "harness major version differs (0 in r0, 1 now)"),
+    ],
+)
 def test_item9_identity_is_the_data_identity(over, needle):
     with pytest.raises(UsageError) as e:
         check_comparable(comparable_identity(_results(**over)), comparable_identity(_results()), "r0")
@@ -95,13 +112,19 @@ def test_item9_configurations_libraries_and_unrecorded_keys_are_not_identity():
 
     now = _results(settings={"spec": ["rtn-w4g32", "bnb-int8"]}, environment={"device": "cuda:1", "torch": "2.13"})
     before = _results(settings={"spec": ["rtn-w4g32", "rtn-w3g32"]}, environment={"device": "cuda:0"})
-    check_comparable(comparable_identity(now), comparable_identity(before), "r0")  # spec list, device index, torch version
+    check_comparable(
+        comparable_identity(now), comparable_identity(before), "r0"
+    )  # spec list, device index, torch version
     old = _results()  # written before results.json recorded batch_size and long_new_tokens: unknown
     del old["settings"]["batch_size"], old["settings"]["long_new_tokens"]
-    check_comparable(comparable_identity(_results(settings={"batch_size": 1, "long_new_tokens": 8})), comparable_identity(old), "r0")
+    check_comparable(
+        comparable_identity(_results(settings={"batch_size": 1, "long_new_tokens": 8})), comparable_identity(old), "r0"
+    )
     note = compare_details(before, now["settings"]["spec"], {"torch": "2.13", "transformers": "4.50.0"})
-    assert note == ("; not in the earlier run: bnb-int8; not measured now: rtn-w3g32; "
-                    "changed since the earlier run: torch 2.12.0 -> 2.13")
+    assert note == (
+        "; not in the earlier run: bnb-int8; not measured now: rtn-w3g32; "
+        "changed since the earlier run: torch 2.12.0 -> 2.13"
+    )
     assert compare_details(before, ["rtn-w4g32", "rtn-w3g32"], {"torch": "2.12.0", "transformers": "4.50.0"}) == ""
 
 
@@ -125,8 +148,17 @@ def test_item9_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
 
 
 def _run(suite_dir, report, *extra):
-    return suite_dir.runpytest_subprocess("suites", *TINY, "--quant", "rtn-w8,rtn-w4g16", "--report-dir",
-                                          str(report), "--policy", str(suite_dir.path / "policy.toml"), *extra)
+    return suite_dir.runpytest_subprocess(
+        "suites",
+        *TINY,
+        "--quant",
+        "rtn-w8,rtn-w4g16",
+        "--report-dir",
+        str(report),
+        "--policy",
+        str(suite_dir.path / "policy.toml"),
+        *extra,
+    )
 
 
 def test_regression_items_fail_only_on_a_worse_run(suite_dir, tmp_path):
@@ -141,8 +173,10 @@ def test_regression_items_fail_only_on_a_worse_run(suite_dir, tmp_path):
     again.stdout.fnmatch_lines(["*test_regression?rtn-w4g16-kld_mean? PASSED*"])
     # The hook measures rtn-w2g16 under the name rtn-w4g16: only its regression items fail.
     with open(suite_dir.path / "conftest.py", "a") as f:
-        f.write("\n\ndef pytest_quantsink_measure_as(qconfig):\n"
-                "    return 'rtn-w2g16' if qconfig.spec == 'rtn-w4g16' else None\n")
+        f.write(
+            "\n\ndef pytest_quantsink_measure_as(qconfig):\n"
+            "    return 'rtn-w2g16' if qconfig.spec == 'rtn-w4g16' else None\n"
+        )
     worse = _run(suite_dir, report, "--compare", "latest", "-rf")
     assert worse.ret == 1
     failed = [ln for ln in worse.stdout.lines if ln.startswith("FAILED")]
@@ -202,9 +236,13 @@ def test_item9_compare_latest_takes_the_newest_comparable_run(suite_dir, tmp_pat
     a, b = _runs(report)
     res = _run(suite_dir, report, "--compare", "latest", "--quant", "rtn-w4g16,rtn-w3g16", "-v")
     assert res.ret == 0, res.stdout.str() + res.stderr.str()
-    res.stdout.fnmatch_lines([f"*comparing with latest comparable run {a}, skipping 1 newer one(s) with other "
-                              f"inputs; not in the earlier run: rtn-w3g16; not measured now: rtn-w8*",
-                              "*test_regression?rtn-w4g16-kld_mean? PASSED*"])
+    res.stdout.fnmatch_lines(
+        [
+            f"*comparing with latest comparable run {a}, skipping 1 newer one(s) with other "
+            f"inputs; not in the earlier run: rtn-w3g16; not measured now: rtn-w8*",
+            "*test_regression?rtn-w4g16-kld_mean? PASSED*",
+        ]
+    )
     assert "test_regression[rtn-w3g16" not in res.stdout.str()
     last = json.loads((report / _runs(report)[-1] / "results.json").read_text())
     assert last["compare"]["run_id"] == a and "not in the earlier run: rtn-w3g16" in last["compare"]["note"]
@@ -225,8 +263,9 @@ def test_item9_compare_latest_takes_the_newest_comparable_run(suite_dir, tmp_pat
 
 def _fake_run(report, rid, verdict):
     (report / rid).mkdir(parents=True)
-    (report / rid / "results.json").write_text(json.dumps(
-        {"schema": "quantsink.results/1", "run_id": rid, "verdict": verdict, "model": {"id": "tiny-llama"}}))
+    (report / rid / "results.json").write_text(
+        json.dumps({"schema": "quantsink.results/1", "run_id": rid, "verdict": verdict, "model": {"id": "tiny-llama"}})
+    )
 
 
 def test_item5_pinning_a_failing_run_needs_pin_anyway(suite_dir, tmp_path):
@@ -239,12 +278,16 @@ def test_item5_pinning_a_failing_run_needs_pin_anyway(suite_dir, tmp_path):
     err = errs[0] if len(errs) == 1 else bad.stderr.str()
     assert bad.ret == 4 and len(errs) == 1 and "--pin-anyway" in err and "fail" in err, err
     assert not (report / "pins.jsonl").exists()
-    for rid, extra, word in (("r-fail", ["--pin-anyway"], "verdict fail, pinned with --pin-anyway"),
-                             ("r-pass", [], "verdict pass")):
+    for rid, extra, word in (
+        ("r-fail", ["--pin-anyway"], "verdict fail, pinned with --pin-anyway"),
+        ("r-pass", [], "verdict pass"),
+    ):
         ok = suite_dir.runpytest_subprocess(*pin, rid, *extra)
         line = f"quantsink: pinned run {rid} (tiny-llama, {word}) as the sign-off baseline for --compare pinned"
         assert ok.ret == 0 and ok.stdout.lines.count(line) == 1, ok.stdout.str()
         assert "pinned run" not in ok.stderr.str(), ok.stderr.str()  # not repeated as pytest's "Exit: ..." line
     pins = [json.loads(x) for x in (report / "pins.jsonl").read_text().splitlines()]
     assert [(p["run_id"], p["verdict"], p.get("pinned_anyway")) for p in pins] == [
-        ("r-fail", "fail", True), ("r-pass", "pass", None)]
+        ("r-fail", "fail", True),
+        ("r-pass", "pass", None),
+    ]

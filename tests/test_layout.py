@@ -5,6 +5,7 @@ functions count. An import sits inside a function only where it buys laziness: t
 import time and the target loads a heavy backend. metrics/ and report/ never load torch at import time; only
 plugin/ and testing.py import pytest.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,12 +17,50 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "harness"
 
 # The stated order: the package root's own modules, then each subpackage, then the entry points.
-LAYERS = ("errors", "system", "data", "models", "methods", "metrics", "measure", "gates", "scenarios", "config",
-          "advice", "history", "report", "engine", "scale", "cli", "plugin", "testing", "__main__")
+LAYERS = (
+    "errors",
+    "system",
+    "data",
+    "models",
+    "methods",
+    "metrics",
+    "measure",
+    "gates",
+    "scenarios",
+    "config",
+    "advice",
+    "history",
+    "report",
+    "engine",
+    "scale",
+    "cli",
+    "plugin",
+    "testing",
+    "__main__",
+)
 # Backends that make an import slow (seconds, or GPU initialisation); pytest is not one: plugin/ loads it anyway.
-HEAVY = frozenset({"torch", "transformers", "bitsandbytes", "gptqmodel", "hqq", "optimum", "torchao", "accelerate",
-                   "ray", "matplotlib", "safetensors", "gguf", "huggingface_hub", "mlflow", "lm_eval", "datasets",
-                   "compressed_tensors", "tokenizers"})
+HEAVY = frozenset(
+    {
+        "torch",
+        "transformers",
+        "bitsandbytes",
+        "gptqmodel",
+        "hqq",
+        "optimum",
+        "torchao",
+        "accelerate",
+        "ray",
+        "matplotlib",
+        "safetensors",
+        "gguf",
+        "huggingface_hub",
+        "mlflow",
+        "lm_eval",
+        "datasets",
+        "compressed_tensors",
+        "tokenizers",
+    }
+)
 TORCH_FREE = ("metrics", "report")
 PYTEST_ALLOWED = ("plugin", "testing")
 
@@ -55,7 +94,7 @@ def edges_of(name: str, source: str, is_package: bool, modules) -> list[Edge]:
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = name.split(".") if is_package else name.split(".")[:-1]
-                    base = base[:len(base) - child.level + 1]
+                    base = base[: len(base) - child.level + 1]
                     target = ".".join(base + ([child.module] if child.module else []))
                 else:
                     target = child.module or ""
@@ -113,8 +152,10 @@ def violations(edges: list[Edge]) -> list[str]:
             if ls is not None and lt is not None and lt > ls:
                 bad.append(f"{e.source}:{e.line} imports {e.target}, a later package in the stated order")
             if e.lazy and e.target != "harness" and not (heavy(e.target) and not heavy(e.source)):
-                bad.append(f"{e.source}:{e.line} imports {e.target} inside a function: import it at module top "
-                           f"(lazy only for a heavy target from a light module)")
+                bad.append(
+                    f"{e.source}:{e.line} imports {e.target} inside a function: import it at module top "
+                    f"(lazy only for a heavy target from a light module)"
+                )
         if e.target in ("pytest", "_pytest") and e.source.split(".")[1:2] not in ([p] for p in PYTEST_ALLOWED):
             bad.append(f"{e.source}:{e.line} imports pytest (only plugin/ and testing.py may)")
     for m in harness:
@@ -143,8 +184,8 @@ def _with(extra: dict[str, str]) -> dict[str, tuple[str, bool]]:
 
 def test_one_upward_import_is_caught_at_module_top_and_inside_a_function():
     up = violations(graph(_with({"harness.metrics.stats": "from harness.report import kit"})))
-    assert up == ["harness.metrics.stats:%d imports harness.report.kit, a later package in the stated order"
-                  % (real_sources()["harness.metrics.stats"][0].count("\n") + 2)]
+    line = real_sources()["harness.metrics.stats"][0].count("\n") + 2
+    assert up == [f"harness.metrics.stats:{line} imports harness.report.kit, a later package in the stated order"]
     lazy = violations(graph(_with({"harness.gates.decide": "def f():\n    from harness.engine import session"})))
     assert any("harness.gates.decide" in v and "later package" in v for v in lazy), lazy
 

@@ -1,5 +1,6 @@
 """The methods people ship (AWQ, FP8, torchao, HQQ, GGUF types, compressed-tensors/AWQ checkpoints) really ran:
 the values they left behind lie on their grid, and the logits moved."""
+
 import importlib.util
 import json
 import re
@@ -19,9 +20,15 @@ TEXTS = [f"calibration text number {i}: the quick brown fox jumps over the lazy 
 def _ctx(model_dir, tok):
     from harness.models.sources import load_model
 
-    return QuantContext(model_dir=model_dir, model_key=str(model_dir), load_baseline=lambda: load_model(model_dir),
-                        tokenizer=tok, calibration=lambda n, seed: (TEXTS[:n], "test-calib"), gptq_samples=8,
-                        progress=lambda m: None)
+    return QuantContext(
+        model_dir=model_dir,
+        model_key=str(model_dir),
+        load_baseline=lambda: load_model(model_dir),
+        tokenizer=tok,
+        calibration=lambda n, seed: (TEXTS[:n], "test-calib"),
+        gptq_samples=8,
+        progress=lambda m: None,
+    )
 
 
 def _run(spec, tiny, arch="llama"):
@@ -61,6 +68,7 @@ def need(pkg, install):
 
 # --- FP8 ---------------------------------------------------------------------------------------------
 
+
 def test_fp8_round_trip_hand_worked():
     from harness.methods.fp8 import fp8_round_trip
 
@@ -73,8 +81,9 @@ def test_fp8_round_trip_hand_worked():
     assert torch.allclose(q[0, 1], torch.tensor(8192 * 2 / 57344), rtol=1e-6)
 
 
-@pytest.mark.parametrize("spec,fmt,per_tensor", [("fp8-e4m3", "e4m3", False), ("fp8-e5m2", "e5m2", False),
-                                                 ("fp8-e4m3-pt", "e4m3", True)])
+@pytest.mark.parametrize(
+    "spec,fmt,per_tensor", [("fp8-e4m3", "e4m3", False), ("fp8-e5m2", "e5m2", False), ("fp8-e4m3-pt", "e4m3", True)]
+)
 def test_fp8_weights_are_float8_values_times_scale(spec, fmt, per_tensor, tiny):
     base, tok, model, ctx = _run(spec, tiny)
     f8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}[fmt]
@@ -104,9 +113,15 @@ def test_w8a8_fp8_quantizes_each_token_of_every_input(tiny):
 
 # --- torchao -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec,tensor,bits,group", [("torchao-int8wo", "Int8Tensor", 8, None),
-                                                    ("torchao-int4wo-g32", "IntxUnpackedToInt8Tensor", 4, 32),
-                                                    ("torchao-int8dq", "Int8Tensor", 8, None)])
+
+@pytest.mark.parametrize(
+    "spec,tensor,bits,group",
+    [
+        ("torchao-int8wo", "Int8Tensor", 8, None),
+        ("torchao-int4wo-g32", "IntxUnpackedToInt8Tensor", 4, 32),
+        ("torchao-int8dq", "Int8Tensor", 8, None),
+    ],
+)
 def test_torchao_weights_are_its_tensors_on_the_grid(spec, tensor, bits, group, tiny):
     need("torchao", "pip install 'torchao>=0.18'")
     base, tok, model, ctx = _run(spec, tiny)
@@ -114,7 +129,7 @@ def test_torchao_weights_are_its_tensors_on_the_grid(spec, tensor, bits, group, 
     for _, mod, _ in linear_modules(model):
         w = mod.weight
         assert type(w).__name__ == tensor
-        assert _max_distinct(w.dequantize().float(), group or w.shape[1]) <= 2 ** bits
+        assert _max_distinct(w.dequantize().float(), group or w.shape[1]) <= 2**bits
         if spec == "torchao-int8dq":
             assert w.act_quant_kwargs is not None  # activations are quantized too
     assert _moved(model, base, tok)
@@ -135,6 +150,7 @@ def test_torchao_int4_config_per_device():
 
 # --- HQQ ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("spec,bits,group", [("hqq-w4g32", 4, 32), ("hqq-w2g16", 2, 16), ("hqq-w3g64", 3, 64)])
 def test_hqq_weights_are_hqqs_own_dequantized_values(spec, bits, group, tiny):
     need("hqq", "pip install 'hqq>=0.2'")
@@ -142,12 +158,13 @@ def test_hqq_weights_are_hqqs_own_dequantized_values(spec, bits, group, tiny):
 
     base, tok, model, ctx = _run(spec, tiny)
     for i, (name, w, w0) in enumerate(_pairs(model, base)):
-        assert _max_distinct(w, group) <= 2 ** bits, name
+        assert _max_distinct(w, group) <= 2**bits, name
         if i % 9 == 0:  # a few layers against HQQLinear's forward on the baseline weights
             lin = torch.nn.Linear(w0.shape[1], w0.shape[0], bias=False)
             lin.weight.data = w0.clone()
-            ref = HQQLinear(lin, BaseQuantizeConfig(nbits=bits, group_size=group), compute_dtype=torch.float32,
-                            device="cpu")
+            ref = HQQLinear(
+                lin, BaseQuantizeConfig(nbits=bits, group_size=group), compute_dtype=torch.float32, device="cpu"
+            )
             x = torch.randn(3, w0.shape[1])
             assert torch.allclose(ref(x), x @ w.T, atol=1e-5), name
     assert ctx.info["quantized_module_types"] == ["HQQLinear"] and _moved(model, base, tok)
@@ -155,8 +172,10 @@ def test_hqq_weights_are_hqqs_own_dequantized_values(spec, bits, group, tiny):
 
 # --- GGUF types --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("qtype,levels", [("q4_0", 16), ("q4_1", 16), ("q5_0", 32), ("q5_1", 32), ("q8_0", 256),
-                                          ("mxfp4", 16)])
+
+@pytest.mark.parametrize(
+    "qtype,levels", [("q4_0", 16), ("q4_1", 16), ("q5_0", 32), ("q5_1", 32), ("q8_0", 256), ("mxfp4", 16)]
+)
 def test_gguf_weights_equal_ggufs_own_dequantize(qtype, levels, tiny):
     from gguf import GGMLQuantizationType, quants
 
@@ -183,6 +202,7 @@ def test_gguf_ternary_types_need_256_wide_rows_and_are_ternary(tiny):
 
 # --- AWQ and checkpoints through path: ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def awq_model_dir(tmp_path_factory):
     """A small Llama whose output widths are multiples of 64 (GPTQModel's AWQ walks rows in blocks of 64)."""
@@ -190,9 +210,19 @@ def awq_model_dir(tmp_path_factory):
 
     from harness.models.tiny import byte_tokenizer
 
-    cfg = transformers.LlamaConfig(vocab_size=272, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   tie_word_embeddings=False, bos_token_id=256, eos_token_id=257, pad_token_id=258)
+    cfg = transformers.LlamaConfig(
+        vocab_size=272,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=256,
+        eos_token_id=257,
+        pad_token_id=258,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("awq-base")
     transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
@@ -248,13 +278,22 @@ def test_awq_is_activation_aware_on_the_grid_cached_and_loads_through_path(awq_r
 def _compressed_tensors_checkpoint(model, out, bits=4, group=32):
     """Write model as a compressed-tensors pack-quantized W{bits}A16 checkpoint (scales from min/max per group)."""
     from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig, QuantizationScheme,
-                                                 QuantizationStatus, apply_quantization_config)
+    from compressed_tensors.quantization import (
+        QuantizationArgs,
+        QuantizationConfig,
+        QuantizationScheme,
+        QuantizationStatus,
+        apply_quantization_config,
+    )
     from compressed_tensors.quantization.utils import calculate_qparams
 
     args = QuantizationArgs(num_bits=bits, type="int", symmetric=True, strategy="group", group_size=group)
-    apply_quantization_config(model, QuantizationConfig(
-        config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=args)}, ignore=["lm_head"]))
+    apply_quantization_config(
+        model,
+        QuantizationConfig(
+            config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=args)}, ignore=["lm_head"]
+        ),
+    )
     for _, mod in model.named_modules():
         if hasattr(mod, "weight_scale"):
             g = mod.weight.detach().reshape(mod.weight.shape[0], -1, group)
@@ -298,22 +337,36 @@ def test_path_names_the_known_formats_for_an_unknown_one(tmp_path):
 
     save_file({"w": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
     cfg = parse_spec(f"path:{tmp_path}")
-    with pytest.raises(UsageError, match="format 'mystery' is not one quantsink knows; known formats: awq, "
-                                         "bitsandbytes, compressed-tensors"):
+    with pytest.raises(
+        UsageError,
+        match="format 'mystery' is not one quantsink knows; known formats: awq, bitsandbytes, compressed-tensors",
+    ):
         cfg.preflight(SimpleNamespace(allow_pickle=False))
 
 
 # --- grammar, bit classes, availability --------------------------------------------------------------
 
-@pytest.mark.parametrize("spec,canonical,cls,bpw", [
-    ("awq-w4g128", "awq-w4g128", "4", 4 + 20 / 128), ("awq-w3", "awq-w3g128", "3", 3 + 19 / 128),
-    ("fp8-e4m3-pc", "fp8-e4m3", "8", 8 + 32 / 576), ("fp8-e5m2-pt", "fp8-e5m2-pt", "8", 8.0),
-    ("w8a8-fp8", "w8a8-fp8", "8", 8 + 32 / 576), ("torchao-int8wo", "torchao-int8wo", "8", 8 + 32 / 576),
-    ("torchao-int4wo", "torchao-int4wo-g128", "4", 4.25), ("torchao-int8dq", "torchao-int8dq", "8", 8 + 32 / 576),
-    ("hqq-w4g64", "hqq-w4g64", "4", 4.5), ("hqq-w2g16", "hqq-w2g16", "2", 4.0),
-    ("gguf-q4_0", "gguf-q4_0", "4", 4.5), ("gguf-q5_1", "gguf-q5_1", "5", 6.0), ("gguf-q8_0", "gguf-q8_0", "8", 8.5),
-    ("gguf-mxfp4", "gguf-mxfp4", "4", 4.25), ("gguf-tq1_0", "gguf-tq1_0", "2", 1.6875),
-])
+
+@pytest.mark.parametrize(
+    "spec,canonical,cls,bpw",
+    [
+        ("awq-w4g128", "awq-w4g128", "4", 4 + 20 / 128),
+        ("awq-w3", "awq-w3g128", "3", 3 + 19 / 128),
+        ("fp8-e4m3-pc", "fp8-e4m3", "8", 8 + 32 / 576),
+        ("fp8-e5m2-pt", "fp8-e5m2-pt", "8", 8.0),
+        ("w8a8-fp8", "w8a8-fp8", "8", 8 + 32 / 576),
+        ("torchao-int8wo", "torchao-int8wo", "8", 8 + 32 / 576),
+        ("torchao-int4wo", "torchao-int4wo-g128", "4", 4.25),
+        ("torchao-int8dq", "torchao-int8dq", "8", 8 + 32 / 576),
+        ("hqq-w4g64", "hqq-w4g64", "4", 4.5),
+        ("hqq-w2g16", "hqq-w2g16", "2", 4.0),
+        ("gguf-q4_0", "gguf-q4_0", "4", 4.5),
+        ("gguf-q5_1", "gguf-q5_1", "5", 6.0),
+        ("gguf-q8_0", "gguf-q8_0", "8", 8.5),
+        ("gguf-mxfp4", "gguf-mxfp4", "4", 4.25),
+        ("gguf-tq1_0", "gguf-tq1_0", "2", 1.6875),
+    ],
+)
 def test_specs_bit_classes_and_bits_per_weight(spec, canonical, cls, bpw):
     cfg = parse_spec(spec)
     assert cfg.spec == canonical and bit_class(cfg) == cls
@@ -322,14 +375,23 @@ def test_specs_bit_classes_and_bits_per_weight(spec, canonical, cls, bpw):
     assert parse_spec(canonical) == cfg
 
 
-@pytest.mark.parametrize("spec,says", [
-    ("awq-w5g128", "AWQ takes 2, 3, 4, 8 bits, not 5"), ("awq-w4g96", "AWQ takes groups 16, 32, 64, 128, not 96"),
-    ("fp8-e3m4", "unknown FP8 format 'e3m4'"), ("fp8-w4", "FP8 has no 4-bit mode"),
-    ("fp8-e4m3-pc-pt", "give one scale granularity"), ("w8a8-int8", "int8 activations: torchao-int8dq"),
-    ("torchao-int4wo-g16", "takes groups 32, 64, 128"), ("torchao-int2wo", "unknown torchao mode 'int2wo'"),
-    ("hqq-w5g64", "hqq takes 2, 3, 4, 8 bits, not 5"), ("hqq-w4g48", "powers of two"),
-    ("gguf-q4_k", "K-quants (Q4_K) are not offered"), ("gguf-q3_0", "unknown GGUF type 'q3_0'"),
-])
+@pytest.mark.parametrize(
+    "spec,says",
+    [
+        ("awq-w5g128", "AWQ takes 2, 3, 4, 8 bits, not 5"),
+        ("awq-w4g96", "AWQ takes groups 16, 32, 64, 128, not 96"),
+        ("fp8-e3m4", "unknown FP8 format 'e3m4'"),
+        ("fp8-w4", "FP8 has no 4-bit mode"),
+        ("fp8-e4m3-pc-pt", "give one scale granularity"),
+        ("w8a8-int8", "int8 activations: torchao-int8dq"),
+        ("torchao-int4wo-g16", "takes groups 32, 64, 128"),
+        ("torchao-int2wo", "unknown torchao mode 'int2wo'"),
+        ("hqq-w5g64", "hqq takes 2, 3, 4, 8 bits, not 5"),
+        ("hqq-w4g48", "powers of two"),
+        ("gguf-q4_k", "K-quants (Q4_K) are not offered"),
+        ("gguf-q3_0", "unknown GGUF type 'q3_0'"),
+    ],
+)
 def test_bad_specs_say_what_each_method_offers(spec, says):
     with pytest.raises(UsageError) as e:
         parse_spec(spec)
@@ -337,10 +399,14 @@ def test_bad_specs_say_what_each_method_offers(spec, says):
     assert says in msg and "; valid: " in msg and "\n" not in msg, msg
 
 
-@pytest.mark.parametrize("spec,fits", [("awq-w4g128", "awq groups that fit this model: 64, 32, 16 (e.g. awq-w4g64)"),
-                                       ("torchao-int4wo-g128", "torchao groups that fit this model: 64, 32 (e.g. "
-                                                               "torchao-int4wo-g64)"),
-                                       ("hqq-w3g128", "hqq groups that fit this model: 64, 32, 16, 8 (e.g. hqq-w3g64)")])
+@pytest.mark.parametrize(
+    "spec,fits",
+    [
+        ("awq-w4g128", "awq groups that fit this model: 64, 32, 16 (e.g. awq-w4g64)"),
+        ("torchao-int4wo-g128", "torchao groups that fit this model: 64, 32 (e.g. torchao-int4wo-g64)"),
+        ("hqq-w3g128", "hqq groups that fit this model: 64, 32, 16, 8 (e.g. hqq-w3g64)"),
+    ],
+)
 def test_a_group_the_model_cannot_take_names_the_groups_that_fit(spec, fits):
     """tiny-llama's o_proj reads 64 features: group 128 is a usage error naming the groups that fit."""
     from types import SimpleNamespace
@@ -373,10 +439,27 @@ def test_methods_listing_shows_every_shipped_method():
 
 def test_a_run_skips_a_method_whose_package_is_missing_and_signoff_fails_it(suite_dir):
     """End to end: with hqq hidden, hqq-w4g16 is skipped with the install line, and --signoff fails the run for it."""
-    suite_dir.makeconftest('import sys\nsys.modules["hqq"] = None  # the package looks absent\n'
-                           'pytest_plugins = ["harness.plugin"]\n')
-    args = ["suites", "--model", "tiny-llama", "--quant", "hqq-w4g16", "--n-sequences", "2", "--seq-len", "32",
-            "--max-new-tokens", "4", "--n-prompts", "4", "-p", "no:cacheprovider", "-rs"]
+    suite_dir.makeconftest(
+        'import sys\nsys.modules["hqq"] = None  # the package looks absent\npytest_plugins = ["harness.plugin"]\n'
+    )
+    args = [
+        "suites",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "hqq-w4g16",
+        "--n-sequences",
+        "2",
+        "--seq-len",
+        "32",
+        "--max-new-tokens",
+        "4",
+        "--n-prompts",
+        "4",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+    ]
     res = suite_dir.runpytest_subprocess(*args, "--signoff")
     out = res.stdout.str()
     assert re.search(r"hqq-w4g16 +skipped +hqq needs the 'hqq' package: pip install 'hqq>=0.2'", out), out[-3000:]

@@ -1,15 +1,17 @@
 """Metric formulas against independent numpy computations and invariants."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from harness.measure import formulas as M
-from harness.metrics import stats as S
 from harness.methods.rtn import fake_quantize
+from harness.metrics import stats as S
 
 
 def _dist(rng, shape):
@@ -45,7 +47,9 @@ def test_kl_nonnegative_and_matches_numpy(seed, v):
     kl = M.token_kl(torch.tensor(np.log(p)), torch.tensor(np.log(q)))
     assert torch.all(kl >= 0)
     assert np.allclose(kl.numpy(), (p * np.log(p / q)).sum(-1))
-    assert torch.allclose(M.token_kl(torch.tensor(np.log(p)), torch.tensor(np.log(p))), torch.zeros(4, dtype=torch.float64))
+    assert torch.allclose(
+        M.token_kl(torch.tensor(np.log(p)), torch.tensor(np.log(p))), torch.zeros(4, dtype=torch.float64)
+    )
 
 
 def test_sink_mass_hand_worked():
@@ -74,15 +78,19 @@ def test_nll_matches_cross_entropy():
 
 
 @settings(max_examples=80, deadline=None)
-@given(arrays(np.float32, (4, 32), elements=st.floats(-50, 50, width=32)), st.integers(2, 8),
-       st.sampled_from([None, 8, 16, 32]), st.booleans())
+@given(
+    arrays(np.float32, (4, 32), elements=st.floats(-50, 50, width=32)),
+    st.integers(2, 8),
+    st.sampled_from([None, 8, 16, 32]),
+    st.booleans(),
+)
 def test_rtn_error_at_most_half_step_and_grid(w, bits, group, asym):
     t = torch.tensor(w)
     q = fake_quantize(t, bits, group, asym)
     g = group or 32
     x, qx = t.reshape(4, -1, g).double(), q.reshape(4, -1, g).double()
     if asym:
-        step = (x.amax(-1) - x.amin(-1)) / (2 ** bits - 1)
+        step = (x.amax(-1) - x.amin(-1)) / (2**bits - 1)
     else:
         step = x.abs().amax(-1) / (2 ** (bits - 1) - 1)
     err = (x - qx).abs().amax(-1)
@@ -91,7 +99,7 @@ def test_rtn_error_at_most_half_step_and_grid(w, bits, group, asym):
     assert torch.all(err <= step / 2 * (1 + 1e-5) + slack + 1e-7)
     for r in range(4):
         for k in range(x.shape[1]):
-            assert len(torch.unique(qx[r, k])) <= 2 ** bits
+            assert len(torch.unique(qx[r, k])) <= 2**bits
 
 
 def test_bootstrap_ci_contains_mean_and_is_seeded():
@@ -151,7 +159,8 @@ def test_js_float32_keeps_precision_for_close_maps(seed, scale):
 
 # ---- behaviour probes and sink recovery ----
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from harness.measure.behaviour import bos_variants, prompt_variants, swap_early  # noqa: E402
 from harness.metrics.evidence import behaviour_metrics, sink_recovery  # noqa: E402
@@ -175,13 +184,16 @@ def test_prompt_variants_are_neutral_edits(text):
     else:
         k = letters[0]
         tail = len(text) - k - 1
-        assert flipped[:k] == text[:k] and flipped[len(flipped) - tail:] == text[k + 1:]
-        assert flipped[k:len(flipped) - tail] == text[k].swapcase()
+        assert flipped[:k] == text[:k] and flipped[len(flipped) - tail :] == text[k + 1 :]
+        assert flipped[k : len(flipped) - tail] == text[k].swapcase()
 
 
 def test_prompt_variants_hand_worked():
     assert prompt_variants("The capital of France is") == [
-        "The  capital of France is", "The capital of France is\n", "the capital of France is"]
+        "The  capital of France is",
+        "The capital of France is\n",
+        "the capital of France is",
+    ]
     assert prompt_variants("42") == [" 42", "42\n", "42"]
 
 
@@ -195,8 +207,10 @@ def test_swap_and_bos_variants_hand_worked():
 
 
 def test_sink_recovery_hand_worked():
-    r = sink_recovery({"loss_delta": 0.4, "kld_mean": 0.2, "misgeneration_rate": 0.0},
-                      {"loss_delta": 0.1, "kld_mean": 0.3, "misgeneration_rate": 0.1})
+    r = sink_recovery(
+        {"loss_delta": 0.4, "kld_mean": 0.2, "misgeneration_rate": 0.0},
+        {"loss_delta": 0.1, "kld_mean": 0.3, "misgeneration_rate": 0.1},
+    )
     assert r["loss_delta"] == pytest.approx(0.75)  # protection closed 3/4 of the loss gap
     assert r["kld_mean"] == pytest.approx(-0.5)  # protection made KL worse
     assert r["misgeneration_rate"] is None  # no gap to recover
@@ -211,13 +225,28 @@ class _P:
 
 def test_behaviour_metrics_hand_worked():
     ref = [_P("a", ["Paris"]), _P("b", ["4"])]
-    gens = [{"id": "a", "correct_baseline": True, "correct_quantized": True},
-            {"id": "b", "correct_baseline": True, "correct_quantized": True}]
+    gens = [
+        {"id": "a", "correct_baseline": True, "correct_quantized": True},
+        {"id": "b", "correct_baseline": True, "correct_quantized": True},
+    ]
     var_base = [" Paris.", " Paris", " Paris!", " 4", " 4", " 4"]
     var_quant = [" Paris.", " Lyon", " Paris", " 4", " 4", " 4"]  # prompt a flips on one variant
-    long = [{"id": "l", "prompt": "p", "baseline": "x", "quantized": "y", "degenerate": "loop",
-             "degenerate_baseline": None, "first_divergence": 3, "exact": False, "correct_baseline": None,
-             "correct_quantized": None, "reference": None, "quantized_ids": [1] * 10}]
+    long = [
+        {
+            "id": "l",
+            "prompt": "p",
+            "baseline": "x",
+            "quantized": "y",
+            "degenerate": "loop",
+            "degenerate_baseline": None,
+            "first_divergence": 3,
+            "exact": False,
+            "correct_baseline": None,
+            "correct_quantized": None,
+            "reference": None,
+            "quantized_ids": [1] * 10,
+        }
+    ]
     own = [(2.0, 2), (4.0, 2)]  # baseline's own continuations: mean nll 1.5
     qn = [(4.0, 2), (5.0, 2)]  # quantized continuations: mean nll 2.25
     spread_b, spread_q = np.array([0.1, 0.2, np.nan]), np.array([0.2, 0.4, 0.9])

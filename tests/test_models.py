@@ -1,4 +1,5 @@
 """Model sources: aliases, tiny models, local directories, Hub ids (via a local cache), GGUF."""
+
 import json
 from pathlib import Path
 
@@ -76,11 +77,14 @@ def test_source_to_dict():
     assert json.loads(json.dumps(d)) == d
 
 
-@pytest.mark.parametrize("damage,needle", [
-    (lambda b: b[: len(b) // 2], "truncated"),
-    (lambda b: b[:8] + b"{not json" + b[17:], "not a valid safetensors file"),
-    (lambda b: (10 ** 12).to_bytes(8, "little") + b[8:], "not a valid safetensors file"),
-])
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda b: b[: len(b) // 2], "truncated"),
+        (lambda b: b[:8] + b"{not json" + b[17:], "not a valid safetensors file"),
+        (lambda b: (10**12).to_bytes(8, "little") + b[8:], "not a valid safetensors file"),
+    ],
+)
 def test_corrupt_or_truncated_safetensors_is_a_usage_error(tmp_path, damage, needle):
     import shutil
 
@@ -96,8 +100,8 @@ def test_corrupt_or_truncated_safetensors_is_a_usage_error(tmp_path, damage, nee
 def test_trust_remote_code_is_off_unless_asked(monkeypatch):
     import transformers
 
-    from harness.models.sources import load_model
     from harness.config.build import build_spec
+    from harness.models.sources import load_model
 
     assert build_spec({}).trust_remote_code is False
     assert build_spec({"trust_remote_code": True}).trust_remote_code is True
@@ -106,6 +110,7 @@ def test_trust_remote_code_is_off_unless_asked(monkeypatch):
     def fake(*a, **kw):
         seen.update(kw)
         raise RuntimeError("stop")
+
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
     with pytest.raises(RuntimeError):
         load_model(resolve_model("tiny-llama").local_dir)

@@ -1,5 +1,6 @@
 """Issue 11: every way a run could turn green without evidence, hide a failure or refuse a sensible
 request, each found by trying the tool as a new user would (item numbers in the test names)."""
+
 import json
 import math
 
@@ -7,8 +8,20 @@ import pytest
 
 from harness.errors import UsageError
 
-TINY = ["--model", "tiny-llama", "--n-sequences", "2", "--seq-len", "32", "--max-new-tokens", "4",
-        "--n-prompts", "4", "-p", "no:cacheprovider"]
+TINY = [
+    "--model",
+    "tiny-llama",
+    "--n-sequences",
+    "2",
+    "--seq-len",
+    "32",
+    "--max-new-tokens",
+    "4",
+    "--n-prompts",
+    "4",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def _results(report):
@@ -23,8 +36,9 @@ def test_item1_nothing_measured_is_never_a_pass(suite_dir, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     report = tmp_path / "rep"
-    res = suite_dir.runpytest_subprocess("suites", *TINY, "--quant", "rtn-w8,rtn-w4g16", "--device", "cuda",
-                                         "--report-dir", str(report))
+    res = suite_dir.runpytest_subprocess(
+        "suites", *TINY, "--quant", "rtn-w8,rtn-w4g16", "--device", "cuda", "--report-dir", str(report)
+    )
     out = res.stdout.str()
     assert res.ret == 1, out
     assert "quantsink verdict: FAIL" in out and "nothing was measured" in out
@@ -43,9 +57,22 @@ def test_item1_python_m_harness_says_fail_too(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
-    out = subprocess.run([sys.executable, "-m", "harness", *[a for a in TINY if a not in ("-p", "no:cacheprovider")],
-                          "--quant", "rtn-w8", "--device", "cuda", "--report-dir", str(tmp_path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            *[a for a in TINY if a not in ("-p", "no:cacheprovider")],
+            "--quant",
+            "rtn-w8",
+            "--device",
+            "cuda",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and "quantsink verdict: FAIL" in out.stdout, out.stdout + out.stderr
 
 
@@ -61,8 +88,9 @@ def test_item3_vacuous_gates_are_not_applicable_and_fail_under_signoff(suite_dir
     assert r["configs"][0]["verdict"] == "inconclusive" and r["verdict"] == "inconclusive"
     assert res.ret == 0  # smoke: shown, not failed
     res.stdout.fnmatch_lines(["*NOT APPLICABLE: rtn-w8: flip_rate not applicable*"])
-    strict = suite_dir.runpytest_subprocess("suites", *TINY, "--quant", "rtn-w8", "--signoff",
-                                            "--report-dir", str(tmp_path / "strict"))
+    strict = suite_dir.runpytest_subprocess(
+        "suites", *TINY, "--quant", "rtn-w8", "--signoff", "--report-dir", str(tmp_path / "strict")
+    )
     assert strict.ret == 1 and "passes only on pass" in strict.stdout.str()
 
 
@@ -77,8 +105,16 @@ def test_item4_a_bad_path_spec_is_a_usage_error_before_collection(suite_dir, tmp
 def test_item4_a_configuration_failing_in_measurement_gives_its_gates_its_reason(suite_dir, tmp_path, monkeypatch):
     """A Hub id passes preflight; loading it fails (no network): every item names that reason, no TypeError."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    res = suite_dir.runpytest_subprocess("suites", *TINY, "--quant", "path:no-such-org/no-such-model,rtn-w8",
-                                         "--bit-class", "4", "--report-dir", str(tmp_path / "rep"))
+    res = suite_dir.runpytest_subprocess(
+        "suites",
+        *TINY,
+        "--quant",
+        "path:no-such-org/no-such-model,rtn-w8",
+        "--bit-class",
+        "4",
+        "--report-dir",
+        str(tmp_path / "rep"),
+    )
     out = res.stdout.str()
     assert "TypeError" not in out and "NoneType" not in out
     assert "path:no-such-org/no-such-model: measurement failed: UsageError: cannot fetch" in out
@@ -104,15 +140,27 @@ def test_item7_regression_only_failure_shows_in_the_configuration_verdict(suite_
     report = tmp_path / "rep"
     policy = tmp_path / "p.toml"
     policy.write_text("[limits.all]\nlogit_delta_max = { min = 1e-6 }\n[regression]\nkld_mean = { rel = 0.01 }\n")
-    args = ["suites", "-p", "harness.testing", *TINY, "--quant", "rtn-w4g16", "--report-dir", str(report),
-            "--policy", str(policy)]
+    args = [
+        "suites",
+        "-p",
+        "harness.testing",
+        *TINY,
+        "--quant",
+        "rtn-w4g16",
+        "--report-dir",
+        str(report),
+        "--policy",
+        str(policy),
+    ]
     assert suite_dir.runpytest_subprocess(*args).ret == 0
     monkeypatch.setenv("QS_MEASURE_AS", "rtn-w4g16=rtn-w2g16")  # today's "rtn-w4g16" is a far worse model
     res = suite_dir.runpytest_subprocess(*args, "--compare", "latest")
     out = res.stdout.str()
     assert res.ret == 1, out
-    assert [ln.split()[:2] for ln in out.splitlines() if ln.strip().startswith("rtn-w4g16")][-1] == \
-        ["rtn-w4g16", "fail"]
+    assert [ln.split()[:2] for ln in out.splitlines() if ln.strip().startswith("rtn-w4g16")][-1] == [
+        "rtn-w4g16",
+        "fail",
+    ]
     runs = sorted(d for d in report.iterdir() if d.is_dir())
     r = max((json.loads((d / "results.json").read_text()) for d in runs), key=lambda x: x["created"] + x["run_id"])
     c = r["configs"][0]
@@ -120,8 +168,8 @@ def test_item7_regression_only_failure_shows_in_the_configuration_verdict(suite_
 
 
 def test_item10_shorthand_picks_a_group_that_fits_the_model():
-    from harness.engine.session import Session
     from harness.config.build import build_spec
+    from harness.engine.session import Session
 
     s = Session(build_spec({"model": "tiny-llama", "bits": "8,4", "methods": "rtn,bnb"})).prepare()
     assert [q.spec for q in s.spec.quant] == ["rtn-w8", "rtn-w4g64", "bnb-int8", "bnb-nf4", "bnb-fp4"]
@@ -138,11 +186,14 @@ def test_item11_options_without_the_suites_say_run_pytest_suites(pytester):
         assert "run `pytest suites --model tiny-llama --quant rtn-w8" in err and "unrecognized" not in err
 
 
-@pytest.mark.parametrize("spec,hint", [
-    ("rtn-w4-g32", "did you mean 'rtn-w4g32'?"),
-    ("bnb-int4", "did you mean 'bnb-nf4'?"),
-    ("RTN-W4G32", "did you mean 'rtn-w4g32'? specs are lower case"),
-])
+@pytest.mark.parametrize(
+    "spec,hint",
+    [
+        ("rtn-w4-g32", "did you mean 'rtn-w4g32'?"),
+        ("bnb-int4", "did you mean 'bnb-nf4'?"),
+        ("RTN-W4G32", "did you mean 'rtn-w4g32'? specs are lower case"),
+    ],
+)
 def test_item12_spec_messages_suggest_the_fix(spec, hint):
     from harness.methods import parse_spec
 
@@ -151,11 +202,14 @@ def test_item12_spec_messages_suggest_the_fix(spec, hint):
     assert hint in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("values,needle", [
-    ({"n_prompts": "-1"}, "--n-prompts must be at least 0 (got -1)"),
-    ({"sink_positions": "200"}, "--sink-positions 200 must lie before"),
-    ({"n_sequences": "x"}, "--n-sequences takes an integer (got 'x')"),
-])
+@pytest.mark.parametrize(
+    "values,needle",
+    [
+        ({"n_prompts": "-1"}, "--n-prompts must be at least 0 (got -1)"),
+        ({"sink_positions": "200"}, "--sink-positions 200 must lie before"),
+        ({"n_sequences": "x"}, "--n-sequences takes an integer (got 'x')"),
+    ],
+)
 def test_item12_option_messages(values, needle):
     from harness.config.build import build_spec
 
@@ -188,8 +242,8 @@ def test_item13_pytest_help_states_defaults_and_pinned(pytester):
 
 def test_item1_nan_stays_a_failure_not_a_crash():
     from harness.gates.decide import evaluate_gate
-    from harness.metrics.views import GateView
     from harness.gates.policy import Limit
+    from harness.metrics.views import GateView
 
     g = evaluate_gate("x", "ppl_ratio", Limit("max", 1.1), GateView(math.nan, n=4))
     assert g["outcome"] == "fail" and g["value"] is None

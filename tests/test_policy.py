@@ -1,4 +1,5 @@
 """Policy files: the bundled one loads; bad ones are one-line usage errors."""
+
 import math
 from pathlib import Path
 
@@ -6,8 +7,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.gates.decide import evaluate_gate
-from harness.metrics.views import GateView
 from harness.gates.policy import load_policy
+from harness.metrics.views import GateView
 
 
 def test_bundled_policy_is_one_standard_for_every_bit_width():
@@ -21,12 +22,15 @@ def test_bundled_policy_is_one_standard_for_every_bit_width():
     assert lenient.by_class and lenient.gates_for("8")["ppl_ratio"].bound < lenient.gates_for("4")["ppl_ratio"].bound
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("[limits.8]\nppl_ratoi = { max = 1 }\n", "did you mean 'ppl_ratio'"),
-    ("[limits.8]\nppl_ratio = 1.05\n", "must look like"),
-    ("[limits.9]\nppl_ratio = { max = 1 }\n", "unknown bit-width class"),
-    ("[limits.8\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("[limits.8]\nppl_ratoi = { max = 1 }\n", "did you mean 'ppl_ratio'"),
+        ("[limits.8]\nppl_ratio = 1.05\n", "must look like"),
+        ("[limits.9]\nppl_ratio = { max = 1 }\n", "unknown bit-width class"),
+        ("[limits.8\n", "not valid TOML"),
+    ],
+)
 def test_bad_policy(tmp_path, body, needle):
     f = tmp_path / "p.toml"
     f.write_text(body)
@@ -39,26 +43,41 @@ def test_nan_never_passes():
     g = evaluate_gate("x", "ppl_ratio", lim, GateView(math.nan), "NaN first at layer 3")
     assert not g["passed"] and "layer 3" in g["detail"] and g["value"] is None
     ok = evaluate_gate("x", "ppl_ratio", lim, GateView(1.0, (0.99, 1.01), "layer 2", n=16))
-    assert ok["passed"] and ok["detail"] == ("x: ppl_ratio = 1 [95% CI 0.99, 1.01] within limit <= 1.05, n=16 "
-                                             "(worst at layer 2)")
+    assert ok["passed"] and ok["detail"] == (
+        "x: ppl_ratio = 1 [95% CI 0.99, 1.01] within limit <= 1.05, n=16 (worst at layer 2)"
+    )
 
 
 BAD_PART = "[limits.all]\nlogit_delta_max = { min = 1e-6 }\n"
 
 
-@pytest.mark.parametrize("body,needles", [
-    ("[limit.4]\nppl_ratio = { max = 1.3 }\n", ["unknown table [limit]", "did you mean 'limits'"]),
-    ("[regresion]\nkld_mean = { rel = 0.1 }\n", ["unknown table [regresion]", "did you mean 'regression'"]),
-    ("[limitz]\n", ["unknown table [limitz]", "did you mean 'limits'"]),
-    ("treshold = 3\n", ["unknown key 'treshold'"]),
-    ("[limits.al]\nppl_ratio = { max = 1.3 }\n", ["unknown bit-width class [limits.al]", "did you mean 'all'"]),
-    ("[limits.ppl_ratio]\nmax = 1.3\n", ["unknown bit-width class", "inside a class table"]),
-    ("[limits.4]\nppl_ratio = { maxx = 1.3 }\n", ["unknown key 'maxx' in limits.4.ppl_ratio", "did you mean 'max'"]),
-    ("[regression]\nkld_mean = { rell = 0.1 }\n", ["unknown key 'rell' in regression.kld_mean", "did you mean 'rel'"]),
-    ("[regression]\nkld_maen = { rel = 0.1 }\n", ["unknown metric 'kld_maen' in [regression]",
-                                                   "did you mean 'kld_mean'"]),
-    ("[limits.4]\nflip_rat = { max = 0.3 }\n", ["unknown metric 'flip_rat' in [limits.4]", "did you mean 'flip_rate'"]),
-])
+@pytest.mark.parametrize(
+    "body,needles",
+    [
+        ("[limit.4]\nppl_ratio = { max = 1.3 }\n", ["unknown table [limit]", "did you mean 'limits'"]),
+        ("[regresion]\nkld_mean = { rel = 0.1 }\n", ["unknown table [regresion]", "did you mean 'regression'"]),
+        ("[limitz]\n", ["unknown table [limitz]", "did you mean 'limits'"]),
+        ("treshold = 3\n", ["unknown key 'treshold'"]),
+        ("[limits.al]\nppl_ratio = { max = 1.3 }\n", ["unknown bit-width class [limits.al]", "did you mean 'all'"]),
+        ("[limits.ppl_ratio]\nmax = 1.3\n", ["unknown bit-width class", "inside a class table"]),
+        (
+            "[limits.4]\nppl_ratio = { maxx = 1.3 }\n",
+            ["unknown key 'maxx' in limits.4.ppl_ratio", "did you mean 'max'"],
+        ),
+        (
+            "[regression]\nkld_mean = { rell = 0.1 }\n",
+            ["unknown key 'rell' in regression.kld_mean", "did you mean 'rel'"],
+        ),
+        (
+            "[regression]\nkld_maen = { rel = 0.1 }\n",
+            ["unknown metric 'kld_maen' in [regression]", "did you mean 'kld_mean'"],
+        ),
+        (
+            "[limits.4]\nflip_rat = { max = 0.3 }\n",
+            ["unknown metric 'flip_rat' in [limits.4]", "did you mean 'flip_rate'"],
+        ),
+    ],
+)
 def test_item2_misspelled_policy_table_is_a_usage_error(tmp_path, body, needles):
     """A misspelled table, class, metric or key used to drop its gates silently; now each is named."""
     f = tmp_path / "p.toml"

@@ -1,4 +1,5 @@
 """The heartbeat keeps a long step from being silent, and stops with it."""
+
 import threading
 import time
 

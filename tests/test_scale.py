@@ -1,4 +1,5 @@
 """Issue 13: the results cache, shard/merge and device assignment (tiny models, CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,18 @@ import pytest
 
 from harness import cli as api
 
-SMALL = dict(model="tiny-llama", n_sequences="2", seq_len="32", max_new_tokens="4", n_prompts="6",
-             long_new_tokens="4", long_n_prompts="1", n_stability_prompts="2", n_probe_sequences="2",
-             batch_size="2")
+SMALL = dict(
+    model="tiny-llama",
+    n_sequences="2",
+    seq_len="32",
+    max_new_tokens="4",
+    n_prompts="6",
+    long_new_tokens="4",
+    long_n_prompts="1",
+    n_stability_prompts="2",
+    n_probe_sequences="2",
+    batch_size="2",
+)
 
 
 def _run(tmp_path, quant, **extra):
@@ -68,8 +78,11 @@ def test_every_setting_has_a_role_and_the_measurement_key_follows_it():
 
     assert all(s.role in ROLES for s in SETTINGS)
     values = profile_values("smoke")
-    inputs = SimpleNamespace(source=SimpleNamespace(sha256="w", local_dir="d"), corpus=SimpleNamespace(sha256="c"),
-                             prompts=SimpleNamespace(sha256="p"))
+    inputs = SimpleNamespace(
+        source=SimpleNamespace(sha256="w", local_dir="d"),
+        corpus=SimpleNamespace(sha256="c"),
+        prompts=SimpleNamespace(sha256="p"),
+    )
     q = SimpleNamespace(method="rtn", cache_identity=lambda: {"spec": "rtn-w8"})
 
     def key(**over):
@@ -201,8 +214,8 @@ def test_bitsandbytes_loads_by_the_device_map(tmp_path):
 
 
 def test_xdist_workers_get_their_own_gpu():
-    from harness.system.devices import worker_device
     from harness.errors import UsageError
+    from harness.system.devices import worker_device
 
     got = [worker_device("cuda", None, f"gw{i}", visible=4) for i in range(6)]
     assert got == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
@@ -234,11 +247,14 @@ def test_device_map_with_disk_offload_equals_in_memory(tmp_path):
         assert [g["outcome"] for g in a["gates"]] == [g["outcome"] for g in b["gates"]]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (dict(device_map="auto", max_memory="cpu=1000"), "one decoder layer needs"),
-    (dict(max_memory="cpu=1GiB"), "add --device-map"),
-    (dict(device_map="auto", max_memory="cpu:1GiB"), "DEVICE=SIZE pairs"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (dict(device_map="auto", max_memory="cpu=1000"), "one decoder layer needs"),
+        (dict(max_memory="cpu=1GiB"), "add --device-map"),
+        (dict(device_map="auto", max_memory="cpu:1GiB"), "DEVICE=SIZE pairs"),
+    ],
+)
 def test_bad_memory_limits_are_usage_errors(tmp_path, extra, message):
     from harness.errors import UsageError
 
@@ -284,8 +300,8 @@ def test_ray_fan_out_on_a_local_cluster_equals_serial(tmp_path, no_ray_left):
 def test_unreachable_ray_address_is_a_usage_error_within_bounded_time(tmp_path, no_ray_left, monkeypatch):
     import time
 
-    from harness.scale import cluster
     from harness.cli import main
+    from harness.scale import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
     t0 = time.monotonic()

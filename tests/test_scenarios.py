@@ -1,6 +1,7 @@
 """Deployment scenarios (--scenarios): the streaming cache really evicts, packed sequences are laid out as
 documented, the BOS policy pairs the same body tokens, every scenario gate has an interval and an outcome,
 bad settings are one-line usage errors."""
+
 import math
 import subprocess
 import sys
@@ -12,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.metrics.catalogue import METRICS
 from harness.errors import UsageError
+from harness.metrics.catalogue import METRICS
 from harness.scenarios import packing
 from harness.scenarios.streaming import additive, kept, stream, visible
 
@@ -42,8 +43,9 @@ def test_chunked_evicting_cache_equals_token_by_token_decoding_and_a_hand_built_
     decoded = stream({"m": model}, ids, policy, k, w, chunk=1)["m"][0]  # one token per call: cache of k + w
     # hand-built [T, T] mask, written out without visible(): j <= t and (t - j < w or, with sinks, j < k)
     T = ids.shape[1]
-    ok = torch.tensor([[j <= t and (t - j < w or (policy == "sink_window" and j < k)) for j in range(T)]
-                       for t in range(T)])
+    ok = torch.tensor(
+        [[j <= t and (t - j < w or (policy == "sink_window" and j < k)) for j in range(T)] for t in range(T)]
+    )
     whole = _nll(model, ids, additive(ok, model.dtype, model.device))
     assert torch.allclose(chunked, decoded, atol=2e-5)
     assert torch.allclose(chunked, whole, atol=2e-5)
@@ -109,7 +111,7 @@ def test_masked_packing_scores_each_document_as_if_alone(tiny):
     docs = [torch.randint(0, 256, (9,), generator=g).tolist() for _ in range(4)]
     lay = packing.pack(docs, "bos", 256)
     raw = packing.measure(model, [lay], masked=True)
-    for d, (a, b) in enumerate(lay.bodies):
+    for d, (_a, _b) in enumerate(lay.bodies):
         alone = torch.tensor([[256] + docs[d]])
         want = _nll(model, alone)[0, 1:].double().mean().item()  # the document's tokens after its first
         assert raw["nll"][0, d] == pytest.approx(want, abs=2e-5)
@@ -121,8 +123,9 @@ def test_scenario_gate_formulas_against_numpy():
     from harness.metrics.catalogue import BY_NAME
 
     rng = np.random.default_rng(0)
-    ev = {k: rng.normal(3, 0.2, 6) for k in ("f_b", "sw_b", "wo_b", "f_q", "sw_q", "wo_q", "al_b", "nv_b", "al_q",
-                                              "nv_q")}
+    ev = {
+        k: rng.normal(3, 0.2, 6) for k in ("f_b", "sw_b", "wo_b", "f_q", "sw_q", "wo_q", "al_b", "nv_b", "al_q", "nv_q")
+    }
     i = np.array([0, 2, 2, 5])
     want = np.mean(ev["sw_q"][i] - ev["f_q"][i]) - np.mean(ev["sw_b"][i] - ev["f_b"][i])
     assert BY_NAME["stream_gap_delta"].stat(ev, i) == pytest.approx(want)
@@ -142,8 +145,9 @@ def test_every_scenario_metric_is_gated_by_the_bundled_policy():
     from harness.gates.policy import load_policy
 
     limits = load_policy().gates_for(None)
-    assert SCENARIO_METRICS and all(m.gate and m.interval and m.evidence in ("streaming", "packed", "bos")
-                                    for m in SCENARIO_METRICS)
+    assert SCENARIO_METRICS and all(
+        m.gate and m.interval and m.evidence in ("streaming", "packed", "bos") for m in SCENARIO_METRICS
+    )
     assert {m.name for m in SCENARIO_METRICS} <= set(limits)
 
 
@@ -166,10 +170,26 @@ def scenario_run(tmp_path_factory):
     from harness.cli import run
 
     out = tmp_path_factory.mktemp("scen")
-    return run({"model": "tiny-llama", "quant": "rtn-w4g32", "scenarios": "streaming,packed,bos", "stream_len": "64",
-                "stream_window": "16", "stream_sinks": "2", "n_sequences": "4", "seq_len": "32", "n_prompts": "2",
-                "n_probe_sequences": "4", "n_stability_prompts": "1", "long_n_prompts": "1", "long_new_tokens": "2",
-                "max_new_tokens": "2", "report_dir": str(out)}, progress=lambda m: None)
+    return run(
+        {
+            "model": "tiny-llama",
+            "quant": "rtn-w4g32",
+            "scenarios": "streaming,packed,bos",
+            "stream_len": "64",
+            "stream_window": "16",
+            "stream_sinks": "2",
+            "n_sequences": "4",
+            "seq_len": "32",
+            "n_prompts": "2",
+            "n_probe_sequences": "4",
+            "n_stability_prompts": "1",
+            "long_n_prompts": "1",
+            "long_new_tokens": "2",
+            "max_new_tokens": "2",
+            "report_dir": str(out),
+        },
+        progress=lambda m: None,
+    )
 
 
 def test_every_scenario_metric_has_an_interval_and_a_gate_outcome(scenario_run):
@@ -191,8 +211,8 @@ def test_every_scenario_metric_has_an_interval_and_a_gate_outcome(scenario_run):
 
 
 def test_without_scenarios_no_scenario_gate_is_listed():
-    from harness.scenarios import gates
     from harness.config.build import build_spec
+    from harness.scenarios import gates
 
     spec = build_spec({"model": "tiny-llama", "quant": "rtn-w4g32"})
     assert spec.scenarios == "none"
@@ -203,11 +223,14 @@ def test_without_scenarios_no_scenario_gate_is_listed():
     assert build_spec({"profile": "signoff"}).scenarios == "streaming,packed,bos"
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"scenarios": "streaming", "stream_window": "1024"}, "must be smaller than the streaming sequence"),
-    ({"scenarios": "streaming", "stream_sinks": "300"}, "must not be larger than --stream-window"),
-    ({"scenarios": "streming"}, "did you mean 'streaming'"),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"scenarios": "streaming", "stream_window": "1024"}, "must be smaller than the streaming sequence"),
+        ({"scenarios": "streaming", "stream_sinks": "300"}, "must not be larger than --stream-window"),
+        ({"scenarios": "streming"}, "did you mean 'streaming'"),
+    ],
+)
 def test_bad_scenario_settings_are_usage_errors(values, words):
     from harness.config.build import build_spec
 
@@ -216,9 +239,24 @@ def test_bad_scenario_settings_are_usage_errors(values, words):
 
 
 def test_bad_window_exits_4_in_one_line_from_python_m_harness():
-    res = subprocess.run([sys.executable, "-m", "harness", "--model", "tiny-llama", "--quant", "rtn-w4g32",
-                          "--scenarios", "streaming", "--stream-window", "2048"], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--model",
+            "tiny-llama",
+            "--quant",
+            "rtn-w4g32",
+            "--scenarios",
+            "streaming",
+            "--stream-window",
+            "2048",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 4
     line = [x for x in res.stderr.splitlines() if "stream-window" in x]
     assert len(line) == 1 and "must be smaller" in line[0]
@@ -229,11 +267,18 @@ def test_a_tokenizer_without_a_separator_is_a_documented_skip(tiny):
     from harness.scenarios.runner import _bos, _packed, _Side
 
     model, base_tok = tiny("llama")
-    corpus = SimpleNamespace(name="t", documents=["".join(chr(97 + (i * 7 + j) % 26) for j in range(90))
-                                                  for i in range(6)])
+    corpus = SimpleNamespace(
+        name="t", documents=["".join(chr(97 + (i * 7 + j) % 26) for j in range(90)) for i in range(6)]
+    )
     spec = SimpleNamespace(seq_len=32, n_probe_sequences=4, batch_size=4, seed=0)
-    base = SimpleNamespace(spec=spec, tokenizer=_NoSeparators(base_tok), inputs=SimpleNamespace(corpus=corpus),
-                           model=model, progress=lambda m: None, scenario_state={})
+    base = SimpleNamespace(
+        spec=spec,
+        tokenizer=_NoSeparators(base_tok),
+        inputs=SimpleNamespace(corpus=corpus),
+        model=model,
+        progress=lambda m: None,
+        scenario_state={},
+    )
     out = _packed(base, {"q": Participant(model)}, _Side(base))
     rec, views = out["q"]
     assert "no EOS token" in rec["subs"]["eos"]["skipped"] and "no BOS token" in rec["subs"]["bos_masked"]["skipped"]
@@ -269,8 +314,10 @@ def test_figures_intervals_resample_documents():
 def test_bos_figures_hand_worked():
     from harness.scenarios.evidence import bos_side
 
-    raw = {"always": {"nll": np.array([1.0, 3.0]), "mass": np.full((2, 2, 2), 0.5)},
-           "never": {"nll": np.array([2.0, 4.0]), "mass": np.full((2, 2, 2), 0.1)}}
+    raw = {
+        "always": {"nll": np.array([1.0, 3.0]), "mass": np.full((2, 2, 2), 0.5)},
+        "never": {"nll": np.array([2.0, 4.0]), "mass": np.full((2, 2, 2), 0.1)},
+    }
     f = bos_side(raw, "never", [0, 1], seed=0)
     assert f["always"]["loss"]["value"] == 2.0 and f["never"]["loss"]["value"] == 3.0
     assert f["always"]["sink_rate"]["value"] == 1.0 and f["never"]["sink_rate"]["value"] == 0.0

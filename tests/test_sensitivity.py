@@ -1,5 +1,6 @@
 """Issue 15: per-module sensitivity, the keep recommendation measured in the same run, the diagnosis,
 the `-keep:` grammar and effective bits per weight."""
+
 import json
 import math
 import subprocess
@@ -12,31 +13,53 @@ from harness.errors import UsageError
 from harness.methods import parse_spec, parse_specs
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(model="tiny-llama", n_sequences=8, seq_len=64, max_new_tokens=6, n_prompts=8, long_new_tokens=8,
-             long_n_prompts=2, n_stability_prompts=4, n_probe_sequences=2)
+SMALL = dict(
+    model="tiny-llama",
+    n_sequences=8,
+    seq_len=64,
+    max_new_tokens=6,
+    n_prompts=8,
+    long_new_tokens=8,
+    long_n_prompts=2,
+    n_stability_prompts=4,
+    n_probe_sequences=2,
+)
 
 
 # ---- the keep: grammar ----
+
 
 def test_keep_specs_parse_round_trip_and_split_on_commas():
     from harness.methods.base import QuantConfig
 
     qs = parse_specs("rtn-w3g32-keep:layers.1.mlp.down_proj,layers.2,bnb-nf4,rtn-w4-keep:layers.0+kv-quanto-w4")
-    assert [q.spec for q in qs] == ["rtn-w3g32-keep:layers.1.mlp.down_proj,layers.2", "bnb-nf4",
-                                    "rtn-w4-keep:layers.0+kv-quanto-w4"]
+    assert [q.spec for q in qs] == [
+        "rtn-w3g32-keep:layers.1.mlp.down_proj,layers.2",
+        "bnb-nf4",
+        "rtn-w4-keep:layers.0+kv-quanto-w4",
+    ]
     k = qs[0]
     assert (k.method, k.inner.spec, k.keep, k.bits, k.group_size, k.bit_class) == (
-        "keep", "rtn-w3g32", ("layers.1.mlp.down_proj", "layers.2"), 3, 32, "3")
+        "keep",
+        "rtn-w3g32",
+        ("layers.1.mlp.down_proj", "layers.2"),
+        3,
+        32,
+        "3",
+    )
     assert QuantConfig.from_dict(json.loads(json.dumps(k.to_dict()))) == k
     assert parse_spec(k.spec) == k
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("kv-quanto-w4-keep:layers.1", ["kv-quanto-w4 cannot keep modules", "KV-cache"]),
-    ("rtn-w4-keep:", ["needs comma-separated module names"]),
-    ("rtn-w4-keep:model.layers.1", ["'model.layers.1' is not a module name", "layers.<i>"]),
-    ("rtn-w4-keep:layers.1,layers.1", ["listed twice"]),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("kv-quanto-w4-keep:layers.1", ["kv-quanto-w4 cannot keep modules", "KV-cache"]),
+        ("rtn-w4-keep:", ["needs comma-separated module names"]),
+        ("rtn-w4-keep:model.layers.1", ["'model.layers.1' is not a module name", "layers.<i>"]),
+        ("rtn-w4-keep:layers.1,layers.1", ["listed twice"]),
+    ],
+)
 def test_bad_keep_lists_are_one_line_usage_errors(spec, words):
     with pytest.raises(UsageError) as e:
         parse_spec(spec)
@@ -45,16 +68,23 @@ def test_bad_keep_lists_are_one_line_usage_errors(spec, words):
 
 def test_unknown_module_lists_the_closest_names_and_exits_4(tmp_path):
     """Through `python -m harness`: the model's module names are checked before anything loads."""
-    for spec, want in (("rtn-w4g16-keep:layers.1.mlp.down_prj", "layers.1.mlp.down_proj"),
-                       ("bnb-nf4,kv-quanto-w4-keep:layers.1", "cannot keep modules")):
-        out = subprocess.run([sys.executable, "-m", "harness", "--model", "tiny-llama", "--quant", spec,
-                              "--report-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    for spec, want in (
+        ("rtn-w4g16-keep:layers.1.mlp.down_prj", "layers.1.mlp.down_proj"),
+        ("bnb-nf4,kv-quanto-w4-keep:layers.1", "cannot keep modules"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "harness", "--model", "tiny-llama", "--quant", spec, "--report-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert out.returncode == 4, out.stderr[-2000:]
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and want in lines[0], out.stderr
 
 
 # ---- effective bits per weight ----
+
 
 def test_bits_per_weight_by_hand(tiny):
     from harness.methods.footprint import footprint, linear_bits
@@ -79,11 +109,21 @@ def test_bits_per_weight_by_hand(tiny):
 
 # ---- diagnosis rules on hand-built results ----
 
+
 def _result(gates, **metrics):
     from harness.gates.records import ConfigResult
 
-    return ConfigResult("x", "rtn", 4, None, "4", {}, verdict="fail", gates=[
-        {"metric": m, "outcome": o, "passed": o == "pass"} for m, o in gates.items()], metrics=metrics)
+    return ConfigResult(
+        "x",
+        "rtn",
+        4,
+        None,
+        "4",
+        {},
+        verdict="fail",
+        gates=[{"metric": m, "outcome": o, "passed": o == "pass"} for m, o in gates.items()],
+        metrics=metrics,
+    )
 
 
 def test_diagnosis_families_from_hand_built_evidence():
@@ -109,6 +149,7 @@ def test_diagnosis_families_from_hand_built_evidence():
 
 # ---- a real tiny run: sensitivity, recommendation measured, diagnosis ----
 
+
 @pytest.fixture(scope="module")
 def advised_run(tmp_path_factory):
     """fault-sink and rtn-w2g16 on tiny-llama under a policy its KL gate decides (a random tiny model has no
@@ -121,8 +162,17 @@ def advised_run(tmp_path_factory):
     policy.write_text("[limits.all]\nkld_mean = { max = 1e-7 }\n")
     lines = []
     # one decoder layer of tiny-llama is 25% of its Linear weights: a budget that admits one
-    res, run_dir = run_session(dict(SMALL, quant="fault-sink,rtn-w2g16", policy=str(policy), sensitivity="auto",
-                                    keep_budget=0.3, report_dir=str(tmp / "rep")), progress=lines.append)
+    res, run_dir = run_session(
+        dict(
+            SMALL,
+            quant="fault-sink,rtn-w2g16",
+            policy=str(policy),
+            sensitivity="auto",
+            keep_budget=0.3,
+            report_dir=str(tmp / "rep"),
+        ),
+        progress=lines.append,
+    )
     return res, run_dir, lines
 
 
@@ -175,10 +225,10 @@ def test_reports_show_diagnosis_recommendation_and_chart(advised_run):
     rec = res["configs"][0]["recommendation"]
     assert f"Run it: `--quant {rec['spec']}`" in md and "bits_per_weight" in md
     page = (run_dir / "report.html").read_text()
-    sec = page[page.index("<h2 id=advice>"):]
-    first = sec[sec.index('data-config="fault-sink"'):]
+    sec = page[page.index("<h2 id=advice>") :]
+    first = sec[sec.index('data-config="fault-sink"') :]
     assert first.index("class=diagnosis") < first.index("class=recommendation") < first.index("<svg")
-    assert "kept" in first[:first.index("</section>")] and "<script" not in page.lower()
+    assert "kept" in first[: first.index("</section>")] and "<script" not in page.lower()
     assert math.isfinite(res["configs"][0]["metrics"]["model_size_mb"])
     from harness.report.summary import verdict_lines
 
@@ -192,10 +242,10 @@ def test_replayed_prefix_gives_the_full_pass_scores(tiny):
     """Keeping modules from layer l on replays layers 0..l-1 from the plain pass: the same scores as a full pass."""
     import torch
 
+    from harness.advice.sensitivity import Probe, measure_keep
     from harness.methods.keep import restore, swap_in
     from harness.methods.rtn import apply_rtn
     from harness.models.sources import load_model, resolve_model
-    from harness.advice.sensitivity import Probe, measure_keep
 
     base, _ = tiny("llama")
     q = apply_rtn(load_model(resolve_model("tiny-llama").local_dir), parse_spec("rtn-w2g16"))

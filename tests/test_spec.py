@@ -1,34 +1,56 @@
 """Spec grammar, shorthand and option resolution (pure Python: no torch)."""
+
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from harness.errors import UsageError
-from harness.methods import QuantConfig
-from harness.methods import bit_class, expand_shorthand, parse_spec, parse_specs
 from harness.config.build import build_spec
+from harness.errors import UsageError
+from harness.methods import QuantConfig, bit_class, expand_shorthand, parse_spec, parse_specs
 
 
-@pytest.mark.parametrize("spec,method,bits,group", [
-    ("bnb-int8", "bnb", 8, None), ("bnb-nf4", "bnb", 4, 64), ("bnb-fp4", "bnb", 4, 64),
-    ("gptq-w4g128", "gptq", 4, 128), ("gptq-w3g128", "gptq", 3, 128), ("gptq-w2g64", "gptq", 2, 64),
-    ("gptq-w8g128", "gptq", 8, 128), ("rtn-w4g32", "rtn", 4, 32), ("rtn-w8", "rtn", 8, None),
-    ("rtn-w3g64-asym", "rtn", 3, 64), ("kv-quanto-w4", "kv", 4, 64), ("kv-hqq-w2g32-r16", "kv", 2, 32),
-    ("gptq-w4g128+kv-quanto-w4", "combo", 4, 128), ("rtn-w3g32+kv-hqq-w4", "combo", 3, 32),
-])
+@pytest.mark.parametrize(
+    "spec,method,bits,group",
+    [
+        ("bnb-int8", "bnb", 8, None),
+        ("bnb-nf4", "bnb", 4, 64),
+        ("bnb-fp4", "bnb", 4, 64),
+        ("gptq-w4g128", "gptq", 4, 128),
+        ("gptq-w3g128", "gptq", 3, 128),
+        ("gptq-w2g64", "gptq", 2, 64),
+        ("gptq-w8g128", "gptq", 8, 128),
+        ("rtn-w4g32", "rtn", 4, 32),
+        ("rtn-w8", "rtn", 8, None),
+        ("rtn-w3g64-asym", "rtn", 3, 64),
+        ("kv-quanto-w4", "kv", 4, 64),
+        ("kv-hqq-w2g32-r16", "kv", 2, 32),
+        ("gptq-w4g128+kv-quanto-w4", "combo", 4, 128),
+        ("rtn-w3g32+kv-hqq-w4", "combo", 3, 32),
+    ],
+)
 def test_valid_specs_roundtrip(spec, method, bits, group):
     cfg = parse_spec(spec)
     assert (cfg.spec, cfg.method, cfg.bits, cfg.group_size) == (spec, method, bits, group)
     assert QuantConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("spec,needle", [
-    ("rtn-w9", "2 to 8 bits"), ("bnb-w3", "no 3-bit mode"), ("gptq-w5", "2, 3, 4, 8"),
-    ("foo-w4", "unknown quantization method 'foo'"), ("auto-gptq-w4", "gptq"),
-    ("rtn-w4g32-sym", "unknown option"), ("bnb-nf3", "did you mean"),
-    ("kv-quanto-w3", "takes 2, 4 bits"), ("kv-quant-w4", "did you mean 'quanto'"), ("kv-hqq-w4-x", "unknown option"),
-    ("kv-quanto-w4+kv-hqq-w2", "one weight method and one KV-cache method"),
-    ("rtn-w4g32+bnb-int8", "one weight method and one KV-cache method"),
-])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ("rtn-w9", "2 to 8 bits"),
+        ("bnb-w3", "no 3-bit mode"),
+        ("gptq-w5", "2, 3, 4, 8"),
+        ("foo-w4", "unknown quantization method 'foo'"),
+        ("auto-gptq-w4", "gptq"),
+        ("rtn-w4g32-sym", "unknown option"),
+        ("bnb-nf3", "did you mean"),
+        ("kv-quanto-w3", "takes 2, 4 bits"),
+        ("kv-quant-w4", "did you mean 'quanto'"),
+        ("kv-hqq-w4-x", "unknown option"),
+        ("kv-quanto-w4+kv-hqq-w2", "one weight method and one KV-cache method"),
+        ("rtn-w4g32+bnb-int8", "one weight method and one KV-cache method"),
+    ],
+)
 def test_bad_specs_name_valid_choices(spec, needle):
     with pytest.raises(UsageError) as e:
         parse_spec(spec)
@@ -57,8 +79,10 @@ def test_shorthand_expands_valid_pairs():
 
 
 def test_bit_classes():
-    assert [bit_class(parse_spec(s)) for s in ("bnb-int8", "bnb-nf4", "rtn-w3g32", "gptq-w2g64", "rtn-w6", "rtn-w5",
-                                               "rtn-w7")] == ["8", "4", "3", "2", "6", "5", "6"]
+    assert [
+        bit_class(parse_spec(s))
+        for s in ("bnb-int8", "bnb-nf4", "rtn-w3g32", "gptq-w2g64", "rtn-w6", "rtn-w5", "rtn-w7")
+    ] == ["8", "4", "3", "2", "6", "5", "6"]
 
 
 def test_dedup_and_order():

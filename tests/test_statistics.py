@@ -1,13 +1,14 @@
 """Issue 12: decisions from intervals, cluster bootstrap, the noise floor, paired regression checks."""
+
 import math
 
 import numpy as np
 import pytest
 
 from harness.gates.decide import config_verdict, decide, evaluate_gate
-from harness.metrics.views import GateView
 from harness.gates.policy import Limit
 from harness.metrics.stats import cluster_bootstrap, crossfit_abs, crossfit_worst, mcnemar_p, needed_n
+from harness.metrics.views import GateView
 
 
 def test_decision_uses_the_whole_interval():
@@ -21,12 +22,17 @@ def test_decision_uses_the_whole_interval():
     low = Limit("min", 0.93)
     assert decide(low, 0.95, (0.94, 0.96)) == "pass" and decide(low, 0.9, (0.85, 0.92)) == "fail"
     assert decide(low, 0.93, (0.92, 0.95)) == "inconclusive"
-    assert evaluate_gate("x", "ppl_ratio", Limit("max", 1.3), GateView(1.1, (1.0, 1.2), n=3), min_n=8)["outcome"] \
+    assert (
+        evaluate_gate("x", "ppl_ratio", Limit("max", 1.3), GateView(1.1, (1.0, 1.2), n=3), min_n=8)["outcome"]
         == "insufficient"
-    assert config_verdict([{"outcome": "pass", "passed": True}, {"outcome": "inconclusive", "passed": False}]) \
+    )
+    assert (
+        config_verdict([{"outcome": "pass", "passed": True}, {"outcome": "inconclusive", "passed": False}])
         == "inconclusive"
-    assert config_verdict([{"outcome": "fail", "passed": False}, {"outcome": "inconclusive", "passed": False}]) \
-        == "fail"
+    )
+    assert (
+        config_verdict([{"outcome": "fail", "passed": False}, {"outcome": "inconclusive", "passed": False}]) == "fail"
+    )
 
 
 def test_needed_n_scales_with_the_square_of_the_margin():
@@ -58,7 +64,7 @@ def test_bca_interval_covers_a_known_mean_about_95_percent_of_the_time():
     hits = 0
     for k in range(200):
         x = rng.exponential(1.0, 40)  # skewed, true mean 1
-        lo, hi = cluster_bootstrap(lambda i: float(x[i].mean()), np.arange(40), 1000, k)
+        lo, hi = cluster_bootstrap(lambda i, x=x: float(x[i].mean()), np.arange(40), 1000, k)
         hits += lo <= 1.0 <= hi
     assert 0.88 <= hits / 200 <= 0.99
 
@@ -91,13 +97,23 @@ def test_crossfit_shift_reads_zero_when_nothing_moved():
 
 def _cfg(flags):
     """A configuration's generations: 35 stable-correct prompts; flags[k] True = answered wrongly."""
-    return {"generations": [{"id": f"fam{k % 5}-{k}", "stable_baseline": "right", "correct_quantized": not f,
-                             "degenerate": None, "degenerate_baseline": None} for k, f in enumerate(flags)]}
+    return {
+        "generations": [
+            {
+                "id": f"fam{k % 5}-{k}",
+                "stable_baseline": "right",
+                "correct_quantized": not f,
+                "degenerate": None,
+                "degenerate_baseline": None,
+            }
+            for k, f in enumerate(flags)
+        ]
+    }
 
 
 def test_paired_regression_five_more_flips_fail_and_a_rerun_passes():
-    from harness.gates.regression import RegressionCheck, paired_change
     from harness.gates.policy import Tolerance
+    from harness.gates.regression import RegressionCheck, paired_change
 
     earlier = _cfg([False] * 35)
     worse = _cfg([True] * 5 + [False] * 30)
@@ -120,9 +136,15 @@ def test_paired_regression_on_sequences():
     rng = np.random.default_rng(4)
 
     def run(shift):
-        return {"evidence": {"sequences": [{"doc": k // 3, "nll_baseline": 2.0, "nll_quantized": 2.1 + shift + e,
-                                            "kl_mean": 0.1, "top1": 0.9} for k, e in
-                                           enumerate(rng.normal(0, 0.01, 24))]}}
+        return {
+            "evidence": {
+                "sequences": [
+                    {"doc": k // 3, "nll_baseline": 2.0, "nll_quantized": 2.1 + shift + e, "kl_mean": 0.1, "top1": 0.9}
+                    for k, e in enumerate(rng.normal(0, 0.01, 24))
+                ]
+            }
+        }
+
     a = run(0.0)
     assert paired_change("loss_delta", a, run(0.05))["significant"]
     assert not paired_change("loss_delta", a, run(0.0))["significant"]
@@ -155,8 +177,18 @@ def test_kv_configurations_record_how_much_attention_read_quantized_kv(tmp_path)
     from harness.measure.passes import CHUNK
     from harness.methods.kv import RESIDUAL
 
-    r = run(dict(model="tiny-llama", quant="kv-hqq-w4g16", n_sequences=2, seq_len=128, max_new_tokens=4,
-                 n_prompts=4, report_dir=str(tmp_path)), progress=lambda m: None)
+    r = run(
+        dict(
+            model="tiny-llama",
+            quant="kv-hqq-w4g16",
+            n_sequences=2,
+            seq_len=128,
+            max_new_tokens=4,
+            n_prompts=4,
+            report_dir=str(tmp_path),
+        ),
+        progress=lambda m: None,
+    )
     got = r["configs"][0]["info"]["kv_cache"]["corpus_quantized_read_share"]
     assert got == pytest.approx(_share(128, CHUNK, RESIDUAL), abs=1e-4) and got > 0.7
     assert _share(128, 32, 128) == pytest.approx(0.372, abs=1e-3)  # transformers' defaults: the first chunk only

@@ -1,4 +1,5 @@
 """Lockstep streaming passes, chunked prefill through KV caches, sink K/V and sink protection."""
+
 import copy
 
 import numpy as np
@@ -9,8 +10,7 @@ from harness.errors import CaptureError
 from harness.measure.kvcache import KVSpec
 from harness.measure.passes import Participant, compare_pair, forward_stats, measure_batch
 from harness.measure.protect import SinkSource
-from harness.methods.rtn import RTNConfig
-from harness.methods.rtn import apply_rtn
+from harness.methods.rtn import RTNConfig, apply_rtn
 from harness.models.tiny import TINY_ARCHS
 
 FULL_ATTENTION = [a for a in TINY_ARCHS if a != "mistral"]
@@ -29,8 +29,9 @@ def test_chunked_pass_equals_one_call(arch, tiny):
     one = forward_stats(model, ids)
     chunked = forward_stats(model, ids, chunk=7)
     for f in ("sink_mass", "entropy", "massive", "sink_hidden", "sink_k", "sink_v", "logp"):
-        np.testing.assert_allclose(getattr(chunked, f).numpy(), getattr(one, f).numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=f)
+        np.testing.assert_allclose(
+            getattr(chunked, f).numpy(), getattr(one, f).numpy(), rtol=1e-4, atol=1e-5, err_msg=f
+        )
     assert torch.equal(chunked.votes, one.votes)
 
 
@@ -92,6 +93,7 @@ def test_a_failing_runner_is_reported_and_the_others_finish(tiny):
 
     def boom(mod, args, out):
         raise RuntimeError("kernel exploded")
+
     layer2.register_forward_hook(boom)
     ids = _ids()
     b, out = measure_batch(Participant(model), {"ok": Participant(quant), "broken": Participant(broken)}, ids)

@@ -1,4 +1,5 @@
 """corpus_metrics and generation_metrics against values worked out by hand on tiny inputs."""
+
 import math
 
 import numpy as np
@@ -69,23 +70,37 @@ def test_a_nonfinite_sink_map_gives_nan_rates_never_zero():
 
 
 def _gen(correct_b, correct_q, degen=None, degen_b=None, exact=False, div=0, ref="x", stable=None, pid="f-1"):
-    return {"id": pid, "reference": ref, "correct_baseline": correct_b, "correct_quantized": correct_q,
-            "degenerate": degen, "degenerate_baseline": degen_b, "exact": exact, "first_divergence": div,
-            "stable_baseline": stable}
+    return {
+        "id": pid,
+        "reference": ref,
+        "correct_baseline": correct_b,
+        "correct_quantized": correct_q,
+        "degenerate": degen,
+        "degenerate_baseline": degen_b,
+        "exact": exact,
+        "first_divergence": div,
+        "stable_baseline": stable,
+    }
 
 
 def test_generation_metrics_hand_worked():
-    gens = [_gen(True, False, div=2, stable="right", pid="a-1"),  # a flip
-            _gen(True, True, exact=True, div=5, stable="right", pid="a-2"),
-            _gen(False, False, degen="loop", div=0, stable="wrong", pid="b-1"),  # degenerates, baseline did not
-            _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None, pid="c-1")]  # not counted
+    gens = [
+        _gen(True, False, div=2, stable="right", pid="a-1"),  # a flip
+        _gen(True, True, exact=True, div=5, stable="right", pid="a-2"),
+        _gen(False, False, degen="loop", div=0, stable="wrong", pid="b-1"),  # degenerates, baseline did not
+        _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None, pid="c-1"),
+    ]  # not counted
     met, views = generation_metrics(gens)
     assert met["flip_rate"] == 0.5  # 1 flip of 2 stable-correct prompts, no stable-wrong one answered right
     assert (met["n_stable_correct"], met["flips"], met["unflips"], met["flip_mcnemar_p"]) == (2, 1, 0, 0.5)
     assert met["degenerate_rate"] == 0.25 and met["misgeneration_rate"] == 0.5
     assert met["exact_match_rate"] == 0.5 and met["mean_first_divergence"] == 2.75
-    assert (met["n_prompts"], met["n_with_references"], met["n_baseline_correct"], met["n_quantized_correct"]) == \
-        (4, 3, 2, 1)
+    assert (met["n_prompts"], met["n_with_references"], met["n_baseline_correct"], met["n_quantized_correct"]) == (
+        4,
+        3,
+        2,
+        1,
+    )
     assert views["flip_rate"].n == 2  # too few prompts for an interval: many resamples hold no stable-correct one
     assert all(math.isnan(x) for x in views["flip_rate"].ci)
     # a stable-wrong prompt answered rightly offsets a flip: net flips
@@ -95,12 +110,14 @@ def test_generation_metrics_hand_worked():
 
 def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
     """A benign change moves which prompts loop: new loops offset by recovered ones are no net harm."""
-    gens = [_gen(None, None, degen="loop", ref=None, pid="a-1"),  # new
-            _gen(None, None, degen="loop", ref=None, pid="a-2"),  # new
-            _gen(None, None, degen_b="loop", ref=None, pid="b-1"),  # recovered
-            _gen(None, None, degen="empty", degen_b="loop", ref=None, pid="b-2"),  # both: neither
-            _gen(True, False, degen_b="loop", stable="right", pid="c-1"),  # flips and recovers: worse (mis +1)
-            _gen(None, None, ref=None, pid="c-2")]
+    gens = [
+        _gen(None, None, degen="loop", ref=None, pid="a-1"),  # new
+        _gen(None, None, degen="loop", ref=None, pid="a-2"),  # new
+        _gen(None, None, degen_b="loop", ref=None, pid="b-1"),  # recovered
+        _gen(None, None, degen="empty", degen_b="loop", ref=None, pid="b-2"),  # both: neither
+        _gen(True, False, degen_b="loop", stable="right", pid="c-1"),  # flips and recovers: worse (mis +1)
+        _gen(None, None, ref=None, pid="c-2"),
+    ]
     met, _ = generation_metrics(gens)
     assert (met["new_degenerate"], met["recovered_degenerate"]) == (2, 2)
     assert met["degenerate_rate"] == 0.0  # (2 - 2) / 6
@@ -109,9 +126,19 @@ def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([None, "loop"]), st.sampled_from([None, "empty"]),
-                          st.sampled_from([None, True, False]), st.sampled_from([None, True, False]),
-                          st.sampled_from([None, "right", "wrong"])), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([None, "loop"]),
+            st.sampled_from([None, "empty"]),
+            st.sampled_from([None, True, False]),
+            st.sampled_from([None, True, False]),
+            st.sampled_from([None, "right", "wrong"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_net_generation_rates_are_antisymmetric(rows):
     """Swapping the two models' roles negates the net degeneration (an independent count in numpy)."""
     gens = [_gen(cb, cq, degen=dq, degen_b=db, stable=s, pid=f"p-{i}") for i, (dq, db, cb, cq, s) in enumerate(rows)]

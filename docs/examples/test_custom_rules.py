@@ -6,6 +6,7 @@
 once and shared with the bundled gates); `qs_result[metric]` is a numpy array for per-layer
 ([layer]) and per-head ([layer, head]) metrics and a float for scalars (see docs/results.md).
 """
+
 import numpy as np
 
 

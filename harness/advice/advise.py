@@ -5,6 +5,7 @@ Called by the Evaluator while the quantized model is still loaded. The recommend
 is measured on the same quantized model with the kept modules swapped in from the baseline (what
 `SPEC-keep:...` runs), and recorded as a configuration of its own (`recommended_for`).
 """
+
 from __future__ import annotations
 
 import math
@@ -82,9 +83,16 @@ def search_and_recommend(ev, q, r, model, fp):
     limits = policy.gates_for(r.bit_class if policy.by_class else None)
     has_sink = not ((r.gate_views or {}).get("sink_hidden_cos") or {}).get("absent")
     # the budget is a share of the quantized Linear weights (all Linears for a method that stores none quantized)
-    rec = greedy(sens, targets(limits, has_sink), module_params(base.model),
-                 fp["quantized_params"] or fp["linear_params"], s.keep_budget,
-                 lambda names: measure_keep(sens["probe"], model, base.model, names), ev.progress, q.spec)
+    rec = greedy(
+        sens,
+        targets(limits, has_sink),
+        module_params(base.model),
+        fp["quantized_params"] or fp["linear_params"],
+        s.keep_budget,
+        lambda names: measure_keep(sens["probe"], model, base.model, names),
+        ev.progress,
+        q.spec,
+    )
     rec["search_seconds"] = round(time.perf_counter() - t0, 1)
     measured = None
     if rec["keep"]:
@@ -111,7 +119,8 @@ def _record(sens: dict) -> dict:
     out["layers"] = [{k: v for k, v in u.items() if k != "score"} for u in sens["layers"]]
     out["modules"] = [{k: v for k, v in u.items() if k != "score"} for u in sens["modules"]]
     out["plain"] = {k: v for k, v in sens["plain"].items() if k != "sink_cos"} | {
-        "sink_cos_min": min((c for c in sens["plain"]["sink_cos"] if math.isfinite(c)), default=None)}
+        "sink_cos_min": min((c for c in sens["plain"]["sink_cos"] if math.isfinite(c)), default=None)
+    }
     return out
 
 
@@ -123,14 +132,17 @@ def measure_recommended(ev, q, keep_q, parent, model):
     rr.recommended_for = q.spec
     rr.quantize_seconds = parent.quantize_seconds
     rr.module_types = parent.module_types
-    rr.info = {"kept_modules": list(kept(keep_q)),
-               "measured_as": f"{q.spec}'s quantized model with the kept modules swapped in from the baseline"}
+    rr.info = {
+        "kept_modules": list(kept(keep_q)),
+        "measured_as": f"{q.spec}'s quantized model with the kept modules swapped in from the baseline",
+    }
     ev.progress(f"{keep_q.spec}: measuring the recommended configuration (its own gates)")
     t0 = time.perf_counter()
     key = Key(keep_q.spec)
     try:  # a failure ends this recommended configuration (recorded as its error), never the run
-        pairs = run_multi(ev.base.model, {key: ev.participant(keep_q, model)}, ev.base.batches,
-                          ev.spec.sink_positions, ev.progress)
+        pairs = run_multi(
+            ev.base.model, {key: ev.participant(keep_q, model)}, ev.base.batches, ev.spec.sink_positions, ev.progress
+        )
         ev.finish(keep_q, rr, model, pairs[key], time.perf_counter() - t0)
     except Exception as e:
         rr.fail(one_line(e))

@@ -7,6 +7,7 @@ layers with the largest gain: the same for each of their Linear modules; (3) the
 variant (the sink prefix's states from the baseline), which says how much of the gap is the sink's.
 Cost: 1 + L + TOP_LAYERS x (Linears per layer) + 1 forward passes over CAL_SEQUENCES sequences.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,10 @@ def calibration_ids(tokenizer, corpus, gated: torch.Tensor, n: int, seq_len: int
         return None, f"every {seq_len}-token chunk of corpus '{corpus.name}' is a gated sequence: no calibration split"
     k = min(n, len(free))
     picks = [free[(2 * j + 1) * len(free) // (2 * k)] for j in range(k)]  # centres of k equal slices
-    return allc[picks], (f"{k} of the {len(free)} {seq_len}-token corpus chunks outside the {len(gated)} gated "
-                         f"sequences (chunks {', '.join(map(str, picks))} of {len(allc)})")
+    return allc[picks], (
+        f"{k} of the {len(free)} {seq_len}-token corpus chunks outside the {len(gated)} gated "
+        f"sequences (chunks {', '.join(map(str, picks))} of {len(allc)})"
+    )
 
 
 class _Replay(torch.nn.Module):
@@ -71,8 +74,14 @@ class Probe:
         """Score the configuration itself and remember its layers' outputs for replay."""
 
         outs: dict[int, object] = {}
-        hooks = [layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o))
-                 for i, layer in enumerate(decoder_layers(model))] if self.kv is None else []
+        hooks = (
+            [
+                layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o))
+                for i, layer in enumerate(decoder_layers(model))
+            ]
+            if self.kv is None
+            else []
+        )
         try:
             score = self.score(model)
         finally:
@@ -110,14 +119,14 @@ class Probe:
 
         def on_kv(i, k, v, n_new):
             return protect.on_kv(i, k, v, row0[0] + n_new) if protect is not None else None
+
         cache = make_cache(model, self.kv)
         watch(cache, on_kv, keep=len(spans) > 1)
         parts = []
         with torch.no_grad(), capture(model, None, on_hidden):
             for a, b in spans:
                 row0[0] = a
-                out = model(input_ids=self.ids[:, a:b].to(model.device), use_cache=True,
-                            **{cache_kwarg(model): cache})
+                out = model(input_ids=self.ids[:, a:b].to(model.device), use_cache=True, **{cache_kwarg(model): cache})
                 parts.append(out.logits.float().cpu())
         logp = torch.log_softmax(torch.cat(parts, 1), -1)
         return logp, M.token_nll(logp, self.ids), torch.stack([hid[i] for i in range(len(hid))], 1)
@@ -135,9 +144,12 @@ class Probe:
     def _compare(self, logp, nll, hid) -> dict:
         kl = M.token_kl(self.logp_b[:, :-1], logp[:, :-1])
         cos = M.cosine(self.hid_b, hid).mean(0)  # [L]
-        return {"kld_mean": float(kl.mean()), "kld_p99": float(torch.quantile(kl.flatten().double(), 0.99)),
-                "ppl_ratio": math.exp(float(nll.mean() - self.nll_b.mean())),
-                "sink_cos": [float(c) for c in cos]}
+        return {
+            "kld_mean": float(kl.mean()),
+            "kld_p99": float(torch.quantile(kl.flatten().double(), 0.99)),
+            "ppl_ratio": math.exp(float(nll.mean() - self.nll_b.mean())),
+            "sink_cos": [float(c) for c in cos],
+        }
 
 
 def deficit(s: dict) -> dict:
@@ -177,10 +189,9 @@ def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_sou
         s = measure_keep(probe, model, base_model, [f"layers.{i}"])
         layers.append({"name": f"layers.{i}", **gains(plain, s), "kld_mean": s["kld_mean"], "score": s})
         if (i + 1) % 5 == 0 or i + 1 == n_layers:
-            progress(f"{label}: sensitivity: layer {i + 1}/{n_layers} kept in turn "
-                     f"({time.perf_counter() - t0:.0f} s)")
+            progress(f"{label}: sensitivity: layer {i + 1}/{n_layers} kept in turn ({time.perf_counter() - t0:.0f} s)")
     rank = sorted(range(n_layers), key=lambda i: -(layers[i]["kl_share"] + max(0.0, layers[i]["sink_share"])))
-    top = rank[:min(TOP_LAYERS, n_layers)]
+    top = rank[: min(TOP_LAYERS, n_layers)]
     names = [n for n, _, _ in linear_modules(model)]
     modules = []
     for i in top:
@@ -188,13 +199,21 @@ def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_sou
         for n in inside:
             s = measure_keep(probe, model, base_model, [n])
             modules.append({"name": n, **gains(plain, s), "kld_mean": s["kld_mean"], "score": s})
-        progress(f"{label}: sensitivity: {len(inside)} modules of layer {i} kept in turn "
-                 f"({time.perf_counter() - t0:.0f} s)")
+        progress(
+            f"{label}: sensitivity: {len(inside)} modules of layer {i} kept in turn ({time.perf_counter() - t0:.0f} s)"
+        )
     protected = None
     if sink_source is not None:
         p = probe.score_protected(model, sink_source)
         protected = {**gains(plain, p), "kld_mean": p["kld_mean"]}
-    return {"calibration": {"n": int(ids.shape[0]), "seq_len": int(ids.shape[1])}, "plain": plain,
-            "layers": layers, "top_layers": top, "modules": modules, "protected_sink": protected,
-            "evaluations": 1 + n_layers + len(modules) + (protected is not None),
-            "seconds": round(time.perf_counter() - t0, 1), "probe": probe}
+    return {
+        "calibration": {"n": int(ids.shape[0]), "seq_len": int(ids.shape[1])},
+        "plain": plain,
+        "layers": layers,
+        "top_layers": top,
+        "modules": modules,
+        "protected_sink": protected,
+        "evaluations": 1 + n_layers + len(modules) + (protected is not None),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "probe": probe,
+    }

@@ -1,4 +1,5 @@
 """RunSpec from option values: command line > ini > profile default, every value checked."""
+
 from __future__ import annotations
 
 from harness.config.settings import BY_NAME, DEFAULT_QUANT, RunSpec, profile_values
@@ -33,8 +34,9 @@ def parse_sink_positions(text: str) -> tuple[int, ...]:
     try:
         pos = tuple(sorted({int(x) for x in str(text).split(",") if x.strip()}))
     except ValueError:
-        raise UsageError(f"--sink-positions takes comma-separated token positions such as 0 or 0,1 "
-                         f"(got '{text}')") from None
+        raise UsageError(
+            f"--sink-positions takes comma-separated token positions such as 0 or 0,1 (got '{text}')"
+        ) from None
     if not pos or pos[0] < 0:
         raise UsageError(f"--sink-positions needs non-negative positions (got '{text}')")
     return pos
@@ -63,14 +65,15 @@ def build_spec(values: dict) -> RunSpec:
         spec.quant = parse_specs(given.get("quant") or DEFAULT_QUANT)
     spec.device = resolve_device(given.get("device") or "auto")
     if spec.device.startswith("cuda") and not _cuda_available():
-        msg = (f"--device {spec.device} asks for CUDA but torch sees no GPU on this machine; "
-               f"run on a CUDA machine or use --device cpu")
+        msg = (
+            f"--device {spec.device} asks for CUDA but torch sees no GPU on this machine; "
+            f"run on a CUDA machine or use --device cpu"
+        )
         if spec.signoff:
             raise UsageError(msg)
         spec.unavailable = msg  # every configuration is skipped with this reason
     if spec.devices and spec.device.startswith("cuda") and not spec.unavailable:
         import torch
-
 
         parse_devices(spec.devices, torch.cuda.device_count())  # a bad index stops the run before it starts
     if spec.max_memory:
@@ -84,15 +87,24 @@ def build_spec(values: dict) -> RunSpec:
 
     check_scenarios(spec)  # --scenarios and the streaming window: usage errors now
     if spec.reference:
-        clash = [f for f, on in (("--scenarios", bool(selected(spec))), ("--protect-sink", spec.protect_sink),
-                                 ("--sensitivity", spec.sensitivity != "off"), ("--lockstep on", spec.lockstep == "on"))
-                 if on]
+        clash = [
+            f
+            for f, on in (
+                ("--scenarios", bool(selected(spec))),
+                ("--protect-sink", spec.protect_sink),
+                ("--sensitivity", spec.sensitivity != "off"),
+                ("--lockstep on", spec.lockstep == "on"),
+            )
+            if on
+        ]
         if clash:
-            raise UsageError(f"--reference does not cover {', '.join(clash)} (they run beside the baseline model): "
-                             f"drop --reference or {clash[0]}" + (" (--scenarios none)" if clash[0] == "--scenarios" else ""))
+            raise UsageError(
+                f"--reference does not cover {', '.join(clash)} (they run beside the baseline model): "
+                f"drop --reference or {clash[0]}" + (" (--scenarios none)" if clash[0] == "--scenarios" else "")
+            )
     if max(spec.sink_positions) >= spec.seq_len - 1:
-        raise UsageError(f"--sink-positions {','.join(map(str, spec.sink_positions))} must lie before the last position "
-                         f"of a sequence (seq_len {spec.seq_len})")
+        raise UsageError(
+            f"--sink-positions {','.join(map(str, spec.sink_positions))} must lie before the last position "
+            f"of a sequence (seq_len {spec.seq_len})"
+        )
     return spec
-
-

@@ -5,6 +5,7 @@ baseline's cached generations, the stored baseline reference, a shard's run key 
 comparability. Which settings enter a key comes from each setting's role in the settings table
 (config/settings.py), so a new setting cannot silently escape it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,12 @@ def inputs_identity(spec, inputs, names=MEASURING_SETTINGS, threads: bool = True
     settings = {k: d.get(k) for k in names if k != "threads"}
     if threads:  # the count the run will use, resolved (float reductions depend on it)
         settings["threads"] = threads_of(spec)
-    return {"weights": inputs.source.sha256 or str(inputs.source.local_dir), "corpus": inputs.corpus.sha256,
-            "prompts": inputs.prompts.sha256, "settings": settings}
+    return {
+        "weights": inputs.source.sha256 or str(inputs.source.local_dir),
+        "corpus": inputs.corpus.sha256,
+        "prompts": inputs.prompts.sha256,
+        "settings": settings,
+    }
 
 
 # ---- keys of shared artefacts ----
@@ -63,14 +68,19 @@ def measurement_key(spec, inputs, q) -> str | None:
     ident = q.cache_identity()
     if ident is None:
         return None
-    return digest({"format": RESULTS_FORMAT, "inputs": inputs_identity(spec, inputs), "config": ident,
-                   "versions": installed_versions(method_packages(q))})
+    return digest(
+        {
+            "format": RESULTS_FORMAT,
+            "inputs": inputs_identity(spec, inputs),
+            "config": ident,
+            "versions": installed_versions(method_packages(q)),
+        }
+    )
 
 
 def baseline_side_key(spec, inputs) -> str:
     """The results-cache key of the baseline's side of results.json."""
-    return digest({"format": RESULTS_FORMAT, "inputs": inputs_identity(spec, inputs),
-                   "versions": installed_versions()})
+    return digest({"format": RESULTS_FORMAT, "inputs": inputs_identity(spec, inputs), "versions": installed_versions()})
 
 
 def reference_identity(spec, inputs, **layout) -> dict:
@@ -78,14 +88,27 @@ def reference_identity(spec, inputs, **layout) -> dict:
     return {**layout, **inputs_identity(spec, inputs, BASELINE_SETTINGS), "versions": installed_versions()}
 
 
-def generation_key(spec, inputs, threads: int | None, tag: str, texts: list[str], new_tokens: int,
-                   min_new: int = 0) -> str:
+def generation_key(
+    spec, inputs, threads: int | None, tag: str, texts: list[str], new_tokens: int, min_new: int = 0
+) -> str:
     """The key of the baseline's greedy continuations of `texts` (the corpus does not enter it)."""
-    return digest({"model": inputs.source.sha256 or str(inputs.source.local_dir), "revision": spec.revision,
-                   "prompts": inputs.prompts.sha256, "texts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
-                   "new": new_tokens, "min_new": min_new, "batch": spec.gen_batch_size, "bos": spec.bos,
-                   "dtype": spec.baseline_dtype, "device": spec.device, "threads": threads, "tag": tag,
-                   "versions": installed_versions()})
+    return digest(
+        {
+            "model": inputs.source.sha256 or str(inputs.source.local_dir),
+            "revision": spec.revision,
+            "prompts": inputs.prompts.sha256,
+            "texts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+            "new": new_tokens,
+            "min_new": min_new,
+            "batch": spec.gen_batch_size,
+            "bos": spec.bos,
+            "dtype": spec.baseline_dtype,
+            "device": spec.device,
+            "threads": threads,
+            "tag": tag,
+            "versions": installed_versions(),
+        }
+    )
 
 
 def shard_run_key(spec, inputs, policy_sha: str) -> str:
@@ -94,8 +117,16 @@ def shard_run_key(spec, inputs, policy_sha: str) -> str:
     ident = inputs_identity(spec, inputs, threads=False)
     ident["settings"]["device"] = str(ident["settings"]["device"]).split(":")[0]
     packages = sorted({p for q in spec.quant for p in method_packages(q)})
-    return digest({"inputs": ident, "versions": installed_versions(packages), "specs": [q.spec for q in spec.quant],
-                   "policy": policy_sha, "bit_class": spec.bit_class, "signoff": spec.signoff})
+    return digest(
+        {
+            "inputs": ident,
+            "versions": installed_versions(packages),
+            "specs": [q.spec for q in spec.quant],
+            "policy": policy_sha,
+            "bit_class": spec.bit_class,
+            "signoff": spec.signoff,
+        }
+    )
 
 
 # ---- run ids ----
@@ -115,9 +146,25 @@ def check_run_id(run_id: str) -> str:
 # ---- comparability (--compare) ----
 # What must match for two runs to be comparable: the data a metric is computed from. The list of
 # configurations is not part of it (each configuration is compared with its own earlier measurement).
-COMPARED = ("model", "weights sha256", "revision", "corpus sha256", "prompts sha256", "bos", "sink positions",
-            "seq_len", "n_sequences", "max_new_tokens", "long_new_tokens", "seed", "baseline dtype",
-            "device type", "batch size", "measured against", "harness major version")
+COMPARED = (
+    "model",
+    "weights sha256",
+    "revision",
+    "corpus sha256",
+    "prompts sha256",
+    "bos",
+    "sink positions",
+    "seq_len",
+    "n_sequences",
+    "max_new_tokens",
+    "long_new_tokens",
+    "seed",
+    "baseline dtype",
+    "device type",
+    "batch size",
+    "measured against",
+    "harness major version",
+)
 LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel")  # may differ; named in the compare note
 
 
@@ -128,32 +175,59 @@ def comparable_identity(results: dict) -> dict:
     device = st.get("device", (r.get("environment") or {}).get("device"))
     sinks = st.get("sink_positions")
     version = r.get("harness_version")
-    return {"model": model.get("id"), "weights sha256": (model.get("source") or {}).get("sha256"),
-            "revision": model.get("revision"), "corpus sha256": corpus.get("sha256"),
-            "prompts sha256": (r.get("prompts") or {}).get("sha256"), "bos": st.get("bos"),
-            "sink positions": None if sinks is None else ",".join(str(int(x)) for x in sinks),
-            "seq_len": st.get("seq_len", corpus.get("seq_len")), "n_sequences": st.get("n_sequences"),
-            "max_new_tokens": st.get("max_new_tokens"), "long_new_tokens": st.get("long_new_tokens"),
-            "seed": st.get("seed"), "baseline dtype": st.get("baseline_dtype", model.get("baseline_dtype")),
-            "device type": None if device is None else str(device).split(":")[0],
-            "batch size": st.get("batch_size"),
-            # JS from 16 sampled rows and KL from the top-256 tokens (--reference) are not lockstep's numbers
-            "measured against": None if "reference" not in st else "a stored reference" if st["reference"]
-            else "the baseline model",
-            "harness major version": None if version is None else str(version).split(".")[0]}
+    return {
+        "model": model.get("id"),
+        "weights sha256": (model.get("source") or {}).get("sha256"),
+        "revision": model.get("revision"),
+        "corpus sha256": corpus.get("sha256"),
+        "prompts sha256": (r.get("prompts") or {}).get("sha256"),
+        "bos": st.get("bos"),
+        "sink positions": None if sinks is None else ",".join(str(int(x)) for x in sinks),
+        "seq_len": st.get("seq_len", corpus.get("seq_len")),
+        "n_sequences": st.get("n_sequences"),
+        "max_new_tokens": st.get("max_new_tokens"),
+        "long_new_tokens": st.get("long_new_tokens"),
+        "seed": st.get("seed"),
+        "baseline dtype": st.get("baseline_dtype", model.get("baseline_dtype")),
+        "device type": None if device is None else str(device).split(":")[0],
+        "batch size": st.get("batch_size"),
+        # JS from 16 sampled rows and KL from the top-256 tokens (--reference) are not lockstep's numbers
+        "measured against": None
+        if "reference" not in st
+        else "a stored reference"
+        if st["reference"]
+        else "the baseline model",
+        "harness major version": None if version is None else str(version).split(".")[0],
+    }
 
 
 def spec_identity(spec, corpus, prompts, source=None) -> dict:
     """comparable_identity() of the run a RunSpec is about to make over these corpus, prompts and model source."""
-    return comparable_identity({
-        "model": {"id": spec.model, "revision": spec.revision or "main",
-                  "source": {"sha256": getattr(source, "sha256", None)}},
-        "corpus": {"sha256": corpus.sha256}, "prompts": {"sha256": prompts.sha256},
-        "settings": {"bos": spec.bos, "sink_positions": list(spec.sink_positions), "seq_len": spec.seq_len,
-                     "n_sequences": spec.n_sequences, "max_new_tokens": spec.max_new_tokens,
-                     "long_new_tokens": spec.long_new_tokens, "seed": spec.seed, "baseline_dtype": spec.baseline_dtype,
-                     "device": spec.device, "batch_size": spec.batch_size, "reference": spec.reference},
-        "harness_version": __version__})
+    return comparable_identity(
+        {
+            "model": {
+                "id": spec.model,
+                "revision": spec.revision or "main",
+                "source": {"sha256": getattr(source, "sha256", None)},
+            },
+            "corpus": {"sha256": corpus.sha256},
+            "prompts": {"sha256": prompts.sha256},
+            "settings": {
+                "bos": spec.bos,
+                "sink_positions": list(spec.sink_positions),
+                "seq_len": spec.seq_len,
+                "n_sequences": spec.n_sequences,
+                "max_new_tokens": spec.max_new_tokens,
+                "long_new_tokens": spec.long_new_tokens,
+                "seed": spec.seed,
+                "baseline_dtype": spec.baseline_dtype,
+                "device": spec.device,
+                "batch_size": spec.batch_size,
+                "reference": spec.reference,
+            },
+            "harness_version": __version__,
+        }
+    )
 
 
 def short(v) -> str:
@@ -165,15 +239,19 @@ def short(v) -> str:
 def differences(current: dict, earlier: dict) -> list[tuple[str, object, object]]:
     """(key, earlier value, current value) for every identity key that differs; unknown (None) on either
     side is not a difference (runs written before a key was recorded)."""
-    return [(k, earlier.get(k), current.get(k)) for k in current
-            if current.get(k) is not None and earlier.get(k) is not None and current.get(k) != earlier.get(k)]
+    return [
+        (k, earlier.get(k), current.get(k))
+        for k in current
+        if current.get(k) is not None and earlier.get(k) is not None and current.get(k) != earlier.get(k)
+    ]
 
 
 def check_comparable(current: dict, earlier: dict, earlier_id: str = "earlier run") -> None:
     """NotComparable (a UsageError) with one clause per identity key that differs."""
     diffs = differences(current, earlier)
     if diffs:
-        raise NotComparable(f"run {earlier_id} is not comparable: "
-                            + "; ".join(f"{k} differs ({short(e)} in {earlier_id}, {short(n)} now)"
-                                        for k, e, n in diffs)
-                            + "; compare with a run of the same inputs or use --compare none")
+        raise NotComparable(
+            f"run {earlier_id} is not comparable: "
+            + "; ".join(f"{k} differs ({short(e)} in {earlier_id}, {short(n)} now)" for k, e, n in diffs)
+            + "; compare with a run of the same inputs or use --compare none"
+        )

@@ -3,6 +3,7 @@
 Every set carries a sha256 of its content, recorded in results so that runs are
 comparable only when they measured the same text.
 """
+
 from __future__ import annotations
 
 import ast
@@ -31,7 +32,7 @@ class Corpus:
     sha256: str
 
     @classmethod
-    def of(cls, name: str, docs: list[str]) -> "Corpus":
+    def of(cls, name: str, docs: list[str]) -> Corpus:
         return cls(name, tuple(docs), _sha(list(docs)))
 
 
@@ -49,7 +50,7 @@ class PromptSet:
     prompts: tuple[Prompt, ...]
     sha256: str
 
-    def subset(self, n: int) -> "PromptSet":
+    def subset(self, n: int) -> PromptSet:
         """n prompts spread evenly over the file (which groups prompts by family); 0 or >= len: all."""
         if n <= 0 or n >= len(self.prompts):
             return self
@@ -96,11 +97,25 @@ def python_docs(max_files: int | None = None) -> list[str]:
     max_files limits how many source files are read (tests); None reads them all.
     """
     root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo",
-            "tkinter", "ensurepip", "__pycache__", "config-3"}
+    skip = {
+        "test",
+        "tests",
+        "idlelib",
+        "site-packages",
+        "dist-packages",
+        "lib2to3",
+        "turtledemo",
+        "tkinter",
+        "ensurepip",
+        "__pycache__",
+        "config-3",
+    }
     docs = []
-    files = [p for p in sorted(root.rglob("*.py"))
-             if not any(part in skip or part.startswith("config-") for part in p.relative_to(root).parts)]
+    files = [
+        p
+        for p in sorted(root.rglob("*.py"))
+        if not any(part in skip or part.startswith("config-") for part in p.relative_to(root).parts)
+    ]
     for path in files[:max_files]:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -127,8 +142,9 @@ def load_corpus(spec: str) -> Corpus:
         return Corpus.of(f"python-docs-{sys.version_info.major}.{sys.version_info.minor}", python_docs())
     path = Path(spec).expanduser()
     if not path.exists():
-        raise UsageError(f"corpus '{spec}' not found: give {' or '.join(BUILTIN_CORPORA)}, "
-                         f"a .txt/.jsonl file or a directory of them")
+        raise UsageError(
+            f"corpus '{spec}' not found: give {' or '.join(BUILTIN_CORPORA)}, a .txt/.jsonl file or a directory of them"
+        )
     files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
     docs = [d for f in files for d in _docs_from_file(f)]
     if not docs:
@@ -154,8 +170,9 @@ def load_prompts(spec: str) -> PromptSet:
             if not isinstance(rec, dict):
                 raise ValueError("not an object")
         except ValueError as e:
-            raise UsageError(f"{path}:{i}: malformed JSON line ({e}); expected "
-                             f'{{"id": ..., "prompt": ..., "references": [...]}}') from None
+            raise UsageError(
+                f'{path}:{i}: malformed JSON line ({e}); expected {{"id": ..., "prompt": ..., "references": [...]}}'
+            ) from None
         pid, prompt, refs = rec.get("id"), rec.get("prompt"), rec.get("references", [])
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError(f"{path}:{i}: 'prompt' must be a non-empty string")

@@ -1,4 +1,5 @@
 """Corpus -> fixed-length token sequences under the BOS policy."""
+
 from __future__ import annotations
 
 from harness.errors import UsageError
@@ -34,13 +35,15 @@ def corpus_sequences(tok, corpus, n_sequences: int, seq_len: int, bos: str = "au
             stream.append(tok.eos_token_id)
     n_chunks = len(stream) // body
     if n_chunks == 0:
-        raise UsageError(f"corpus '{corpus.name}' has {len(stream)} tokens, fewer than one sequence of "
-                         f"{seq_len}; give a larger corpus or a smaller seq_len")
+        raise UsageError(
+            f"corpus '{corpus.name}' has {len(stream)} tokens, fewer than one sequence of "
+            f"{seq_len}; give a larger corpus or a smaller seq_len"
+        )
     n = min(n_sequences, n_chunks)
     picks = sorted({round(i * (n_chunks - 1) / max(n - 1, 1)) for i in range(n)}) if n > 1 else [0]
     rows = []
     for c in picks:
-        chunk = stream[c * body:(c + 1) * body]
+        chunk = stream[c * body : (c + 1) * body]
         rows.append(([tok.bos_token_id] if use_bos else []) + chunk)
     import torch  # heavy: only when sequences are built
 

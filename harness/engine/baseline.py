@@ -4,6 +4,7 @@ Everything is computed lazily and once. The baseline's corpus statistics come fr
 forward passes the comparison uses (see evaluate.py); a baseline-only pass runs only when no
 configuration was measured.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,9 +51,14 @@ class Baseline:
         s = self.spec
         mapped = s.device_map != "none"
         kw = load_kwargs(s.device_map, parse_max_memory(s.max_memory), offload_dir()) if mapped and placed else {}
-        return load_model(self.inputs.source.local_dir, dtype=s.baseline_dtype,
-                          device="cpu" if mapped and not placed else s.device,
-                          allow_pickle=s.allow_pickle, trust_remote_code=s.trust_remote_code, **kw)
+        return load_model(
+            self.inputs.source.local_dir,
+            dtype=s.baseline_dtype,
+            device="cpu" if mapped and not placed else s.device,
+            allow_pickle=s.allow_pickle,
+            trust_remote_code=s.trust_remote_code,
+            **kw,
+        )
 
     @cached_property
     def model(self):
@@ -97,7 +103,7 @@ class Baseline:
     @property
     def batches(self):
         seqs, b = self.sequences, self.spec.batch_size
-        return [seqs[i:i + b] for i in range(0, len(seqs), b)]
+        return [seqs[i : i + b] for i in range(0, len(seqs), b)]
 
     @cached_property
     def stats(self) -> dict:
@@ -119,7 +125,7 @@ class Baseline:
     def long_prompts(self):
         allp = load_prompts(self.spec.prompts).prompts
         picked = [p for p in allp if p.long] or [p for p in allp if not p.references] or list(allp)
-        return list(picked[:self.spec.long_n_prompts])
+        return list(picked[: self.spec.long_n_prompts])
 
     @cached_property
     def probe_sequences(self):
@@ -145,7 +151,7 @@ class Baseline:
         ref = [p for p in self.prompts if p.references]
         texts = [v for p in ref for v in prompt_variants(p.prompt)]
         out, _ = self.generate("stable", texts, self.spec.max_new_tokens) if texts else ([], [])
-        return {p.id: [is_correct(t, list(p.references)) for t in out[3 * k:3 * k + 3]] for k, p in enumerate(ref)}
+        return {p.id: [is_correct(t, list(p.references)) for t in out[3 * k : 3 * k + 3]] for k, p in enumerate(ref)}
 
     @cached_property
     def sink_source(self):
@@ -161,7 +167,7 @@ class Baseline:
         rng = random.Random(seed)
         chunks = []
         for d in self.inputs.corpus.documents:
-            chunks += [d[i:i + 1200] for i in range(0, len(d), 1200) if len(d[i:i + 1200].strip()) > 100]
+            chunks += [d[i : i + 1200] for i in range(0, len(d), 1200) if len(d[i : i + 1200].strip()) > 100]
         picked = rng.sample(chunks, min(n, len(chunks)))
         return picked, hashlib.sha256("\x00".join(picked).encode()).hexdigest()
 
@@ -184,8 +190,16 @@ class Baseline:
                 return hit["texts"], hit["ids"]
             self.progress(f"baseline generation ({tag}): {len(texts)} prompts x {new_tokens} tokens")
             with heartbeat(self.progress, f"baseline generation ({tag})"):
-                out_t, out_i = generate(self.model, self.tokenizer, texts, new_tokens, self.spec.gen_batch_size,
-                                        self.spec.bos, return_ids=True, min_new_tokens=min_new)
+                out_t, out_i = generate(
+                    self.model,
+                    self.tokenizer,
+                    texts,
+                    new_tokens,
+                    self.spec.gen_batch_size,
+                    self.spec.bos,
+                    return_ids=True,
+                    min_new_tokens=min_new,
+                )
             cache_put(path, {"texts": out_t, "ids": [list(map(int, x)) for x in out_i]})
         return out_t, out_i
 
@@ -196,12 +210,14 @@ class Baseline:
 
         s = self.spec
         _, variants = self.variant_prompts
-        out = {"variants": self.generate("variants", variants, s.max_new_tokens),
-               "long": self.generate("long", [p.prompt for p in self.long_prompts], s.long_new_tokens,
-                                     s.long_new_tokens)}
+        out = {
+            "variants": self.generate("variants", variants, s.max_new_tokens),
+            "long": self.generate("long", [p.prompt for p in self.long_prompts], s.long_new_tokens, s.long_new_tokens),
+        }
         _, base_ids = self.generations
-        out["own_nll"] = continuation_nll(self.model, self.tokenizer, [p.prompt for p in self.prompts], base_ids,
-                                          s.bos, s.gen_batch_size)
+        out["own_nll"] = continuation_nll(
+            self.model, self.tokenizer, [p.prompt for p in self.prompts], base_ids, s.bos, s.gen_batch_size
+        )
         ids = self.probe_sequences
         out["spread"] = perturbation_spread(self.model, ids, max(s.sink_positions) + 1).numpy()
         return out
@@ -211,8 +227,18 @@ class Baseline:
 
         s, src = self.spec, self.inputs.source
         return QuantContext(
-            model_dir=src.local_dir, model_key=src.sha256 or str(src.local_dir), dtype=s.baseline_dtype,
-            device=s.device, load_baseline=self.load, shared_baseline=lambda: self.model, tokenizer=self.tokenizer,
-            calibration=self.calibration, seed=s.seed, gptq_samples=s.gptq_samples, allow_pickle=s.allow_pickle,
-            progress=lambda m: self.progress(f"{q.spec}: {m}"), trust_remote_code=s.trust_remote_code,
-            placement=placement_kwargs(s))
+            model_dir=src.local_dir,
+            model_key=src.sha256 or str(src.local_dir),
+            dtype=s.baseline_dtype,
+            device=s.device,
+            load_baseline=self.load,
+            shared_baseline=lambda: self.model,
+            tokenizer=self.tokenizer,
+            calibration=self.calibration,
+            seed=s.seed,
+            gptq_samples=s.gptq_samples,
+            allow_pickle=s.allow_pickle,
+            progress=lambda m: self.progress(f"{q.spec}: {m}"),
+            trust_remote_code=s.trust_remote_code,
+            placement=placement_kwargs(s),
+        )

@@ -4,6 +4,7 @@ Each function takes the run's Baseline and one measure.Participant (a model, its
 sink protection) and returns per-prompt records or raw probe values; summarize.py turns them
 into metrics.
 """
+
 from __future__ import annotations
 
 from harness.metrics.evidence import behaviour_metrics
@@ -17,34 +18,69 @@ def generate(base, participant, texts: list[str], new_tokens: int, label: str, m
 
     base.progress(f"{label}: {len(texts)} prompts x {new_tokens} tokens")
     with heartbeat(base.progress, label):
-        return greedy(participant.model, base.tokenizer, texts, new_tokens, base.spec.gen_batch_size,
-                      base.spec.bos, return_ids=True, kv=participant.kv, protect=participant.protect,
-                      min_new_tokens=min_new)
+        return greedy(
+            participant.model,
+            base.tokenizer,
+            texts,
+            new_tokens,
+            base.spec.gen_batch_size,
+            base.spec.bos,
+            return_ids=True,
+            kv=participant.kv,
+            protect=participant.protect,
+            min_new_tokens=min_new,
+        )
 
 
-def records(base, participant, name: str = "", prompts=None, base_out=None, new_tokens=None,
-            min_new: int = 0) -> list[dict]:
+def records(
+    base, participant, name: str = "", prompts=None, base_out=None, new_tokens=None, min_new: int = 0
+) -> list[dict]:
     """Per-prompt records comparing the participant's continuations with the baseline's."""
 
     prompts = base.prompts if prompts is None else prompts
     base_txt, base_ids = base.generations if base_out is None else base_out
-    q_txt, q_ids = generate(base, participant, [p.prompt for p in prompts], new_tokens or base.spec.max_new_tokens,
-                            f"{name + ': ' if name else ''}generation", min_new)
+    q_txt, q_ids = generate(
+        base,
+        participant,
+        [p.prompt for p in prompts],
+        new_tokens or base.spec.max_new_tokens,
+        f"{name + ': ' if name else ''}generation",
+        min_new,
+    )
     variants = base.variant_correctness if base_out is None else {}
     out = []
     for p, bt, bi, qt, qi in zip(prompts, base_txt, base_ids, q_txt, q_ids):
         refs = list(p.references)
         cb = is_correct(bt, refs) if refs else None
         cv = variants.get(p.id)
-        stable = None if cv is None or cb is None else "right" if cb and all(cv) else "wrong" if not (
-            cb or any(cv)) else None
-        out.append({"id": p.id, "prompt": p.prompt, "reference": refs[0] if refs else None,
-                    "references": refs, "baseline": bt, "quantized": qt, "correct_baseline": cb,
-                    "correct_baseline_variants": cv, "stable_baseline": stable,
-                    "correct_quantized": is_correct(qt, refs) if refs else None,
-                    "degenerate": is_degenerate(qt, qi), "degenerate_baseline": is_degenerate(bt, bi),
-                    "first_divergence": first_divergence(bi, qi), "exact": bi == qi,
-                    "quantized_ids": list(map(int, qi))})
+        stable = (
+            None
+            if cv is None or cb is None
+            else "right"
+            if cb and all(cv)
+            else "wrong"
+            if not (cb or any(cv))
+            else None
+        )
+        out.append(
+            {
+                "id": p.id,
+                "prompt": p.prompt,
+                "reference": refs[0] if refs else None,
+                "references": refs,
+                "baseline": bt,
+                "quantized": qt,
+                "correct_baseline": cb,
+                "correct_baseline_variants": cv,
+                "stable_baseline": stable,
+                "correct_quantized": is_correct(qt, refs) if refs else None,
+                "degenerate": is_degenerate(qt, qi),
+                "degenerate_baseline": is_degenerate(bt, bi),
+                "first_divergence": first_divergence(bi, qi),
+                "exact": bi == qi,
+                "quantized_ids": list(map(int, qi)),
+            }
+        )
     return out
 
 
@@ -55,11 +91,19 @@ def behaviour_raw(base, spec: str, participant) -> dict:
     s = base.spec
     _, variants = base.variant_prompts
     var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants")
-    long = records(base, participant, f"{spec}: long", base.long_prompts, base.behaviour["long"], s.long_new_tokens,
-                   s.long_new_tokens)
+    long = records(
+        base,
+        participant,
+        f"{spec}: long",
+        base.long_prompts,
+        base.behaviour["long"],
+        s.long_new_tokens,
+        s.long_new_tokens,
+    )
     base.progress(f"{spec}: perturbation probe on {len(base.probe_sequences)} sequences")
-    spread = perturbation_spread(participant.model, base.probe_sequences, max(s.sink_positions) + 1,
-                                 participant.kv).numpy()
+    spread = perturbation_spread(
+        participant.model, base.probe_sequences, max(s.sink_positions) + 1, participant.kv
+    ).numpy()
     return {"var_txt": var_txt, "long": long, "spread": spread}
 
 
@@ -69,8 +113,23 @@ def behaviour_done(base, gens: list[dict], raw: dict) -> tuple[dict, dict]:
 
     s, b = base.spec, base.behaviour
     ref, _ = base.variant_prompts
-    q_nll = continuation_nll(base.model, base.tokenizer, [p.prompt for p in base.prompts],
-                             [g["quantized_ids"] for g in gens], s.bos, s.gen_batch_size)
+    q_nll = continuation_nll(
+        base.model,
+        base.tokenizer,
+        [p.prompt for p in base.prompts],
+        [g["quantized_ids"] for g in gens],
+        s.bos,
+        s.gen_batch_size,
+    )
     return behaviour_metrics(
-        ref=ref, gens=gens, var_base=b["variants"][0], var_quant=raw["var_txt"], long=raw["long"],
-        own_nll=b["own_nll"], q_nll=q_nll, spread_b=b["spread"], spread_q=raw["spread"], seed=s.seed)
+        ref=ref,
+        gens=gens,
+        var_base=b["variants"][0],
+        var_quant=raw["var_txt"],
+        long=raw["long"],
+        own_nll=b["own_nll"],
+        q_nll=q_nll,
+        spread_b=b["spread"],
+        spread_q=raw["spread"],
+        seed=s.seed,
+    )

@@ -3,6 +3,7 @@
 In lockstep mode a group of configurations shares one corpus pass: the baseline's forward runs
 once per batch and every quantized model compares with it layer by layer (see lockstep.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,13 @@ class Evaluator:
             results[key.spec].fail(one_line(e))
             models.pop(key.spec, None)
 
-        pairs = run_multi(base_model, parts, self.base.batches, self.spec.sink_positions,
-                          progress=self.progress, on_error=failed) if parts else {}
+        pairs = (
+            run_multi(
+                base_model, parts, self.base.batches, self.spec.sink_positions, progress=self.progress, on_error=failed
+            )
+            if parts
+            else {}
+        )
         corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
         for key, part in parts.items():
             if not key.protected:
@@ -108,13 +114,23 @@ class Evaluator:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.
             self.base.summary = next(iter(pairs.values())).base
-        scen = self._scenarios({k.spec: p for k, p in parts.items()
-                                if not k.protected and k.spec in models and k in pairs})
+        scen = self._scenarios(
+            {k.spec: p for k, p in parts.items() if not k.protected and k.spec in models and k in pairs}
+        )
         for q in qs:
             if q.spec in models and Key(q.spec) in pairs:
                 r = results[q.spec]
-                guarded(r, self.finish, q, r, models[q.spec], pairs[Key(q.spec)], corpus_secs,
-                       pairs.get(Key(q.spec, True)), scen.get(q.spec))
+                guarded(
+                    r,
+                    self.finish,
+                    q,
+                    r,
+                    models[q.spec],
+                    pairs[Key(q.spec)],
+                    corpus_secs,
+                    pairs.get(Key(q.spec, True)),
+                    scen.get(q.spec),
+                )
                 if r.measured:  # size; with --sensitivity: search, recommendation (measured), diagnosis
                     advise.after_gates(self, q, r, models[q.spec])
                 del models[q.spec]  # frees the model before the next one generates
@@ -133,7 +149,7 @@ class Evaluator:
         try:
             return run_group(self.base, parts)
         except Exception as e:  # e.g. the baseline's own pass failed: every configuration of the group ends
-            return {spec: e for spec in parts}
+            return dict.fromkeys(parts, e)
 
     def participant(self, q, model, protect: bool = False):
         from harness.measure.passes import Participant
@@ -154,7 +170,8 @@ class Evaluator:
         result.quantize_seconds = round(secs, 3)
         result.info = ctx.info
         result.module_types = ctx.info.pop("quantized_module_types", None) or sorted(
-            {type(m).__name__ for m in model.modules()})
+            {type(m).__name__ for m in model.modules()}
+        )
 
         return place_quantized(self.spec, q.spec, model, result, self.base.holds(model), self.progress)
 
@@ -181,15 +198,20 @@ class Evaluator:
             views.update(scen[1])
         if protected_ps is not None:
             pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
-            pgens = continuations.records(self.base, self.participant(q, model, protect=True),
-                                          str(Key(q.spec, True)))
+            pgens = continuations.records(self.base, self.participant(q, model, protect=True), str(Key(q.spec, True)))
             pg, _ = generation_metrics(pgens, s.seed)
             r.protected = {k: v for k, v in {**pmet, **pg}.items() if k in PROTECTED}
             met["sink_recovery"] = sink_recovery(met, r.protected)
         elif r.protected_error:
             met["sink_recovery"] = {"error": r.protected_error}
-        return {"met": met, "views": views, "gens": gens, "raw": raw, "ps": ps,
-                "secs": corpus_secs + time.perf_counter() - t0}
+        return {
+            "met": met,
+            "views": views,
+            "gens": gens,
+            "raw": raw,
+            "ps": ps,
+            "secs": corpus_secs + time.perf_counter() - t0,
+        }
 
     def conclude(self, q, r: ConfigResult, st: dict) -> None:
         """Score the continuations under the baseline (gen_ppl), then metrics and gates."""
@@ -204,14 +226,20 @@ class Evaluator:
         r.measure_seconds = round(st["secs"] + time.perf_counter() - t0, 3)
         r.nonfinite_layer = ps.quant.nonfinite_layer
         r.measured = True
-        note = (f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
-                if ps.quant.nonfinite_layer is not None else "")
+        note = (
+            f"NaN/Inf first appeared in the output of decoder layer {ps.quant.nonfinite_layer}"
+            if ps.quant.nonfinite_layer is not None
+            else ""
+        )
         r.metrics, r.generations = met, gens
         r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
-        r.gates = [evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
-                   for m, lim in scenario_gates(self.inputs.policy.gates_for(
-                       r.bit_class if self.inputs.policy.by_class else None), s).items()]
+        r.gates = [
+            evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
+            for m, lim in scenario_gates(
+                self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None), s
+            ).items()
+        ]
         r.verdict = config_verdict(r.gates)
 
 

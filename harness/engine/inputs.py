@@ -1,4 +1,5 @@
 """A run's inputs, loaded and checked before anything is measured: every usage error surfaces here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,10 +38,14 @@ class ModelInfo:
         widths = sorted({input_width(m, t) for _, m, t in linear_modules(self.meta)})
         for g in choices:
             if all(w % g == 0 for w in widths):
-                return g, f"the largest of {'/'.join(map(str, choices))} dividing every layer input width " \
-                          f"({', '.join(map(str, widths))})"
-        return choices[0], f"none of {'/'.join(map(str, choices))} divides every layer input width " \
-                           f"({', '.join(map(str, widths))})"
+                return (
+                    g,
+                    f"the largest of {'/'.join(map(str, choices))} dividing every layer input width "
+                    f"({', '.join(map(str, widths))})",
+                )
+        return choices[
+            0
+        ], f"none of {'/'.join(map(str, choices))} divides every layer input width ({', '.join(map(str, widths))})"
 
 
 @dataclass
@@ -54,7 +59,7 @@ class RunInputs:
     notes: list = field(default_factory=list)  # choices made for the user (shown in the header and results)
 
     @classmethod
-    def load(cls, spec) -> "RunInputs":
+    def load(cls, spec) -> RunInputs:
         """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
 
         policy = load_policy(spec.policy)
@@ -64,11 +69,12 @@ class RunInputs:
         info = ModelInfo(source, spec.trust_remote_code, spec.allow_pickle)
         notes = []
         if not spec.quant and spec.bits and spec.methods:  # --bits/--methods: groups that fit this model
-
             group, why = info.shorthand_group()
             spec.quant = expand_shorthand(spec.bits, spec.methods, group)
-            notes.append(f"--bits {spec.bits} --methods {spec.methods}: group size {group} ({why}): "
-                         f"{', '.join(q.spec for q in spec.quant)}")
+            notes.append(
+                f"--bits {spec.bits} --methods {spec.methods}: group size {group} ({why}): "
+                f"{', '.join(q.spec for q in spec.quant)}"
+            )
         if spec.max_memory:
             width = {"fp32": 4, "fp16": 2, "bf16": 2}[spec.baseline_dtype]
             layer = max(sum(p.numel() for p in lay.parameters()) for lay in decoder_layers(info.meta)) * width
@@ -78,8 +84,13 @@ class RunInputs:
             if policy.by_class:
                 bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
         # latest / pinned: the newest comparable run; a named RUN_ID or PATH must be comparable
-        earlier, note = resolve(spec.compare, spec.report_dir, spec.model, spec.compare_explicit,
-                                spec_identity(spec, corpus, prompts, source))
+        earlier, note = resolve(
+            spec.compare,
+            spec.report_dir,
+            spec.model,
+            spec.compare_explicit,
+            spec_identity(spec, corpus, prompts, source),
+        )
         if earlier is not None:
             note += compare_details(earlier, [q.spec for q in spec.quant])
         return cls(policy, corpus, prompts, source, earlier, note, notes)

@@ -6,6 +6,7 @@ continuations for gen_ppl_ratio, and the size figures read from its modules) run
 last configuration, with every quantized model released. Lockstep (evaluate.py) stays the fast
 single-process path; tests/test_reference.py shows the two agree.
 """
+
 from __future__ import annotations
 
 import time

@@ -9,6 +9,7 @@ The baseline side of results.json (its statistics and shape) is cached under the
 run whose configurations all hit never loads the baseline. `--no-cache` measures everything;
 QS_RESULTS_CACHE=off does so for a whole environment (the harness's own tests set it).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,12 @@ from harness.system.files import cache_get, cache_put, cache_root
 
 def enabled(spec) -> bool:
     # --sensitivity measures its recommendations on the loaded quantized model: no reuse then
-    return not spec.no_cache and env("QS_RESULTS_CACHE") != "off" and not spec.unavailable \
+    return (
+        not spec.no_cache
+        and env("QS_RESULTS_CACHE") != "off"
+        and not spec.unavailable
         and (getattr(spec, "sensitivity", "off") or "off") == "off"
+    )
 
 
 def _path(kind: str, key: str) -> Path:
@@ -43,8 +48,7 @@ def store_config(key: str, result: dict, run_id: str) -> None:
     """Store a measured configuration (never a skipped or failed one: those are tried again)."""
     if result.get("verdict") == "skipped" or result.get("error") or "nonfinite_layer" not in result:
         return
-    cache_put(_path("config", key), {"run_id": run_id, "result": {k: v for k, v in result.items()
-                                                                  if k not in _JUDGED}})
+    cache_put(_path("config", key), {"run_id": run_id, "result": {k: v for k, v in result.items() if k not in _JUDGED}})
 
 
 def load_baseline(key: str) -> dict | None:
@@ -74,8 +78,10 @@ def reuse(session, q) -> bool:
     session.configs[q.spec] = r
     if not (session.baseline.loaded or session.taken_over):
         session.taken_over = load_baseline(baseline_side_key(spec, session.inputs)) or {}
-    session.progress(f"{q.spec}: measured on identical inputs in run {hit['run_id']}: reusing that "
-                     f"measurement (results cache; --no-cache measures again)")
+    session.progress(
+        f"{q.spec}: measured on identical inputs in run {hit['run_id']}: reusing that "
+        f"measurement (results cache; --no-cache measures again)"
+    )
     return True
 
 

@@ -4,6 +4,7 @@ It only orchestrates: inputs.py checks what the user gave, baseline.py owns the 
 evaluate.py quantizes, measures and gates configurations, results.py writes the run. The pytest
 plugin and the plain-Python API (`harness.cli.run`) drive the same object.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,7 +42,7 @@ class Session:
         self.import_warnings: list = []  # warnings raised while importing backends (re-issued in a test)
         self.import_output = ""  # what the backends printed on import (kept out of the terminal)
 
-    def prepare(self) -> "Session":
+    def prepare(self) -> Session:
         """Load and check every input; all usage errors surface here, before any test runs."""
         if self.inputs is None:
             self._import_backends()  # before the preflight, which builds models on the meta device
@@ -55,7 +56,8 @@ class Session:
 
         # transformers imports torchao (when installed) on its first from_pretrained: import it here too
         mods = ["transformers", "transformers.modeling_utils", "torchao"] + [
-            m for q in self.spec.quant for m in backend_modules(q)]
+            m for q in self.spec.quant for m in backend_modules(q)
+        ]
         self.import_warnings, self.import_output = quiet_imports(mods)
         from transformers.utils import logging as hf_logging
 
@@ -76,7 +78,6 @@ class Session:
         if q.spec not in self.configs:
             self.prepare()
             if self.import_warnings:  # inside the first test item: pytest's warnings summary shows them
-
                 reissue(self.import_warnings)
                 self.import_warnings = []
             if self.fanout is not None:  # e.g. every configuration as its own Ray task (cluster.py)
@@ -87,8 +88,11 @@ class Session:
                 if c.spec not in self.configs:
                     reuse(self, c)
             if q.spec not in self.configs:
-                todo = [c for c in self.spec.quant if c.spec not in self.configs] if (
-                    self.evaluator.lockstep or self.spec.reference) else [q]  # reference: one scoring pass
+                todo = (
+                    [c for c in self.spec.quant if c.spec not in self.configs]
+                    if (self.evaluator.lockstep or self.spec.reference)
+                    else [q]
+                )  # reference: one scoring pass
                 if q not in todo:
                     todo.append(q)
                 measured = self.evaluator.measure_group(todo)
@@ -104,8 +108,9 @@ class Session:
     # ---- regression checks against an earlier run (--compare) ----
     def _earlier_config(self, q) -> dict | None:
         earlier = self.prepare().inputs.earlier
-        return None if earlier is None else next(
-            (c for c in earlier.get("configs", []) if c.get("spec") == q.spec), None)
+        return (
+            None if earlier is None else next((c for c in earlier.get("configs", []) if c.get("spec") == q.spec), None)
+        )
 
     def regression_metrics(self, q) -> list[str]:
         """Metrics with a regression tolerance that the earlier run measured for q."""
@@ -125,7 +130,8 @@ class Session:
         ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
         paired = paired_change(metric, self._earlier_config(q), r.as_dict(), self.spec.seed)
         res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
-            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"), paired)
+            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"), paired
+        )
         r.regressions.append(res)
         if not res["passed"]:  # a failed check fails the configuration; a passing one leaves its verdict be
             r.verdict = config_verdict(r.gates, r.regressions)
@@ -149,17 +155,27 @@ class Session:
         if self.taken_over and not (b is not None and b.loaded):
             return self.taken_over
         if b is None or not (b.loaded or any(c.verdict != "skipped" for c in self.configs.values())):
-            return {"baseline": None, "shape": {"num_layers": None, "num_heads": None}, "n_sequences": 0,
-                    "threads": None, "lockstep": self.evaluator.lockstep_decided if self.evaluator else None}
+            return {
+                "baseline": None,
+                "shape": {"num_layers": None, "num_heads": None},
+                "n_sequences": 0,
+                "threads": None,
+                "lockstep": self.evaluator.lockstep_decided if self.evaluator else None,
+            }
 
         scen = baseline_block(b)  # --scenarios: the baseline's side
 
         where = describe(b.model)
         if where:  # --device-map: where each layer of the baseline went
             scen["placement"] = where
-        return {"baseline": {**b.stats, **scen}, "shape": shape_of(b.model.config).to_dict(), "n_sequences": len(b.sequences),
-                "bos_effective": effective_bos(b.tokenizer, self.spec.bos), "threads": b.threads,
-                "lockstep": self.evaluator.lockstep_decided}
+        return {
+            "baseline": {**b.stats, **scen},
+            "shape": shape_of(b.model.config).to_dict(),
+            "n_sequences": len(b.sequences),
+            "bos_effective": effective_bos(b.tokenizer, self.spec.bos),
+            "threads": b.threads,
+            "lockstep": self.evaluator.lockstep_decided,
+        }
 
     # ---- outputs ----
     def run_all(self) -> dict:
@@ -172,11 +188,25 @@ class Session:
 
     def record(self) -> RunRecord:
         side = self.baseline_side()
-        configs = [c for q in self.spec.quant if q.spec in self.configs for c in [self.configs[q.spec]] + [
-            r for r in self.configs.values() if r.recommended_for == q.spec]]  # each recommendation after its parent
-        return RunRecord(self.spec, self.prepare().inputs, self.run_id, self.created, configs, side["baseline"],
-                         side["shape"], side["n_sequences"], side.get("bos_effective") if side["n_sequences"] else None,
-                         side["threads"], side["lockstep"])
+        configs = [
+            c
+            for q in self.spec.quant
+            if q.spec in self.configs
+            for c in [self.configs[q.spec]] + [r for r in self.configs.values() if r.recommended_for == q.spec]
+        ]  # each recommendation after its parent
+        return RunRecord(
+            self.spec,
+            self.prepare().inputs,
+            self.run_id,
+            self.created,
+            configs,
+            side["baseline"],
+            side["shape"],
+            side["n_sequences"],
+            side.get("bos_effective") if side["n_sequences"] else None,
+            side["threads"],
+            side["lockstep"],
+        )
 
     def results(self) -> dict:
         return build_results(self.record())

@@ -1,1 +1,2 @@
-"""Decisions: the policy, one gate's outcome and the verdict rule, regression checks, the records a run keeps of them."""
+"""Decisions: the policy, one gate's outcome and the verdict rule, regression checks, the records a run keeps
+of them."""

@@ -9,6 +9,7 @@ the baseline (no stable-correct answer to flip, no sink to shift). A gate withou
 (logit_delta_max) is decided on its value. Only `pass` counts as passed; the others are shown,
 never silently passed.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,45 +25,66 @@ OUTCOMES = ("pass", "fail", "inconclusive", "insufficient", "not_applicable")
 def gate_all(spec: str, limits: dict, views: dict, nonfinite_layer: int | None = None) -> list[dict]:
     """Every gate of limits ({metric: Limit}) decided on the stored views ({metric: GateView.as_dict()})."""
 
-    note = (f"NaN/Inf first appeared in the output of decoder layer {nonfinite_layer}"
-            if nonfinite_layer is not None else "")
-    return [evaluate_gate(spec, m, lim, GateView.from_dict(views[m]), note, BY_NAME[m].min_n)
-            for m, lim in limits.items()]
+    note = (
+        f"NaN/Inf first appeared in the output of decoder layer {nonfinite_layer}"
+        if nonfinite_layer is not None
+        else ""
+    )
+    return [
+        evaluate_gate(spec, m, lim, GateView.from_dict(views[m]), note, BY_NAME[m].min_n) for m, lim in limits.items()
+    ]
 
 
-def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinite_note: str = "",
-                  min_n: int = 1) -> dict:
+def evaluate_gate(
+    spec: str, metric: str, limit: Limit, view: GateView, nonfinite_note: str = "", min_n: int = 1
+) -> dict:
     v = view.value
     finite = v is not None and math.isfinite(v)
-    ci = f" [95% CI {view.ci[0]:.4g}, {view.ci[1]:.4g}]" if view.ci and all(
-        c is not None and math.isfinite(c) for c in view.ci) else ""
+    ci = (
+        f" [95% CI {view.ci[0]:.4g}, {view.ci[1]:.4g}]"
+        if view.ci and all(c is not None and math.isfinite(c) for c in view.ci)
+        else ""
+    )
     n_txt = f", n={view.n}" if view.n is not None else ""
     if view.absent:
         outcome = "not_applicable"
         detail = f"{spec}: {metric} not applicable: {view.absent}"
     elif view.n is not None and view.n < min_n:
         outcome = "insufficient"
-        detail = (f"{spec}: {metric} insufficient evidence: {view.n} items, at least {min_n} needed "
-                  f"(limit {limit})")
+        detail = f"{spec}: {metric} insufficient evidence: {view.n} items, at least {min_n} needed (limit {limit})"
     elif not finite:
         outcome = "fail"
         detail = f"{spec}: {metric} is {v} (non-finite): fails {metric} {limit}" + (
-            f"; {nonfinite_note}" if nonfinite_note else "")
+            f"; {nonfinite_note}" if nonfinite_note else ""
+        )
     elif view.ci is not None and not ci:
         outcome = "inconclusive"
-        detail = (f"{spec}: {metric} = {v:.4g} has no interval (too few items in the resamples){n_txt}: "
-                  f"cannot be decided against limit {limit}")
+        detail = (
+            f"{spec}: {metric} = {v:.4g} has no interval (too few items in the resamples){n_txt}: "
+            f"cannot be decided against limit {limit}"
+        )
     else:
         outcome = decide(limit, v, view.ci if ci else None)
         word = {"pass": "within", "fail": "violates", "inconclusive": "straddles"}[outcome]
-        detail = (f"{spec}: {metric} = {v:.4g}{ci} {word} limit {limit}{n_txt}"
-                  + (f" (worst at {view.where})" if view.where else ""))
+        detail = f"{spec}: {metric} = {v:.4g}{ci} {word} limit {limit}{n_txt}" + (
+            f" (worst at {view.where})" if view.where else ""
+        )
     need = needed_n(view.n or 0, v, view.ci, limit.bound) if outcome == "inconclusive" else None
     if need is not None:
         detail += f"; about {need} items would decide it"
-    return {"metric": metric, "value": v if finite else None, "limit": limit.bound, "op": limit.op,
-            "outcome": outcome, "passed": outcome == "pass", "detail": detail, "n": view.n, "n_needed": need,
-            "ci_low": view.ci[0] if view.ci else None, "ci_high": view.ci[1] if view.ci else None}
+    return {
+        "metric": metric,
+        "value": v if finite else None,
+        "limit": limit.bound,
+        "op": limit.op,
+        "outcome": outcome,
+        "passed": outcome == "pass",
+        "detail": detail,
+        "n": view.n,
+        "n_needed": need,
+        "ci_low": view.ci[0] if view.ci else None,
+        "ci_high": view.ci[1] if view.ci else None,
+    }
 
 
 def decide(limit: Limit, value: float, ci: tuple[float, float] | None) -> str:
@@ -103,11 +125,13 @@ def run_verdict(rec) -> tuple[str, str]:
         return "fail", f"nothing was measured: {why}"
     if failed or regressed:
         return "fail", "failed: " + ", ".join(dict.fromkeys(failed + regressed))
-    short = ([f"skipped: {', '.join(skipped)}"] if skipped else []) + (
-        [f"inconclusive: {', '.join(undecided)}"] if undecided else []) + (
-        [f"not measured: {', '.join(missing)}"] if missing else [])
+    short = (
+        ([f"skipped: {', '.join(skipped)}"] if skipped else [])
+        + ([f"inconclusive: {', '.join(undecided)}"] if undecided else [])
+        + ([f"not measured: {', '.join(missing)}"] if missing else [])
+    )
     if short:
         return ("fail" if rec.spec.signoff else "inconclusive"), "; ".join(short) + (
-            " (strict: only a pass passes)" if rec.spec.signoff else "")
+            " (strict: only a pass passes)" if rec.spec.signoff else ""
+        )
     return "pass", f"all {len(configs)} configurations passed"
-

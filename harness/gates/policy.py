@@ -1,4 +1,5 @@
 """Gate policy: limits per bit-width class and metric, read from TOML and validated."""
+
 from __future__ import annotations
 
 import tomllib
@@ -71,14 +72,19 @@ def load_policy(path: str | Path | None = None) -> Policy:
     for key, value in data.items():
         if key not in TABLES:
             what = f"table [{key}]" if isinstance(value, dict) else f"key '{key}'"
-            raise UsageError(f"policy {p}: unknown {what}{did_you_mean(key, TABLES)}; "
-                             f"valid: [limits.<class>] and [regression]")
+            raise UsageError(
+                f"policy {p}: unknown {what}{did_you_mean(key, TABLES)}; valid: [limits.<class>] and [regression]"
+            )
     table = data.get("limits")
     if not isinstance(table, dict):
         raise UsageError(f"policy file {p} needs a [limits.<class>] table per bit-width class {CLASSES}")
     limits = _limits_table(p, table)
-    return Policy(str(p), limits, _regression_table(p, data.get("regression", {})),
-                  by_class=any(c != "all" and m for c, m in table.items()))
+    return Policy(
+        str(p),
+        limits,
+        _regression_table(p, data.get("regression", {})),
+        by_class=any(c != "all" and m for c, m in table.items()),
+    )
 
 
 def _limits_table(p: Path, table: dict) -> dict:
@@ -87,22 +93,30 @@ def _limits_table(p: Path, table: dict) -> dict:
     valid = ("all",) + tuple(CLASSES)
     for cls, metrics in table.items():
         if cls not in valid:
-            hint = ("; metrics go inside a class table such as [limits.4]" if cls in GATE_METRICS else "")
-            raise UsageError(f"policy {p}: unknown bit-width class [limits.{cls}]{did_you_mean(cls, valid)}; "
-                             f"valid: {', '.join(valid)}{hint}")
+            hint = "; metrics go inside a class table such as [limits.4]" if cls in GATE_METRICS else ""
+            raise UsageError(
+                f"policy {p}: unknown bit-width class [limits.{cls}]{did_you_mean(cls, valid)}; "
+                f"valid: {', '.join(valid)}{hint}"
+            )
         if not isinstance(metrics, dict):
-            raise UsageError(f"policy {p}: limits.{cls} must be a table [limits.{cls}] of "
-                             f"metric = {{ max = 1.05 }}, got {metrics!r}")
+            raise UsageError(
+                f"policy {p}: limits.{cls} must be a table [limits.{cls}] of metric = {{ max = 1.05 }}, got {metrics!r}"
+            )
         targets = ("all", *CLASSES) if cls == "all" else (cls,)
         for metric, spec in metrics.items():
             _check_metric(p, metric, f"[limits.{cls}]")
             if isinstance(spec, dict):
                 _check_keys(p, spec, LIMIT_KEYS, f"limits.{cls}.{metric}", "{ max = 1.05 } or { min = 0.9 }")
-            if (not isinstance(spec, dict) or len(spec) != 1
-                    or isinstance(next(iter(spec.values())), bool)
-                    or not isinstance(next(iter(spec.values())), (int, float))):
-                raise UsageError(f"policy {p}: limit for {cls}.{metric} must look like "
-                                 f"{{ max = 1.05 }} or {{ min = 0.9 }}, got {spec!r}")
+            if (
+                not isinstance(spec, dict)
+                or len(spec) != 1
+                or isinstance(next(iter(spec.values())), bool)
+                or not isinstance(next(iter(spec.values())), (int, float))
+            ):
+                raise UsageError(
+                    f"policy {p}: limit for {cls}.{metric} must look like "
+                    f"{{ max = 1.05 }} or {{ min = 0.9 }}, got {spec!r}"
+                )
             op, bound = next(iter(spec.items()))
             for t in targets:
                 limits[t][metric] = Limit(op, float(bound))
@@ -111,15 +125,18 @@ def _limits_table(p: Path, table: dict) -> dict:
 
 def _check_metric(p: Path, metric: str, where: str) -> None:
     if metric not in GATE_METRICS:
-        raise UsageError(f"policy {p}: unknown metric '{metric}' in {where}{did_you_mean(metric, GATE_METRICS)}"
-                         f"; valid: {', '.join(GATE_METRICS)}")
+        raise UsageError(
+            f"policy {p}: unknown metric '{metric}' in {where}{did_you_mean(metric, GATE_METRICS)}"
+            f"; valid: {', '.join(GATE_METRICS)}"
+        )
 
 
 def _check_keys(p: Path, spec: dict, keys: tuple, where: str, form: str) -> None:
     for k in spec:
         if k not in keys:
-            raise UsageError(f"policy {p}: unknown key '{k}' in {where}{did_you_mean(k, keys)}; "
-                             f"it must look like {form}")
+            raise UsageError(
+                f"policy {p}: unknown key '{k}' in {where}{did_you_mean(k, keys)}; it must look like {form}"
+            )
 
 
 def _regression_table(p: Path, table) -> dict:
@@ -131,10 +148,15 @@ def _regression_table(p: Path, table) -> dict:
         _check_metric(p, metric, "[regression]")
         if isinstance(spec, dict):
             _check_keys(p, spec, TOLERANCE_KEYS, f"regression.{metric}", "{ rel = 0.05 } and/or { abs = 0.01 }")
-        ok = (isinstance(spec, dict) and spec
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in spec.values()))
+        ok = (
+            isinstance(spec, dict)
+            and spec
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in spec.values())
+        )
         if not ok:
-            raise UsageError(f"policy {p}: regression tolerance for {metric} must look like "
-                             f"{{ rel = 0.05 }} or {{ abs = 0.01 }} (non-negative), got {spec!r}")
+            raise UsageError(
+                f"policy {p}: regression tolerance for {metric} must look like "
+                f"{{ rel = 0.05 }} or {{ abs = 0.01 }} (non-negative), got {spec!r}"
+            )
         out[metric] = Tolerance(rel=float(spec.get("rel", 0.0)), abs=float(spec.get("abs", 0.0)))
     return out

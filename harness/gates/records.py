@@ -1,4 +1,5 @@
 """Typed records of a run: one ConfigResult per configuration, and what results.json is built from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -15,8 +16,19 @@ class Key(NamedTuple):
         return f"{self.spec} (sink protected)" if self.protected else self.spec
 
 
-_CORE = ("spec", "method", "bits", "group_size", "bit_class", "config", "verdict", "quantize_seconds", "metrics",
-         "gates", "generations")
+_CORE = (
+    "spec",
+    "method",
+    "bits",
+    "group_size",
+    "bit_class",
+    "config",
+    "verdict",
+    "quantize_seconds",
+    "metrics",
+    "gates",
+    "generations",
+)
 
 
 @dataclass
@@ -55,7 +67,7 @@ class ConfigResult:
     recommended_for: str | None = None  # set on a recommended configuration: the spec it was recommended for
 
     @classmethod
-    def new(cls, q, bit_class: str) -> "ConfigResult":
+    def new(cls, q, bit_class: str) -> ConfigResult:
         return cls(q.spec, q.method, q.bits, q.group_size, bit_class, q.to_dict())
 
     def skip(self, reason: str) -> None:
@@ -68,7 +80,9 @@ class ConfigResult:
         """Record the share of key/value reads that came back quantized in the corpus pass (kvcache.watch)."""
         if reads.get("total"):
             info = self.info if self.info is not None else {}
-            info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(reads["quantized"] / reads["total"], 4)
+            info.setdefault("kv_cache", {})["corpus_quantized_read_share"] = round(
+                reads["quantized"] / reads["total"], 4
+            )
             self.info = info
 
     def gate(self, metric: str) -> dict | None:
@@ -85,7 +99,7 @@ class ConfigResult:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ConfigResult":
+    def from_dict(cls, d: dict) -> ConfigResult:
         names = {f.name for f in fields(cls)}
         r = cls(**{k: v for k, v in d.items() if k in names})
         r.measured = "nonfinite_layer" in d

@@ -10,6 +10,7 @@ more than its tolerance *and*, where per-item evidence exists, the change is sys
 Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
 non-finite value today always fails.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,11 @@ def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, s
         d = sign * (b[0] - a[0])  # + : worse now
         lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), b[1], N_BOOT, seed)
         sig = bool(math.isfinite(lo) and lo > 0)
-        return {"significant": sig, "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
-                                              f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences"}
+        return {
+            "significant": sig,
+            "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
+            f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences",
+        }
     if metric in _PROMPT:
         a, b = _prompt_events(earlier_cfg, _PROMPT[metric]), _prompt_events(now_cfg, _PROMPT[metric])
         if a is None or b is None:
@@ -72,8 +76,13 @@ def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, s
         worse = sum(b[k] > a[k] for k in both)
         better = sum(b[k] < a[k] for k in both)
         p = mcnemar_p(worse, better)
-        return {"significant": p < ALPHA, "worse_items": worse, "better_items": better, "p": p,
-                "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})"}
+        return {
+            "significant": p < ALPHA,
+            "worse_items": worse,
+            "better_items": better,
+            "p": p,
+            "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})",
+        }
     return None
 
 
@@ -83,26 +92,44 @@ class RegressionCheck:
     metric: str
     tolerance: Tolerance
 
-    def evaluate(self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str,
-                 paired: dict | None = None) -> dict:
+    def evaluate(
+        self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str, paired: dict | None = None
+    ) -> dict:
         higher_better = self.metric in HIGHER_IS_BETTER
-        base = {"metric": self.metric, "earlier": earlier, "value": now, "earlier_run": earlier_run,
-                "tolerance": str(self.tolerance), "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
-                "paired": paired}
+        base = {
+            "metric": self.metric,
+            "earlier": earlier,
+            "value": now,
+            "earlier_run": earlier_run,
+            "tolerance": str(self.tolerance),
+            "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None,
+            "paired": paired,
+        }
         if earlier is None or not math.isfinite(earlier):
-            return {**base, "passed": True, "worse_by": None,
-                    "detail": f"{self.spec}: {self.metric} had no finite value in {earlier_run}; nothing to compare"}
+            return {
+                **base,
+                "passed": True,
+                "worse_by": None,
+                "detail": f"{self.spec}: {self.metric} had no finite value in {earlier_run}; nothing to compare",
+            }
         if now is None or not math.isfinite(now):
-            return {**base, "passed": False, "worse_by": None,
-                    "detail": f"{self.spec}: {self.metric} is non-finite now (was {earlier:.4g} in {earlier_run})"}
+            return {
+                **base,
+                "passed": False,
+                "worse_by": None,
+                "detail": f"{self.spec}: {self.metric} is non-finite now (was {earlier:.4g} in {earlier_run})",
+            }
         worse_by = (earlier - now) if higher_better else (now - earlier)
         allowed = self.tolerance.allowed(earlier)
         beyond = worse_by > allowed
         significant = paired["significant"] if paired is not None else True
         failed = beyond and significant
         word = "worse" if worse_by > 0 else "better"
-        detail = (f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} "
-                  f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g})")
+        detail = (
+            f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} "
+            f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g})"
+        )
         if paired is not None:
             detail += f"; {paired['detail']}"
         if failed:

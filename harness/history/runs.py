@@ -1,4 +1,5 @@
 """Earlier runs: the index, pins, resolving `--compare` and checking that two runs are comparable."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def _load(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"--compare {what}: {path} does not exist; pick a run from "
-                         f"index.jsonl or use --compare none") from None
+        raise UsageError(
+            f"--compare {what}: {path} does not exist; pick a run from index.jsonl or use --compare none"
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise UsageError(f"--compare {what}: {path} is not a valid results.json ({e})") from None
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("quantsink.results/"):
@@ -59,10 +61,16 @@ def pin(report_dir: str | Path, run_id: str, anyway: bool = False) -> dict:
     res = _load(path, run_id)
     verdict = res.get("verdict")
     if verdict != "pass" and not anyway:
-        raise UsageError(f"--pin {run_id}: the run's verdict is {verdict}, not pass, so it cannot be the approved "
-                         f"sign-off baseline; pin a passing run, or add --pin-anyway to pin it regardless")
-    record = {"run_id": run_id, "model": res["model"]["id"], "verdict": verdict,
-              "pinned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        raise UsageError(
+            f"--pin {run_id}: the run's verdict is {verdict}, not pass, so it cannot be the approved "
+            f"sign-off baseline; pin a passing run, or add --pin-anyway to pin it regardless"
+        )
+    record = {
+        "run_id": run_id,
+        "model": res["model"]["id"],
+        "verdict": verdict,
+        "pinned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if verdict != "pass":
         record["pinned_anyway"] = True  # approved with --pin-anyway despite its verdict
     append_line(Path(report_dir) / PINS, record)
@@ -88,13 +96,17 @@ def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None,
         diffs = differences(current, comparable_identity(res)) if res is not None and current is not None else []
         if res is not None and not diffs:
             return res, rid, len(seen) - 1
-        why = why or (f"the newest, {rid}, differs in {', '.join(k for k, _, _ in diffs)}" if res is not None
-                      else f"the newest, {rid}, is unreadable")
+        why = why or (
+            f"the newest, {rid}, differs in {', '.join(k for k, _, _ in diffs)}"
+            if res is not None
+            else f"the newest, {rid}, is unreadable"
+        )
     return None, why, len(seen)
 
 
-def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
-            current: dict | None = None) -> tuple[dict | None, str]:
+def resolve(
+    target: str, report_dir: str | Path, model: str, explicit: bool, current: dict | None = None
+) -> tuple[dict | None, str]:
     """The earlier run's results for --compare (or None) and a line saying what was chosen.
 
     `current` is spec_identity() of the run about to be made. `latest` is the newest *comparable* run
@@ -107,12 +119,18 @@ def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
         return None, "no comparison"
     if target in ("latest", "pinned"):
         if target == "latest":
-            cands = [(r.get("run_id", "?"), Path(r["path"])) for r in read_index(report_dir)
-                     if r.get("model") == model and Path(r.get("path", "")).is_file()]
+            cands = [
+                (r.get("run_id", "?"), Path(r["path"]))
+                for r in read_index(report_dir)
+                if r.get("model") == model and Path(r.get("path", "")).is_file()
+            ]
             kind, fix = "earlier run", "run once without --compare first"
         else:
-            cands = [(p["run_id"], run_path(report_dir, p["run_id"])) for p in read_lines(Path(report_dir) / PINS)
-                     if p.get("model") == model]
+            cands = [
+                (p["run_id"], run_path(report_dir, p["run_id"]))
+                for p in read_lines(Path(report_dir) / PINS)
+                if p.get("model") == model
+            ]
             kind, fix = "pinned run", "approve one with --pin RUN_ID"
         if not cands:
             if explicit:
@@ -120,8 +138,9 @@ def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
             return None, f"no {kind} of {model} in {report_dir}: no regression gates"
         res, rid, skipped = _newest_comparable(cands, current, target)
         if res is None:
-            return None, (f"no comparable {kind}: no regression gates ({skipped} {kind}(s) of {model} with other "
-                          f"inputs; {rid})")
+            return None, (
+                f"no comparable {kind}: no regression gates ({skipped} {kind}(s) of {model} with other inputs; {rid})"
+            )
         newer = f", skipping {skipped} newer one(s) with other inputs" if skipped else ""
         return res, f"comparing with {'latest comparable' if target == 'latest' else 'pinned'} run {rid}{newer}"
     p = Path(target)
@@ -132,9 +151,12 @@ def resolve(target: str, report_dir: str | Path, model: str, explicit: bool,
         path = run_path(report_dir, target)
         if not path.is_file():
             hint = did_you_mean(target, ["latest", "pinned", "none"]) or did_you_mean(
-                target, [r.get("run_id", "") for r in read_index(report_dir)])
-            raise UsageError(f"--compare {target}: no run {target} in {report_dir}{hint}; valid: latest, pinned, "
-                             f"none, a run id from index.jsonl, or a path to a results.json")
+                target, [r.get("run_id", "") for r in read_index(report_dir)]
+            )
+            raise UsageError(
+                f"--compare {target}: no run {target} in {report_dir}{hint}; valid: latest, pinned, "
+                f"none, a run id from index.jsonl, or a path to a results.json"
+            )
         res, note = _load(path, target), f"comparing with run {target}"
     if current is not None:
         check_comparable(current, comparable_identity(res), res.get("run_id", target))
@@ -155,8 +177,11 @@ def compare_details(earlier: dict, specs_now: list[str], libraries_now: dict | N
         parts.append(f"not measured now: {', '.join(gone)}")
     env = earlier.get("environment") or {}
     now = libraries_now if libraries_now is not None else {lib: package_version(lib) for lib in LIBRARIES}
-    changed = [f"{lib} {env[lib] or 'absent'} -> {now.get(lib) or 'absent'}" for lib in LIBRARIES
-               if lib in env and env[lib] != now.get(lib)]
+    changed = [
+        f"{lib} {env[lib] or 'absent'} -> {now.get(lib) or 'absent'}"
+        for lib in LIBRARIES
+        if lib in env and env[lib] != now.get(lib)
+    ]
     if changed:
         parts.append(f"changed since the earlier run: {', '.join(changed)}")
     return "".join(f"; {x}" for x in parts)

@@ -4,6 +4,7 @@ and the BOS variants of a sequence (the BOS policy scenario, harness/scenarios/b
 Each takes a model (and its KV-cache spec) and returns raw per-item values; summarize.py turns them
 into metrics.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,13 +19,14 @@ def prompt_variants(text: str) -> list[str]:
     """Three neutral variants: an extra space, a trailing newline, the first letter's case flipped."""
     spaced = text.replace(" ", "  ", 1) if " " in text else " " + text
     k = next((i for i, ch in enumerate(text) if ch.isalpha()), None)
-    flipped = text if k is None else text[:k] + text[k].swapcase() + text[k + 1:]
+    flipped = text if k is None else text[:k] + text[k].swapcase() + text[k + 1 :]
     return [spaced, text + "\n", flipped]
 
 
 @torch.no_grad()
-def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos: str = "auto",
-                     batch_size: int = 16) -> list[tuple[float, int]]:
+def continuation_nll(
+    model, tok, prompts: list[str], conts: list[list[int]], bos: str = "auto", batch_size: int = 16
+) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each continuation given its prompt, under model (teacher forced)."""
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -32,21 +34,22 @@ def continuation_nll(model, tok, prompts: list[str], conts: list[list[int]], bos
     out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
     items = [(i, encode_prompt(tok, p, bos), list(c)) for i, (p, c) in enumerate(zip(prompts, conts)) if c]
     for a in range(0, len(items), batch_size):
-        chunk = items[a:a + batch_size]
+        chunk = items[a : a + batch_size]
         width = max(len(p) + len(c) for _, p, c in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for r, (_, p, c) in enumerate(chunk):  # right padding: positions start at 0 in every row
-            ids[r, :len(p) + len(c)] = torch.tensor(p + c)
-            mask[r, :len(p) + len(c)] = 1
+            ids[r, : len(p) + len(c)] = torch.tensor(p + c)
+            mask[r, : len(p) + len(c)] = 1
         # Only positions from the shortest prompt's last token on predict continuation tokens: keep just
         # those logits, and normalise row by row (full [B, T, V] logits plus their log-softmax were the
         # peak of a reference-mode run).
         lo = min(len(p) for _, p, _ in chunk) - 1
         kw = {"logits_to_keep": width - lo} if keep else {}
         with attention_impl(model, "sdpa"):
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           use_cache=False, **kw).logits
+            logits = model(
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False, **kw
+            ).logits
         off = lo if keep else 0  # logits[:, j] is position j + off
         for r, (i, p, c) in enumerate(chunk):
             pos = torch.arange(len(p) - 1, len(p) + len(c) - 1) - off  # logits at pos predict token pos + 1
@@ -62,13 +65,20 @@ def final_hidden(model, ids: torch.Tensor, kv=None, chunk: int = 32) -> torch.Te
     """[B,T,D] last hidden states (the model's own hidden_states[-1]), through kv's cache if given."""
 
     cache = make_cache(model, kv)
-    spans = [(0, ids.shape[1])] if kv is None else [(a, min(a + chunk, ids.shape[1]))
-                                                    for a in range(0, ids.shape[1], chunk)]
+    spans = (
+        [(0, ids.shape[1])]
+        if kv is None
+        else [(a, min(a + chunk, ids.shape[1])) for a in range(0, ids.shape[1], chunk)]
+    )
     parts = []
     with attention_impl(model, "sdpa"):
         for a, b in spans:
-            out = model(input_ids=ids[:, a:b].to(model.device), use_cache=True, output_hidden_states=True,
-                        **{cache_kwarg(model): cache})
+            out = model(
+                input_ids=ids[:, a:b].to(model.device),
+                use_cache=True,
+                output_hidden_states=True,
+                **{cache_kwarg(model): cache},
+            )
             parts.append(out.hidden_states[-1].float().cpu())
     return torch.cat(parts, dim=1)
 
@@ -101,4 +111,3 @@ def bos_variants(ids: torch.Tensor, bos_id: int) -> tuple[torch.Tensor, torch.Te
     body = ids[:, 1:] if bool((ids[:, 0] == bos_id).all()) else ids[:, :-1]
     with_bos = torch.cat([torch.full((ids.shape[0], 1), bos_id, dtype=ids.dtype), body], dim=1)
     return with_bos, body
-

@@ -3,6 +3,7 @@
 Shapes are written next to each argument: B batch, H heads, T query/key positions,
 V vocabulary, D hidden size.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,7 +121,7 @@ def massive_ratio(hidden: torch.Tensor, sink: int = 0) -> torch.Tensor:
     """hidden [B,T,D] -> [B]: max |h| at the sink over median |h| of the other tokens (Sun et al.)."""
     h = hidden.float().abs()
     top = h[:, sink, :].amax(-1)
-    others = torch.cat([h[:, :sink, :], h[:, sink + 1:, :]], dim=1).flatten(1)
+    others = torch.cat([h[:, :sink, :], h[:, sink + 1 :, :]], dim=1).flatten(1)
     return top / others.median(-1).values.clamp_min(1e-12)
 
 

@@ -1,4 +1,5 @@
 """Greedy generation (batched, left-padded), correctness against references, degeneration."""
+
 from __future__ import annotations
 
 import contextlib
@@ -58,8 +59,18 @@ class _ProtectCtx:
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 16,
-             bos: str = "auto", return_ids: bool = False, kv=None, protect=None, min_new_tokens: int = 0):
+def generate(
+    model,
+    tok,
+    prompts: list[str],
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+    bos: str = "auto",
+    return_ids: bool = False,
+    kv=None,
+    protect=None,
+    min_new_tokens: int = 0,
+):
     """Greedy continuations (text, and token ids if asked) of each prompt, in order.
 
     kv: a kvcache.KVSpec (generation reads a quantized KV cache); protect: a protect.SinkSource
@@ -71,14 +82,14 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths batch together
     results: dict[int, tuple[str, list[int]]] = {}
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         enc = [encode_prompt(tok, prompts[i], bos) for i in idx]
         width = max(len(e) for e in enc)
         input_ids = torch.full((len(enc), width), pad, dtype=torch.long)
         mask = torch.zeros((len(enc), width), dtype=torch.long)
         for r, e in enumerate(enc):  # left padding: every prompt ends at the same column
-            input_ids[r, width - len(e):] = torch.tensor(e)
-            mask[r, width - len(e):] = 1
+            input_ids[r, width - len(e) :] = torch.tensor(e)
+            mask[r, width - len(e) :] = 1
         cache = make_cache(model, kv)
         hooks = contextlib.nullcontext()
         if protect is not None:
@@ -86,13 +97,20 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int = 16, batch_siz
             watch(cache, ctx.on_kv)
             hooks = _both(routed(model, attention=False), bound(ctx))
         with attention_impl(model, "sdpa"), hooks:
-            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                                 max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None,
-                                 do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id, **{cache_kwarg(model): cache})
+            out = model.generate(
+                input_ids=input_ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens or None,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tok.eos_token_id,
+                **{cache_kwarg(model): cache},
+            )
         for r, i in enumerate(idx):
             new = out[r, width:].tolist()
             if tok.eos_token_id is not None and tok.eos_token_id in new:
-                new = new[:new.index(tok.eos_token_id)]
+                new = new[: new.index(tok.eos_token_id)]
             results[i] = (tok.decode(new, skip_special_tokens=True), new)
     for i in range(len(prompts)):
         texts.append(results[i][0])

@@ -4,11 +4,12 @@ Hooks live only inside the `capture` context manager and are always removed. Eac
 layer's tensors go to a callback as soon as the layer has run, so the caller can
 reduce them on the spot: attention maps are never held for all layers at once.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -24,8 +25,11 @@ def ensure_eager(model) -> None:
 
 
 @contextlib.contextmanager
-def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
-            on_hidden: Callable[[int, torch.Tensor], None] | None = None):
+def capture(
+    model,
+    on_attn: Callable[[int, torch.Tensor], None] | None = None,
+    on_hidden: Callable[[int, torch.Tensor], None] | None = None,
+):
     """Call on_attn(layer, probs [B,H,T,T]) and on_hidden(layer, hidden [B,T,D]) during forwards.
 
     Raises CaptureError if a layer ran without returning attention probabilities.
@@ -39,13 +43,16 @@ def capture(model, on_attn: Callable[[int, torch.Tensor], None] | None = None,
                 raise CaptureError(
                     f"layer {idx} ({type(module).__name__}) returned no attention probabilities "
                     f"(attn_implementation={getattr(model.config, '_attn_implementation', '?')}); "
-                    f"eager attention is required")
+                    f"eager attention is required"
+                )
             on_attn(idx, probs)
+
         return hook
 
     def hidden_hook(idx):
         def hook(module, args, output):
             on_hidden(idx, output[0] if isinstance(output, tuple) else output)
+
         return hook
 
     try:

@@ -4,11 +4,12 @@ Every pass the harness makes goes through a cache object it created itself, so i
 watch what attention reads from the cache (the sink's key and value) and, for the
 sink-protected variant, put the baseline's sink K/V back after the cache has quantized it.
 """
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ def make_cache(model, kv: KVSpec | None):
         return DynamicCache(config=model.config)
     # Keys and values are quantized along the channel axis of [B, H, T, d] as in KIVI;
     # quanto wants axis 0/-1, hqq 0/1: 0 is valid for both and is transformers' default.
-    return QuantizedCache(backend=kv.backend, config=model.config, nbits=kv.nbits, q_group_size=kv.group,
-                          residual_length=kv.residual)
+    return QuantizedCache(
+        backend=kv.backend, config=model.config, nbits=kv.nbits, q_group_size=kv.group, residual_length=kv.residual
+    )
 
 
 def quantized_positions(layer) -> int:

@@ -6,6 +6,7 @@ hands the turn on; the baseline frees the rows and goes on to layer i+1. Only on
 computes at a time (no oversubscription of the cores, and one model object may serve two
 participants), and only one layer's baseline attention is ever held.
 """
+
 from __future__ import annotations
 
 import threading
@@ -68,8 +69,9 @@ class TurnTaking:
             finally:
                 self.finish(name)
 
-        threads = [threading.Thread(target=body, args=(n, fns[n]), name=f"quantsink-{n}", daemon=True)
-                   for n in self.order]
+        threads = [
+            threading.Thread(target=body, args=(n, fns[n]), name=f"quantsink-{n}", daemon=True) for n in self.order
+        ]
         try:
             for t in threads:
                 t.start()

@@ -10,6 +10,7 @@ sequence in chunks of CHUNK tokens, so later tokens see the cache as generation 
 that case every model of the group runs the same chunks (a plain cache reproduces the
 one-call pass exactly).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,7 @@ class PassStats:
 class Accumulator:
     """Row-wise reductions of one model's pass over one batch (any number of calls)."""
 
-    def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False, rows=None,
-                 ref_attn=None):
+    def __init__(self, ids: torch.Tensor, sink_positions, turns=None, name="", publish=False, rows=None, ref_attn=None):
         self.B, self.T = ids.shape
         self.S = tuple(sink_positions)
         self.first_row = max(self.S) + 1
@@ -89,15 +89,19 @@ class Accumulator:
     def on_attn(self, i: int, probs: torch.Tensor) -> None:
         c, t = probs.shape[-2], probs.shape[-1]
         if t != self.row0 + c:
-            raise CaptureError(f"layer {i} attends to {t} keys, not all {self.row0 + c} positions so far "
-                               f"(a sliding-window cache): chunked passes need full-attention layers")
+            raise CaptureError(
+                f"layer {i} attends to {t} keys, not all {self.row0 + c} positions so far "
+                f"(a sliding-window cache): chunked passes need full-attention layers"
+            )
         self.calls_seen.setdefault(self.call, set()).add(i)
         ref = None
         if self.compare and self.turns is not None:
             key, ref = self.turns.slot if self.turns.slot else (None, None)
             if key != (self.call, i):
-                raise CaptureError(f"{self.name}: baseline published {key}, this model is at call {self.call} "
-                                   f"layer {i}: the models do not run the same layers")
+                raise CaptureError(
+                    f"{self.name}: baseline published {key}, this model is at call {self.call} "
+                    f"layer {i}: the models do not run the same layers"
+                )
         self._reduce(i, probs, ref)
         if self.rows is not None:
             self._sampled_rows(i, probs)
@@ -118,12 +122,12 @@ class Accumulator:
         block = _BLOCK if dev.type == "cpu" else 16 * _BLOCK
         step = max(1, block // max(1, B * H * t))
         for a in range(j0, c, step):
-            p = probs[:, :, a:a + step, :].float()
+            p = probs[:, :, a : a + step, :].float()
             self.mass[i] += M.sink_mass_sum(p, self.S)
             self.ent[i] += M.entropy_sum(p)
             self.col[i][:, :, :t] += p.sum(2)
             if ref is not None:  # lockstep only: reference mode compares sampled rows (_sampled_rows)
-                self.js[i] += M.js_divergence(ref[:, :, a:a + step, :], p).sum(-1).float()
+                self.js[i] += M.js_divergence(ref[:, :, a : a + step, :], p).sum(-1).float()
             del p
 
     def _sampled_rows(self, i, probs) -> None:
@@ -168,8 +172,9 @@ class Accumulator:
         n = len(self.hid)
         missing = [k for k, layers in self.calls_seen.items() if len(layers) != n]
         if not self.calls_seen or missing:
-            raise CaptureError(f"attention came back from {len(self.calls_seen.get(missing[0] if missing else 0, ()))}"
-                               f" of {n} layers")
+            raise CaptureError(
+                f"attention came back from {len(self.calls_seen.get(missing[0] if missing else 0, ()))} of {n} layers"
+            )
         for i, parts in self.others.items():
             med = torch.cat(parts, dim=1).median(-1).values.clamp_min(1e-12)
             self.massive[i] = self.sink_top[i] / med
@@ -177,17 +182,24 @@ class Accumulator:
         stack = lambda d: torch.stack([d[i].cpu() for i in range(n)], dim=1)  # noqa: E731
         votes = M.votes_from_columns(stack(self.col), self.first_row)  # col [B,L,H,T] -> [B,T]
         return PassStats(
-            sink_mass=stack(self.mass) / rows, entropy=stack(self.ent) / rows, massive=stack(self.massive),
-            sink_hidden=stack(self.hid), sink_k=stack(self.sink_k), sink_v=stack(self.sink_v), logp=logp,
-            votes=votes, nonfinite_layer=self.bad[0] if self.bad else None,
-            js=stack(self.js) / (len(self.rows) if self.rows is not None else rows) if self.compare else None)
+            sink_mass=stack(self.mass) / rows,
+            entropy=stack(self.ent) / rows,
+            massive=stack(self.massive),
+            sink_hidden=stack(self.hid),
+            sink_k=stack(self.sink_k),
+            sink_v=stack(self.sink_v),
+            logp=logp,
+            votes=votes,
+            nonfinite_layer=self.bad[0] if self.bad else None,
+            js=stack(self.js) / (len(self.rows) if self.rows is not None else rows) if self.compare else None,
+        )
 
 
 def log_softmax_(x: torch.Tensor, rows: int = 64) -> torch.Tensor:
     """In-place log-softmax over the last dim, a block of rows at a time (no full-size temporaries)."""
     flat = x.view(-1, x.shape[-1])
     for a in range(0, flat.shape[0], rows):
-        blk = flat[a:a + rows]
+        blk = flat[a : a + rows]
         blk.sub_(torch.logsumexp(blk, dim=-1, keepdim=True))
     return x
 
@@ -220,17 +232,22 @@ def _compare(b: PassStats, q: PassStats, step: int = 64) -> None:
     q.top1 = torch.empty(B, T, dtype=torch.bool)
     d = 0.0
     for a in range(0, T, step):
-        lb, lq = b.logp[:, a:a + step], q.logp[:, a:a + step].to(b.logp.device)
-        q.kl[:, a:a + step] = M.token_kl(lb, lq).cpu()
-        q.top1[:, a:a + step] = (lb.argmax(-1) == lq.argmax(-1)).cpu()
+        lb, lq = b.logp[:, a : a + step], q.logp[:, a : a + step].to(b.logp.device)
+        q.kl[:, a : a + step] = M.token_kl(lb, lq).cpu()
+        q.top1[:, a : a + step] = (lb.argmax(-1) == lq.argmax(-1)).cpu()
         x = (lq - lb).abs().max().item()
         d = max(d, x) if np.isfinite(x) else float("nan") if np.isfinite(d) else d
     q.logit_delta_max = d if np.isfinite(d) else float("nan")
     q.logp = None
 
 
-def measure_batch(base: Participant, participants: dict[str, Participant], ids: torch.Tensor, sink_positions=(0,),
-                  chunk: int | None = None) -> tuple[PassStats, dict[str, PassStats | BaseException]]:
+def measure_batch(
+    base: Participant,
+    participants: dict[str, Participant],
+    ids: torch.Tensor,
+    sink_positions=(0,),
+    chunk: int | None = None,
+) -> tuple[PassStats, dict[str, PassStats | BaseException]]:
     """The baseline and every participant on one batch, in lockstep; a participant that fails maps to its exception.
 
     The participants' logp is reduced to KL/top-1 against the baseline and dropped; so is the baseline's
@@ -256,6 +273,7 @@ def measure_batch(base: Participant, participants: dict[str, Participant], ids: 
                 _compare(results["__baseline__"], st)
             results[name] = st
             return st
+
         return run
 
     allr = {"__baseline__": base, **participants}
@@ -274,8 +292,9 @@ def measure_batch(base: Participant, participants: dict[str, Participant], ids: 
     return b, {n: (out[n][1] if out[n][1] is not None else out[n][0]) for n in participants}
 
 
-def forward_stats(model, ids: torch.Tensor, sink_positions=(0,), kv: KVSpec | None = None,
-                  chunk: int | None = None) -> PassStats:
+def forward_stats(
+    model, ids: torch.Tensor, sink_positions=(0,), kv: KVSpec | None = None, chunk: int | None = None
+) -> PassStats:
     """One model alone on one batch (no comparison)."""
     b, _ = measure_batch(Participant(model, kv), {}, ids, sink_positions, chunk)
     return b
@@ -352,8 +371,9 @@ def run_single(model, batches, sink_positions) -> ModelSummary:
     return s
 
 
-def run_multi(base_model, participants: dict, batches, sink_positions, progress=None,
-              on_error=None) -> dict[str, PairSummary]:
+def run_multi(
+    base_model, participants: dict, batches, sink_positions, progress=None, on_error=None
+) -> dict[str, PairSummary]:
     """Compare several participants (or plain models) with the baseline, running the baseline once per batch.
 
     A participant whose pass raises is reported through on_error(name, exc) and dropped (without

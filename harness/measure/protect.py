@@ -8,6 +8,7 @@ hidden states are replaced (its whole residual path stays full precision), and e
 attention reads the cache, the prefix's keys and values are replaced too — which also
 keeps them out of a quantized KV cache's rounding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -65,8 +66,11 @@ class SinkSource:
             model(input_ids=ids, use_cache=True, **{cache_kwarg(model): cache})
         L = len(hid)
         for r, p in enumerate(todo):
-            self.table[p] = ([hid[i][r] for i in range(L)], [kv[i][0][r] for i in range(L)],
-                             [kv[i][1][r] for i in range(L)])
+            self.table[p] = (
+                [hid[i][r] for i in range(L)],
+                [kv[i][0][r] for i in range(L)],
+                [kv[i][1][r] for i in range(L)],
+            )
 
     def _build(self, prefixes: list[tuple], cols: torch.Tensor) -> Protection:
         self._fill(prefixes)
@@ -77,13 +81,13 @@ class SinkSource:
 
     def protection(self, ids: torch.Tensor, sink_positions=(0,)) -> Protection:
         """For corpus rows [B,T] that start at column 0."""
-        prefixes = [tuple(int(x) for x in row[:self.P]) for row in ids]
+        prefixes = [tuple(int(x) for x in row[: self.P]) for row in ids]
         cols = torch.arange(self.P).expand(ids.shape[0], -1)
         return self._build(prefixes, cols)
 
     def protection_for_prompts(self, rows: list[list[int]], width: int) -> Protection:
         """For left-padded prompts: row r's tokens start at column width - len(rows[r])."""
-        prefixes = [tuple(r[:self.P]) for r in rows]
+        prefixes = [tuple(r[: self.P]) for r in rows]
         if any(len(p) < self.P for p in prefixes):
             raise ValueError(f"a prompt is shorter than the protected prefix ({self.P} tokens)")
         cols = torch.stack([torch.arange(self.P) + (width - len(r)) for r in rows])

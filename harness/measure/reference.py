@@ -20,6 +20,7 @@ What still needs the baseline model: building the reference, and scoring each co
 continuations under the baseline (gen_ppl_ratio), done once for all configurations after the last
 one is measured (refmode.py). Only safetensors and JSON are read back: no pickle.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,8 @@ TOPK = 256  # baseline log-probabilities kept per position
 ROWS = 16  # query rows per sequence kept of every head's attention
 FORMAT = 1
 _FIELDS = ("sink_mass", "entropy", "massive", "sink_hidden", "sink_k", "sink_v", "votes", "nll")
+
+
 def sampled_rows(T: int, first_row: int, n: int = ROWS) -> list[int]:
     """n query positions spread evenly over [first_row, T) (all of them when fewer)."""
     last = T - 1
@@ -79,8 +82,12 @@ class Reference:
     def pass_stats(self, t: dict, k: int):
         """Batch k's stored baseline statistics (t = self.batch(k)) as a measure.PassStats."""
 
-        return PassStats(**{f: t[f] for f in _FIELDS if f != "nll"}, logp=None, nll=t["nll"],
-                         nonfinite_layer=self.meta["nonfinite_layers"][k])
+        return PassStats(
+            **{f: t[f] for f in _FIELDS if f != "nll"},
+            logp=None,
+            nll=t["nll"],
+            nonfinite_layer=self.meta["nonfinite_layers"][k],
+        )
 
     def summary(self, batches):
         """The baseline's ModelSummary over the corpus, from the stored statistics."""
@@ -96,12 +103,16 @@ class Reference:
         stability variants' correctness and its side of the behaviour probes."""
         g = self.meta["generations"]
         b = g["behaviour"]
-        return {"generations": (g["prompts"]["texts"], g["prompts"]["ids"]),
-                "variant_correctness": g["variant_correctness"],
-                "behaviour": {"variants": (b["variants"]["texts"], b["variants"]["ids"]),
-                              "long": (b["long"]["texts"], b["long"]["ids"]),
-                              "own_nll": [tuple(x) for x in b["own_nll"]],
-                              "spread": np.asarray(b["spread"], dtype=float)}}
+        return {
+            "generations": (g["prompts"]["texts"], g["prompts"]["ids"]),
+            "variant_correctness": g["variant_correctness"],
+            "behaviour": {
+                "variants": (b["variants"]["texts"], b["variants"]["ids"]),
+                "long": (b["long"]["texts"], b["long"]["ids"]),
+                "own_nll": [tuple(x) for x in b["own_nll"]],
+                "spread": np.asarray(b["spread"], dtype=float),
+            },
+        }
 
 
 def _check_named(path: Path, ident: dict) -> None:
@@ -114,11 +125,15 @@ def _check_named(path: Path, ident: dict) -> None:
     for k in sorted(set(ident) | set(theirs)):
         a, b = ident.get(k), theirs.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [f"{k}.{x} ({b.get(x)} there, {a.get(x)} here)" for x in sorted(set(a) | set(b)) if a.get(x) != b.get(x)]
+            diffs += [
+                f"{k}.{x} ({b.get(x)} there, {a.get(x)} here)" for x in sorted(set(a) | set(b)) if a.get(x) != b.get(x)
+            ]
         elif a != b:
             diffs.append(f"{k} ({b} there, {a} here)")
-    raise UsageError(f"reference {path} was made for other inputs: {', '.join(diffs[:6])}; give --reference-dir "
-                     f"the directory that holds references (each is found by its key) or rebuild it")
+    raise UsageError(
+        f"reference {path} was made for other inputs: {', '.join(diffs[:6])}; give --reference-dir "
+        f"the directory that holds references (each is found by its key) or rebuild it"
+    )
 
 
 def ensure(base, ident: dict, key: str) -> Reference:
@@ -141,7 +156,6 @@ def build(base, out: Path, ident: dict, key: str) -> None:
     rows) and once over the prompts; write the reference into out."""
     from safetensors.torch import save_file
 
-
     s = base.spec
     model = base.model
     rows = sampled_rows(s.seq_len, max(s.sink_positions) + 1)
@@ -155,22 +169,34 @@ def build(base, out: Path, ident: dict, key: str) -> None:
         st = acc.stats(logp)
         top_lp, top_ix = logp.topk(min(TOPK, logp.shape[-1]), dim=-1)
         t = {f: getattr(st, f) for f in _FIELDS if f != "nll"}
-        t.update(nll=M.token_nll(logp, ids.to(logp.device)).cpu(), top_lp=top_lp.cpu().contiguous(),
-                 top_ix=top_ix.cpu().to(torch.int32).contiguous(),
-                 attn=torch.stack([acc.kept[i] for i in range(len(acc.kept))], 1).contiguous())
+        t.update(
+            nll=M.token_nll(logp, ids.to(logp.device)).cpu(),
+            top_lp=top_lp.cpu().contiguous(),
+            top_ix=top_ix.cpu().to(torch.int32).contiguous(),
+            attn=torch.stack([acc.kept[i] for i in range(len(acc.kept))], 1).contiguous(),
+        )
         del logp
         save_file({n: v.contiguous() for n, v in t.items()}, str(out / f"batch-{k:04d}.safetensors"))
         bad.append(st.nonfinite_layer)
     gens, gids = base.generations
     b = base.behaviour  # the baseline's side of the behaviour probes (variants, long, own NLL, spread)
-    meta = {"identity": ident, "key": key, "rows": rows, "nonfinite_layers": bad, "n_batches": len(batches),
-            "generations": {"prompts": {"texts": gens, "ids": [list(map(int, x)) for x in gids]},
-                            "variant_correctness": base.variant_correctness,
-                            "behaviour": {"variants": {"texts": b["variants"][0],
-                                                       "ids": [list(map(int, x)) for x in b["variants"][1]]},
-                                          "long": {"texts": b["long"][0], "ids": [list(map(int, x)) for x in b["long"][1]]},
-                                          "own_nll": [list(x) for x in b["own_nll"]],
-                                          "spread": [float(x) for x in np.asarray(b["spread"]).ravel()]}}}
+    meta = {
+        "identity": ident,
+        "key": key,
+        "rows": rows,
+        "nonfinite_layers": bad,
+        "n_batches": len(batches),
+        "generations": {
+            "prompts": {"texts": gens, "ids": [list(map(int, x)) for x in gids]},
+            "variant_correctness": base.variant_correctness,
+            "behaviour": {
+                "variants": {"texts": b["variants"][0], "ids": [list(map(int, x)) for x in b["variants"][1]]},
+                "long": {"texts": b["long"][0], "ids": [list(map(int, x)) for x in b["long"][1]]},
+                "own_nll": [list(x) for x in b["own_nll"]],
+                "spread": [float(x) for x in np.asarray(b["spread"]).ravel()],
+            },
+        },
+    }
     (out / "meta.json").write_text(json.dumps(meta))
 
 

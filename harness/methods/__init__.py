@@ -5,20 +5,34 @@
 
 Third-party methods register through the entry-point group `quantsink.methods`.
 """
+
 from harness.methods.base import BIT_CLASSES, QuantConfig, QuantContext, class_of_bits
 from harness.methods.registry import (
-           availability,
-           bit_class,
-           expand_shorthand,
-           get_method,
-           methods,
-           parse_spec,
-           parse_specs,
-           quantize,
-           register_handler,
-           register_method,
+    availability,
+    bit_class,
+    expand_shorthand,
+    get_method,
+    methods,
+    parse_spec,
+    parse_specs,
+    quantize,
+    register_handler,
+    register_method,
 )
 
-__all__ = ["BIT_CLASSES", "QuantConfig", "QuantContext", "class_of_bits", "availability", "bit_class",
-           "expand_shorthand", "get_method", "methods", "parse_spec", "parse_specs", "quantize",
-           "register_handler", "register_method"]
+__all__ = [
+    "BIT_CLASSES",
+    "QuantConfig",
+    "QuantContext",
+    "class_of_bits",
+    "availability",
+    "bit_class",
+    "expand_shorthand",
+    "get_method",
+    "methods",
+    "parse_spec",
+    "parse_specs",
+    "quantize",
+    "register_handler",
+    "register_method",
+]

@@ -6,6 +6,7 @@ activations, then a clipping range, then quantizes in groups with a zero point (
 vLLM and transformers load). The checkpoint is cached on disk like GPTQ's, keyed by baseline
 weights, spec, calibration hash and library versions, and every run measures the saved artifact.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,12 @@ AWQ_GROUPS = (16, 32, 64, 128)  # GPTQModel's AWQ kernels' group sizes
 ROW_BLOCK = 64  # GPTQModel's clip search walks output rows in blocks of 64 (or 256)
 
 
-@register_method("awq", examples="awq-w{2,3,4,8}g{16,32,64,128}, e.g. awq-w4g128, awq-w4g64, awq-w3g128",
-                 packages=("gptqmodel",), install="pip install gptqmodel 'torch==<your torch version>'")
+@register_method(
+    "awq",
+    examples="awq-w{2,3,4,8}g{16,32,64,128}, e.g. awq-w4g128, awq-w4g64, awq-w3g128",
+    packages=("gptqmodel",),
+    install="pip install gptqmodel 'torch==<your torch version>'",
+)
 @dataclass(frozen=True)
 class AWQConfig(GroupedWeightConfig):
     """AWQ weights (asymmetric, zero point per group) through GPTQModel, calibrated on corpus samples."""
@@ -42,7 +47,7 @@ class AWQConfig(GroupedWeightConfig):
         return self.w_bits + (16 + self.w_bits) / self.group
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "AWQConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> AWQConfig:
         m = WG.match(tokens[0]) if tokens else None
         if not m or len(tokens) != 1:
             raise bad_spec(spec, "expected awq-wBITSgGROUP", cls.examples)
@@ -69,8 +74,11 @@ def check_group_fit(model, cfg, offered, respec) -> None:
     except UsageError as e:
         widths = {input_width(m, t) for _, m, t in linear_modules(model)}
         fits = [g for g in sorted(offered, reverse=True) if all(w % g == 0 for w in widths)]
-        hint = (f"; {cfg.method} groups that fit this model: {', '.join(map(str, fits))} (e.g. {respec(fits[0])})"
-                if fits else f"; no {cfg.method} group ({', '.join(map(str, offered))}) fits this model")
+        hint = (
+            f"; {cfg.method} groups that fit this model: {', '.join(map(str, fits))} (e.g. {respec(fits[0])})"
+            if fits
+            else f"; no {cfg.method} group ({', '.join(map(str, offered))}) fits this model"
+        )
         raise UsageError(str(e) + hint) from None
 
 
@@ -81,17 +89,29 @@ def check_shapes(model, cfg: AWQConfig) -> None:
     for name, mod, transposed in linear_modules(model):
         out = mod.weight.shape[1] if transposed else mod.weight.shape[0]
         if out % ROW_BLOCK:
-            raise UsageError(f"{cfg.spec}: GPTQModel's AWQ needs output widths that are multiples of {ROW_BLOCK}; "
-                             f"{name} has {out}; use gptq-w{cfg.w_bits}g{cfg.group} or hqq-w{cfg.w_bits}g{cfg.group}")
+            raise UsageError(
+                f"{cfg.spec}: GPTQModel's AWQ needs output widths that are multiples of {ROW_BLOCK}; "
+                f"{name} has {out}; use gptq-w{cfg.w_bits}g{cfg.group} or hqq-w{cfg.w_bits}g{cfg.group}"
+            )
 
 
 def cache_key(cfg: AWQConfig, ctx, calib_sha: str) -> str:
     import gptqmodel
     import transformers
 
-    blob = json.dumps({"model": ctx.model_key, "spec": cfg.spec, "calib": calib_sha, "n": ctx.gptq_samples,
-                       "seed": ctx.seed, "gptqmodel": gptqmodel.__version__, "calib_dtype": "fp16",
-                       "transformers": transformers.__version__}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "model": ctx.model_key,
+            "spec": cfg.spec,
+            "calib": calib_sha,
+            "n": ctx.gptq_samples,
+            "seed": ctx.seed,
+            "gptqmodel": gptqmodel.__version__,
+            "calib_dtype": "fp16",
+            "transformers": transformers.__version__,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -115,8 +135,12 @@ def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
 
         qc = GMAWQConfig(bits=cfg.w_bits, group_size=cfg.group, sym=False, offload_to_disk=False)
         model = GPTQModel.load(str(ctx.model_dir), qc, device=ctx.device, dtype=torch.float16)
-        model.quantize(texts, tokenizer=ctx.tokenizer, batch_size=1,
-                       backend=BACKEND.AWQ_TORCH if ctx.device == "cpu" else BACKEND.AUTO)
+        model.quantize(
+            texts,
+            tokenizer=ctx.tokenizer,
+            batch_size=1,
+            backend=BACKEND.AWQ_TORCH if ctx.device == "cpu" else BACKEND.AUTO,
+        )
         model.save(str(out_dir))
         ctx.tokenizer.save_pretrained(out_dir)
         del model
@@ -140,8 +164,9 @@ def densify(model) -> int:
             continue
         with torch.no_grad():
             w = dequantize_gemm(mod.qweight, mod.qzeros, mod.scales.float(), mod.bits, mod.group_size)  # [in, out]
-            dense = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None, device=w.device,
-                              dtype=dtype)
+            dense = nn.Linear(
+                mod.in_features, mod.out_features, bias=mod.bias is not None, device=w.device, dtype=dtype
+            )
             dense.weight.copy_(w.T.to(dtype))
             if mod.bias is not None:
                 dense.bias.copy_(mod.bias.to(dtype))

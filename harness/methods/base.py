@@ -2,13 +2,15 @@
 
 Pure Python: importing this never imports torch or a quantization backend.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from harness.errors import UsageError
 
@@ -58,7 +60,7 @@ class QuantConfig:
         return class_of_bits(self.bits) if self.bits is not None else None
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "QuantConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> QuantConfig:
         """The config for `spec` (tokens: the parts after the method name, split on '-')."""
         raise NotImplementedError
 
@@ -79,7 +81,7 @@ class QuantConfig:
         return self.to_dict()
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QuantConfig":
+    def from_dict(cls, d: dict) -> QuantConfig:
         """The config a to_dict() came from (any registered method when called on the base class)."""
         d = dict(d)
         name = d.pop("method", cls.method)

@@ -1,4 +1,5 @@
 """bitsandbytes LLM.int8 and 4-bit (NF4 / FP4) through transformers' BitsAndBytesConfig."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,9 @@ from harness.models.sources import load_model
 _KINDS = {"int8": "int8", "nf4": "nf4", "fp4": "fp4", "w8": "int8"}
 
 
-@register_method("bnb", examples="bnb-int8, bnb-nf4, bnb-fp4", packages=("bitsandbytes",),
-                 install="pip install 'bitsandbytes>=0.45'")
+@register_method(
+    "bnb", examples="bnb-int8, bnb-nf4, bnb-fp4", packages=("bitsandbytes",), install="pip install 'bitsandbytes>=0.45'"
+)
 @dataclass(frozen=True)
 class BnbConfig(QuantConfig):
     """bitsandbytes LLM.int8 or 4-bit (NF4 / FP4) weights, loaded through transformers."""
@@ -33,7 +35,7 @@ class BnbConfig(QuantConfig):
         return None if self.kind == "int8" else 64  # bitsandbytes' 4-bit blocksize
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "BnbConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> BnbConfig:
         if len(tokens) != 1 or tokens[0] not in _KINDS:
             got = "-".join(tokens) or "nothing"
             m = WG.match(tokens[0]) or re.fullmatch(r"int(\d+)", tokens[0]) if tokens else None
@@ -56,15 +58,19 @@ def quantize(cfg: BnbConfig, ctx):
     import torch
     from transformers import BitsAndBytesConfig
 
-
     if cfg.kind == "int8":
         # a device map may leave layers on the CPU: bitsandbytes keeps those in fp32 only when told to
         qc = BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=bool(ctx.placement))
     else:
         # fp32 compute on CPU keeps the comparison about weight rounding, not activation dtype
         compute = torch.float32 if ctx.device == "cpu" else torch.float16
-        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.kind,
-                                bnb_4bit_compute_dtype=compute)
+        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.kind, bnb_4bit_compute_dtype=compute)
     ctx.progress(f"bitsandbytes {cfg.kind}: loading {ctx.model_dir.name}")
-    return load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc,
-                      trust_remote_code=ctx.trust_remote_code, **ctx.placement)  # --device-map: placed as loaded
+    return load_model(
+        ctx.model_dir,
+        dtype=ctx.dtype,
+        device=ctx.device,
+        quantization_config=qc,
+        trust_remote_code=ctx.trust_remote_code,
+        **ctx.placement,
+    )  # --device-map: placed as loaded

@@ -1,4 +1,5 @@
 """A weight method and a KV-cache method together, e.g. gptq-w4g128+kv-quanto-w4."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,12 +37,14 @@ class ComboConfig(QuantConfig):
         return self.weights.group_size
 
     @classmethod
-    def parse(cls, spec: str, parts: list) -> "ComboConfig":
+    def parse(cls, spec: str, parts: list) -> ComboConfig:
         kvs = [p for p in parts if isinstance(p, KVConfig)]
         rest = [p for p in parts if not isinstance(p, KVConfig)]
         if len(parts) != 2 or len(kvs) != 1 or isinstance(rest[0], ComboConfig):
-            raise UsageError(f"'{spec}': a combination is one weight method and one KV-cache method; "
-                             f"valid: WEIGHTS+KV, e.g. gptq-w4g128+kv-quanto-w4")
+            raise UsageError(
+                f"'{spec}': a combination is one weight method and one KV-cache method; "
+                f"valid: WEIGHTS+KV, e.g. gptq-w4g128+kv-quanto-w4"
+            )
         return cls(weights=rest[0], kv=kvs[0])
 
     def preflight(self, model_info) -> None:
@@ -54,7 +57,7 @@ class ComboConfig(QuantConfig):
         return {"method": self.method, "weights": self.weights.to_dict(), "kv": self.kv.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ComboConfig":
+    def from_dict(cls, d: dict) -> ComboConfig:
         return cls(weights=QuantConfig.from_dict(d["weights"]), kv=QuantConfig.from_dict(d["kv"]))
 
 

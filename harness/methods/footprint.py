@@ -8,6 +8,7 @@ state its own `bits_per_weight` (a float, or a function of the input width). Kep
 (`-keep:`) and everything outside the Linears (embeddings, norms, head) count at the baseline's
 precision. Methods without quantized weights (KV-cache, faults) count the baseline's bits.
 """
+
 from __future__ import annotations
 
 from harness.methods.keep import kept
@@ -69,8 +70,12 @@ def footprint(cfg, model, dtype: str = "fp32") -> dict:
             quantized += n
     other = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if id(p) not in seen)
     total_bits = lin_bits + other * base_bits
-    return {"bits_per_weight": lin_bits / lin_params if lin_params else None,
-            "model_size_mb": total_bits / 8 / 1e6, "quantized_params": quantized, "linear_params": lin_params}
+    return {
+        "bits_per_weight": lin_bits / lin_params if lin_params else None,
+        "model_size_mb": total_bits / 8 / 1e6,
+        "quantized_params": quantized,
+        "linear_params": lin_params,
+    }
 
 
 def module_params(model) -> dict[str, int]:

@@ -7,6 +7,7 @@ magnitude meets the format's maximum, cast to float8 and back, and the matmul ru
 dtype; W8A8 does the same to every Linear's input per token, on every call. Results record
 `info.simulated = true` and `info.executed_as`, so no one mistakes the simulation for the kernel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,13 @@ from harness.models.structure import linear_modules
 FORMATS = {"e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2"}  # spec token -> torch dtype name
 
 
-@register_method("fp8", examples="fp8-e4m3, fp8-e5m2, with -pc (per-channel scales, the default) or -pt "
-                 "(one per-tensor scale), e.g. fp8-e4m3-pt", packages=("torch",), install="pip install torch")
+@register_method(
+    "fp8",
+    examples="fp8-e4m3, fp8-e5m2, with -pc (per-channel scales, the default) or -pt "
+    "(one per-tensor scale), e.g. fp8-e4m3-pt",
+    packages=("torch",),
+    install="pip install torch",
+)
 @dataclass(frozen=True)
 class FP8Config(QuantConfig):
     """Weight-only FP8: every decoder Linear weight on the float8 grid times an fp32 scale."""
@@ -43,17 +49,23 @@ class FP8Config(QuantConfig):
         return 8.0 if self.per_tensor else (lambda width: 8 + 32 / width)
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "FP8Config":
+    def parse(cls, spec: str, tokens: list[str]) -> FP8Config:
         if not tokens or tokens[0] not in FORMATS:
             got = tokens[0] if tokens else "nothing"
-            why = (f"FP8 has no {got[1:]}-bit mode (it is 8-bit; formats e4m3, e5m2)" if got.startswith("w") else
-                   f"unknown FP8 format '{got}'{did_you_mean(got, list(FORMATS))} (formats: e4m3, e5m2)")
+            why = (
+                f"FP8 has no {got[1:]}-bit mode (it is 8-bit; formats e4m3, e5m2)"
+                if got.startswith("w")
+                else f"unknown FP8 format '{got}'{did_you_mean(got, list(FORMATS))} (formats: e4m3, e5m2)"
+            )
             raise bad_spec(spec, why, cls.examples)
         opts = tokens[1:]
         unknown = [o for o in opts if o not in ("pc", "pt")]
         if unknown or len(opts) > 1:
-            why = (f"unknown option '{unknown[0]}' (fp8 knows: pc, pt)" if unknown
-                   else "give one scale granularity: -pc or -pt")
+            why = (
+                f"unknown option '{unknown[0]}' (fp8 knows: pc, pt)"
+                if unknown
+                else "give one scale granularity: -pc or -pt"
+            )
             raise bad_spec(spec, why, cls.examples)
         return cls(fmt=tokens[0], per_tensor=opts == ["pt"])
 
@@ -62,8 +74,12 @@ class FP8Config(QuantConfig):
         return ["fp8-e4m3"] if bits == 8 else []
 
 
-@register_method("w8a8", examples="w8a8-fp8 (E4M3 weights per channel, E4M3 activations per token, dynamic)",
-                 packages=("torch",), install="pip install torch")
+@register_method(
+    "w8a8",
+    examples="w8a8-fp8 (E4M3 weights per channel, E4M3 activations per token, dynamic)",
+    packages=("torch",),
+    install="pip install torch",
+)
 @dataclass(frozen=True)
 class W8A8FP8Config(QuantConfig):
     """FP8 weights (E4M3, per channel) and FP8 activations (E4M3, scale per token, computed on every call)."""
@@ -82,10 +98,13 @@ class W8A8FP8Config(QuantConfig):
         return lambda width: 8 + 32 / width
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "W8A8FP8Config":
+    def parse(cls, spec: str, tokens: list[str]) -> W8A8FP8Config:
         if tokens != ["fp8"]:
-            why = ("w8a8 here is FP8 only (int8 activations: torchao-int8dq)" if tokens and tokens[0].startswith("int")
-                   else "expected w8a8-fp8")
+            why = (
+                "w8a8 here is FP8 only (int8 activations: torchao-int8dq)"
+                if tokens and tokens[0].startswith("int")
+                else "expected w8a8-fp8"
+            )
             raise bad_spec(spec, why, cls.examples)
         return cls()
 
@@ -134,14 +153,16 @@ def act_linear_class():
 def _fp8_kernel_device(device: str) -> bool:
     import torch
 
-    return device.startswith("cuda") and torch.cuda.is_available() and \
-        torch.cuda.get_device_capability(torch.device(device)) >= (8, 9)
+    return (
+        device.startswith("cuda")
+        and torch.cuda.is_available()
+        and torch.cuda.get_device_capability(torch.device(device)) >= (8, 9)
+    )
 
 
 def simulate(model, fmt: str, per_tensor: bool, activations: bool, ctx) -> object:
     """Round-trip every decoder Linear weight through float8 (and, for W8A8, swap in the activation class)."""
     import torch
-
 
     klass = act_linear_class() if activations else None
     n = 0
@@ -156,8 +177,10 @@ def simulate(model, fmt: str, per_tensor: bool, activations: bool, ctx) -> objec
     scales = "one fp32 per-tensor scale" if per_tensor else "fp32 per-channel scales"
     acts = ", inputs per token through float8_e4m3fn (dynamic scales)" if activations else ""
     ctx.info["simulated"] = True
-    ctx.info["executed_as"] = (f"simulated: {n} weights round-tripped through torch.{FORMATS[fmt]} with {scales}"
-                               f"{acts}; matmuls in {ctx.dtype} (no float8 kernel on {ctx.device})")
+    ctx.info["executed_as"] = (
+        f"simulated: {n} weights round-tripped through torch.{FORMATS[fmt]} with {scales}"
+        f"{acts}; matmuls in {ctx.dtype} (no float8 kernel on {ctx.device})"
+    )
     return model
 
 
@@ -173,8 +196,9 @@ def _torchao_fp8(model, cfg, ctx):
     if isinstance(cfg, W8A8FP8Config):
         qc = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
     else:
-        qc = Float8WeightOnlyConfig(weight_dtype=getattr(torch, FORMATS[cfg.fmt]),
-                                    granularity=PerTensor() if cfg.per_tensor else PerRow())
+        qc = Float8WeightOnlyConfig(
+            weight_dtype=getattr(torch, FORMATS[cfg.fmt]), granularity=PerTensor() if cfg.per_tensor else PerRow()
+        )
     quantize_(model, qc, filter_fn=_decoder_linear_filter(model))
     ctx.info["simulated"] = False
     ctx.info["executed_as"] = f"torchao {type(qc).__name__} on {ctx.device}"

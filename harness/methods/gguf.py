@@ -6,6 +6,7 @@ would (for the tensors quantized here; embeddings and the output head stay at ba
 K-quants (Q4_K, Q6_K, ...) are left out: the gguf package cannot quantize them, and a
 reimplementation could not be checked block for block against llama.cpp's own output here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,15 +18,24 @@ from harness.models.structure import input_width, linear_modules
 
 # spec token -> (GGMLQuantizationType name, weights per block, bytes per block, policy bits)
 TYPES = {
-    "q4_0": ("Q4_0", 32, 18, 4), "q4_1": ("Q4_1", 32, 20, 4), "q5_0": ("Q5_0", 32, 22, 5),
-    "q5_1": ("Q5_1", 32, 24, 5), "q8_0": ("Q8_0", 32, 34, 8), "mxfp4": ("MXFP4", 32, 17, 4),
-    "tq1_0": ("TQ1_0", 256, 54, 2), "tq2_0": ("TQ2_0", 256, 66, 2),
+    "q4_0": ("Q4_0", 32, 18, 4),
+    "q4_1": ("Q4_1", 32, 20, 4),
+    "q5_0": ("Q5_0", 32, 22, 5),
+    "q5_1": ("Q5_1", 32, 24, 5),
+    "q8_0": ("Q8_0", 32, 34, 8),
+    "mxfp4": ("MXFP4", 32, 17, 4),
+    "tq1_0": ("TQ1_0", 256, 54, 2),
+    "tq2_0": ("TQ2_0", 256, 66, 2),
 }
 K_QUANTS = ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k")
 
 
-@register_method("gguf", examples="gguf-{q4_0,q4_1,q5_0,q5_1,q8_0,mxfp4,tq1_0,tq2_0}, e.g. gguf-q4_0, gguf-q8_0",
-                 packages=("gguf",), install="pip install 'gguf>=0.10'")
+@register_method(
+    "gguf",
+    examples="gguf-{q4_0,q4_1,q5_0,q5_1,q8_0,mxfp4,tq1_0,tq2_0}, e.g. gguf-q4_0, gguf-q8_0",
+    packages=("gguf",),
+    install="pip install 'gguf>=0.10'",
+)
 @dataclass(frozen=True)
 class GGUFTypeConfig(QuantConfig):
     """One GGUF quant type applied to every decoder Linear weight (quantize, dequantize, measure)."""
@@ -51,11 +61,15 @@ class GGUFTypeConfig(QuantConfig):
         return nbytes * 8 / block
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "GGUFTypeConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> GGUFTypeConfig:
         t = "_".join(tokens).lower() if tokens else "nothing"  # gguf-q4-0 reads as q4_0
         if t in K_QUANTS or t.startswith(tuple(k + "_" for k in K_QUANTS)):
-            raise bad_spec(spec, f"K-quants ({t.upper()}) are not offered: the gguf package cannot quantize "
-                                 f"them and a reimplementation is unchecked against llama.cpp", cls.examples)
+            raise bad_spec(
+                spec,
+                f"K-quants ({t.upper()}) are not offered: the gguf package cannot quantize "
+                f"them and a reimplementation is unchecked against llama.cpp",
+                cls.examples,
+            )
         if t not in TYPES:
             raise bad_spec(spec, f"unknown GGUF type '{t}'{did_you_mean(t, TYPES)}", cls.examples)
         return cls(qtype=t)
@@ -75,8 +89,10 @@ def check_rows(model, cfg: GGUFTypeConfig) -> None:
     for name, mod, transposed in linear_modules(model):
         width = input_width(mod, transposed)
         if width % block:
-            raise UsageError(f"{cfg.spec}: {TYPES[cfg.qtype][0]} stores blocks of {block} weights, which do not "
-                             f"divide the input width {width} of {name}; use a 32-weight type such as gguf-q4_0")
+            raise UsageError(
+                f"{cfg.spec}: {TYPES[cfg.qtype][0]} stores blocks of {block} weights, which do not "
+                f"divide the input width {width} of {name}; use a 32-weight type such as gguf-q4_0"
+            )
 
 
 def gguf_round_trip(weight, qtype: str):
@@ -95,7 +111,6 @@ def gguf_round_trip(weight, qtype: str):
 def quantize(cfg: GGUFTypeConfig, ctx):
     import torch
 
-
     model = ctx.load_baseline()
     check_rows(model, cfg)
     layers = linear_modules(model)
@@ -105,6 +120,7 @@ def quantize(cfg: GGUFTypeConfig, ctx):
             w = mod.weight.data.t() if transposed else mod.weight.data
             q = gguf_round_trip(w, cfg.qtype)
             mod.weight.data = q.t().contiguous() if transposed else q
-    ctx.info["executed_as"] = (f"dense Linear with gguf.quants' dequantized {TYPES[cfg.qtype][0]} weights "
-                               f"({len(layers)} layers)")
+    ctx.info["executed_as"] = (
+        f"dense Linear with gguf.quants' dequantized {TYPES[cfg.qtype][0]} weights ({len(layers)} layers)"
+    )
     return model

@@ -4,6 +4,7 @@ The quantized checkpoint is cached on disk, keyed by baseline weights, spec,
 calibration hash and library versions: a second run loads it instead of
 quantizing again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,12 @@ from harness.system.files import cache_root, cached_dir
 GPTQ_BITS = (2, 3, 4, 8)
 
 
-@register_method("gptq", examples="gptq-w{2,3,4,8}gGROUP, e.g. gptq-w4g128, gptq-w3g128, gptq-w2g64",
-                 packages=("gptqmodel",), install="pip install gptqmodel 'torch==<your torch version>'")
+@register_method(
+    "gptq",
+    examples="gptq-w{2,3,4,8}gGROUP, e.g. gptq-w4g128, gptq-w3g128, gptq-w2g64",
+    packages=("gptqmodel",),
+    install="pip install gptqmodel 'torch==<your torch version>'",
+)
 @dataclass(frozen=True)
 class GPTQConfig(GroupedWeightConfig):
     """GPTQ through transformers' GPTQConfig and GPTQModel, calibrated on corpus samples."""
@@ -29,7 +34,7 @@ class GPTQConfig(GroupedWeightConfig):
     group: int = 128
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "GPTQConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> GPTQConfig:
         m = WG.match(tokens[0]) if tokens else None
         if not m or len(tokens) != 1:
             raise bad_spec(spec, "expected gptq-wBITSgGROUP", cls.examples)
@@ -84,8 +89,9 @@ def densify(model) -> list[str]:
             continue
         with torch.no_grad():
             w = mod.dequantize_weight().to(dtype)  # [in, out], as TorchLinear multiplies it
-            dense = nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None,
-                              device=w.device, dtype=w.dtype)
+            dense = nn.Linear(
+                mod.in_features, mod.out_features, bias=mod.bias is not None, device=w.device, dtype=w.dtype
+            )
             dense.weight.copy_(w.T)
             if mod.bias is not None:
                 dense.bias.copy_(mod.bias.to(w.dtype))
@@ -100,9 +106,19 @@ def cache_key(cfg: GPTQConfig, ctx, calib_sha: str) -> str:
     import gptqmodel
     import transformers
 
-    blob = json.dumps({"model": ctx.model_key, "spec": cfg.spec, "calib": calib_sha,
-                       "n": ctx.gptq_samples, "seed": ctx.seed, "gptqmodel": gptqmodel.__version__,
-                       "transformers": transformers.__version__, "dtype": ctx.dtype}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "model": ctx.model_key,
+            "spec": cfg.spec,
+            "calib": calib_sha,
+            "n": ctx.gptq_samples,
+            "seed": ctx.seed,
+            "gptqmodel": gptqmodel.__version__,
+            "transformers": transformers.__version__,
+            "dtype": ctx.dtype,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -110,7 +126,6 @@ def cache_key(cfg: GPTQConfig, ctx, calib_sha: str) -> str:
 def quantize(cfg: GPTQConfig, ctx):
     _prepare_env(ctx)
     from transformers import GPTQConfig as HFGPTQConfig
-
 
     # Reloads must name the torch backend: with the saved 'auto', 4-bit checkpoints come back
     # as plain Linear layers with missing weights on CPU (seen with gptqmodel 7.6).
@@ -121,8 +136,14 @@ def quantize(cfg: GPTQConfig, ctx):
 
     def build(tmp):
         ctx.progress(f"calibrating GPTQ on {len(texts)} corpus samples (sha {calib_sha[:12]})")
-        qc = HFGPTQConfig(bits=cfg.w_bits, group_size=cfg.group, dataset=texts,
-                          tokenizer=ctx.tokenizer, backend="torch", desc_act=False)
+        qc = HFGPTQConfig(
+            bits=cfg.w_bits,
+            group_size=cfg.group,
+            dataset=texts,
+            tokenizer=ctx.tokenizer,
+            backend="torch",
+            desc_act=False,
+        )
         model = load_model(ctx.model_dir, dtype=ctx.dtype, device=ctx.device, quantization_config=qc)
         model.save_pretrained(tmp)
         ctx.tokenizer.save_pretrained(tmp)
@@ -140,8 +161,7 @@ def quantize(cfg: GPTQConfig, ctx):
 
 def _for_measurement(model, ctx):
     """Record the kernel module types, then run on dense dequantized weights (QS_GPTQ_KERNEL=1 keeps the kernel)."""
-    ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules()
-                                                 if hasattr(m, "qweight")})
+    ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
     if os.environ.get("QS_GPTQ_KERNEL") != "1":
         ctx.info["executed_as"] = f"dense Linear with the kernel's dequantized weights ({len(densify(model))} layers)"
     return model

@@ -5,6 +5,7 @@ G input columns, zero and scale optimized by hqq's half-quadratic solver); its d
 written back into the Linear. HQQLinear's PyTorch forward is `x @ dequantize().T`, so the numbers
 are the same as running the HQQLinear modules, without dequantizing on every call.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,12 @@ from harness.models.structure import linear_modules
 HQQ_BITS = (2, 3, 4, 8)
 
 
-@register_method("hqq", examples="hqq-w{2,3,4,8}gGROUP, e.g. hqq-w4g64, hqq-w3g32, hqq-w2g16",
-                 packages=("hqq",), install="pip install 'hqq>=0.2'")
+@register_method(
+    "hqq",
+    examples="hqq-w{2,3,4,8}gGROUP, e.g. hqq-w4g64, hqq-w3g32, hqq-w2g16",
+    packages=("hqq",),
+    install="pip install 'hqq>=0.2'",
+)
 @dataclass(frozen=True)
 class HQQConfig(GroupedWeightConfig):
     """HQQ weights: b bits, asymmetric, groups of `group` input columns, no calibration data."""
@@ -33,7 +38,7 @@ class HQQConfig(GroupedWeightConfig):
         return self.w_bits + 32 / self.group
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "HQQConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> HQQConfig:
         m = WG.match(tokens[0]) if tokens else None
         if not m or len(tokens) != 1:
             raise bad_spec(spec, "expected hqq-wBITS[gGROUP]", cls.examples)
@@ -42,8 +47,7 @@ class HQQConfig(GroupedWeightConfig):
             raise bad_spec(spec, f"hqq takes {', '.join(map(str, HQQ_BITS))} bits, not {bits}", cls.examples)
         group = int(m.group(2) or 64)
         if group < 8 or group & (group - 1):
-            raise bad_spec(spec, f"hqq groups are powers of two from 8 (e.g. 32, 64, 128), not {group}",
-                           cls.examples)
+            raise bad_spec(spec, f"hqq groups are powers of two from 8 (e.g. 32, 64, 128), not {group}", cls.examples)
         return cls(w_bits=bits, group=group)
 
     @classmethod
@@ -61,15 +65,19 @@ def hqq_dequantized(weight, bits: int, group: int):
 
     lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
     lin.weight.data = weight.detach().float()
-    q = HQQLinear(lin, BaseQuantizeConfig(nbits=bits, group_size=group, axis=1), compute_dtype=torch.float32,
-                  device=str(weight.device), del_orig=True)
+    q = HQQLinear(
+        lin,
+        BaseQuantizeConfig(nbits=bits, group_size=group, axis=1),
+        compute_dtype=torch.float32,
+        device=str(weight.device),
+        del_orig=True,
+    )
     return q.dequantize().reshape(weight.shape).to(weight.dtype)
 
 
 @register_handler(HQQConfig)
 def quantize(cfg: HQQConfig, ctx):
     import torch
-
 
     model = ctx.load_baseline()
     check_groups(model, cfg)

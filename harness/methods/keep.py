@@ -5,6 +5,7 @@ path), so it works for every weight method, including `path:` checkpoints whose 
 counterparts. Names are `layers.<i>` (a whole decoder layer) or `layers.<i>.<path>` (a module inside
 it, e.g. `layers.1.mlp.down_proj`), as harness.models.structure.linear_modules names them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,13 +54,15 @@ class KeepConfig(QuantConfig):
         return self.inner.bit_class
 
     @classmethod
-    def parse(cls, spec: str, tokens: list) -> "KeepConfig":
+    def parse(cls, spec: str, tokens: list) -> KeepConfig:
         """tokens: [inner config, names text]."""
         inner, text = tokens
         if not keeps_modules(inner):
-            raise UsageError(f"'{spec}': {inner.spec} cannot keep modules: its weights already are the baseline's "
-                             f"(a KV-cache method); put keep: on the weight part, e.g. "
-                             f"rtn-w4g32-keep:layers.1.mlp.down_proj+kv-quanto-w4")
+            raise UsageError(
+                f"'{spec}': {inner.spec} cannot keep modules: its weights already are the baseline's "
+                f"(a KV-cache method); put keep: on the weight part, e.g. "
+                f"rtn-w4g32-keep:layers.1.mlp.down_proj+kv-quanto-w4"
+            )
         if isinstance(inner, KeepConfig):
             raise UsageError(f"'{spec}': one keep: list per configuration; list every module once, e.g. {EXAMPLE}")
         names = [n.strip() for n in text.split(",")]
@@ -67,8 +70,10 @@ class KeepConfig(QuantConfig):
             raise UsageError(f"'{spec}': keep: needs comma-separated module names, e.g. {EXAMPLE}")
         bad = [n for n in names if not _NAME.match(n)]
         if bad:
-            raise UsageError(f"'{spec}': '{bad[0]}' is not a module name: names are layers.<i> or "
-                             f"layers.<i>.<module path>, e.g. layers.1.mlp.down_proj")
+            raise UsageError(
+                f"'{spec}': '{bad[0]}' is not a module name: names are layers.<i> or "
+                f"layers.<i>.<module path>, e.g. layers.1.mlp.down_proj"
+            )
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise UsageError(f"'{spec}': '{dup}' is listed twice in keep:; list each module once")
@@ -85,7 +90,7 @@ class KeepConfig(QuantConfig):
         return {"method": self.method, "inner": self.inner.to_dict(), "keep": list(self.keep)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "KeepConfig":
+    def from_dict(cls, d: dict) -> KeepConfig:
         return cls(inner=QuantConfig.from_dict(d["inner"]), keep=tuple(d["keep"]))
 
 
@@ -130,8 +135,10 @@ def check_names(names, valid: list[str], spec: str) -> None:
     for n in names:
         if n not in have:
             close = difflib.get_close_matches(n, valid, n=4, cutoff=0.5) or valid[:4]
-            raise UsageError(f"'{spec}': the model has no module '{n}' to keep; closest: {', '.join(close)} "
-                             f"(names are layers.<i>[.<module path>])")
+            raise UsageError(
+                f"'{spec}': the model has no module '{n}' to keep; closest: {', '.join(close)} "
+                f"(names are layers.<i>[.<module path>])"
+            )
 
 
 def _parent(model, name: str):

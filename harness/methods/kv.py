@@ -4,6 +4,7 @@ The handler returns the model to run; how its cache is made is decided by the me
 (harness.measure.kvcache.make_cache) from the configuration's KV part, so corpus passes (prefill in
 chunks) and generation both go through the quantized cache.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,8 +26,11 @@ RESIDUAL = 32
 _BACKEND_PACKAGES = {"quanto": ("optimum.quanto", "pip install optimum-quanto"), "hqq": ("hqq", "pip install hqq")}
 
 
-@register_method("kv", examples="kv-quanto-w{2,4}, kv-hqq-w{1,2,3,4,8}, optional gGROUP and -rRESIDUAL, e.g. "
-                 "kv-quanto-w4, kv-hqq-w2g32-r16")
+@register_method(
+    "kv",
+    examples="kv-quanto-w{2,4}, kv-hqq-w{1,2,3,4,8}, optional gGROUP and -rRESIDUAL, e.g. "
+    "kv-quanto-w4, kv-hqq-w2g32-r16",
+)
 @dataclass(frozen=True)
 class KVConfig(QuantConfig):
     """Weights at baseline precision; keys and values read through transformers' quantized
@@ -52,7 +56,7 @@ class KVConfig(QuantConfig):
         return self.group
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "KVConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> KVConfig:
         ex = cls.examples
         if not tokens or tokens[0] not in KV_BITS:
             got = tokens[0] if tokens else "nothing"
@@ -63,8 +67,9 @@ class KVConfig(QuantConfig):
             raise bad_spec(spec, f"expected kv-{backend}-wBITS[gGROUP][-rRESIDUAL]", ex)
         bits, group = int(m.group(1)), int(m.group(2) or 64)
         if bits not in KV_BITS[backend]:
-            raise bad_spec(spec, f"the {backend} KV cache takes {', '.join(map(str, KV_BITS[backend]))} bits, "
-                                 f"not {bits}", ex)
+            raise bad_spec(
+                spec, f"the {backend} KV cache takes {', '.join(map(str, KV_BITS[backend]))} bits, not {bits}", ex
+            )
         residual = RESIDUAL
         for opt in tokens[2:]:
             if re.fullmatch(r"r\d+", opt):
@@ -108,8 +113,10 @@ def check_full_attention(model) -> None:
     types, _ = get_layer_types_and_kwargs(model.config.get_text_config(decoder=True))
     bad = set(types) - {"full_attention"}
     if bad:
-        raise QuantsinkError(f"{type(model).__name__} has {', '.join(sorted(bad))} layers; transformers' quantized "
-                             f"KV cache supports only full attention")
+        raise QuantsinkError(
+            f"{type(model).__name__} has {', '.join(sorted(bad))} layers; transformers' quantized "
+            f"KV cache supports only full attention"
+        )
 
 
 def check_group(model, cfg: KVConfig) -> None:
@@ -120,18 +127,26 @@ def check_group(model, cfg: KVConfig) -> None:
     width = shape.num_kv_heads * shape.head_dim
     if width % cfg.group:
         ok = [g for g in (128, 64, 32, 16, 8) if width % g == 0]
-        raise QuantsinkError(f"{cfg.spec}: group {cfg.group} does not divide KV heads x head size = {width} of "
-                             f"{type(model).__name__}; use a group that does, e.g. "
-                             f"{cfg.spec.replace(f'g{cfg.group}', '').replace(f'-w{cfg.nbits}', f'-w{cfg.nbits}g{ok[0]}')}"
-                             if ok else f"{cfg.spec}: KV width {width} has no usable group size")
+        raise QuantsinkError(
+            f"{cfg.spec}: group {cfg.group} does not divide KV heads x head size = {width} of "
+            f"{type(model).__name__}; use a group that does, e.g. "
+            f"{cfg.spec.replace(f'g{cfg.group}', '').replace(f'-w{cfg.nbits}', f'-w{cfg.nbits}g{ok[0]}')}"
+            if ok
+            else f"{cfg.spec}: KV width {width} has no usable group size"
+        )
 
 
 def prepare_kv(model, cfg: KVConfig, ctx, **extra) -> None:
     """Checks a model against a KV config and records the cache settings in ctx.info."""
     check_full_attention(model)
     check_group(model, cfg)
-    ctx.info["kv_cache"] = {"backend": cfg.backend, "nbits": cfg.nbits, "q_group_size": cfg.group,
-                            "residual_length": cfg.residual, **extra}
+    ctx.info["kv_cache"] = {
+        "backend": cfg.backend,
+        "nbits": cfg.nbits,
+        "q_group_size": cfg.group,
+        "residual_length": cfg.residual,
+        **extra,
+    }
 
 
 @register_handler(KVConfig)

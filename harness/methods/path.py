@@ -3,6 +3,7 @@
 The format is the config's `quant_method`; each known format's bit width is read from its own
 config (FORMATS), so the policy class needs no --bit-class. An unknown format is a usage error.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,10 @@ class PathConfig(QuantConfig):
             return
         if HUB_ID.match(self.path) and not self.path.startswith((".", "/", "~")):
             return
-        raise UsageError(f"--quant {self.spec}: no such checkpoint directory ({p}); give path:DIR with a "
-                         f"config.json and *.safetensors, or path:ORG/NAME for a Hub id")
+        raise UsageError(
+            f"--quant {self.spec}: no such checkpoint directory ({p}); give path:DIR with a "
+            f"config.json and *.safetensors, or path:ORG/NAME for a Hub id"
+        )
 
     def cache_identity(self) -> dict | None:
         """A local checkpoint: the content hash of its files; a Hub id: not cached (not on disk yet)."""
@@ -61,7 +64,7 @@ class PathConfig(QuantConfig):
         return {"method": "path", "sha256": checkpoint_sha256(p)} if p.is_dir() else None
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "PathConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> PathConfig:
         if not tokens or not tokens[0]:
             raise UsageError("path: needs a directory or Hub id, e.g. path:./my-gptq-model")
         return cls(path=tokens[0])
@@ -69,8 +72,11 @@ class PathConfig(QuantConfig):
 
 def _ct_bits(q: dict):
     """compressed-tensors: the narrowest weight width over its config groups."""
-    widths = [g["weights"].get("num_bits") for g in (q.get("config_groups") or {}).values()
-              if isinstance(g, dict) and isinstance(g.get("weights"), dict)]
+    widths = [
+        g["weights"].get("num_bits")
+        for g in (q.get("config_groups") or {}).values()
+        if isinstance(g, dict) and isinstance(g.get("weights"), dict)
+    ]
     widths = [w for w in widths if isinstance(w, int)]
     return min(widths) if widths else None
 
@@ -118,8 +124,10 @@ def checkpoint_format(path, spec: str) -> str | None:
         return None
     fmt = _format_of(q)
     if fmt not in FORMATS:
-        raise UsageError(f"--quant {spec}: the checkpoint's quantization format '{fmt or q}' is not one quantsink "
-                         f"knows; known formats: {', '.join(sorted(FORMATS))} (or a plain checkpoint)")
+        raise UsageError(
+            f"--quant {spec}: the checkpoint's quantization format '{fmt or q}' is not one quantsink "
+            f"knows; known formats: {', '.join(sorted(FORMATS))} (or a plain checkpoint)"
+        )
     return fmt
 
 
@@ -139,6 +147,11 @@ def quantize(cfg: PathConfig, ctx):
     ctx.info["path"] = src.to_dict()
     ctx.info["format"] = checkpoint_format(src.local_dir, cfg.spec)
     ctx.progress(f"loading pre-quantized checkpoint {cfg.path}")
-    return load_model(src.local_dir, dtype=ctx.dtype, device=ctx.device,
-                      allow_pickle=ctx.allow_pickle, trust_remote_code=ctx.trust_remote_code,
-                      device_map=ctx.device)
+    return load_model(
+        src.local_dir,
+        dtype=ctx.dtype,
+        device=ctx.device,
+        allow_pickle=ctx.allow_pickle,
+        trust_remote_code=ctx.trust_remote_code,
+        device_map=ctx.device,
+    )

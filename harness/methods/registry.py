@@ -5,14 +5,15 @@ Methods register themselves with `@register_method` (config class) and `@registe
 entry-point group `quantsink.methods` are imported on first use; they import no backend until a
 configuration runs.
 """
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Callable
 
 from harness.errors import MissingBackend, UsageError, did_you_mean
 from harness.methods.base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
@@ -53,26 +54,29 @@ _METHODS: dict[str, Method] = {}
 _loaded = False
 
 
-def register_method(name: str, *, examples: str, packages: tuple[str, ...] = (), install: str = "",
-                    user: bool = True):
+def register_method(name: str, *, examples: str, packages: tuple[str, ...] = (), install: str = "", user: bool = True):
     """Class decorator: register a QuantConfig subclass as method `name`."""
+
     def deco(cls):
         cls.method = name
         cls.examples = examples
         _METHODS[name] = Method(name, cls, examples, tuple(packages), install, user, origin=cls.__module__)
         CONFIG_CLASSES[name] = cls
         return cls
+
     return deco
 
 
 def register_handler(config_class: type):
     """Function decorator: fn(config, ctx) -> model quantizes configurations of config_class."""
+
     def deco(fn):
         method = next((m for m in _METHODS.values() if m.config_class is config_class), None)
         if method is None:
             raise RuntimeError(f"register {config_class.__name__} with @register_method before its handler")
         method.handler = fn
         return fn
+
     return deco
 
 
@@ -93,8 +97,10 @@ def _load() -> None:
         except Exception as e:  # a broken third-party plugin must not break the harness
             import warnings
 
-            warnings.warn(f"quantsink method plugin '{ep.name}' ({ep.value}) failed to load: "
-                          f"{type(e).__name__}: {e}", stacklevel=2)
+            warnings.warn(
+                f"quantsink method plugin '{ep.name}' ({ep.value}) failed to load: {type(e).__name__}: {e}",
+                stacklevel=2,
+            )
 
 
 def methods() -> dict[str, Method]:
@@ -105,8 +111,9 @@ def methods() -> dict[str, Method]:
 def get_method(name: str) -> Method:
     _load()
     if name not in _METHODS:
-        raise UsageError(f"unknown quantization method '{name}'{did_you_mean(name, user_methods())}; "
-                         f"valid: {valid_specs()}")
+        raise UsageError(
+            f"unknown quantization method '{name}'{did_you_mean(name, user_methods())}; valid: {valid_specs()}"
+        )
     return _METHODS[name]
 
 
@@ -124,7 +131,7 @@ def parse_spec(spec: str) -> QuantConfig:
     if not spec:
         raise UsageError(f"empty quantization spec; valid: {valid_specs()}")
     if spec.startswith("path:"):
-        return get_method("path").config_class.parse(spec, [spec[len("path:"):]])
+        return get_method("path").config_class.parse(spec, [spec[len("path:") :]])
     if "+" in spec:
         return get_method("combo").config_class.parse(spec, [parse_spec(p) for p in spec.split("+")])
     if "-keep:" in spec:  # SPEC-keep:MODULE,... (methods/keep.py)
@@ -134,7 +141,8 @@ def parse_spec(spec: str) -> QuantConfig:
         raise UsageError(
             f"'{spec}': auto-gptq is archived upstream and cannot import under transformers 5; "
             f"use 'gptq-...' instead (e.g. gptq-w4g128), which runs GPTQModel, its maintained "
-            f"successor; auto-gptq checkpoints load with --quant path:DIR")
+            f"successor; auto-gptq checkpoints load with --quant path:DIR"
+        )
     name, *tokens = spec.split("-")
     if name not in methods() or name in ("combo", "path", "keep"):
         hint = _respelled(spec) or did_you_mean(name, user_methods())
@@ -196,8 +204,11 @@ def _keep_joined(parts: list[str]) -> list[str]:
 
 def shorthand_methods() -> list[str]:
     """Methods that take part in --bits/--methods (those that expand at some bit width)."""
-    return [n for n, m in methods().items() if m.user and m.config_class.shorthand.__func__
-            is not QuantConfig.shorthand.__func__]
+    return [
+        n
+        for n, m in methods().items()
+        if m.user and m.config_class.shorthand.__func__ is not QuantConfig.shorthand.__func__
+    ]
 
 
 def expand_shorthand(bits: str, names: str, group: int = 128) -> list[QuantConfig]:
@@ -210,12 +221,15 @@ def expand_shorthand(bits: str, names: str, group: int = 128) -> list[QuantConfi
     offered = shorthand_methods()
     for n in wanted:
         if n not in offered:
-            raise UsageError(f"unknown method '{n}' in --methods{did_you_mean(n, offered)}; valid: "
-                             f"{', '.join(offered)}")
+            raise UsageError(
+                f"unknown method '{n}' in --methods{did_you_mean(n, offered)}; valid: {', '.join(offered)}"
+            )
     specs = [s for n in wanted for b in bit_list for s in _METHODS[n].config_class.shorthand(b, group)]
     if not specs:
-        raise UsageError(f"--bits {bits} --methods {names} gives no valid pairing; each method's widths: "
-                         + "; ".join(f"{n}: {_widths(n)}" for n in wanted))
+        raise UsageError(
+            f"--bits {bits} --methods {names} gives no valid pairing; each method's widths: "
+            + "; ".join(f"{n}: {_widths(n)}" for n in wanted)
+        )
     return parse_specs(",".join(specs))
 
 
@@ -233,8 +247,10 @@ def bit_class(cfg: QuantConfig, fallback: str | None = None) -> str:
         if fallback not in BIT_CLASSES:
             raise UsageError(f"--bit-class '{fallback}' is not a class; valid: {', '.join(BIT_CLASSES)}")
         return fallback
-    raise UsageError(f"{cfg.spec}: its bit width cannot be read, so no policy class applies; "
-                     f"give one with --bit-class ({', '.join(BIT_CLASSES)})")
+    raise UsageError(
+        f"{cfg.spec}: its bit width cannot be read, so no policy class applies; "
+        f"give one with --bit-class ({', '.join(BIT_CLASSES)})"
+    )
 
 
 def quantize(cfg: QuantConfig, ctx):

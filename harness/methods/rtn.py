@@ -3,6 +3,7 @@
 Weights are replaced by their dequantized values (same dtype), so the model runs through the
 normal kernels; the values lie on the b-bit grid of their group.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,12 @@ from harness.methods.registry import register_handler, register_method
 from harness.models.structure import input_width, linear_modules
 
 
-@register_method("rtn", examples="rtn-w{2..8}[gGROUP][-asym], e.g. rtn-w8, rtn-w4g32, rtn-w3g64-asym",
-                 packages=("torch",), install="pip install torch")
+@register_method(
+    "rtn",
+    examples="rtn-w{2..8}[gGROUP][-asym], e.g. rtn-w8, rtn-w4g32, rtn-w3g64-asym",
+    packages=("torch",),
+    install="pip install torch",
+)
 @dataclass(frozen=True)
 class RTNConfig(QuantConfig):
     """Pure-torch round-to-nearest fake quantization of every decoder Linear weight."""
@@ -37,7 +42,7 @@ class RTNConfig(QuantConfig):
         return self.group
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "RTNConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> RTNConfig:
         m = WG.match(tokens[0]) if tokens else None
         if not m:
             raise bad_spec(spec, "expected rtn-wBITS[gGROUP][-asym]", cls.examples)
@@ -48,8 +53,9 @@ class RTNConfig(QuantConfig):
             raise bad_spec(spec, "group size must be positive", cls.examples)
         opts = tokens[1:]
         if any(o != "asym" for o in opts):
-            raise bad_spec(spec, f"unknown option '{[o for o in opts if o != 'asym'][0]}' (rtn knows: asym)",
-                           cls.examples)
+            raise bad_spec(
+                spec, f"unknown option '{[o for o in opts if o != 'asym'][0]}' (rtn knows: asym)", cls.examples
+            )
         return cls(w_bits=bits, group=int(group) if group else None, asym="asym" in opts)
 
     @classmethod
@@ -80,7 +86,7 @@ def fake_quantize(w, bits: int, group: int | None = None, asym: bool = False):
     x = w.detach().float().reshape(out_f, in_f // g, g)
     if asym:
         lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
-        qmax = 2 ** bits - 1
+        qmax = 2**bits - 1
         scale = ((hi - lo) / qmax).clamp_min(1e-12)
         zero = torch.round(-lo / scale)
         q = torch.clamp(torch.round(x / scale) + zero, 0, qmax)
@@ -98,13 +104,14 @@ def check_groups(model, cfg: RTNConfig) -> None:
     for name, mod, transposed in linear_modules(model):
         width = input_width(mod, transposed)
         if width % cfg.group:
-            raise UsageError(f"{cfg.spec}: group size {cfg.group} does not divide the input width "
-                             f"{width} of {name}; use a group size that divides {width}")
+            raise UsageError(
+                f"{cfg.spec}: group size {cfg.group} does not divide the input width "
+                f"{width} of {name}; use a group size that divides {width}"
+            )
 
 
 def apply_rtn(model, cfg: RTNConfig):
     import torch
-
 
     check_groups(model, cfg)
     with torch.no_grad():

@@ -6,6 +6,7 @@ tile_packed_to_4d needs CUDA, plain_int32 refuses the CPU), so on CPU int4 runs 
 IntxWeightOnlyConfig with torch.int4, PerGroup(G) and asymmetric scales, its CPU int4 path; the
 results record which config ran (`info.torchao_config`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,12 @@ KINDS = ("int8wo", "int4wo", "int8dq")
 INT4_GROUPS = (32, 64, 128)
 
 
-@register_method("torchao", examples="torchao-int8wo, torchao-int4wo-g{32,64,128}, torchao-int8dq",
-                 packages=("torchao",), install="pip install 'torchao>=0.18'")
+@register_method(
+    "torchao",
+    examples="torchao-int8wo, torchao-int4wo-g{32,64,128}, torchao-int8dq",
+    packages=("torchao",),
+    install="pip install 'torchao>=0.18'",
+)
 @dataclass(frozen=True)
 class TorchAOConfig(QuantConfig):
     """torchao int8 weight-only, int4 weight-only (group G) or int8 dynamic-activation int8-weight."""
@@ -48,11 +53,14 @@ class TorchAOConfig(QuantConfig):
         return 4 + 32 / self.group if self.kind == "int4wo" else (lambda width: 8 + 32 / width)
 
     @classmethod
-    def parse(cls, spec: str, tokens: list[str]) -> "TorchAOConfig":
+    def parse(cls, spec: str, tokens: list[str]) -> TorchAOConfig:
         kind = tokens[0] if tokens else "nothing"
         if kind not in KINDS:
-            raise bad_spec(spec, f"unknown torchao mode '{kind}'{did_you_mean(kind, KINDS)} "
-                                 f"(modes: {', '.join(KINDS)})", cls.examples)
+            raise bad_spec(
+                spec,
+                f"unknown torchao mode '{kind}'{did_you_mean(kind, KINDS)} (modes: {', '.join(KINDS)})",
+                cls.examples,
+            )
         rest = tokens[1:]
         if kind != "int4wo":
             if rest:
@@ -60,10 +68,17 @@ class TorchAOConfig(QuantConfig):
             return cls(kind=kind)
         if not rest:
             return cls(kind=kind, group=128)
-        if len(rest) != 1 or not rest[0].startswith("g") or not rest[0][1:].isdigit() \
-                or int(rest[0][1:]) not in INT4_GROUPS:
-            raise bad_spec(spec, f"torchao int4 weight-only takes groups {', '.join(map(str, INT4_GROUPS))} "
-                                 f"(e.g. torchao-int4wo-g128)", cls.examples)
+        if (
+            len(rest) != 1
+            or not rest[0].startswith("g")
+            or not rest[0][1:].isdigit()
+            or int(rest[0][1:]) not in INT4_GROUPS
+        ):
+            raise bad_spec(
+                spec,
+                f"torchao int4 weight-only takes groups {', '.join(map(str, INT4_GROUPS))} (e.g. torchao-int4wo-g128)",
+                cls.examples,
+            )
         return cls(kind=kind, group=int(rest[0][1:]))
 
     @classmethod
@@ -95,14 +110,14 @@ def torchao_config(cfg: TorchAOConfig, device: str, dtype: str):
         return Int8DynamicActivationInt8WeightConfig()
     if device.startswith("cuda") and dtype == "bf16":  # tinygemm layout: CUDA and bf16 only
         return Int4WeightOnlyConfig(group_size=cfg.group, int4_packing_format="tile_packed_to_4d")
-    return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(cfg.group),
-                                mapping_type=MappingType.ASYMMETRIC)
+    return IntxWeightOnlyConfig(
+        weight_dtype=torch.int4, granularity=PerGroup(cfg.group), mapping_type=MappingType.ASYMMETRIC
+    )
 
 
 @register_handler(TorchAOConfig)
 def quantize(cfg: TorchAOConfig, ctx):
     from torchao.quantization import quantize_
-
 
     model = ctx.load_baseline()
     targets = {id(m) for _, m, _ in linear_modules(model)}

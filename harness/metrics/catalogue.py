@@ -22,11 +22,12 @@ Every group also carries `cluster` [n]: the unit intervals resample (corpus docu
              attention on each document's start
   bos        probe sequences: al_b/nv_b/al_q/nv_q [n] loss with BOS always / never
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -71,6 +72,7 @@ def _finite_or_nan(fn):
     def stat(ev, i):
         kl = ev["kl"][i]
         return float(fn(kl)) if np.isfinite(kl).all() else math.nan
+
     return stat
 
 
@@ -80,8 +82,8 @@ def _rate(mass, eps) -> float:
 
 
 def _lh(a: np.ndarray, idx) -> str:
-    l, h = np.unravel_index(idx, a.shape)
-    return f"layer {l} head {h}"
+    layer, head = np.unravel_index(idx, a.shape)
+    return f"layer {layer} head {head}"
 
 
 def _shift_where(ev) -> str:
@@ -112,8 +114,12 @@ def _no_correct(ev) -> str | None:
     if ev["stable_right"].sum() > 0:
         return None
     n_ref = int(ev["has_ref"].sum())
-    return (f"the baseline answers none of the {n_ref} prompts with references correctly on the prompt and all "
-            f"three neutral variants: nothing can flip" if n_ref else "no prompt has reference answers: nothing can flip")
+    return (
+        f"the baseline answers none of the {n_ref} prompts with references correctly on the prompt and all "
+        f"three neutral variants: nothing can flip"
+        if n_ref
+        else "no prompt has reference answers: nothing can flip"
+    )
 
 
 def _net_flip(ev, i) -> float:
@@ -137,179 +143,611 @@ _SEQ, _PR = "sequences", "prompts"
 
 METRICS: tuple[Metric, ...] = (
     # -- corpus: loss and next-token distributions over the corpus sequences --
-    Metric("loss", "mean next-token NLL of the quantized model over all corpus positions", "nats", "lower",
-           "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_q"][i].mean()), protected=True,
-           show=("loss_table",)),
-    Metric("loss_baseline", "mean next-token NLL of the baseline over the same positions", "nats", None,
-           "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_b"][i].mean())),
-    Metric("loss_delta", "loss - loss_baseline", "nats", "lower", "corpus", evidence=_SEQ,
-           stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(), gate=True, protected=True,
-           show=("loss_table",), identity=0.0, min_n=8),
-    Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
-           "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0, min_n=8),
-    Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
-           evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
-           show=("summary", "loss_table"), min_n=8),
-    Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
-           stat=_finite_or_nan(np.median), show=("loss_table",)),
-    Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
-           evidence=_SEQ, stat=_finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
-           show=("loss_table",), min_n=8),
-    Metric("kld_max", "largest next-token KL at any position", "nats", "lower", "corpus", evidence=_SEQ,
-           stat=_finite_or_nan(np.max), show=("loss_table",)),
-    Metric("kld_histogram", "counts of log10(KL) per position in 30 bins over [-8, 1]", "count", None,
-           "corpus", shape="record"),
-    Metric("top1_agreement", "share of positions where both models' most likely next token agree", "share",
-           "higher", "corpus", evidence=_SEQ, stat=lambda ev, i: ev["top1"][i].mean(), gate=True,
-           protected=True, show=("loss_table",), identity=1.0, min_n=8),
-    Metric("logit_delta_max", "largest |change| of any log-probability: 0 means nothing was quantized",
-           "nats", None, "corpus", evidence="run", stat=lambda ev, i: ev["logit_delta_max"], gate=True,
-           interval=False),
+    Metric(
+        "loss",
+        "mean next-token NLL of the quantized model over all corpus positions",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=lambda ev, i: float(ev["nll_q"][i].mean()),
+        protected=True,
+        show=("loss_table",),
+    ),
+    Metric(
+        "loss_baseline",
+        "mean next-token NLL of the baseline over the same positions",
+        "nats",
+        None,
+        "corpus",
+        evidence=_SEQ,
+        stat=lambda ev, i: float(ev["nll_b"][i].mean()),
+    ),
+    Metric(
+        "loss_delta",
+        "loss - loss_baseline",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(),
+        gate=True,
+        protected=True,
+        show=("loss_table",),
+        identity=0.0,
+        min_n=8,
+    ),
+    Metric(
+        "ppl_ratio",
+        "perplexity of the quantized model over the baseline's: exp(loss_delta)",
+        "ratio",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=_ppl,
+        gate=True,
+        protected=True,
+        show=("summary", "loss_table"),
+        identity=1.0,
+        min_n=8,
+    ),
+    Metric(
+        "kld_mean",
+        "mean next-token KL(baseline || quantized) over positions",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=lambda ev, i: ev["kl"][i].mean(),
+        gate=True,
+        protected=True,
+        show=("summary", "loss_table"),
+        min_n=8,
+    ),
+    Metric(
+        "kld_median",
+        "median next-token KL over positions",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=_finite_or_nan(np.median),
+        show=("loss_table",),
+    ),
+    Metric(
+        "kld_p99",
+        "99th percentile of next-token KL over positions",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=_finite_or_nan(lambda kl: np.quantile(kl, 0.99)),
+        gate=True,
+        protected=True,
+        show=("loss_table",),
+        min_n=8,
+    ),
+    Metric(
+        "kld_max",
+        "largest next-token KL at any position",
+        "nats",
+        "lower",
+        "corpus",
+        evidence=_SEQ,
+        stat=_finite_or_nan(np.max),
+        show=("loss_table",),
+    ),
+    Metric(
+        "kld_histogram",
+        "counts of log10(KL) per position in 30 bins over [-8, 1]",
+        "count",
+        None,
+        "corpus",
+        shape="record",
+    ),
+    Metric(
+        "top1_agreement",
+        "share of positions where both models' most likely next token agree",
+        "share",
+        "higher",
+        "corpus",
+        evidence=_SEQ,
+        stat=lambda ev, i: ev["top1"][i].mean(),
+        gate=True,
+        protected=True,
+        show=("loss_table",),
+        identity=1.0,
+        min_n=8,
+    ),
+    Metric(
+        "logit_delta_max",
+        "largest |change| of any log-probability: 0 means nothing was quantized",
+        "nats",
+        None,
+        "corpus",
+        evidence="run",
+        stat=lambda ev, i: ev["logit_delta_max"],
+        gate=True,
+        interval=False,
+    ),
     # -- sink: the first token's attention share, hidden state, K/V and massive activations --
-    Metric("sink_mass", "[l][h] mean over query rows t > max(S) of the attention on the sink positions S",
-           "share", None, "sink", shape="layer_head", evidence=_SEQ,
-           array=lambda ev: ev["mass_q"].mean(0)),
-    Metric("sink_rate", "share of (layer, head) with sink_mass > 0.3 (Gu et al.)", "share", None, "sink",
-           evidence=_SEQ, stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.3), protected=True,
-           show=("loss_table",)),
-    Metric("sink_rate_08", "share of (layer, head) with sink_mass > 0.8 (Barbero et al.)", "share", None,
-           "sink", evidence=_SEQ, stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.8),
-           show=("loss_table",)),
-    Metric("sink_rate_delta", "|sink_rate quantized - sink_rate baseline| (eps 0.3)", "share", "lower", "sink",
-           evidence=_SEQ, stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), .3)
-                                                 - _rate(ev["mass_b"][i].mean(0), .3)),
-           gate=True, in_metrics=False, premise=_no_sink, min_n=8),
-    Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head)", "share", "lower", "sink",
-           evidence=_SEQ, stat=lambda ev, i: crossfit_abs(ev["mass_q"] - ev["mass_b"], i),
-           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink, min_n=8),
-    Metric("sink_hidden_cos", "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
-           "baseline; gated: the lowest layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
-           array=lambda ev: ev["cos"].mean(0), stat=lambda ev, i: crossfit_worst(ev["cos"], i, np.argmin),
-           where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink, min_n=8),
-    Metric("sink_hidden_relerr", "[l] relative L2 error of the first sink token's hidden state after layer l",
-           "ratio", "lower", "sink", shape="layer", evidence=_SEQ, array=lambda ev: ev["rel"].mean(0)),
-    Metric("massive_ratio", "[l] max |h| at the sink over the median |h| of the other tokens (quantized; "
-           "Sun et al. flag > 100)", "ratio", None, "sink", shape="layer", evidence=_SEQ,
-           array=lambda ev: ev["massive_q"].mean(0)),
-    Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
-           "(post-RoPE, post-KV-quantization); gated: the worst layer", "ratio", "lower", "sink", shape="layer",
-           evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), stat=lambda ev, i: crossfit_worst(ev["kvrel"], i),
-           where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink, min_n=8),
-    Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
-           shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
-    Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
-           shape="layer", evidence=_SEQ, array=lambda ev: ev["vrel"].mean(0)),
-    Metric("detected_sinks", "key positions besides S that > 1/4 of all heads give > 0.3 of their attention",
-           "record", None, "sink", shape="record"),
+    Metric(
+        "sink_mass",
+        "[l][h] mean over query rows t > max(S) of the attention on the sink positions S",
+        "share",
+        None,
+        "sink",
+        shape="layer_head",
+        evidence=_SEQ,
+        array=lambda ev: ev["mass_q"].mean(0),
+    ),
+    Metric(
+        "sink_rate",
+        "share of (layer, head) with sink_mass > 0.3 (Gu et al.)",
+        "share",
+        None,
+        "sink",
+        evidence=_SEQ,
+        stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.3),
+        protected=True,
+        show=("loss_table",),
+    ),
+    Metric(
+        "sink_rate_08",
+        "share of (layer, head) with sink_mass > 0.8 (Barbero et al.)",
+        "share",
+        None,
+        "sink",
+        evidence=_SEQ,
+        stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.8),
+        show=("loss_table",),
+    ),
+    Metric(
+        "sink_rate_delta",
+        "|sink_rate quantized - sink_rate baseline| (eps 0.3)",
+        "share",
+        "lower",
+        "sink",
+        evidence=_SEQ,
+        stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), 0.3) - _rate(ev["mass_b"][i].mean(0), 0.3)),
+        gate=True,
+        in_metrics=False,
+        premise=_no_sink,
+        min_n=8,
+    ),
+    Metric(
+        "sink_mass_shift",
+        "largest |change| of sink_mass over (layer, head)",
+        "share",
+        "lower",
+        "sink",
+        evidence=_SEQ,
+        stat=lambda ev, i: crossfit_abs(ev["mass_q"] - ev["mass_b"], i),
+        where=_shift_where,
+        gate=True,
+        in_metrics=False,
+        premise=_no_sink,
+        min_n=8,
+    ),
+    Metric(
+        "sink_hidden_cos",
+        "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
+        "baseline; gated: the lowest layer",
+        "cosine",
+        "higher",
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["cos"].mean(0),
+        stat=lambda ev, i: crossfit_worst(ev["cos"], i, np.argmin),
+        where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}",
+        gate=True,
+        protected=True,
+        premise=_no_sink,
+        min_n=8,
+    ),
+    Metric(
+        "sink_hidden_relerr",
+        "[l] relative L2 error of the first sink token's hidden state after layer l",
+        "ratio",
+        "lower",
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["rel"].mean(0),
+    ),
+    Metric(
+        "massive_ratio",
+        "[l] max |h| at the sink over the median |h| of the other tokens (quantized; Sun et al. flag > 100)",
+        "ratio",
+        None,
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["massive_q"].mean(0),
+    ),
+    Metric(
+        "sink_kv_relerr",
+        "[l] relative L2 error of the sink's key and value as attention reads them "
+        "(post-RoPE, post-KV-quantization); gated: the worst layer",
+        "ratio",
+        "lower",
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["kvrel"].mean(0),
+        stat=lambda ev, i: crossfit_worst(ev["kvrel"], i),
+        where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}",
+        gate=True,
+        protected=True,
+        premise=_no_sink,
+        min_n=8,
+    ),
+    Metric(
+        "sink_key_relerr",
+        "[l] relative L2 error of the sink's key alone",
+        "ratio",
+        "lower",
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["krel"].mean(0),
+    ),
+    Metric(
+        "sink_value_relerr",
+        "[l] relative L2 error of the sink's value alone",
+        "ratio",
+        "lower",
+        "sink",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: ev["vrel"].mean(0),
+    ),
+    Metric(
+        "detected_sinks",
+        "key positions besides S that > 1/4 of all heads give > 0.3 of their attention",
+        "record",
+        None,
+        "sink",
+        shape="record",
+    ),
     # -- attention distributions --
-    Metric("attn_js", "[l][h] mean over query rows of the Jensen-Shannon divergence between baseline and "
-           "quantized attention rows (<= ln 2); gated: the worst head", "nats", "lower", "attention",
-           shape="layer_head", evidence=_SEQ, array=lambda ev: ev["js"].mean(0),
-           stat=lambda ev, i: crossfit_worst(ev["js"], i), where=lambda ev: _lh(ev["js"].mean(0),
-                                                                               np.argmax(ev["js"].mean(0))),
-           gate=True, protected=True, show=("summary",), min_n=8),
-    Metric("attn_entropy_delta", "[l] change of mean attention-row entropy, averaged over heads", "nats", None,
-           "attention", shape="layer", evidence=_SEQ,
-           array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1)),
+    Metric(
+        "attn_js",
+        "[l][h] mean over query rows of the Jensen-Shannon divergence between baseline and "
+        "quantized attention rows (<= ln 2); gated: the worst head",
+        "nats",
+        "lower",
+        "attention",
+        shape="layer_head",
+        evidence=_SEQ,
+        array=lambda ev: ev["js"].mean(0),
+        stat=lambda ev, i: crossfit_worst(ev["js"], i),
+        where=lambda ev: _lh(ev["js"].mean(0), np.argmax(ev["js"].mean(0))),
+        gate=True,
+        protected=True,
+        show=("summary",),
+        min_n=8,
+    ),
+    Metric(
+        "attn_entropy_delta",
+        "[l] change of mean attention-row entropy, averaged over heads",
+        "nats",
+        None,
+        "attention",
+        shape="layer",
+        evidence=_SEQ,
+        array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1),
+    ),
     # -- generation: greedy continuations of the prompts --
-    Metric("exact_match_rate", "share of prompts whose greedy continuation equals the baseline's", "share",
-           "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["exact"][i]),
-           show=("loss_table",), identity=1.0),
-    Metric("mean_first_divergence", "mean index of the first token that differs from the baseline's", "tokens",
-           "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["div"][i]), protected=True),
-    Metric("flip_rate", "net flips over stable-correct prompts (baseline right on the prompt and its three neutral "
-           "variants): (stable-correct answered wrongly - stable-wrong answered rightly) / stable-correct", "share",
-           "lower", "generation", evidence=_PR, stat=_net_flip, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=0.0, count=lambda ev: int(ev["stable_right"].sum()),
-           premise=_no_correct, min_n=30),
-    Metric("degenerate_rate", "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
-           "the baseline's is not - the reverse) / prompts", "share", "lower", "generation", evidence=_PR,
-           stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
-           identity=0.0, min_n=30),
-    Metric("misgeneration_rate", "net misgeneration: (prompts that flip or newly degenerate - prompts that "
-           "unflip or stop degenerating, neither worse) / prompts",
-           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True,
-           protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30),
+    Metric(
+        "exact_match_rate",
+        "share of prompts whose greedy continuation equals the baseline's",
+        "share",
+        "higher",
+        "generation",
+        evidence=_PR,
+        stat=lambda ev, i: _mean(ev["exact"][i]),
+        show=("loss_table",),
+        identity=1.0,
+    ),
+    Metric(
+        "mean_first_divergence",
+        "mean index of the first token that differs from the baseline's",
+        "tokens",
+        "higher",
+        "generation",
+        evidence=_PR,
+        stat=lambda ev, i: _mean(ev["div"][i]),
+        protected=True,
+    ),
+    Metric(
+        "flip_rate",
+        "net flips over stable-correct prompts (baseline right on the prompt and its three neutral "
+        "variants): (stable-correct answered wrongly - stable-wrong answered rightly) / stable-correct",
+        "share",
+        "lower",
+        "generation",
+        evidence=_PR,
+        stat=_net_flip,
+        gate=True,
+        protected=True,
+        show=("summary", "loss_table"),
+        identity=0.0,
+        count=lambda ev: int(ev["stable_right"].sum()),
+        premise=_no_correct,
+        min_n=30,
+    ),
+    Metric(
+        "degenerate_rate",
+        "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
+        "the baseline's is not - the reverse) / prompts",
+        "share",
+        "lower",
+        "generation",
+        evidence=_PR,
+        stat=lambda ev, i: _mean(ev["degen"][i]),
+        gate=True,
+        protected=True,
+        show=("loss_table",),
+        identity=0.0,
+        min_n=30,
+    ),
+    Metric(
+        "misgeneration_rate",
+        "net misgeneration: (prompts that flip or newly degenerate - prompts that "
+        "unflip or stop degenerating, neither worse) / prompts",
+        "share",
+        "lower",
+        "generation",
+        evidence=_PR,
+        stat=lambda ev, i: _mean(ev["mis"][i]),
+        gate=True,
+        protected=True,
+        show=("summary", "loss_table"),
+        identity=0.0,
+        premise=_no_correct,
+        min_n=30,
+    ),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),
     Metric("n_quantized_correct", "prompts the quantized model answers correctly", "count", None, "generation"),
-    Metric("n_stable_correct", "prompts the baseline answers correctly on the prompt and all three neutral variants",
-           "count", None, "generation"),
-    Metric("n_stable_wrong", "prompts the baseline answers wrongly on the prompt and all three variants", "count",
-           None, "generation"),
+    Metric(
+        "n_stable_correct",
+        "prompts the baseline answers correctly on the prompt and all three neutral variants",
+        "count",
+        None,
+        "generation",
+    ),
+    Metric(
+        "n_stable_wrong",
+        "prompts the baseline answers wrongly on the prompt and all three variants",
+        "count",
+        None,
+        "generation",
+    ),
     Metric("flips", "stable-correct prompts the quantized model answers wrongly", "count", None, "generation"),
     Metric("unflips", "stable-wrong prompts the quantized model answers correctly", "count", None, "generation"),
     Metric("new_degenerate", "outputs degenerate where the baseline's is not", "count", None, "generation"),
-    Metric("recovered_degenerate", "baseline outputs degenerate where the quantized one is not", "count", None,
-           "generation"),
-    Metric("degenerate_mcnemar_p", "one-sided exact McNemar p-value of new against recovered degenerations",
-           "p", None, "generation"),
-    Metric("flip_mcnemar_p", "one-sided exact McNemar p-value of flips against unflips (small: the quantized "
-           "model is systematically worse on these prompts)", "p", None, "generation"),
+    Metric(
+        "recovered_degenerate",
+        "baseline outputs degenerate where the quantized one is not",
+        "count",
+        None,
+        "generation",
+    ),
+    Metric(
+        "degenerate_mcnemar_p",
+        "one-sided exact McNemar p-value of new against recovered degenerations",
+        "p",
+        None,
+        "generation",
+    ),
+    Metric(
+        "flip_mcnemar_p",
+        "one-sided exact McNemar p-value of flips against unflips (small: the quantized "
+        "model is systematically worse on these prompts)",
+        "p",
+        None,
+        "generation",
+    ),
     # -- behaviour probes --
-    Metric("stability_rate", "share of reference prompts whose correctness is the same on the prompt and its "
-           "three neutral variants (quantized)", "share", "higher", "behaviour", evidence="stability",
-           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",), min_n=20),
-    Metric("stability_rate_baseline", "the same for the baseline", "share", None, "behaviour",
-           evidence="stability", stat=lambda ev, i: _mean(ev["sb"][i]), show=("probe_table",)),
+    Metric(
+        "stability_rate",
+        "share of reference prompts whose correctness is the same on the prompt and its "
+        "three neutral variants (quantized)",
+        "share",
+        "higher",
+        "behaviour",
+        evidence="stability",
+        stat=lambda ev, i: _mean(ev["sq"][i]),
+        gate=True,
+        show=("probe_table",),
+        min_n=20,
+    ),
+    Metric(
+        "stability_rate_baseline",
+        "the same for the baseline",
+        "share",
+        None,
+        "behaviour",
+        evidence="stability",
+        stat=lambda ev, i: _mean(ev["sb"][i]),
+        show=("probe_table",),
+    ),
     Metric("n_stability_prompts", "reference prompts in the stability probe", "count", None, "behaviour"),
-    Metric("gen_ppl_ratio", "perplexity under the baseline of the quantized continuations over that of the "
-           "baseline's own", "ratio", "lower", "behaviour", evidence="gen_ppl", stat=_gen_ppl, gate=True,
-           show=("probe_table",), identity=1.0, min_n=20),
-    Metric("gen_ppl_baseline", "perplexity of the baseline's continuations under the baseline", "ratio", None,
-           "behaviour"),
-    Metric("gen_ppl_quantized", "perplexity of the quantized continuations under the baseline", "ratio", None,
-           "behaviour"),
+    Metric(
+        "gen_ppl_ratio",
+        "perplexity under the baseline of the quantized continuations over that of the baseline's own",
+        "ratio",
+        "lower",
+        "behaviour",
+        evidence="gen_ppl",
+        stat=_gen_ppl,
+        gate=True,
+        show=("probe_table",),
+        identity=1.0,
+        min_n=20,
+    ),
+    Metric(
+        "gen_ppl_baseline", "perplexity of the baseline's continuations under the baseline", "ratio", None, "behaviour"
+    ),
+    Metric(
+        "gen_ppl_quantized", "perplexity of the quantized continuations under the baseline", "ratio", None, "behaviour"
+    ),
     Metric("n_gen_ppl_prompts", "prompts where both continuations are non-empty", "count", None, "behaviour"),
-    Metric("long_degenerate_rate", "degenerate_rate (net) on the long-generation subset", "share", "lower",
-           "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["degen"][i]), gate=True,
-           show=("probe_table",), min_n=4),
-    Metric("long_mean_first_divergence", "mean_first_divergence on the long-generation subset", "tokens",
-           "higher", "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["div"][i]), show=("probe_table",)),
-    Metric("long_exact_match_rate", "exact_match_rate on the long-generation subset", "share", "higher",
-           "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["exact"][i])),
+    Metric(
+        "long_degenerate_rate",
+        "degenerate_rate (net) on the long-generation subset",
+        "share",
+        "lower",
+        "behaviour",
+        evidence="long",
+        stat=lambda ev, i: _mean(ev["degen"][i]),
+        gate=True,
+        show=("probe_table",),
+        min_n=4,
+    ),
+    Metric(
+        "long_mean_first_divergence",
+        "mean_first_divergence on the long-generation subset",
+        "tokens",
+        "higher",
+        "behaviour",
+        evidence="long",
+        stat=lambda ev, i: _mean(ev["div"][i]),
+        show=("probe_table",),
+    ),
+    Metric(
+        "long_exact_match_rate",
+        "exact_match_rate on the long-generation subset",
+        "share",
+        "higher",
+        "behaviour",
+        evidence="long",
+        stat=lambda ev, i: _mean(ev["exact"][i]),
+    ),
     Metric("long_n_prompts", "prompts in the long-generation subset", "count", None, "behaviour"),
     Metric("long_new_tokens", "longest continuation of the long subset", "tokens", None, "behaviour"),
-    Metric("long_generations", "the long subset's continuations side by side", "record", None, "behaviour",
-           shape="record"),
-    Metric("perturbation_spread", "relative change of later final hidden states after swapping two early "
-           "tokens (Barbero et al.'s over-mixing probe), quantized over baseline", "ratio", "lower", "probe",
-           evidence="spread", stat=lambda ev, i: ev["q"][i].mean() / ev["b"][i].mean(), gate=True,
-           show=("probe_table",), identity=1.0, min_n=4),
+    Metric(
+        "long_generations", "the long subset's continuations side by side", "record", None, "behaviour", shape="record"
+    ),
+    Metric(
+        "perturbation_spread",
+        "relative change of later final hidden states after swapping two early "
+        "tokens (Barbero et al.'s over-mixing probe), quantized over baseline",
+        "ratio",
+        "lower",
+        "probe",
+        evidence="spread",
+        stat=lambda ev, i: ev["q"][i].mean() / ev["b"][i].mean(),
+        gate=True,
+        show=("probe_table",),
+        identity=1.0,
+        min_n=4,
+    ),
     Metric("perturbation_spread_baseline", "the baseline's spread", "ratio", None, "probe"),
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
-    Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
-           "misgeneration_rate", "record", None, "probe", shape="record"),
+    Metric(
+        "sink_recovery",
+        "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, misgeneration_rate",
+        "record",
+        None,
+        "probe",
+        shape="record",
+    ),
     # -- size: what the configuration stores (harness/methods/footprint.py) --
-    Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
-           "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
-    Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",
-           show=("summary", "loss_table")),
+    Metric(
+        "bits_per_weight",
+        "effective stored bits per weight of the decoder's Linear layers (values, scales and "
+        "zero points; kept modules at baseline precision)",
+        "bits",
+        None,
+        "size",
+        show=("summary", "loss_table"),
+    ),
+    Metric(
+        "model_size_mb",
+        "model size with every parameter at its stored precision",
+        "MB",
+        None,
+        "size",
+        show=("summary", "loss_table"),
+    ),
     # -- scenario: deployment scenarios (--scenarios; harness/scenarios/); figures in configs[].scenarios --
-    Metric("stream_gap_delta", "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
-           "baseline's (extra loss it pays for StreamingLLM-style eviction)", "nats", "lower", "scenario",
-           evidence="streaming", stat=lambda ev, i: _gap(ev, i, "sw", "f"), gate=True, identity=0.0, min_n=4),
-    Metric("packed_doc_loss_delta", "packed documents (EOS-separated, no boundary mask): the quantized model's extra "
-           "loss on documents 2.. of a sequence over its extra loss on the first", "nats", "lower", "scenario",
-           evidence="packed", stat=_packed_loss, gate=True, identity=0.0, min_n=4),
-    Metric("packed_start_rate_delta", "packed documents: |secondary-sink rate at document starts 2.. quantized - "
-           "baseline| (share of heads giving a start > 0.3 of their rows' attention; n counts heads)", "share",
-           "lower", "scenario",
-           evidence="packed", stat=lambda ev, i: abs(_rate(ev["start_q"][i][:, 1:].mean((0, 1)), .3)
-                                                     - _rate(ev["start_b"][i][:, 1:].mean((0, 1)), .3)),
-           gate=True, identity=0.0, min_n=4, count=lambda ev: int(np.prod(ev["start_b"].shape[2:]))),
-    Metric("bos_removal_delta", "BOS policy: the quantized model's loss increase when BOS is removed, minus the "
-           "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: _gap(ev, i, "nv", "al"),
-           gate=True, identity=0.0, min_n=4),
+    Metric(
+        "stream_gap_delta",
+        "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
+        "baseline's (extra loss it pays for StreamingLLM-style eviction)",
+        "nats",
+        "lower",
+        "scenario",
+        evidence="streaming",
+        stat=lambda ev, i: _gap(ev, i, "sw", "f"),
+        gate=True,
+        identity=0.0,
+        min_n=4,
+    ),
+    Metric(
+        "packed_doc_loss_delta",
+        "packed documents (EOS-separated, no boundary mask): the quantized model's extra "
+        "loss on documents 2.. of a sequence over its extra loss on the first",
+        "nats",
+        "lower",
+        "scenario",
+        evidence="packed",
+        stat=_packed_loss,
+        gate=True,
+        identity=0.0,
+        min_n=4,
+    ),
+    Metric(
+        "packed_start_rate_delta",
+        "packed documents: |secondary-sink rate at document starts 2.. quantized - "
+        "baseline| (share of heads giving a start > 0.3 of their rows' attention; n counts heads)",
+        "share",
+        "lower",
+        "scenario",
+        evidence="packed",
+        stat=lambda ev, i: abs(
+            _rate(ev["start_q"][i][:, 1:].mean((0, 1)), 0.3) - _rate(ev["start_b"][i][:, 1:].mean((0, 1)), 0.3)
+        ),
+        gate=True,
+        identity=0.0,
+        min_n=4,
+        count=lambda ev: int(np.prod(ev["start_b"].shape[2:])),
+    ),
+    Metric(
+        "bos_removal_delta",
+        "BOS policy: the quantized model's loss increase when BOS is removed, minus the baseline's",
+        "nats",
+        "lower",
+        "scenario",
+        evidence="bos",
+        stat=lambda ev, i: _gap(ev, i, "nv", "al"),
+        gate=True,
+        identity=0.0,
+        min_n=4,
+    ),
     # -- size: what the configuration stores (harness/methods/footprint.py) --
-    Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
-           "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),
-    Metric("model_size_mb", "model size with every parameter at its stored precision", "MB", None, "size",
-           show=("summary", "loss_table")),
+    Metric(
+        "bits_per_weight",
+        "effective stored bits per weight of the decoder's Linear layers (values, scales and "
+        "zero points; kept modules at baseline precision)",
+        "bits",
+        None,
+        "size",
+        show=("summary", "loss_table"),
+    ),
+    Metric(
+        "model_size_mb",
+        "model size with every parameter at its stored precision",
+        "MB",
+        None,
+        "size",
+        show=("summary", "loss_table"),
+    ),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -337,8 +775,10 @@ def markdown_table() -> str:
     """The catalogue as the markdown table of docs/results.md."""
     rows = ["| metric | family | shape | unit | better | gate | definition |", "|---|---|---|---|---|---|---|"]
     for m in METRICS:
-        rows.append(f"| `{m.name}` | {m.family} | {m.shape} | {m.unit} | {m.better or '-'} | "
-                    f"{'yes' if m.gate else '-'} | {m.meaning.replace('|', '/')} |")
+        rows.append(
+            f"| `{m.name}` | {m.family} | {m.shape} | {m.unit} | {m.better or '-'} | "
+            f"{'yes' if m.gate else '-'} | {m.meaning.replace('|', '/')} |"
+        )
     return "\n".join(rows)
 
 
@@ -347,6 +787,8 @@ def text_table() -> str:
     w = max(len(m.name) for m in METRICS)
     lines = [f"{'metric':<{w}}  {'family':<10} {'unit':<7} {'better':<7} gate  meaning"]
     for m in METRICS:
-        lines.append(f"{m.name:<{w}}  {m.family:<10} {m.unit:<7} {m.better or '-':<7} "
-                     f"{'yes ' if m.gate else '-   '}  {m.meaning}")
+        lines.append(
+            f"{m.name:<{w}}  {m.family:<10} {m.unit:<7} {m.better or '-':<7} "
+            f"{'yes ' if m.gate else '-   '}  {m.meaning}"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Turn per-item measurements into evidence groups, then into results' metrics and gate views (via the catalogue)."""
+
 from __future__ import annotations
 
 import math
@@ -22,11 +23,15 @@ def _nested(a: np.ndarray) -> list:
 def baseline_metrics(s, tokenizer=None, sink_positions=(0,)) -> dict:
     """Baseline block of results.json from a ModelSummary."""
     mass = _mean_stack(s.sink_mass)
-    return {"loss": float(np.mean(np.concatenate(s.nll))), "sink_mass": _nested(mass),
-            "sink_rate": sink_rate(mass, 0.3), "sink_rate_08": sink_rate(mass, 0.8),
-            "massive_ratio": _nested(_mean_stack(s.massive)),
-            "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1)),
-            "detected_sinks": detected_sinks(s, tokenizer, sink_positions)}
+    return {
+        "loss": float(np.mean(np.concatenate(s.nll))),
+        "sink_mass": _nested(mass),
+        "sink_rate": sink_rate(mass, 0.3),
+        "sink_rate_08": sink_rate(mass, 0.8),
+        "massive_ratio": _nested(_mean_stack(s.massive)),
+        "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1)),
+        "detected_sinks": detected_sinks(s, tokenizer, sink_positions),
+    }
 
 
 def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, top: int = 10) -> list[dict]:
@@ -42,8 +47,9 @@ def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, 
                 continue
             tok_id = int(ids[pos])
             text = tokenizer.decode([tok_id]) if tokenizer is not None else str(tok_id)
-            g = groups.setdefault(text, {"token": text, "token_id": tok_id, "count": 0, "positions": [],
-                                         "share_of_heads": []})
+            g = groups.setdefault(
+                text, {"token": text, "token_id": tok_id, "count": 0, "positions": [], "share_of_heads": []}
+            )
             g["count"] += 1
             g["positions"].append(int(pos))
             g["share_of_heads"].append(float(votes[pos]) / heads)
@@ -52,6 +58,7 @@ def detected_sinks(s, tokenizer=None, sink_positions=(0,), share: float = 0.25, 
         g["positions"] = sorted(set(g["positions"]))[:20]
         g["share_of_heads"] = float(np.mean(g["share_of_heads"]))
     return out
+
 
 def family(prompt_id: str) -> str:
     """A prompt's family (the id up to its last '-'): prompts made from one template resample together."""
@@ -107,9 +114,13 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
             met[m.name] = value
         if m.gate:
             ci = interval(m, ev, n, seed)
-            views[m.name] = GateView(value, ci, m.where(ev) if m.where is not None else "",
-                                     m.count(ev) if m.count is not None else n,
-                                     m.premise(ev) if m.premise is not None else None)
+            views[m.name] = GateView(
+                value,
+                ci,
+                m.where(ev) if m.where is not None else "",
+                m.count(ev) if m.count is not None else n,
+                m.premise(ev) if m.premise is not None else None,
+            )
     return met, views
 
 
@@ -117,14 +128,24 @@ def corpus_evidence(ps, docs=None) -> dict:
     """Per-sequence arrays of a PairSummary (the `sequences` evidence group); docs: each sequence's
     corpus document (the resampling cluster)."""
     n = len(ps.base.nll)
-    return {"cluster": np.asarray(docs) if docs is not None else np.arange(n), "nll_b": np.stack(ps.base.nll), "nll_q": np.stack(ps.quant.nll),  # [N, T-1]
-            "kl": np.stack(ps.kl)[:, :-1],  # [N, T-1]: the last position has no next token in the corpus
-            "top1": np.stack(ps.top1)[:, :-1].astype(np.float64),
-            "mass_b": np.stack(ps.base.sink_mass), "mass_q": np.stack(ps.quant.sink_mass),  # [N,L,H]
-            "js": np.stack(ps.js), "ent_b": np.stack(ps.base.entropy), "ent_q": np.stack(ps.quant.entropy),
-            "cos": np.stack(ps.hidden_cos), "rel": np.stack(ps.hidden_relerr),  # [N,L]
-            "kvrel": np.stack(ps.kv_relerr), "krel": np.stack(ps.key_relerr), "vrel": np.stack(ps.value_relerr),
-            "massive_q": np.stack(ps.quant.massive)}
+    return {
+        "cluster": np.asarray(docs) if docs is not None else np.arange(n),
+        "nll_b": np.stack(ps.base.nll),
+        "nll_q": np.stack(ps.quant.nll),  # [N, T-1]
+        "kl": np.stack(ps.kl)[:, :-1],  # [N, T-1]: the last position has no next token in the corpus
+        "top1": np.stack(ps.top1)[:, :-1].astype(np.float64),
+        "mass_b": np.stack(ps.base.sink_mass),
+        "mass_q": np.stack(ps.quant.sink_mass),  # [N,L,H]
+        "js": np.stack(ps.js),
+        "ent_b": np.stack(ps.base.entropy),
+        "ent_q": np.stack(ps.quant.entropy),
+        "cos": np.stack(ps.hidden_cos),
+        "rel": np.stack(ps.hidden_relerr),  # [N,L]
+        "kvrel": np.stack(ps.kv_relerr),
+        "krel": np.stack(ps.key_relerr),
+        "vrel": np.stack(ps.value_relerr),
+        "massive_q": np.stack(ps.quant.massive),
+    }
 
 
 def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,), docs=None) -> tuple[dict, dict]:
@@ -136,8 +157,11 @@ def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,), docs=
     met.update(run_met)
     views.update(run_views)
     flat_kl = ev["kl"].ravel()
-    met["kld_histogram"] = (np.histogram(np.log10(np.clip(flat_kl, 1e-8, None)), bins=30, range=(-8, 1))[0]
-                            .tolist() if np.isfinite(flat_kl).all() else [])
+    met["kld_histogram"] = (
+        np.histogram(np.log10(np.clip(flat_kl, 1e-8, None)), bins=30, range=(-8, 1))[0].tolist()
+        if np.isfinite(flat_kl).all()
+        else []
+    )
     met["detected_sinks"] = detected_sinks(ps.quant, tokenizer, sink_positions)
     return met, views
 
@@ -147,11 +171,20 @@ def sequence_items(ps, docs=None) -> list[dict]:
     to compare two runs sequence by sequence (their corpus, hence their sequences, are identical)."""
     ev = corpus_evidence(ps, docs)
     mb, mq = ev["mass_b"].mean(-1), ev["mass_q"].mean(-1)  # [N, L]: mean over heads
-    return [{"doc": int(ev["cluster"][k]), "nll_baseline": float(ev["nll_b"][k].mean()),
-             "nll_quantized": float(ev["nll_q"][k].mean()), "kl_mean": float(ev["kl"][k].mean()),
-             "top1": float(ev["top1"][k].mean()), "sink_mass_baseline": mb[k].tolist(),
-             "sink_mass_quantized": mq[k].tolist(), "sink_hidden_cos": ev["cos"][k].tolist(),
-             "attn_js_max": float(ev["js"][k].max())} for k in range(len(ev["nll_b"]))]
+    return [
+        {
+            "doc": int(ev["cluster"][k]),
+            "nll_baseline": float(ev["nll_b"][k].mean()),
+            "nll_quantized": float(ev["nll_q"][k].mean()),
+            "kl_mean": float(ev["kl"][k].mean()),
+            "top1": float(ev["top1"][k].mean()),
+            "sink_mass_baseline": mb[k].tolist(),
+            "sink_mass_quantized": mq[k].tolist(),
+            "sink_hidden_cos": ev["cos"][k].tolist(),
+            "attn_js_max": float(ev["js"][k].max()),
+        }
+        for k in range(len(ev["nll_b"]))
+    ]
 
 
 def prompt_scores(g: dict) -> dict:
@@ -162,8 +195,9 @@ def prompt_scores(g: dict) -> dict:
     perturbation moves which ones: only the balance says the quantized model degenerates more).
     mis: +1 when either is worse, -1 when either is better and neither worse.
     """
-    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) \
-        - int(g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True)
+    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) - int(
+        g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True
+    )
     dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
     degen = int(dq and not db) - int(db and not dq)
     mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
@@ -173,16 +207,18 @@ def prompt_scores(g: dict) -> dict:
 def prompt_evidence(gens: list[dict]) -> dict:
     """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
     scores = [prompt_scores(g) for g in gens]
-    return {"cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
-            "exact": np.array([g["exact"] for g in gens], dtype=float),
-            "div": np.array([g["first_divergence"] for g in gens], dtype=float),
-            "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
-            "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
-            "stable_right": np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool),
-            "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
-            "flip": np.array([s["flip"] for s in scores], dtype=float),
-            "degen": np.array([s["degen"] for s in scores], dtype=float),
-            "mis": np.array([s["mis"] for s in scores], dtype=float)}
+    return {
+        "cluster": np.array([family(g.get("id", i)) for i, g in enumerate(gens)], dtype=object),
+        "exact": np.array([g["exact"] for g in gens], dtype=float),
+        "div": np.array([g["first_divergence"] for g in gens], dtype=float),
+        "right_base": np.array([g["correct_baseline"] is True for g in gens], dtype=bool),
+        "has_ref": np.array([bool(g["reference"]) for g in gens], dtype=bool),
+        "stable_right": np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool),
+        "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
+        "flip": np.array([s["flip"] for s in scores], dtype=float),
+        "degen": np.array([s["degen"] for s in scores], dtype=float),
+        "mis": np.array([s["mis"] for s in scores], dtype=float),
+    }
 
 
 def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
@@ -190,11 +226,19 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
     ev = prompt_evidence(gens)
     met, views = reduce_evidence("prompts", ev, len(gens), seed)
     flips, unflips = int((ev["flip"] > 0).sum()), int((ev["flip"] < 0).sum())
-    met.update({"n_prompts": len(gens), "n_with_references": sum(1 for g in gens if g["reference"]),
-                "n_baseline_correct": int(ev["right_base"].sum()),
-                "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),
-                "n_stable_correct": int(ev["stable_right"].sum()), "n_stable_wrong": int(ev["stable_wrong"].sum()),
-                "flips": flips, "unflips": unflips, "flip_mcnemar_p": mcnemar_p(flips, unflips)})
+    met.update(
+        {
+            "n_prompts": len(gens),
+            "n_with_references": sum(1 for g in gens if g["reference"]),
+            "n_baseline_correct": int(ev["right_base"].sum()),
+            "n_quantized_correct": int(sum(g["correct_quantized"] is True for g in gens)),
+            "n_stable_correct": int(ev["stable_right"].sum()),
+            "n_stable_wrong": int(ev["stable_wrong"].sum()),
+            "flips": flips,
+            "unflips": unflips,
+            "flip_mcnemar_p": mcnemar_p(flips, unflips),
+        }
+    )
     new, gone = int((ev["degen"] > 0).sum()), int((ev["degen"] < 0).sum())
     met.update({"new_degenerate": new, "recovered_degenerate": gone, "degenerate_mcnemar_p": mcnemar_p(new, gone)})
     return met, views
@@ -206,8 +250,9 @@ def _nanmean(x) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
-def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q,
-                      seed: int = 0) -> tuple[dict, dict]:
+def behaviour_metrics(
+    ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q, seed: int = 0
+) -> tuple[dict, dict]:
     """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
     deployment scenario: harness/scenarios/bos.py)."""
 
@@ -227,13 +272,20 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
         g = by_id.get(p.id)
         if g is None:
             continue
-        vb = [is_correct(t, refs) for t in var_base[3 * k:3 * k + 3]]
-        vq = [is_correct(t, refs) for t in var_quant[3 * k:3 * k + 3]]
+        vb = [is_correct(t, refs) for t in var_base[3 * k : 3 * k + 3]]
+        vq = [is_correct(t, refs) for t in var_quant[3 * k : 3 * k + 3]]
         stable_b.append(len({g["correct_baseline"], *vb}) == 1)
         stable_q.append(len({g["correct_quantized"], *vq}) == 1)
         fams.append(family(p.id))
-    add("stability", {"sq": np.array(stable_q, dtype=float), "sb": np.array(stable_b, dtype=float),
-                      "cluster": np.array(fams, dtype=object)}, len(stable_q))
+    add(
+        "stability",
+        {
+            "sq": np.array(stable_q, dtype=float),
+            "sb": np.array(stable_b, dtype=float),
+            "cluster": np.array(fams, dtype=object),
+        },
+        len(stable_q),
+    )
     met["n_stability_prompts"] = len(stable_q)
     # Readability: perplexity under the baseline of the quantized continuations over the baseline's own.
     both = [(a, b, family(g["id"])) for a, b, g in zip(own_nll, q_nll, gens) if a[1] > 0 and b[1] > 0]
@@ -248,10 +300,16 @@ def behaviour_metrics(ref, gens, var_base, var_quant, long, own_nll, q_nll, spre
     met["n_gen_ppl_prompts"] = len(both)
     # Long generations.
     add("long", prompt_evidence(long), len(long))
-    met.update({"long_n_prompts": len(long),
-                "long_new_tokens": max((len(g["quantized_ids"]) for g in long), default=0)})
-    met["long_generations"] = [{k: g[k] for k in ("id", "prompt", "baseline", "quantized", "degenerate",
-                                                  "degenerate_baseline", "first_divergence")} for g in long]
+    met.update(
+        {"long_n_prompts": len(long), "long_new_tokens": max((len(g["quantized_ids"]) for g in long), default=0)}
+    )
+    met["long_generations"] = [
+        {
+            k: g[k]
+            for k in ("id", "prompt", "baseline", "quantized", "degenerate", "degenerate_baseline", "first_divergence")
+        }
+        for g in long
+    ]
     # Over-mixing probe (Barbero et al. 2025): quantized spread over the baseline's.
     sb_, sq_ = np.asarray(spread_b, dtype=float), np.asarray(spread_q, dtype=float)
     ok = ~(np.isnan(sb_) | np.isnan(sq_))

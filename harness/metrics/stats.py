@@ -4,6 +4,7 @@ Intervals resample *clusters* (the corpus document a sequence was cut from; the 
 prompt), not items: sequences cut from one document, or prompts made from one template, are not
 independent, and resampling them one by one gives intervals that are too narrow.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ def _members(clusters) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)] if len(clusters) else []
 
 
-def cluster_bootstrap(stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha: float = 0.05,
-                      bca: bool = True) -> tuple[float, float]:
+def cluster_bootstrap(
+    stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha: float = 0.05, bca: bool = True
+) -> tuple[float, float]:
     """95% interval of stat(item index array), resampling whole clusters with replacement (seeded).
 
     BCa (bias-corrected and accelerated; Efron 1987) with the acceleration from a leave-one-cluster-
@@ -66,28 +68,31 @@ def cluster_bootstrap(stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha
     picks = rng.integers(0, k, (n_boot, k))
     single = all(len(m) == 1 for m in members)
     flat = np.array([m[0] for m in members]) if single else None
-    vals = np.array([stat(flat[row] if single else np.concatenate([members[j] for j in row])) for row in picks],
-                    dtype=np.float64)
+    vals = np.array(
+        [stat(flat[row] if single else np.concatenate([members[j] for j in row])) for row in picks], dtype=np.float64
+    )
     if np.isinf(vals).any() or np.isnan(vals).mean() > 0.05:
         return (math.nan, math.nan)
     vals = vals[~np.isnan(vals)]
     lo_q, hi_q = alpha / 2, 1 - alpha / 2
     if bca and k >= 3:
         theta = float(stat(np.concatenate(members)))
-        jack = np.array([stat(np.concatenate([m for j, m in enumerate(members) if j != d])) for d in range(k)],
-                        dtype=np.float64)
+        jack = np.array(
+            [stat(np.concatenate([m for j, m in enumerate(members) if j != d])) for d in range(k)], dtype=np.float64
+        )
         # A resample that redraws the same clusters (in another order) reproduces theta up to summation order:
         # count those as ties, so the last bits of the CPU's float kernels cannot move the bias correction.
         tie = np.isclose(vals, theta, rtol=1e-9, atol=0.0) if math.isfinite(theta) else vals != vals
         below = (np.mean((vals < theta) & ~tie) + 0.5 * np.mean(tie)) if math.isfinite(theta) else math.nan
         d = jack.mean() - jack
-        denom = 6.0 * (d ** 2).sum() ** 1.5
+        denom = 6.0 * (d**2).sum() ** 1.5
         if np.all(np.isfinite(jack)) and 0 < below < 1 and denom > 0:
-            z0, a = _N.inv_cdf(below), float((d ** 3).sum() / denom)
+            z0, a = _N.inv_cdf(below), float((d**3).sum() / denom)
 
             def adjust(q):
                 z = _N.inv_cdf(q)
                 return _N.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
+
             lo_q, hi_q = adjust(lo_q), adjust(hi_q)
     return (float(np.quantile(vals, lo_q)), float(np.quantile(vals, hi_q)))
 
@@ -101,7 +106,7 @@ def mcnemar_p(worse: int, better: int) -> float:
     n = worse + better
     if n == 0:
         return 1.0
-    return float(sum(math.comb(n, x) for x in range(worse, n + 1)) / 2 ** n)
+    return float(sum(math.comb(n, x) for x in range(worse, n + 1)) / 2**n)
 
 
 def needed_n(n: int, value: float, ci: tuple[float, float] | None, limit: float) -> int | None:

@@ -2,6 +2,7 @@
 
 Pure Python over strings and token ids (no torch): the gates' per-prompt evidence is built from these.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,7 @@ def first_line(text: str) -> str:
 def is_correct(continuation: str, references) -> bool:
     """A reference occurs in the continuation's first line as whole words, case-insensitive."""
     line = first_line(continuation)
-    return any(re.search(rf"(?<!\w){re.escape(r.strip())}(?!\w)", line, re.IGNORECASE)
-               for r in references)
+    return any(re.search(rf"(?<!\w){re.escape(r.strip())}(?!\w)", line, re.IGNORECASE) for r in references)
 
 
 def has_loop(ids: list[int], max_period: int = 8) -> bool:

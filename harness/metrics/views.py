@@ -1,4 +1,5 @@
 """The gate view: the scalar a gate judges, with its interval and the evidence count behind it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,11 +17,16 @@ class GateView:
     absent: str | None = None
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "ci_low": self.ci[0] if self.ci else None,
-                "ci_high": self.ci[1] if self.ci else None, "where": self.where, "n": self.n,
-                **({"absent": self.absent} if self.absent else {})}
+        return {
+            "value": self.value,
+            "ci_low": self.ci[0] if self.ci else None,
+            "ci_high": self.ci[1] if self.ci else None,
+            "where": self.where,
+            "n": self.n,
+            **({"absent": self.absent} if self.absent else {}),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GateView":
+    def from_dict(cls, d: dict) -> GateView:
         ci = (d["ci_low"], d["ci_high"]) if d.get("ci_low") is not None else None
         return cls(d.get("value"), ci, d.get("where") or "", d.get("n"), d.get("absent"))

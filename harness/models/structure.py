@@ -4,6 +4,7 @@ A small table per `model_type` names where each architecture keeps its decoder l
 attention; an unknown architecture falls back to a guess (the first ModuleList as long as the
 layer count, an attention child with a usual name). Everything else asks this module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,8 +99,10 @@ def attention_modules(model) -> list:
     for i, layer in enumerate(decoder_layers(model)):
         mod = next((getattr(layer, n) for n in names if hasattr(layer, n)), None)
         if mod is None:
-            raise CaptureError(f"{type(model).__name__}: decoder layer {i} has no attention module "
-                               f"named one of {names}; this architecture is not supported")
+            raise CaptureError(
+                f"{type(model).__name__}: decoder layer {i} has no attention module "
+                f"named one of {names}; this architecture is not supported"
+            )
         out.append(mod)
     return out
 

@@ -3,15 +3,25 @@
 A few hundred thousand parameters each; built from a config (no download) and
 saved once to the cache so every later load is a plain local directory.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 TINY_VERSION = 1  # bump when configs change: part of the cache key
 
-_COMMON = dict(vocab_size=272, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-               num_attention_heads=4, max_position_embeddings=1024, tie_word_embeddings=False,
-               bos_token_id=256, eos_token_id=257, pad_token_id=258)
+_COMMON = dict(
+    vocab_size=272,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    max_position_embeddings=1024,
+    tie_word_embeddings=False,
+    bos_token_id=256,
+    eos_token_id=257,
+    pad_token_id=258,
+)
 
 TINY_ARCHS: dict[str, tuple[str, dict]] = {
     "llama": ("LlamaConfig", dict(num_key_value_heads=2)),
@@ -19,8 +29,10 @@ TINY_ARCHS: dict[str, tuple[str, dict]] = {
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=16)),
     "gemma": ("GemmaConfig", dict(num_key_value_heads=1, head_dim=16)),
     "phi3": ("Phi3Config", dict(num_key_value_heads=4, pad_token_id=258)),
-    "gpt2": ("GPT2Config", dict(n_embd=64, n_layer=4, n_head=4, n_positions=1024, vocab_size=272,
-                                bos_token_id=256, eos_token_id=257)),
+    "gpt2": (
+        "GPT2Config",
+        dict(n_embd=64, n_layer=4, n_head=4, n_positions=1024, vocab_size=272, bos_token_id=256, eos_token_id=257),
+    ),
 }
 
 
@@ -36,8 +48,9 @@ def byte_tokenizer():
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", model_max_length=1024)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=1024
+    )
 
 
 def build_tiny(arch: str, out_dir: Path, seed: int = 0) -> None:

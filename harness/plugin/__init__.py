@@ -3,6 +3,7 @@
 Loaded once, from the root conftest.py. It stays passive until a suite activates it
 (suites/conftest.py calls `activate`), so `pytest tests` never loads a model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,15 @@ def pytest_addoption(parser):
             group.addoption(s.option, action="store_true", default=None, dest=s.ini, help=s.help_text())
             parser.addini(s.ini, s.help, type="bool", default=None)
         else:
-            group.addoption(s.option, action="store", default=None, dest=s.ini, metavar=s.meta,
-                            help=s.help_text(), **({"nargs": "?", "const": s.const} if s.const is not None else {}))
+            group.addoption(
+                s.option,
+                action="store",
+                default=None,
+                dest=s.ini,
+                metavar=s.meta,
+                help=s.help_text(),
+                **({"nargs": "?", "const": s.const} if s.const is not None else {}),
+            )
             parser.addini(s.ini, s.help, default=None)
 
 
@@ -58,8 +66,10 @@ def pytest_configure(config):
         return
     given = [s.option for s in SETTINGS if config.getoption(s.ini) is not None]
     if given:
-        raise pytest.UsageError(f"{', '.join(given)}: quantsink options take effect in the sign-off suites; "
-                                f"run `pytest suites {' '.join(_given_args(config))}`".rstrip())
+        raise pytest.UsageError(
+            f"{', '.join(given)}: quantsink options take effect in the sign-off suites; "
+            f"run `pytest suites {' '.join(_given_args(config))}`".rstrip()
+        )
 
 
 def _given_args(config) -> list[str]:
@@ -99,15 +109,19 @@ def activate(config) -> None:
             anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
             # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
             # nothing else ran.
-            print(f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) "
-                  f"as the sign-off baseline for --compare pinned", flush=True)
+            print(
+                f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) "
+                f"as the sign-off baseline for --compare pinned",
+                flush=True,
+            )
             pytest.exit("--pin only records the pin; no tests run", returncode=0)
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
             spec.device = _worker_device(spec, config.workerinput.get("workerid"))
 
-        session = Session(spec, progress=_progress(config), substitute=_substitute(config),
-                          fanout=fanout_for(spec)).prepare()
+        session = Session(
+            spec, progress=_progress(config), substitute=_substitute(config), fanout=fanout_for(spec)
+        ).prepare()
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_SESSION] = session
@@ -134,6 +148,7 @@ def _substitute(config):
     def sub(q):
         got = config.hook.pytest_quantsink_measure_as(qconfig=q)
         return parse_spec(got) if isinstance(got, str) else got
+
     return sub
 
 
@@ -183,6 +198,7 @@ def _progress(config):
                     tr.flush()
                 else:
                     print(line, file=sys.stderr, flush=True)
+
     return emit
 
 
@@ -224,16 +240,20 @@ def pytest_report_header(config):
     sp = s.spec
     defaults = profile_values(sp.profile)
     changed = profile_changes(sp.profile)
-    overridden = {k: getattr(sp, k) for k in defaults if k not in ("quant", "sink_positions", "device",
-                                                                   "baseline_dtype") and getattr(sp, k) != defaults[k]}
+    overridden = {
+        k: getattr(sp, k)
+        for k in defaults
+        if k not in ("quant", "sink_positions", "device", "baseline_dtype") and getattr(sp, k) != defaults[k]
+    }
     what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"
-    return [f"quantsink: profile {sp.profile} (sets {what})"
-            + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
-            f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
-            f"{sp.corpus}, {len(s.inputs.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
-            f"{', signoff (strict)' if sp.signoff else ''}",
-            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}"] + [
-            f"quantsink: {note}" for note in s.inputs.notes]
+    return [
+        f"quantsink: profile {sp.profile} (sets {what})"
+        + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
+        f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
+        f"{sp.corpus}, {len(s.inputs.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
+        f"{', signoff (strict)' if sp.signoff else ''}",
+        f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}",
+    ] + [f"quantsink: {note}" for note in s.inputs.notes]
 
 
 def pytest_generate_tests(metafunc):
@@ -266,8 +286,11 @@ def pytest_collection_modifyitems(session, config, items):
                 if hasattr(q, "spec"):
                     it.add_marker(pytest.mark.xdist_group(name=q.spec))
         mark = it.get_closest_marker("skip")
-        empty = ("qs_regression" in getattr(it, "fixturenames", ()) and mark is not None
-                 and "empty parameter set" in str(mark.kwargs.get("reason", "")))
+        empty = (
+            "qs_regression" in getattr(it, "fixturenames", ())
+            and mark is not None
+            and "empty parameter set" in str(mark.kwargs.get("reason", ""))
+        )
         (drop if empty else keep).append(it)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -305,13 +328,15 @@ def _record_suite_properties(config, results: dict) -> None:
     """JUnit suite properties `<spec>.<metric>` for every scalar catalogue metric (controller or serial run)."""
     from _pytest.junitxml import xml_key
 
-
     xml = config.stash.get(xml_key, None)
     if xml is None:
         return
     for c in results["configs"]:
-        scalars = {k: v for k, v in (c.get("metrics") or {}).items()
-                   if k in BY_NAME and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scalars = {
+            k: v
+            for k, v in (c.get("metrics") or {}).items()
+            if k in BY_NAME and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if c.get("quantize_seconds") is not None:
             scalars["quantize_seconds"] = c["quantize_seconds"]
         for k, v in scalars.items():

@@ -1,4 +1,5 @@
 """Hook specifications quantsink adds to pytest (registered by the plugin)."""
+
 import pytest
 
 

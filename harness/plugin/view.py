@@ -1,10 +1,11 @@
 """Typed, read-only access to one configuration's result, for teams' own rules in their own tests.
 
-    def test_sink_survives(qs_result):              # parametrized over the run's configurations
-        assert qs_result["sink_hidden_cos"].min() > 0.9   # [layer] array
-        assert qs_result["attn_js"].shape == (qs_result.num_layers, qs_result.num_heads)
-        assert qs_result.gate("ppl_ratio")["passed"]
+def test_sink_survives(qs_result):              # parametrized over the run's configurations
+    assert qs_result["sink_hidden_cos"].min() > 0.9   # [layer] array
+    assert qs_result["attn_js"].shape == (qs_result.num_layers, qs_result.num_heads)
+    assert qs_result.gate("ppl_ratio")["passed"]
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ of KL gain and sink gain with the recommended modules marked.
 
 Everything that came from a model or a user is escaped (HTML) or made table-safe (markdown).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,14 @@ def _pct(v) -> str:
 
 
 def advised(results) -> list[dict]:
-    return [c for c in results.get("configs", []) if c.get("diagnosis") or c.get("recommendation")
-            or (c.get("sensitivity") or {}).get("skipped") or (c.get("sensitivity") or {}).get("error")]
+    return [
+        c
+        for c in results.get("configs", [])
+        if c.get("diagnosis")
+        or c.get("recommendation")
+        or (c.get("sensitivity") or {}).get("skipped")
+        or (c.get("sensitivity") or {}).get("error")
+    ]
 
 
 def top_units(c: dict, k: int = TOP) -> list[dict]:
@@ -61,13 +68,19 @@ def markdown(results) -> list[str]:
         return []
     out = ["", "## What to do (diagnosis, recommendation)"]
     for c in cs:
-        out += ["", f"### `{md_cell(c['spec'])}`: {md_cell(c['verdict'])}" + (
-            f" (recommended for `{md_cell(c['recommended_for'])}`)" if c.get("recommended_for") else ""), ""]
+        out += [
+            "",
+            f"### `{md_cell(c['spec'])}`: {md_cell(c['verdict'])}"
+            + (f" (recommended for `{md_cell(c['recommended_for'])}`)" if c.get("recommended_for") else ""),
+            "",
+        ]
         d = c.get("diagnosis")
         if d:
             head, ev = _diag_text(d)
-            out.append(f"**{md_cell(head)}** {md_cell(ev)}{'. ' if ev else ''}Next step: {md_cell(d.get('next_step'))}. "
-                       f"Size: {_size(c)}.")
+            out.append(
+                f"**{md_cell(head)}** {md_cell(ev)}{'. ' if ev else ''}Next step: {md_cell(d.get('next_step'))}. "
+                f"Size: {_size(c)}."
+            )
         s = c.get("sensitivity") or {}
         if s.get("skipped") or s.get("error"):
             out += ["", f"Sensitivity not measured: {md_cell(s.get('skipped') or s.get('error'))}"]
@@ -75,14 +88,26 @@ def markdown(results) -> list[str]:
         if rec:
             out += ["", f"**Recommendation:** {md_cell(rec['statement'])}."]
             if rec.get("spec"):
-                out += ["", f"Run it: `--quant {md_cell(rec['spec'])}`" + (
-                    f"; {md_cell(rec['native']['library'])}: `{md_cell(rec['native']['code'])}`" if rec.get("native") else "")]
+                out += [
+                    "",
+                    f"Run it: `--quant {md_cell(rec['spec'])}`"
+                    + (
+                        f"; {md_cell(rec['native']['library'])}: `{md_cell(rec['native']['code'])}`"
+                        if rec.get("native")
+                        else ""
+                    ),
+                ]
         units = top_units(c)
         if units:
             out += ["", "| most sensitive (kept alone) | KL gap closed | sink gap closed |", "|---|---|---|"]
-            out += [f"| `{md_cell(u['name'])}` | {_pct(u.get('kl_share'))} | {_pct(u.get('sink_share'))} |" for u in units]
-            out += ["", f"Search: {md_cell(s.get('evaluations'))} calibration passes in {md_cell(s.get('seconds'))} s on "
-                        f"{md_cell((s.get('calibration') or {}).get('split'))}."]
+            out += [
+                f"| `{md_cell(u['name'])}` | {_pct(u.get('kl_share'))} | {_pct(u.get('sink_share'))} |" for u in units
+            ]
+            out += [
+                "",
+                f"Search: {md_cell(s.get('evaluations'))} calibration passes in {md_cell(s.get('seconds'))} s on "
+                f"{md_cell((s.get('calibration') or {}).get('split'))}.",
+            ]
     return out
 
 
@@ -125,15 +150,20 @@ def html_section(results) -> str:
         return ""
     parts = ["<h2 id=advice>What to do (diagnosis, recommendation)</h2>"]
     for c in cs:
-        parts.append(f"<section class=advice data-config=\"{esc(c['spec'])}\" style=\"overflow-wrap:anywhere\">"
-                     f"<h3>{esc(c['spec'])}: "
-                     f"{esc(c['verdict'])}" + (f" <small>(recommended for {esc(c['recommended_for'])})</small>"
-                                                if c.get("recommended_for") else "") + "</h3>")
+        parts.append(
+            f'<section class=advice data-config="{esc(c["spec"])}" style="overflow-wrap:anywhere">'
+            f"<h3>{esc(c['spec'])}: "
+            f"{esc(c['verdict'])}"
+            + (f" <small>(recommended for {esc(c['recommended_for'])})</small>" if c.get("recommended_for") else "")
+            + "</h3>"
+        )
         d = c.get("diagnosis")
         if d:
             head, ev = _diag_text(d)
-            parts.append(f"<p class=diagnosis><b>{esc(head)}</b> {esc(ev)}{'. ' if ev else ''}"
-                         f"<b>Next step:</b> {esc(d.get('next_step'))}. <small>Size: {esc(_size(c))}.</small></p>")
+            parts.append(
+                f"<p class=diagnosis><b>{esc(head)}</b> {esc(ev)}{'. ' if ev else ''}"
+                f"<b>Next step:</b> {esc(d.get('next_step'))}. <small>Size: {esc(_size(c))}.</small></p>"
+            )
         s = c.get("sensitivity") or {}
         if s.get("skipped") or s.get("error"):
             parts.append(f"<p class=note>Sensitivity not measured: {esc(s.get('skipped') or s.get('error'))}</p>")
@@ -143,16 +173,22 @@ def html_section(results) -> str:
             if rec.get("spec"):
                 parts.append(f" Run it: <code>--quant {esc(rec['spec'])}</code>")
                 if rec.get("native"):
-                    parts.append(f"<br><small>{esc(rec['native']['library'])}:</small> "
-                                 f"<code>{esc(rec['native']['code'])}</code>")
+                    parts.append(
+                        f"<br><small>{esc(rec['native']['library'])}:</small> <code>{esc(rec['native']['code'])}</code>"
+                    )
             parts.append("</p>")
         units = top_units(c)
         if units:
             keep = set((rec or {}).get("keep") or [])
-            rows = "".join(f"<tr{' class=kept' if u['name'] in keep else ''}><td><code>{esc(u['name'])}</code>"
-                           f"{' (recommended)' if u['name'] in keep else ''}</td><td>{_pct(u.get('kl_share'))}</td>"
-                           f"<td>{_pct(u.get('sink_share'))}</td></tr>" for u in units)
-            parts.append("<table><tr><th>most sensitive (kept alone)</th><th>KL gap closed</th><th>sink gap closed"
-                         f"</th></tr>{rows}</table><div class=plot>{layer_chart(c)}</div>")
+            rows = "".join(
+                f"<tr{' class=kept' if u['name'] in keep else ''}><td><code>{esc(u['name'])}</code>"
+                f"{' (recommended)' if u['name'] in keep else ''}</td><td>{_pct(u.get('kl_share'))}</td>"
+                f"<td>{_pct(u.get('sink_share'))}</td></tr>"
+                for u in units
+            )
+            parts.append(
+                "<table><tr><th>most sensitive (kept alone)</th><th>KL gap closed</th><th>sink gap closed"
+                f"</th></tr>{rows}</table><div class=plot>{layer_chart(c)}</div>"
+            )
         parts.append("</section>")
     return "".join(parts)

@@ -3,6 +3,7 @@
 Every string that came from a model, a prompt or a user goes through `esc`; the page
 carries a Content-Security-Policy that forbids scripts and any request for a resource.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,6 +17,8 @@ from harness.report.scenarios import html_section as scenario_section
 from harness.report.summary import gate_order, gate_status, not_passed
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
 def _num(v, digits=4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -51,17 +54,27 @@ def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
 def sink_mass_plot(results) -> str:
     # A layer with a non-finite head plots as a gap (NaN), not as the mean of the rest.
     base = results.get("baseline") or {}
-    series = [("baseline", _finite_grid(base["sink_mass"]).mean(axis=1), {"color": "k", "lw": 2.2})] \
-        if base.get("sink_mass") else []
-    series += [(c["spec"], _finite_grid(c["metrics"]["sink_mass"]).mean(axis=1),
-                {"color": COLORS[i % 8], "lw": 1.2}) for i, c in enumerate(_measured(results))]
+    series = (
+        [("baseline", _finite_grid(base["sink_mass"]).mean(axis=1), {"color": "k", "lw": 2.2})]
+        if base.get("sink_mass")
+        else []
+    )
+    series += [
+        (c["spec"], _finite_grid(c["metrics"]["sink_mass"]).mean(axis=1), {"color": COLORS[i % 8], "lw": 1.2})
+        for i, c in enumerate(_measured(results))
+    ]
     return _per_layer_plot(series, "attention on sink (mean over heads)", (0, 1))
 
 
 def hidden_cos_plot(results) -> str:
-    series = [(c["spec"], c["metrics"].get("sink_hidden_cos") or [],
-               {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5})
-              for i, c in enumerate(_measured(results))]
+    series = [
+        (
+            c["spec"],
+            c["metrics"].get("sink_hidden_cos") or [],
+            {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5},
+        )
+        for i, c in enumerate(_measured(results))
+    ]
     return _per_layer_plot(series, "cosine to baseline")
 
 
@@ -103,8 +116,7 @@ def kl_histogram(results) -> str:
     for i, c in enumerate(_measured(results)):
         h = c["metrics"].get("kld_histogram") or []
         if len(h) == 30:
-            ax.stairs(np.asarray(h, dtype=float) / max(1, sum(h)), edges, color=COLORS[i % 8], lw=1.4,
-                      label=c["spec"])
+            ax.stairs(np.asarray(h, dtype=float) / max(1, sum(h)), edges, color=COLORS[i % 8], lw=1.4, label=c["spec"])
     ax.set_xlabel("log10 KL(baseline || quantized) per token (nats)")
     ax.set_ylabel("share of tokens")
     ax.grid(alpha=0.3)
@@ -127,12 +139,15 @@ def _reason(c: dict, g: dict) -> str:
     op = "&le;" if g.get("op") == "max" else "&ge;"
     ci = _interval(g)
     where = ((c.get("gate_views") or {}).get(g["metric"]) or {}).get("where")
-    return (f"<li class=\"{_status_class(st)}\" data-metric=\"{esc(g['metric'])}\" title=\"{esc(g.get('detail'))}\">"
-            f"<b>{esc(g['metric'])}</b> {_num(g.get('value'))}"
-            + (f" <small>95% CI</small> {ci}" if ci else "")
-            + f", limit {op} {_num(g.get('limit'))}"
-            + (f" <small>({esc(where)})</small>" if where else "")
-            + ("" if st == "fail" else f" <b>{esc(st)}</b>") + "</li>")
+    return (
+        f'<li class="{_status_class(st)}" data-metric="{esc(g["metric"])}" title="{esc(g.get("detail"))}">'
+        f"<b>{esc(g['metric'])}</b> {_num(g.get('value'))}"
+        + (f" <small>95% CI</small> {ci}" if ci else "")
+        + f", limit {op} {_num(g.get('limit'))}"
+        + (f" <small>({esc(where)})</small>" if where else "")
+        + ("" if st == "fail" else f" <b>{esc(st)}</b>")
+        + "</li>"
+    )
 
 
 def _verdict_table(results) -> str:
@@ -145,8 +160,11 @@ def _verdict_table(results) -> str:
     for c in configs:
         bad = not_passed(c.get("gates"))
         n = len(c.get("gates") or [])
-        reasons = ("<ul class=reasons>" + "".join(_reason(c, g) for g in bad) + "</ul>") if bad else (
-            f"all {n} gates pass" if n else "")
+        reasons = (
+            ("<ul class=reasons>" + "".join(_reason(c, g) for g in bad) + "</ul>")
+            if bad
+            else (f"all {n} gates pass" if n else "")
+        )
         note = c.get("skip_reason") or c.get("error")
         if note:
             reasons += f"<p class=note>{esc(note)}</p>"
@@ -155,11 +173,15 @@ def _verdict_table(results) -> str:
             measured_as += f" <small>(reused from run {esc(c['cache']['run_id'])}: results cache)</small>"
         if (c.get("info") or {}).get("simulated"):
             measured_as += " <small>(simulated: no float8 kernel on this device)</small>"
-        rows.append(f"<tr data-config=\"{esc(c['spec'])}\"><th class=spec>{esc(c['spec'])}{measured_as}</th>"
-                    f"<td class=\"{esc(c['verdict'])}\">{esc(c['verdict'])}</td>"
-                    f"<td class=reasons>{reasons or '-'}</td></tr>")
-    verdict = ("<table class=verdict><tr><th>config</th><th>verdict</th>"
-               "<th>failing gates (value, 95% CI, limit) or note</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr data-config="{esc(c["spec"])}"><th class=spec>{esc(c["spec"])}{measured_as}</th>'
+            f'<td class="{esc(c["verdict"])}">{esc(c["verdict"])}</td>'
+            f"<td class=reasons>{reasons or '-'}</td></tr>"
+        )
+    verdict = (
+        "<table class=verdict><tr><th>config</th><th>verdict</th>"
+        "<th>failing gates (value, 95% CI, limit) or note</th></tr>" + "".join(rows) + "</table>"
+    )
 
     metrics = sorted({g["metric"] for c in configs for g in c.get("gates", [])}, key=gate_order)
     if not metrics:
@@ -177,26 +199,34 @@ def _verdict_table(results) -> str:
             mark = {"pass": "&#10003;", "fail": "&#10007;"}.get(st, f"? {esc(st)}")
             op = "&le;" if g.get("op") == "max" else "&ge;"
             ci = _interval(g)
-            cells.append(f"<td class=\"{_status_class(st)}\" data-metric=\"{esc(m)}\" title=\"{esc(g.get('detail'))}\">"
-                         f"{mark} {_num(g.get('value'))}<br><small>{ci + ' ' if ci else ''}{op} {_num(g.get('limit'))}"
-                         "</small></td>")
-        grid.append(f"<tr data-metric=\"{esc(m)}\"><th>{esc(m)}</th><td>{esc(family(m))}</td>{''.join(cells)}</tr>")
-    return (verdict + "<h3 id=gates>Every gate (sink and attention first)</h3>"
-            f"<table class=gates><tr><th>gate</th><th>family</th>{head}</tr>{''.join(grid)}</table>")
+            cells.append(
+                f'<td class="{_status_class(st)}" data-metric="{esc(m)}" title="{esc(g.get("detail"))}">'
+                f"{mark} {_num(g.get('value'))}<br><small>{ci + ' ' if ci else ''}{op} {_num(g.get('limit'))}"
+                "</small></td>"
+            )
+        grid.append(f'<tr data-metric="{esc(m)}"><th>{esc(m)}</th><td>{esc(family(m))}</td>{"".join(cells)}</tr>')
+    return (
+        verdict + "<h3 id=gates>Every gate (sink and attention first)</h3>"
+        f"<table class=gates><tr><th>gate</th><th>family</th>{head}</tr>{''.join(grid)}</table>"
+    )
 
 
 def _regression_table(results) -> str:
     regs = [(c["spec"], r) for c in results["configs"] for r in c.get("regressions", [])]
     if not regs:
         return ""
-    rows = "".join(f"<tr class={_status_class(gate_status(r))}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
-                   f"<td>{_num(r['earlier'])}</td><td>{_num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
-                   f"<td>{ {'pass': 'pass', 'fail': 'REGRESSION'}.get(gate_status(r), esc(gate_status(r)))}</td></tr>"
-                   for s, r in regs)
+    rows = "".join(
+        f"<tr class={_status_class(gate_status(r))}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
+        f"<td>{_num(r['earlier'])}</td><td>{_num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
+        f"<td>{ {'pass': 'pass', 'fail': 'REGRESSION'}.get(gate_status(r), esc(gate_status(r))) }</td></tr>"
+        for s, r in regs
+    )
     cmp = results.get("compare") or {}
-    return (f"<h2 id=regression>Regression against {esc(cmp.get('run_id'))}</h2>"
-            "<table><tr><th>config</th><th>metric</th>"
-            f"<th>earlier</th><th>now</th><th>tolerance</th><th>result</th></tr>{rows}</table>")
+    return (
+        f"<h2 id=regression>Regression against {esc(cmp.get('run_id'))}</h2>"
+        "<table><tr><th>config</th><th>metric</th>"
+        f"<th>earlier</th><th>now</th><th>tolerance</th><th>result</th></tr>{rows}</table>"
+    )
 
 
 def _loss_table(results) -> str:
@@ -207,18 +237,25 @@ def _loss_table(results) -> str:
     def baseline_cell(m):
         v = base.get(m.name, m.identity)
         return f"<td>{_num(float(v)) if isinstance(v, (int, float)) else '-'}</td>"
+
     rows = ["<tr><th>baseline</th>" + "".join(baseline_cell(m) for m in cols) + "</tr>"]
     for c in results["configs"]:
         m = c.get("metrics") or {}
-        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k.name))}</td>" for k in cols)
-                    + "</tr>")
+        rows.append(
+            f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k.name))}</td>" for k in cols) + "</tr>"
+        )
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
 def kv_relerr_plot(results) -> str:
-    series = [(c["spec"], c["metrics"].get("sink_kv_relerr") or [],
-               {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5})
-              for i, c in enumerate(_measured(results))]
+    series = [
+        (
+            c["spec"],
+            c["metrics"].get("sink_kv_relerr") or [],
+            {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5},
+        )
+        for i, c in enumerate(_measured(results))
+    ]
     return _per_layer_plot(series, "sink K/V relative error")
 
 
@@ -245,31 +282,45 @@ def _recovery_table(results) -> str:
         if r.get("error"):
             rows.append(f"<tr><th>{esc(c['spec'])}</th><td colspan=9>{esc(r['error'])}</td></tr>")
             continue
-        cells = "".join(f"<td>{_num(r.get(f'{k}_plain'))}</td><td>{_num(r.get(f'{k}_protected'))}</td>"
-                        f"<td>{_num(r.get(k), 2)}</td>" for k in ("loss_delta", "kld_mean", "misgeneration_rate"))
+        cells = "".join(
+            f"<td>{_num(r.get(f'{k}_plain'))}</td><td>{_num(r.get(f'{k}_protected'))}</td><td>{_num(r.get(k), 2)}</td>"
+            for k in ("loss_delta", "kld_mean", "misgeneration_rate")
+        )
         rows.append(f"<tr><th>{esc(c['spec'])}</th>{cells}</tr>")
     if not rows:
         return ""
-    head = "".join(f"<th>{k}</th><th>protected</th><th>recovered</th>"
-                   for k in ("loss_delta", "kld_mean", "misgeneration_rate"))
-    return ("<h2>Sink protection (--protect-sink)</h2><p>Recovered = 1 - protected / plain: the share of the gap "
-            "that keeping the sink prefix at full precision closes.</p>"
-            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>")
+    head = "".join(
+        f"<th>{k}</th><th>protected</th><th>recovered</th>" for k in ("loss_delta", "kld_mean", "misgeneration_rate")
+    )
+    return (
+        "<h2>Sink protection (--protect-sink)</h2><p>Recovered = 1 - protected / plain: the share of the gap "
+        "that keeping the sink prefix at full precision closes.</p>"
+        f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
 def _detected_sinks(results) -> str:
     """Extra sinks (Sun et al. 2024): tokens besides the sink positions that many heads attend to."""
     rows = []
     for name, block in [("baseline", results.get("baseline") or {})] + [
-            (c["spec"], c.get("metrics") or {}) for c in results["configs"]]:
+        (c["spec"], c.get("metrics") or {}) for c in results["configs"]
+    ]:
         for d in block.get("detected_sinks") or []:
-            rows.append(f"<tr><td>{esc(name)}</td><td><code>{esc(repr(d.get('token')))}</code></td>"
-                        f"<td>{esc(d.get('count'))}</td><td>{_num(d.get('share_of_heads'), 3)}</td>"
-                        f"<td>{esc(', '.join(map(str, d.get('positions') or [])))}</td></tr>")
+            rows.append(
+                f"<tr><td>{esc(name)}</td><td><code>{esc(repr(d.get('token')))}</code></td>"
+                f"<td>{esc(d.get('count'))}</td><td>{_num(d.get('share_of_heads'), 3)}</td>"
+                f"<td>{esc(', '.join(map(str, d.get('positions') or [])))}</td></tr>"
+            )
     if not rows:
-        return "<p>No key position besides the sink positions draws more than 0.3 of attention in a quarter of the heads.</p>"
-    return ("<table><tr><th>model</th><th>token</th><th>occurrences</th><th>share of heads</th><th>positions</th></tr>"
-            + "".join(rows) + "</table>")
+        return (
+            "<p>No key position besides the sink positions draws more than 0.3 of attention in a quarter of "
+            "the heads.</p>"
+        )
+    return (
+        "<table><tr><th>model</th><th>token</th><th>occurrences</th><th>share of heads</th><th>positions</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _marked(text: str, at: int) -> str:
@@ -286,8 +337,12 @@ def _flips(c) -> int:
 
 
 # per-prompt status from the paired scores the gates average (summarize.prompt_scores)
-_STATUS = [("flip", 1, "flip", "flip"), ("degen", 1, "degen", "degenerate"), ("flip", -1, "", "unflip"),
-           ("degen", -1, "", "recovered")]
+_STATUS = [
+    ("flip", 1, "flip", "flip"),
+    ("degen", 1, "degen", "degenerate"),
+    ("flip", -1, "", "unflip"),
+    ("degen", -1, "", "recovered"),
+]
 
 
 def _generations(results) -> str:
@@ -302,32 +357,44 @@ def _generations(results) -> str:
             b, q = g.get("baseline") or "", g.get("quantized") or ""
             at = len(os.path.commonprefix([b, q]))
             sc = prompt_scores(g)
-            cls, status = next(((k, w) for key, v, k, w in _STATUS if sc[key] == v),
-                               ("", "same" if b == q else "differs"))
-            rows.append(f"<tr class='{cls}'><td><pre>{esc(g.get('prompt'))}</pre></td><td>{esc(g.get('reference'))}"
-                        f"</td><td><pre>{esc(b)}</pre></td><td><pre>{_marked(q, at)}</pre></td>"
-                        f"<td>{esc(status)}<br><small>token {esc(g.get('first_divergence'))}</small></td></tr>")
-        out.append(f"<details{' open' if c is worst else ''}><summary>{esc(c['spec'])}: {len(gens)} prompts, "
-                   f"{_flips(c)} flips of stable-correct prompts (highlighted)</summary><table class=gens><tr>"
-                   f"<th>prompt</th><th>reference</th><th>baseline</th>"
-                   f"<th>quantized (first divergence marked)</th><th></th></tr>{''.join(rows)}</table></details>")
+            cls, status = next(
+                ((k, w) for key, v, k, w in _STATUS if sc[key] == v), ("", "same" if b == q else "differs")
+            )
+            rows.append(
+                f"<tr class='{cls}'><td><pre>{esc(g.get('prompt'))}</pre></td><td>{esc(g.get('reference'))}"
+                f"</td><td><pre>{esc(b)}</pre></td><td><pre>{_marked(q, at)}</pre></td>"
+                f"<td>{esc(status)}<br><small>token {esc(g.get('first_divergence'))}</small></td></tr>"
+            )
+        out.append(
+            f"<details{' open' if c is worst else ''}><summary>{esc(c['spec'])}: {len(gens)} prompts, "
+            f"{_flips(c)} flips of stable-correct prompts (highlighted)</summary><table class=gens><tr>"
+            f"<th>prompt</th><th>reference</th><th>baseline</th>"
+            f"<th>quantized (first divergence marked)</th><th></th></tr>{''.join(rows)}</table></details>"
+        )
     return "".join(out)
 
 
 def _inputs(results) -> str:
     r = results
     env = r.get("environment") or {}
-    items = [("run", r.get("run_id")), ("created", r.get("created")), ("harness", r.get("harness_version")),
-             ("model", r["model"].get("id")), ("revision", r["model"].get("revision")),
-             ("model sha256", (r["model"].get("source") or {}).get("sha256")),
-             ("baseline dtype", r["model"].get("baseline_dtype")),
-             ("corpus", f"{r['corpus'].get('name')} ({r['corpus'].get('n_sequences')} x "
-                        f"{r['corpus'].get('seq_len')} tokens)"),
-             ("corpus sha256", r["corpus"].get("sha256")),
-             ("prompts", f"{r['prompts'].get('name')} ({r['prompts'].get('n')})"),
-             ("prompts sha256", r["prompts"].get("sha256")),
-             ("profile", (r.get("settings") or {}).get("profile")),
-             ("compared with", (r.get("compare") or {}).get("run_id") or "none")]
+    items = [
+        ("run", r.get("run_id")),
+        ("created", r.get("created")),
+        ("harness", r.get("harness_version")),
+        ("model", r["model"].get("id")),
+        ("revision", r["model"].get("revision")),
+        ("model sha256", (r["model"].get("source") or {}).get("sha256")),
+        ("baseline dtype", r["model"].get("baseline_dtype")),
+        (
+            "corpus",
+            f"{r['corpus'].get('name')} ({r['corpus'].get('n_sequences')} x {r['corpus'].get('seq_len')} tokens)",
+        ),
+        ("corpus sha256", r["corpus"].get("sha256")),
+        ("prompts", f"{r['prompts'].get('name')} ({r['prompts'].get('n')})"),
+        ("prompts sha256", r["prompts"].get("sha256")),
+        ("profile", (r.get("settings") or {}).get("profile")),
+        ("compared with", (r.get("compare") or {}).get("run_id") or "none"),
+    ]
     items += [(k, v) for k, v in env.items()]
     return "<table class=kv>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items) + "</table>"
 
@@ -339,7 +406,8 @@ table{border-collapse:collapse;margin:8px 0 20px} td,th{border:1px solid #ccc;pa
 vertical-align:top} td.pass,tr.pass td:last-child{background:#e3f5e6} td.fail,tr.fail td:last-child{background:#fbe0e3}
 td.skipped{background:#eee} td.undecided,li.undecided,tr.undecided td:last-child{background:#fff7e0}
 table.verdict,table.gates{max-width:100%} td.reasons,th.spec{overflow-wrap:anywhere}
-ul.reasons{margin:0;padding-left:1.2em} p.note{margin:0} li.fail b:first-child{color:#b00020} tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
+ul.reasons{margin:0;padding-left:1.2em} p.note{margin:0} li.fail b:first-child{color:#b00020}
+tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
 pre{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace;max-width:420px} mark{background:#ffd54f}
 .plot svg{max-width:100%;height:auto} small{color:#555}
 """
@@ -351,21 +419,47 @@ def render(results: dict) -> str:
         f"<h1>quantsink: <span class={esc(verdict)}>{esc(verdict.upper())}</span></h1>",
         f"<p>Model <code>{esc(results['model'].get('id'))}</code>, profile "
         f"{esc((results.get('settings') or {}).get('profile'))}, run {esc(results.get('run_id'))}</p>",
-        "<h2>Verdict</h2>", _verdict_table(results), _regression_table(results), advice_report.html_section(results),
-        "<h2>Loss and perplexity</h2>", _loss_table(results),
+        "<h2>Verdict</h2>",
+        _verdict_table(results),
+        _regression_table(results),
+        advice_report.html_section(results),
+        "<h2>Loss and perplexity</h2>",
+        _loss_table(results),
     ]
     if _measured(results):
-        sections += ["<h2>Sink mass per layer</h2><div class='plot' id='sink-mass'>", sink_mass_plot(results), "</div>",
-                     "<h2>Head heatmaps</h2><div class='plot' id='heatmaps'>", heatmaps(results), "</div>",
-                     "<h2>Next-token KL distribution</h2><div class='plot' id='kl'>", kl_histogram(results), "</div>",
-                     "<h2>Sink hidden-state cosine per layer</h2><div class='plot' id='hidden-cos'>",
-                     hidden_cos_plot(results), "</div>",
-                     "<h2>Sink key/value error per layer</h2><div class='plot' id='kv-relerr'>",
-                     kv_relerr_plot(results), "</div>",
-                     "<h2>Behaviour probes</h2>", _diagnosis_table(results), _recovery_table(results),
-                     scenario_section(results)]
-    sections += ["<h2>Detected sinks</h2>", _detected_sinks(results), "<h2>Generations</h2>", _generations(results), "<h2>Environment and inputs</h2>", _inputs(results)]
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
-            f"<title>quantsink {esc(results.get('run_id'))}: {esc(verdict)}</title><style>{STYLE}</style></head><body>"
-            + "\n".join(sections) + "</body></html>\n")
+        sections += [
+            "<h2>Sink mass per layer</h2><div class='plot' id='sink-mass'>",
+            sink_mass_plot(results),
+            "</div>",
+            "<h2>Head heatmaps</h2><div class='plot' id='heatmaps'>",
+            heatmaps(results),
+            "</div>",
+            "<h2>Next-token KL distribution</h2><div class='plot' id='kl'>",
+            kl_histogram(results),
+            "</div>",
+            "<h2>Sink hidden-state cosine per layer</h2><div class='plot' id='hidden-cos'>",
+            hidden_cos_plot(results),
+            "</div>",
+            "<h2>Sink key/value error per layer</h2><div class='plot' id='kv-relerr'>",
+            kv_relerr_plot(results),
+            "</div>",
+            "<h2>Behaviour probes</h2>",
+            _diagnosis_table(results),
+            _recovery_table(results),
+            scenario_section(results),
+        ]
+    sections += [
+        "<h2>Detected sinks</h2>",
+        _detected_sinks(results),
+        "<h2>Generations</h2>",
+        _generations(results),
+        "<h2>Environment and inputs</h2>",
+        _inputs(results),
+    ]
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>quantsink {esc(results.get('run_id'))}: {esc(verdict)}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )

@@ -1,6 +1,7 @@
 """What every report writer shares: escaping for HTML and for markdown table cells, matplotlib set-up
 and inline-SVG export, the colour cycle. Everything from a model, a prompt or a user passes through
 esc (HTML) or md_cell (markdown) before it reaches a report."""
+
 from __future__ import annotations
 
 import html
@@ -27,8 +28,9 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96,
-                         "svg.hashsalt": "quantsink"})  # stable ids: same run, same file
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "font.size": 9, "figure.dpi": 96, "svg.hashsalt": "quantsink"}
+    )  # stable ids: same run, same file
     return plt
 
 
@@ -38,4 +40,4 @@ def svg(fig) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     pyplot().close(fig)
     text = buf.getvalue()
-    return text[text.find("<svg"):]
+    return text[text.find("<svg") :]

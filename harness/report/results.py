@@ -1,4 +1,5 @@
 """results.json (schema quantsink.results/1): build, sanitise, write atomically, index."""
+
 from __future__ import annotations
 
 import json
@@ -37,29 +38,61 @@ def build_results(rec) -> dict:
     s, inp = rec.spec, rec.inputs
     configs = [c.as_dict() for c in rec.configs]
     verdict, reason = run_verdict(rec)
-    return clean({
-        "schema": SCHEMA, "run_id": rec.run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.created)), "verdict": verdict,
-        "verdict_reason": reason,
-        "harness_version": __version__, "environment": environment(s.device, rec.threads),
-        "model": {"id": s.model, "revision": s.revision or "main", "source": inp.source.to_dict(),
-                  "baseline_dtype": s.baseline_dtype, **rec.shape},
-        "corpus": {"name": inp.corpus.name, "sha256": inp.corpus.sha256, "n_sequences": rec.n_sequences,
-                   "seq_len": s.seq_len},
-        "prompts": {"name": inp.prompts.name, "sha256": inp.prompts.sha256, "n": len(inp.prompts.prompts)},
-        "settings": {"profile": s.profile, "bos": s.bos, "bos_effective": rec.bos_effective,
-                     "sink_positions": list(s.sink_positions), "policy": inp.policy.path,
-                     "signoff": s.signoff, "seed": s.seed, "max_new_tokens": s.max_new_tokens,
-                     "long_new_tokens": s.long_new_tokens, "n_sequences": s.n_sequences, "seq_len": s.seq_len,
-                     "batch_size": s.batch_size, "baseline_dtype": s.baseline_dtype, "device": s.device,
-                     "gptq_samples": s.gptq_samples, "n_prompts": s.n_prompts, "lockstep": rec.lockstep,
-                     "reference": s.reference,
-                     "spec": [q.spec for q in s.quant], "notes": list(inp.notes)},
-        "compare": {"target": s.compare, "run_id": (inp.earlier or {}).get("run_id"), "note": inp.compare_note,
-                    "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or []))},
-        "baseline": rec.baseline,
-        "configs": configs,
-    })
+    return clean(
+        {
+            "schema": SCHEMA,
+            "run_id": rec.run_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.created)),
+            "verdict": verdict,
+            "verdict_reason": reason,
+            "harness_version": __version__,
+            "environment": environment(s.device, rec.threads),
+            "model": {
+                "id": s.model,
+                "revision": s.revision or "main",
+                "source": inp.source.to_dict(),
+                "baseline_dtype": s.baseline_dtype,
+                **rec.shape,
+            },
+            "corpus": {
+                "name": inp.corpus.name,
+                "sha256": inp.corpus.sha256,
+                "n_sequences": rec.n_sequences,
+                "seq_len": s.seq_len,
+            },
+            "prompts": {"name": inp.prompts.name, "sha256": inp.prompts.sha256, "n": len(inp.prompts.prompts)},
+            "settings": {
+                "profile": s.profile,
+                "bos": s.bos,
+                "bos_effective": rec.bos_effective,
+                "sink_positions": list(s.sink_positions),
+                "policy": inp.policy.path,
+                "signoff": s.signoff,
+                "seed": s.seed,
+                "max_new_tokens": s.max_new_tokens,
+                "long_new_tokens": s.long_new_tokens,
+                "n_sequences": s.n_sequences,
+                "seq_len": s.seq_len,
+                "batch_size": s.batch_size,
+                "baseline_dtype": s.baseline_dtype,
+                "device": s.device,
+                "gptq_samples": s.gptq_samples,
+                "n_prompts": s.n_prompts,
+                "lockstep": rec.lockstep,
+                "reference": s.reference,
+                "spec": [q.spec for q in s.quant],
+                "notes": list(inp.notes),
+            },
+            "compare": {
+                "target": s.compare,
+                "run_id": (inp.earlier or {}).get("run_id"),
+                "note": inp.compare_note,
+                "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or [])),
+            },
+            "baseline": rec.baseline,
+            "configs": configs,
+        }
+    )
 
 
 def write_run(results: dict, report_dir: str | Path) -> Path:
@@ -72,10 +105,19 @@ def write_run(results: dict, report_dir: str | Path) -> Path:
         atomic_write(tmp / "results.json", text)
         atomic_write(tmp / "summary.md", summary_markdown(results))
         atomic_write(tmp / "report.html", render_html(results))
-    append_line(root / "index.jsonl", {
-        "run_id": results["run_id"], "created": results["created"], "verdict": results["verdict"],
-        "model": results["model"]["id"], "revision": results["model"]["revision"],
-        "corpus_sha256": results["corpus"]["sha256"], "prompts_sha256": results["prompts"]["sha256"],
-        "spec": results["settings"]["spec"], "profile": results["settings"]["profile"],
-        "path": str(run_dir / "results.json")})
+    append_line(
+        root / "index.jsonl",
+        {
+            "run_id": results["run_id"],
+            "created": results["created"],
+            "verdict": results["verdict"],
+            "model": results["model"]["id"],
+            "revision": results["model"]["revision"],
+            "corpus_sha256": results["corpus"]["sha256"],
+            "prompts_sha256": results["prompts"]["sha256"],
+            "spec": results["settings"]["spec"],
+            "profile": results["settings"]["profile"],
+            "path": str(run_dir / "results.json"),
+        },
+    )
     return run_dir

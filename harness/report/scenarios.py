@@ -4,6 +4,7 @@ and of report.html (the same tables and one small plot per scenario).
 Plotting and escaping come from harness/report/kit.py, like every report writer's; everything from a
 model or tokenizer is escaped.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,33 +53,55 @@ def _rows(results: dict, name: str) -> list[tuple[str, dict, dict | None]]:
 
 
 def has_scenarios(results: dict) -> bool:
-    return bool(((results.get("baseline") or {}).get("scenarios")))
+    return bool((results.get("baseline") or {}).get("scenarios"))
 
 
 # ---- tables: (header, rows of cells) shared by markdown and html ----
 
+
 def streaming_table(results) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "loss full", "loss sink+window", "loss window only", "gap sink+window", "collapse window only",
-            "gap vs baseline (gated)", "collapse vs baseline", "KL sink+window", "gate"]
+    head = [
+        "model",
+        "loss full",
+        "loss sink+window",
+        "loss window only",
+        "gap sink+window",
+        "collapse window only",
+        "gap vs baseline (gated)",
+        "collapse vs baseline",
+        "KL sink+window",
+        "gate",
+    ]
     rows = []
     for label, r, c in _rows(results, "streaming"):
         if "skipped" in r:
             rows.append([label, r["skipped"]] + [""] * (len(head) - 2))
             continue
         vs = r.get("vs_baseline") or {}
-        rows.append([label] + [_f(_v(r.get(k))) + _ci(r.get(k)) for k in ("loss_full", "loss_sink_window",
-                                                                           "loss_window_only")]
-                    + [_d(_v(r.get(k))) for k in ("gap_sink_window", "collapse_window_only")]
-                    + [_d(_v(vs.get("gap_delta"))) + _ci(vs.get("gap_delta")) if c else "-",
-                       _d(_v(vs.get("collapse_delta"))) + _ci(vs.get("collapse_delta")) if c else "-",
-                       _f(_v(r.get("kl_sink_window"))) if c else "-",
-                       _gate(c, "stream_gap_delta") if c else "-"])
+        rows.append(
+            [label]
+            + [_f(_v(r.get(k))) + _ci(r.get(k)) for k in ("loss_full", "loss_sink_window", "loss_window_only")]
+            + [_d(_v(r.get(k))) for k in ("gap_sink_window", "collapse_window_only")]
+            + [
+                _d(_v(vs.get("gap_delta"))) + _ci(vs.get("gap_delta")) if c else "-",
+                _d(_v(vs.get("collapse_delta"))) + _ci(vs.get("collapse_delta")) if c else "-",
+                _f(_v(r.get("kl_sink_window"))) if c else "-",
+                _gate(c, "stream_gap_delta") if c else "-",
+            ]
+        )
     return head, rows
 
 
 def packed_table(results) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "sub-scenario", "loss per document", "start mass per document", "secondary-sink rate per document",
-            "mass on position 0 per document", "loss shift per document"]
+    head = [
+        "model",
+        "sub-scenario",
+        "loss per document",
+        "start mass per document",
+        "secondary-sink rate per document",
+        "mass on position 0 per document",
+        "loss shift per document",
+    ]
     rows = []
     for label, r, c in _rows(results, "packed"):
         if "skipped" in r:
@@ -89,26 +112,52 @@ def packed_table(results) -> tuple[list[str], list[list[str]]]:
                 rows.append([label, sub, s["skipped"], "", "", "", ""])
                 continue
             docs = s.get("docs") or []
-            col = lambda k: " / ".join(_f(_v(d.get(k)), 3) for d in docs)  # noqa: E731
-            rows.append([label, sub, col("loss"), col("start_mass"), col("start_rate"), col("zero_mass"),
-                         " / ".join(_d(_v(d.get("loss_shift"))) for d in docs) if c else "-"])
+            col = lambda k, docs=docs: " / ".join(_f(_v(d.get(k)), 3) for d in docs)  # noqa: E731
+            rows.append(
+                [
+                    label,
+                    sub,
+                    col("loss"),
+                    col("start_mass"),
+                    col("start_rate"),
+                    col("zero_mass"),
+                    " / ".join(_d(_v(d.get("loss_shift"))) for d in docs) if c else "-",
+                ]
+            )
     return head, rows
 
 
 def bos_table(results) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "loss BOS always", "loss BOS never", "auto (tokenizer)", "removal (never - always)",
-            "sink_rate always", "sink_rate never", "removal vs baseline (gated)", "gate"]
+    head = [
+        "model",
+        "loss BOS always",
+        "loss BOS never",
+        "auto (tokenizer)",
+        "removal (never - always)",
+        "sink_rate always",
+        "sink_rate never",
+        "removal vs baseline (gated)",
+        "gate",
+    ]
     rows = []
     for label, r, c in _rows(results, "bos"):
         if "skipped" in r:
             rows.append([label, r["skipped"]] + [""] * (len(head) - 2))
             continue
         vs = (r.get("vs_baseline") or {}).get("removal_delta")
-        rows.append([label, _f(_v((r.get("always") or {}).get("loss"))) + _ci((r.get("always") or {}).get("loss")),
-                     _f(_v((r.get("never") or {}).get("loss"))) + _ci((r.get("never") or {}).get("loss")),
-                     f"= {(r.get('auto') or {}).get('same_as', '?')}", _d(_v(r.get("removal"))) + _ci(r.get("removal")),
-                     _f(_v((r.get("always") or {}).get("sink_rate")), 3), _f(_v((r.get("never") or {}).get("sink_rate")), 3),
-                     (_d(_v(vs)) + _ci(vs)) if c else "-", _gate(c, "bos_removal_delta") if c else "-"])
+        rows.append(
+            [
+                label,
+                _f(_v((r.get("always") or {}).get("loss"))) + _ci((r.get("always") or {}).get("loss")),
+                _f(_v((r.get("never") or {}).get("loss"))) + _ci((r.get("never") or {}).get("loss")),
+                f"= {(r.get('auto') or {}).get('same_as', '?')}",
+                _d(_v(r.get("removal"))) + _ci(r.get("removal")),
+                _f(_v((r.get("always") or {}).get("sink_rate")), 3),
+                _f(_v((r.get("never") or {}).get("sink_rate")), 3),
+                (_d(_v(vs)) + _ci(vs)) if c else "-",
+                _gate(c, "bos_removal_delta") if c else "-",
+            ]
+        )
     return head, rows
 
 
@@ -119,18 +168,24 @@ def reading(c: dict) -> str:
     st = sc.get("streaming") or {}
     if "vs_baseline" in st:
         g, k = st["vs_baseline"].get("gap_delta"), st["vs_baseline"].get("collapse_delta")
-        parts.append(f"streaming (sink + window) costs {_d(_v(g))} nats{_ci(g)} more than it costs the baseline "
-                     f"({_gate(c, 'stream_gap_delta')}); without the sink it collapses by {_d(_v(k))} nats more")
+        parts.append(
+            f"streaming (sink + window) costs {_d(_v(g))} nats{_ci(g)} more than it costs the baseline "
+            f"({_gate(c, 'stream_gap_delta')}); without the sink it collapses by {_d(_v(k))} nats more"
+        )
     pk = ((sc.get("packed") or {}).get("subs") or {}).get("eos") or {}
     if pk.get("docs"):
         shifts = [_v(d.get("loss_shift")) for d in pk["docs"]]
-        parts.append("packed (EOS): loss shift per document " + " / ".join(_d(x) for x in shifts)
-                     + f" ({_gate(c, 'packed_doc_loss_delta')}, sink rate at starts {_gate(c, 'packed_start_rate_delta')})")
+        parts.append(
+            "packed (EOS): loss shift per document "
+            + " / ".join(_d(x) for x in shifts)
+            + f" ({_gate(c, 'packed_doc_loss_delta')}, sink rate at starts {_gate(c, 'packed_start_rate_delta')})"
+        )
     bo = sc.get("bos") or {}
     if "vs_baseline" in bo:
         d = bo["vs_baseline"].get("removal_delta")
-        parts.append(f"removing BOS costs {_d(_v(d))} nats{_ci(d)} more than for the baseline "
-                     f"({_gate(c, 'bos_removal_delta')})")
+        parts.append(
+            f"removing BOS costs {_d(_v(d))} nats{_ci(d)} more than for the baseline ({_gate(c, 'bos_removal_delta')})"
+        )
     for name, rec in sc.items():
         if isinstance(rec, dict) and "skipped" in rec:
             parts.append(f"{name}: {rec['skipped']}")
@@ -139,14 +194,21 @@ def reading(c: dict) -> str:
 
 # ---- summary.md ----
 
+
 def markdown(results: dict) -> list[str]:
     if not has_scenarios(results):
         return []
-    out = ["", "## Deployment scenarios", "",
-           "Figures with 95% intervals over resampled corpus documents; plots in [report.html](report.html#scenarios)."]
-    for title, fn in (("Streaming (loss in nats over positions past the window)", streaming_table),
-                      ("Packed documents (per document position 1 / 2 / ...)", packed_table),
-                      ("BOS policy", bos_table)):
+    out = [
+        "",
+        "## Deployment scenarios",
+        "",
+        "Figures with 95% intervals over resampled corpus documents; plots in [report.html](report.html#scenarios).",
+    ]
+    for title, fn in (
+        ("Streaming (loss in nats over positions past the window)", streaming_table),
+        ("Packed documents (per document position 1 / 2 / ...)", packed_table),
+        ("BOS policy", bos_table),
+    ):
         head, rows = fn(results)
         if not rows:
             continue
@@ -159,9 +221,15 @@ def markdown(results: dict) -> list[str]:
 
 # ---- report.html ----
 
+
 def _html_table(head, rows) -> str:
-    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{esc(str(x))}</td>" for x in row) + "</tr>" for row in rows) + "</table>")
+    return (
+        "<table><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(str(x))}</td>" for x in row) + "</tr>" for row in rows)
+        + "</table>"
+    )
 
 
 def _streaming_plot(results, plt) -> str:
@@ -175,10 +243,19 @@ def _streaming_plot(results, plt) -> str:
         for p, style in _STYLE.items():
             ys = cv.get(p)
             if ys:
-                ax.plot([(i + 0.5) * w for i in range(len(ys))], ys, style, lw=1.2,
-                        color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)],
-                        label=f"{label}: {_POLICY[p]}")
-    w = (((results.get("baseline") or {}).get("scenarios") or {}).get("streaming") or {}).get("settings", {}).get("window")
+                ax.plot(
+                    [(i + 0.5) * w for i in range(len(ys))],
+                    ys,
+                    style,
+                    lw=1.2,
+                    color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)],
+                    label=f"{label}: {_POLICY[p]}",
+                )
+    w = (
+        (((results.get("baseline") or {}).get("scenarios") or {}).get("streaming") or {})
+        .get("settings", {})
+        .get("window")
+    )
     if w:
         ax.axvline(w, color="#888", lw=0.8, ls="-.")  # eviction begins
     ax.set_xlabel("position (dash-dot: the window fills)")
@@ -197,8 +274,15 @@ def _packed_plot(results, plt) -> str:
         for sub, style in (("eos", "-o"), ("eos_masked", "--s"), ("none", ":^")):
             docs = ((r["subs"].get(sub) or {}).get("docs")) or []
             if docs:
-                ax.plot(range(1, len(docs) + 1), [_v(d.get("start_mass")) for d in docs], style, ms=3, lw=1.2,
-                        color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)], label=f"{label}: {sub}")
+                ax.plot(
+                    range(1, len(docs) + 1),
+                    [_v(d.get("start_mass")) for d in docs],
+                    style,
+                    ms=3,
+                    lw=1.2,
+                    color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)],
+                    label=f"{label}: {sub}",
+                )
     ax.locator_params(axis="x", integer=True)
     ax.set_xlabel("document position in the packed sequence")
     ax.set_ylabel("attention on the document's start")
@@ -216,8 +300,14 @@ def _bos_plot(results, plt) -> str:
     for k, (label, f) in enumerate(rows):
         v = _v(f)
         err = [[v - f["ci_low"]], [f["ci_high"] - v]] if v is not None and f.get("ci_low") is not None else None
-        ax.bar(k, math.nan if v is None else v, 0.6, yerr=err, capsize=3,
-               color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)])
+        ax.bar(
+            k,
+            math.nan if v is None else v,
+            0.6,
+            yerr=err,
+            capsize=3,
+            color="k" if label == "baseline" else COLORS[(k - 1) % len(COLORS)],
+        )
     ax.axhline(0, color="#888", lw=0.8)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([label for label, _ in rows], fontsize=7)
@@ -231,12 +321,18 @@ def html_section(results: dict) -> str:
     if not has_scenarios(results):
         return ""
     parts = ["<h2 id=scenarios>Deployment scenarios</h2>"]
-    for title, fn, plot in (("Streaming with KV eviction", streaming_table, _streaming_plot),
-                            ("Packed documents", packed_table, _packed_plot), ("BOS policy", bos_table, _bos_plot)):
+    for title, fn, plot in (
+        ("Streaming with KV eviction", streaming_table, _streaming_plot),
+        ("Packed documents", packed_table, _packed_plot),
+        ("BOS policy", bos_table, _bos_plot),
+    ):
         head, rows = fn(results)
         if rows:
-            parts += [f"<h3>{esc(title)}</h3>", _html_table(head, rows),
-                      f"<div class=plot>{plot(results, pyplot())}</div>"]
+            parts += [
+                f"<h3>{esc(title)}</h3>",
+                _html_table(head, rows),
+                f"<div class=plot>{plot(results, pyplot())}</div>",
+            ]
     lines = [(c["spec"], reading(c)) for c in results.get("configs") or []]
     parts.append("<ul>" + "".join(f"<li><b>{esc(s)}</b>: {esc(t)}</li>" for s, t in lines if t) + "</ul>")
     return "".join(parts)

@@ -1,5 +1,6 @@
 """summary.md (a verdict table fit for a CI job summary or a pull-request comment) and the
 terminal verdict block that pytest and `python -m harness` both print."""
+
 from __future__ import annotations
 
 import math
@@ -56,11 +57,16 @@ def _op(g: dict) -> str:
 
 def _gate_md(g: dict) -> str:
     """One failed gate for summary.md: metric, value, 95% interval, limit (and a non-fail outcome)."""
-    ci = f" [{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]" \
-        if g.get("ci_low") is not None and g.get("ci_high") is not None else ""
+    ci = (
+        f" [{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}]"
+        if g.get("ci_low") is not None and g.get("ci_high") is not None
+        else ""
+    )
     st = gate_status(g)
-    return md_cell(f"{g['metric']} {_fmt(g.get('value'))}{ci} (limit {_op(g)} {_fmt(g.get('limit'))})"
-               + ("" if st == "fail" else f": {st}"))
+    return md_cell(
+        f"{g['metric']} {_fmt(g.get('value'))}{ci} (limit {_op(g)} {_fmt(g.get('limit'))})"
+        + ("" if st == "fail" else f": {st}")
+    )
 
 
 def _failed_cell(gates: list[dict]) -> str:
@@ -95,7 +101,8 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
             if gate_status(g) != "fail":
                 undecided.setdefault(gate_status(g).replace("_", " "), []).append(g["metric"])
         parts = (["failed: " + ", ".join(failed)] if failed else []) + [
-            f"{kind}: {', '.join(ms)}" for kind, ms in undecided.items()]
+            f"{kind}: {', '.join(ms)}" for kind, ms in undecided.items()
+        ]
         why = "; ".join(parts) or c.get("skip_reason") or c.get("error") or ""
         if c.get("cache"):
             why += f" (measurement reused from run {c['cache']['run_id']}: results cache)"
@@ -108,22 +115,33 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
 
 def summary_markdown(results: dict) -> str:
     r = results
-    size = (f"{r['corpus']['n_sequences']} x {r['corpus']['seq_len']} tokens" if r['corpus']['n_sequences']
-            else "not measured")
+    size = (
+        f"{r['corpus']['n_sequences']} x {r['corpus']['seq_len']} tokens"
+        if r["corpus"]["n_sequences"]
+        else "not measured"
+    )
     lines = [f"# quantsink: {r['verdict'].upper()}", ""]
     if r.get("verdict_reason"):
         lines += [f"**{md_cell(r['verdict_reason'])}**", ""]
-    lines += [f"Model `{md_cell(r['model']['id'])}` (revision {md_cell(r['model']['revision'])}), "
-              f"profile {r['settings']['profile']}, corpus {md_cell(r['corpus']['name'])} "
-              f"({size}, sha {r['corpus']['sha256'][:12]}), "
-              f"prompts {r['prompts']['n']} (sha {r['prompts']['sha256'][:12]}).", ""]
+    lines += [
+        f"Model `{md_cell(r['model']['id'])}` (revision {md_cell(r['model']['revision'])}), "
+        f"profile {r['settings']['profile']}, corpus {md_cell(r['corpus']['name'])} "
+        f"({size}, sha {r['corpus']['sha256'][:12]}), "
+        f"prompts {r['prompts']['n']} (sha {r['prompts']['sha256'][:12]}).",
+        "",
+    ]
     b = r.get("baseline") or {}
     if b:
-        lines += [f"Baseline: loss {_fmt(b.get('loss'))}, sink_rate {_fmt(b.get('sink_rate'))} (eps 0.3), "
-                  f"{_fmt(b.get('sink_rate_08'))} (eps 0.8).", ""]
+        lines += [
+            f"Baseline: loss {_fmt(b.get('loss'))}, sink_rate {_fmt(b.get('sink_rate'))} (eps 0.3), "
+            f"{_fmt(b.get('sink_rate_08'))} (eps 0.8).",
+            "",
+        ]
     cols = shown("summary")
-    lines += ["| config | verdict | " + " | ".join(_label(m) for m in cols) + " | failed gates |",
-              "|---|---|" + "---|" * len(cols) + "---|"]
+    lines += [
+        "| config | verdict | " + " | ".join(_label(m) for m in cols) + " | failed gates |",
+        "|---|---|" + "---|" * len(cols) + "---|",
+    ]
     for c in r["configs"]:
         failed = not_passed(c.get("gates"))
         worst = _failed_cell(failed) if failed else md_cell(c.get("skip_reason") or c.get("error") or "none")
@@ -131,12 +149,18 @@ def summary_markdown(results: dict) -> str:
         lines.append(f"| `{md_cell(c['spec'])}` | {md_cell(c['verdict'])} | {cells} | {worst} |")
     reused = [f"`{md_cell(c['spec'])}` (run {md_cell(c['cache']['run_id'])})" for c in r["configs"] if c.get("cache")]
     if reused:
-        lines += ["", "Measurements reused from the results cache (identical weights, data, settings and "
-                  "library versions; gates decided again under this run's policy): " + ", ".join(reused) + "."]
+        lines += [
+            "",
+            "Measurements reused from the results cache (identical weights, data, settings and "
+            "library versions; gates decided again under this run's policy): " + ", ".join(reused) + ".",
+        ]
     simulated = [f"`{md_cell(c['spec'])}`" for c in r["configs"] if (c.get("info") or {}).get("simulated")]
     if simulated:
-        lines += ["", "Simulated, not run on a kernel: " + ", ".join(simulated) + " (float8 values through torch's "
-                  "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json)."]
+        lines += [
+            "",
+            "Simulated, not run on a kernel: " + ", ".join(simulated) + " (float8 values through torch's "
+            "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json).",
+        ]
     lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
 
@@ -152,11 +176,18 @@ def _recovery(r: dict) -> list[str]:
     rows = [(s, rec) for s, rec in rows if rec and not rec.get("error")]
     if not rows:
         return []
-    out = ["", "## Sink protection: gap recovered (1 - protected / plain)", "",
-           "| config | loss_delta | kld_mean | misgeneration_rate |", "|---|---|---|---|"]
+    out = [
+        "",
+        "## Sink protection: gap recovered (1 - protected / plain)",
+        "",
+        "| config | loss_delta | kld_mean | misgeneration_rate |",
+        "|---|---|---|---|",
+    ]
     for spec, rec in rows:
-        cells = [f"{_fmt(rec.get(k))} ({_fmt(rec.get(k + '_plain'))} -> {_fmt(rec.get(k + '_protected'))})"
-                 for k in ("loss_delta", "kld_mean", "misgeneration_rate")]
+        cells = [
+            f"{_fmt(rec.get(k))} ({_fmt(rec.get(k + '_plain'))} -> {_fmt(rec.get(k + '_protected'))})"
+            for k in ("loss_delta", "kld_mean", "misgeneration_rate")
+        ]
         out.append(f"| `{md_cell(spec)}` | " + " | ".join(cells) + " |")
     return out
 
@@ -184,8 +215,10 @@ def _regression_rows(regs) -> list[str]:
             change = f"{v - e:+.4g}" + (f" ({(v - e) / abs(e):+.1%})" if e != 0 else "")
         st = gate_status(g)
         result = {"pass": "pass", "fail": "**regression**"}.get(st, f"**{md_cell(st)}**")
-        out.append(f"| `{md_cell(spec)}` | {md_cell(g['metric'])} | {_fmt(e)} | {_fmt(v)} | {change} | "
-                   f"{md_cell(g['tolerance'])} | {result} |")
+        out.append(
+            f"| `{md_cell(spec)}` | {md_cell(g['metric'])} | {_fmt(e)} | {_fmt(v)} | {change} | "
+            f"{md_cell(g['tolerance'])} | {result} |"
+        )
     return out
 
 
@@ -201,18 +234,29 @@ def _comparison(r: dict) -> list[str]:
     bad.sort(key=lambda sg: (gate_status(sg[1]) != "fail", -(sg[1].get("worse_by") or 0)))
     good.sort(key=lambda sg: -_relative_change(sg[1]))
     top = [sg for sg in good[:TOP_CHANGES] if _relative_change(sg[1]) > 0]  # an unchanged metric is no news
-    rest = good[len(top):]
+    rest = good[len(top) :]
     n_fail = sum(gate_status(g) == "fail" for _, g in bad)
     shown_what = [f"{len(bad)} not passed"] if bad else []
     shown_what += [f"the {len(top)} largest changes within tolerance (relative to the earlier value)"] if top else []
-    out = ["", f"## Change from run `{md_cell(cmp['run_id'])}`: "
-               f"{f'{n_fail} regression(s)' if n_fail else 'no regression'}", "",
-           f"{len(regs)} checks" + (f"; shown first: {' and '.join(shown_what)}" if shown_what else "")
-           + "; every check is also in [report.html](report.html#regression).", ""]
+    out = [
+        "",
+        f"## Change from run `{md_cell(cmp['run_id'])}`: {f'{n_fail} regression(s)' if n_fail else 'no regression'}",
+        "",
+        f"{len(regs)} checks"
+        + (f"; shown first: {' and '.join(shown_what)}" if shown_what else "")
+        + "; every check is also in [report.html](report.html#regression).",
+        "",
+    ]
     if bad or top:
         out += _regression_rows(bad + top)
     if rest:
         more = "more " if bad or top else ""
-        out += ["", f"<details><summary>{len(rest)} {more}checks within tolerance</summary>", "",
-                *_regression_rows(rest), "", "</details>"]
+        out += [
+            "",
+            f"<details><summary>{len(rest)} {more}checks within tolerance</summary>",
+            "",
+            *_regression_rows(rest),
+            "",
+            "</details>",
+        ]
     return out

@@ -9,6 +9,7 @@ single run. `local` starts a private cluster on this machine, bound to loopback,
 end; a HOST:PORT that does not answer within CONNECT_TIMEOUT seconds is a usage error. Needs the
 optional extra `quantsink[ray]`.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,9 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach a named Ray head before giving up
 _PASS_ENV = ("QS_CACHE_DIR", "QS_RESULTS_CACHE", "OMP_NUM_THREADS", "HF_HUB_OFFLINE")
 
 
-def gpus_needed(n_params: int, bits: int | None, gpu_bytes: int | None, baseline_bytes_per_param: int = 2,
-                reference: bool = False) -> float:
+def gpus_needed(
+    n_params: int, bits: int | None, gpu_bytes: int | None, baseline_bytes_per_param: int = 2, reference: bool = False
+) -> float:
     """GPUs one task asks for: its own baseline (fp16) plus the quantized copy plus 20% for activations
     (with --reference the larger of the two: the baseline only scores continuations after the quantized
     model is gone), in units of one GPU's memory (a fraction when it fits in part of one; 0 without GPUs)."""
@@ -45,8 +47,10 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT):
             pass
     except OSError as e:
-        raise UsageError(f"--ray-address {address}: no Ray head answers there within {CONNECT_TIMEOUT:.0f} s "
-                         f"({type(e).__name__}); start one with `ray start --head` or use --ray-address local") from None
+        raise UsageError(
+            f"--ray-address {address}: no Ray head answers there within {CONNECT_TIMEOUT:.0f} s "
+            f"({type(e).__name__}); start one with `ray start --head` or use --ray-address local"
+        ) from None
 
 
 def connect(address: str, num_cpus: int | None = None):
@@ -56,8 +60,7 @@ def connect(address: str, num_cpus: int | None = None):
     except ImportError:
         raise UsageError("--ray-address needs Ray: pip install 'quantsink[ray]'") from None
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-    common = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
-                  ignore_reinit_error=True)
+    common = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env}, ignore_reinit_error=True)
     if address == "local":
         ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", **common)
     else:
@@ -66,8 +69,10 @@ def connect(address: str, num_cpus: int | None = None):
         try:
             ray.init(address=address, **common)
         except (ConnectionError, RuntimeError) as e:
-            raise UsageError(f"--ray-address {address}: cannot join a Ray cluster ({str(e).splitlines()[0]}); "
-                             f"use --ray-address local for a cluster on this machine") from None
+            raise UsageError(
+                f"--ray-address {address}: cannot join a Ray cluster ({str(e).splitlines()[0]}); "
+                f"use --ray-address local for a cluster on this machine"
+            ) from None
     return ray.shutdown
 
 
@@ -104,8 +109,11 @@ def _gpu_bytes() -> int | None:
         return None
     import torch
 
-    return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())) \
-        if torch.cuda.is_available() else 80 * 2**30  # driver without a GPU: assume an 80 GiB part
+    return (
+        min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+        if torch.cuda.is_available()
+        else 80 * 2**30
+    )  # driver without a GPU: assume an 80 GiB part
 
 
 def fanout_for(spec):

@@ -9,6 +9,7 @@ must be equal across the parts (weights, data, measuring settings, the full conf
 policy, library versions); merge refuses parts of different runs, a part twice, a missing part or
 a configuration measured twice or never, each as a one-line usage error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,16 +30,16 @@ PART_SCHEMA = "quantsink.part/1"
 def share(specs: list, index: int, count: int) -> list:
     """The configurations shard `index` of `count` measures (round robin keeps method mixes balanced)."""
     if count < 1 or not 0 <= index < count:
-        raise UsageError(f"shard --index {index} --count {count}: the index must lie in 0..count-1 "
-                         f"(count at least 1)")
+        raise UsageError(f"shard --index {index} --count {count}: the index must lie in 0..count-1 (count at least 1)")
     return specs[index::count]
 
 
 def run_key(spec, inputs) -> str:
     """What every part of one run shares (config/identity.py shard_run_key), with the policy's content."""
     policy = Path(inputs.policy.path) if inputs.policy.path else None
-    return shard_run_key(spec, inputs, hashlib.sha256(policy.read_bytes()).hexdigest()
-                         if policy and policy.is_file() else "bundled")
+    return shard_run_key(
+        spec, inputs, hashlib.sha256(policy.read_bytes()).hexdigest() if policy and policy.is_file() else "bundled"
+    )
 
 
 def spec_values(spec) -> dict:
@@ -70,11 +71,18 @@ def measure_share(values: dict, index: int, count: int, progress=None) -> dict:
     spec.quant = mine  # lockstep groups only this shard's configurations
     for q in mine:
         session.measure(q)
-    part = {"schema": PART_SCHEMA, "run_key": key, "index": index, "count": count,
-            "specs": every, "own": [q.spec for q in mine], "created": time.time(),
-            "values": {k: v for k, v in values.items() if v is not None},
-            "configs": [session.configs[q.spec].as_dict() for q in mine],
-            "side": session.baseline_side() if mine else None}
+    part = {
+        "schema": PART_SCHEMA,
+        "run_key": key,
+        "index": index,
+        "count": count,
+        "specs": every,
+        "own": [q.spec for q in mine],
+        "created": time.time(),
+        "values": {k: v for k, v in values.items() if v is not None},
+        "configs": [session.configs[q.spec].as_dict() for q in mine],
+        "side": session.baseline_side() if mine else None,
+    }
 
     return clean(part)
 
@@ -90,8 +98,10 @@ def find_parts(dirs: list[str]) -> list[Path]:
         else:
             raise UsageError(f"merge: no such part file or directory: {d}")
     if not found:
-        raise UsageError(f"merge: no part files (part-I-of-N.json) under {', '.join(dirs)}; "
-                         f"run `python -m harness shard --index I --count N ...` first")
+        raise UsageError(
+            f"merge: no part files (part-I-of-N.json) under {', '.join(dirs)}; "
+            f"run `python -m harness shard --index I --count N ...` first"
+        )
     return found
 
 
@@ -114,27 +124,34 @@ def check_parts(parts: list[dict]) -> list[dict]:
     """Parts that make exactly one complete run, in index order; else a one-line UsageError."""
     keys = {d["run_key"] for d in parts}
     if len(keys) > 1:
-        raise UsageError("merge: the parts belong to different runs (other inputs, settings or configurations): "
-                         + "; ".join(f"{d.get('_path', 'a Ray task')} has run key {d['run_key']}" for d in parts))
+        raise UsageError(
+            "merge: the parts belong to different runs (other inputs, settings or configurations): "
+            + "; ".join(f"{d.get('_path', 'a Ray task')} has run key {d['run_key']}" for d in parts)
+        )
     counts = {d["count"] for d in parts}
     if len(counts) > 1:
         raise UsageError(f"merge: the parts were cut with different --count values: {sorted(counts)}")
     count, seen = counts.pop(), {}
     for d in parts:
         if d["index"] in seen:
-            raise UsageError(f"merge: part {d['index']} of {count} given twice ({seen[d['index']]} and "
-                             f"{d.get('_path', 'a Ray task')})")
+            raise UsageError(
+                f"merge: part {d['index']} of {count} given twice ({seen[d['index']]} and "
+                f"{d.get('_path', 'a Ray task')})"
+            )
         seen[d["index"]] = d.get("_path", "a Ray task")
     missing = sorted(set(range(count)) - set(seen))
     if missing:
-        raise UsageError(f"merge: part(s) {', '.join(map(str, missing))} of {count} missing: run those shards "
-                         f"or give their files")
+        raise UsageError(
+            f"merge: part(s) {', '.join(map(str, missing))} of {count} missing: run those shards or give their files"
+        )
     measured = [c["spec"] for d in parts for c in d["configs"]]
     twice = sorted({s for s in measured if measured.count(s) > 1})
     never = [s for s in parts[0]["specs"] if s not in measured]
     if twice or never:
-        raise UsageError(f"merge: configurations measured twice ({', '.join(twice) or 'none'}) or never "
-                         f"({', '.join(never) or 'none'})")
+        raise UsageError(
+            f"merge: configurations measured twice ({', '.join(twice) or 'none'}) or never "
+            f"({', '.join(never) or 'none'})"
+        )
     return sorted(parts, key=lambda d: d["index"])
 
 

@@ -11,6 +11,7 @@ render.py     the "Deployment scenarios" section of summary.md and report.html
 
 This module only names the scenarios and checks their settings (no torch import).
 """
+
 from __future__ import annotations
 
 from harness.errors import UsageError, did_you_mean
@@ -26,8 +27,10 @@ def parse(text) -> tuple[str, ...]:
         return ()
     for x in items:
         if x not in NAMES:
-            raise UsageError(f"unknown --scenarios '{x}'{did_you_mean(x, NAMES)}; valid: {', '.join(NAMES)} "
-                             f"(comma-separated) or none")
+            raise UsageError(
+                f"unknown --scenarios '{x}'{did_you_mean(x, NAMES)}; valid: {', '.join(NAMES)} "
+                f"(comma-separated) or none"
+            )
     return tuple(n for n in NAMES if n in items)
 
 
@@ -43,13 +46,17 @@ def check(spec) -> None:
         return
     k, w, t = spec.stream_sinks, spec.stream_window, spec.stream_len
     if w >= t:
-        raise UsageError(f"--stream-window {w} must be smaller than the streaming sequence (--stream-len {t}): "
-                         f"a window that holds the whole sequence evicts nothing")
+        raise UsageError(
+            f"--stream-window {w} must be smaller than the streaming sequence (--stream-len {t}): "
+            f"a window that holds the whole sequence evicts nothing"
+        )
     if k > w:
         raise UsageError(f"--stream-sinks {k} must not be larger than --stream-window {w}")
     if k + w >= t:
-        raise UsageError(f"--stream-sinks {k} + --stream-window {w} must be smaller than --stream-len {t}: "
-                         f"the cache would never evict")
+        raise UsageError(
+            f"--stream-sinks {k} + --stream-window {w} must be smaller than --stream-len {t}: "
+            f"the cache would never evict"
+        )
 
 
 def active(metric: str, spec) -> bool:

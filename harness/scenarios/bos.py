@@ -6,6 +6,7 @@ whichever of the two the tokenizer's own rule picks (no third pass: it is the sa
 A model trained with BOS first can collapse without it (Barbero et al. 2025: Gemma 7B's RULER
 82.6 -> 0.0); the gate asks whether quantization makes the model more sensitive to its removal.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ def measure(model, ids, bos_id: int, kv=None, batch: int = 4) -> dict:
 
     out = {p: {"nll": [], "mass": []} for p in ("always", "never")}
     for a in range(0, ids.shape[0], batch):
-        with_bos, without = bos_variants(ids[a:a + batch], bos_id)
+        with_bos, without = bos_variants(ids[a : a + batch], bos_id)
         s_with = forward_stats(model, with_bos, (0,), kv=kv)
         s_without = forward_stats(model, without, (0,), kv=kv)
         # with: nll[:, k] predicts with_bos[k + 1] = body[k]; body[0] is left out in both

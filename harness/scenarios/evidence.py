@@ -4,6 +4,7 @@ Every figure is {"value", "ci_low", "ci_high"}: its 95% interval resamples corpu
 sequence's document id) with the same BCa cluster bootstrap as the corpus metrics. Gate views
 come from the catalogue's formulas on the scenario's evidence group (summarize.reduce_evidence).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,20 +52,27 @@ def views(group: str, ev: dict | None, seed: int, absent: str | None = None) -> 
     apply to this configuration (its gates are then not_applicable)."""
 
     if absent is not None:
-        return ({m.name: None for m in for_evidence(group)},
-                {m.name: GateView(math.nan, n=0, absent=absent) for m in for_evidence(group) if m.gate})
+        return (
+            {m.name: None for m in for_evidence(group)},
+            {m.name: GateView(math.nan, n=0, absent=absent) for m in for_evidence(group) if m.gate},
+        )
     n = len(ev["cluster"])
     return reduce_evidence(group, ev, n, seed)
 
 
 # ---- streaming ----
 
+
 def streaming_side(raw: dict, clusters, seed: int) -> dict:
     """One model's streaming figures from per_sequence() output of each policy."""
     f, sw, wo = (np.asarray(raw[p]["nll"]) for p in ("full", "sink_window", "window_only"))
-    out = {"loss_full": mean_fig(f, clusters, seed), "loss_sink_window": mean_fig(sw, clusters, seed),
-           "loss_window_only": mean_fig(wo, clusters, seed), "gap_sink_window": mean_fig(sw - f, clusters, seed),
-           "collapse_window_only": mean_fig(wo - f, clusters, seed)}
+    out = {
+        "loss_full": mean_fig(f, clusters, seed),
+        "loss_sink_window": mean_fig(sw, clusters, seed),
+        "loss_window_only": mean_fig(wo, clusters, seed),
+        "gap_sink_window": mean_fig(sw - f, clusters, seed),
+        "collapse_window_only": mean_fig(wo - f, clusters, seed),
+    }
     if raw["full"].get("kl") is not None:
         for p, key in (("full", "kl_full"), ("sink_window", "kl_sink_window"), ("window_only", "kl_window_only")):
             out[key] = mean_fig(raw[p]["kl"], clusters, seed)
@@ -84,13 +92,23 @@ def streaming_config(raw_b, raw_q, clusters, spans, seed: int) -> dict:
     ev = streaming_evidence(raw_b, raw_q, clusters)
     rec = streaming_side(raw_q, clusters, seed)
     # gap_delta (the gated one) is added from its gate view by the runner: one formula, in the catalogue
-    rec["vs_baseline"] = {"collapse_delta": figure(lambda i: float((ev["wo_q"][i] - ev["f_q"][i]).mean()
-                                                                   - (ev["wo_b"][i] - ev["f_b"][i]).mean()),
-                                                   clusters, seed)}
-    rec["items"] = [{"doc": int(clusters[k]), "docs_spanned": int(spans[k]),
-                     **{f"loss_{p}_baseline": float(raw_b[p]["nll"][k]) for p in raw_b},
-                     **{f"loss_{p}": float(raw_q[p]["nll"][k]) for p in raw_q},
-                     **{f"kl_{p}": float(raw_q[p]["kl"][k]) for p in raw_q}} for k in range(len(clusters))]
+    rec["vs_baseline"] = {
+        "collapse_delta": figure(
+            lambda i: float((ev["wo_q"][i] - ev["f_q"][i]).mean() - (ev["wo_b"][i] - ev["f_b"][i]).mean()),
+            clusters,
+            seed,
+        )
+    }
+    rec["items"] = [
+        {
+            "doc": int(clusters[k]),
+            "docs_spanned": int(spans[k]),
+            **{f"loss_{p}_baseline": float(raw_b[p]["nll"][k]) for p in raw_b},
+            **{f"loss_{p}": float(raw_q[p]["nll"][k]) for p in raw_q},
+            **{f"kl_{p}": float(raw_q[p]["kl"][k]) for p in raw_q},
+        }
+        for k in range(len(clusters))
+    ]
     return rec
 
 
@@ -101,25 +119,36 @@ def curve(raw: dict, bins: int = 32) -> dict:
     out = {"bin_width": width}
     for p, r in raw.items():
         c = np.asarray(r["curve"], dtype=np.float64)
-        out[p] = [float(c[:, a:a + width].mean()) for a in range(0, T1, width)]
+        out[p] = [float(c[:, a : a + width].mean()) for a in range(0, T1, width)]
     return out
 
 
 # ---- packed ----
 
+
 def packed_side(raw: dict, clusters, seed: int) -> list[dict]:
     """Per document position: loss, attention mass on its start (mean over heads), secondary-sink rate
     at its start, and attention mass its rows still give to position 0."""
     D = raw["nll"].shape[1]
-    return [{"loss": mean_fig(raw["nll"][:, d], clusters, seed),
-             "start_mass": mean_fig(raw["start"][:, d].mean((1, 2)), clusters, seed),
-             "start_rate": rate_fig(raw["start"][:, d], clusters, seed),
-             "zero_mass": mean_fig(raw["zero"][:, d].mean((1, 2)), clusters, seed)} for d in range(D)]
+    return [
+        {
+            "loss": mean_fig(raw["nll"][:, d], clusters, seed),
+            "start_mass": mean_fig(raw["start"][:, d].mean((1, 2)), clusters, seed),
+            "start_rate": rate_fig(raw["start"][:, d], clusters, seed),
+            "zero_mass": mean_fig(raw["zero"][:, d].mean((1, 2)), clusters, seed),
+        }
+        for d in range(D)
+    ]
 
 
 def packed_evidence(raw_b: dict, raw_q: dict, clusters) -> dict:
-    return {"cluster": np.asarray(clusters), "nll_b": raw_b["nll"], "nll_q": raw_q["nll"],
-            "start_b": raw_b["start"], "start_q": raw_q["start"]}
+    return {
+        "cluster": np.asarray(clusters),
+        "nll_b": raw_b["nll"],
+        "nll_q": raw_q["nll"],
+        "start_b": raw_b["start"],
+        "start_q": raw_q["start"],
+    }
 
 
 def packed_config(raw_b: dict, raw_q: dict, clusters, seed: int) -> dict:
@@ -129,33 +158,56 @@ def packed_config(raw_b: dict, raw_q: dict, clusters, seed: int) -> dict:
         dl = raw_q["nll"][:, d] - raw_b["nll"][:, d]
         row["loss_shift"] = mean_fig(dl, clusters, seed)
         sb, sq = raw_b["start"][:, d], raw_q["start"][:, d]
-        row["start_rate_shift"] = figure(lambda i, sb=sb, sq=sq: _rate(sq[i].mean(0)) - _rate(sb[i].mean(0)),
-                                         clusters, seed)
-    items = [{"doc": int(clusters[k]), "loss_baseline": raw_b["nll"][k].tolist(), "loss": raw_q["nll"][k].tolist(),
-              "start_mass_baseline": raw_b["start"][k].mean((1, 2)).tolist(),
-              "start_mass": raw_q["start"][k].mean((1, 2)).tolist()} for k in range(len(clusters))]
+        row["start_rate_shift"] = figure(
+            lambda i, sb=sb, sq=sq: _rate(sq[i].mean(0)) - _rate(sb[i].mean(0)), clusters, seed
+        )
+    items = [
+        {
+            "doc": int(clusters[k]),
+            "loss_baseline": raw_b["nll"][k].tolist(),
+            "loss": raw_q["nll"][k].tolist(),
+            "start_mass_baseline": raw_b["start"][k].mean((1, 2)).tolist(),
+            "start_mass": raw_q["start"][k].mean((1, 2)).tolist(),
+        }
+        for k in range(len(clusters))
+    ]
     return {"docs": docs, "items": items}
 
 
 # ---- bos ----
 
+
 def bos_side(raw: dict, auto: str, clusters, seed: int) -> dict:
-    out = {p: {"loss": mean_fig(raw[p]["nll"], clusters, seed), "sink_rate": rate_fig(raw[p]["mass"], clusters, seed)}
-           for p in ("always", "never")}
+    out = {
+        p: {"loss": mean_fig(raw[p]["nll"], clusters, seed), "sink_rate": rate_fig(raw[p]["mass"], clusters, seed)}
+        for p in ("always", "never")
+    }
     out["auto"] = {"same_as": auto, **out[auto]}
     out["removal"] = mean_fig(raw["never"]["nll"] - raw["always"]["nll"], clusters, seed)
     return out
 
 
 def bos_evidence(raw_b: dict, raw_q: dict, clusters) -> dict:
-    return {"cluster": np.asarray(clusters), "al_b": raw_b["always"]["nll"], "nv_b": raw_b["never"]["nll"],
-            "al_q": raw_q["always"]["nll"], "nv_q": raw_q["never"]["nll"]}
+    return {
+        "cluster": np.asarray(clusters),
+        "al_b": raw_b["always"]["nll"],
+        "nv_b": raw_b["never"]["nll"],
+        "al_q": raw_q["always"]["nll"],
+        "nv_q": raw_q["never"]["nll"],
+    }
 
 
 def bos_config(raw_b: dict, raw_q: dict, auto: str, clusters, seed: int) -> dict:
     rec = bos_side(raw_q, auto, clusters, seed)  # vs_baseline.removal_delta: from the gate view (runner)
     ev = bos_evidence(raw_b, raw_q, clusters)
-    rec["items"] = [{"doc": int(clusters[k]), "loss_always_baseline": float(ev["al_b"][k]),
-                     "loss_never_baseline": float(ev["nv_b"][k]), "loss_always": float(ev["al_q"][k]),
-                     "loss_never": float(ev["nv_q"][k])} for k in range(len(clusters))]
+    rec["items"] = [
+        {
+            "doc": int(clusters[k]),
+            "loss_always_baseline": float(ev["al_b"][k]),
+            "loss_never_baseline": float(ev["nv_b"][k]),
+            "loss_always": float(ev["al_q"][k]),
+            "loss_never": float(ev["nv_q"][k]),
+        }
+        for k in range(len(clusters))
+    ]
     return rec

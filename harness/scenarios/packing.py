@@ -13,6 +13,7 @@ sees it); with the mask each block attends only within itself and its positions 
 Loss of a document: mean NLL over its own tokens after the first (the same tokens in every
 sub-scenario; the first is unpredictable where the previous block is hidden).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,12 +62,14 @@ def pieces(tok, corpus, n: int, body: int) -> tuple[list[list[list[int]]], list[
     corpus has enough (cut from successive places of each document), and each group's first document."""
 
     docs = [tok(d, add_special_tokens=False, verbose=False)["input_ids"] for d in corpus.documents]
-    cut = [[d[i:i + body] for i in range(0, len(d) - body + 1, body)] for d in docs]
+    cut = [[d[i : i + body] for i in range(0, len(d) - body + 1, body)] for d in docs]
     usable = [k for k, c in enumerate(cut) if c]
     if not usable:
-        raise UsageError(f"corpus '{corpus.name}' has no document of {body} tokens for the packed scenario; "
-                         f"give a larger corpus or a smaller --seq-len")
-    used = {k: 0 for k in usable}
+        raise UsageError(
+            f"corpus '{corpus.name}' has no document of {body} tokens for the packed scenario; "
+            f"give a larger corpus or a smaller --seq-len"
+        )
+    used = dict.fromkeys(usable, 0)
     groups, firsts = [], []
     for i in range(n):
         group = []
@@ -120,7 +123,7 @@ def measure(model, layouts: list[Layout], masked: bool) -> dict:
     logp = torch.log_softmax(logits.float(), dim=-1)
     del logits
     nll = -logp[:, :-1].gather(-1, ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu()  # [B, T-1]
-    doc_nll = torch.stack([nll[:, a:b - 1].double().mean(-1) for a, b in lay.bodies], 1)  # tokens a+1 .. b-1
+    doc_nll = torch.stack([nll[:, a : b - 1].double().mean(-1) for a, b in lay.bodies], 1)  # tokens a+1 .. b-1
     L = len(start_mass)
     stack = lambda d: torch.stack([d[i] for i in range(L)], 2)  # noqa: E731  [B, D, L, H]
     return {"nll": doc_nll.numpy(), "start": stack(start_mass).numpy(), "zero": stack(zero_mass).numpy()}

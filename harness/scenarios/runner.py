@@ -7,6 +7,7 @@ and holding the baseline's full-vocabulary outputs for long sequences is what th
 A configuration whose KV cache is quantized is measured under the BOS policy only: streaming and
 packing run through the harness's own plain cache (their gates are then not applicable, with why).
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,10 @@ from harness.scenarios import evidence as E
 from harness.scenarios import selected
 from harness.scenarios.bos import measure
 
-_KV_SKIP = ("measured through a plain cache only: this configuration quantizes the KV cache, which the "
-            "{name} scenario does not combine with its own cache yet")
+_KV_SKIP = (
+    "measured through a plain cache only: this configuration quantizes the KV cache, which the "
+    "{name} scenario does not combine with its own cache yet"
+)
 
 
 class _Side:
@@ -81,6 +84,7 @@ def _stack(parts: list[dict]) -> dict:
 
 # ---- streaming ----
 
+
 def _streaming(base, parts: dict, side: _Side) -> dict:
     from harness.scenarios.streaming import (
         CHUNK,
@@ -92,8 +96,9 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
 
     s, raw = base.spec, side.raw
     if "streaming_ids" not in raw:
-        raw["streaming_ids"] = long_sequences(base.tokenizer, base.inputs.corpus, s.n_probe_sequences, s.stream_len,
-                                              s.bos)
+        raw["streaming_ids"] = long_sequences(
+            base.tokenizer, base.inputs.corpus, s.n_probe_sequences, s.stream_len, s.bos
+        )
     ids, docs, spans = raw["streaming_ids"]
     plain = {spec: p.model for spec, p in parts.items() if p.kv is None}
 
@@ -101,10 +106,13 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
         got: dict = {n: {p: [] for p in POLICIES} for n in models}
         for p in POLICIES:
             for a in range(0, len(ids), s.batch_size):
-                base.progress(f"scenario streaming: {p}, sequences {a + 1}-{min(a + s.batch_size, len(ids))} of "
-                              f"{len(ids)} x {ids.shape[1]} tokens ({', '.join(models)})")
-                out = per_sequence(stream(models, ids[a:a + s.batch_size], p, s.stream_sinks, s.stream_window),
-                                   s.stream_window)
+                base.progress(
+                    f"scenario streaming: {p}, sequences {a + 1}-{min(a + s.batch_size, len(ids))} of "
+                    f"{len(ids)} x {ids.shape[1]} tokens ({', '.join(models)})"
+                )
+                out = per_sequence(
+                    stream(models, ids[a : a + s.batch_size], p, s.stream_sinks, s.stream_window), s.stream_window
+                )
                 for n, r in out.items():
                     got[n][p].append(r)
         return {n: {p: _stack(rs) for p, rs in d.items()} for n, d in got.items()}
@@ -112,7 +120,7 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
     models = {"__baseline__": base.model, **plain}
     try:
         got = run(models)
-        per = {spec: got for spec in plain}
+        per = dict.fromkeys(plain, got)
     except Exception:  # find which configuration fails: each alone beside the baseline
         per = _each(base, plain, lambda spec, m: run({"__baseline__": base.model, spec: m}))
     if "streaming" not in side.records:
@@ -123,18 +131,28 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
             raw_b = ok["__baseline__"]
         raw["streaming"] = raw_b
         side.records["streaming"] = {
-            "settings": {"seq_len": int(ids.shape[1]), "sinks": s.stream_sinks, "window": s.stream_window,
-                         "chunk": CHUNK, "n_sequences": len(ids), "docs_per_sequence": float(np.mean(spans)),
-                         "built_from": "corpus documents joined by EOS and cut into pieces of seq_len tokens "
-                                       "(a piece spans several documents where they are shorter)",
-                         "loss_positions": f"predicting positions t >= {s.stream_window} (where eviction has begun)"},
-            **E.streaming_side(raw_b, docs, s.seed), "curve": E.curve(raw_b)}
+            "settings": {
+                "seq_len": int(ids.shape[1]),
+                "sinks": s.stream_sinks,
+                "window": s.stream_window,
+                "chunk": CHUNK,
+                "n_sequences": len(ids),
+                "docs_per_sequence": float(np.mean(spans)),
+                "built_from": "corpus documents joined by EOS and cut into pieces of seq_len tokens "
+                "(a piece spans several documents where they are shorter)",
+                "loss_positions": f"predicting positions t >= {s.stream_window} (where eviction has begun)",
+            },
+            **E.streaming_side(raw_b, docs, s.seed),
+            "curve": E.curve(raw_b),
+        }
     raw_b = raw["streaming"]
     out = {}
     for spec, p in parts.items():
         if p.kv is not None:
-            out[spec] = ({"skipped": _KV_SKIP.format(name="streaming")},
-                         E.views("streaming", None, s.seed, absent=_KV_SKIP.format(name="streaming"))[1])
+            out[spec] = (
+                {"skipped": _KV_SKIP.format(name="streaming")},
+                E.views("streaming", None, s.seed, absent=_KV_SKIP.format(name="streaming"))[1],
+            )
             continue
         got = per[spec]
         if isinstance(got, BaseException):
@@ -150,6 +168,7 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
 
 
 # ---- packed documents ----
+
 
 def _packed(base, parts: dict, side: _Side) -> dict:
     from harness.scenarios.packing import (
@@ -179,20 +198,33 @@ def _packed(base, parts: dict, side: _Side) -> dict:
     def run(model) -> dict:
         res = {}
         for (sep, masked), lays in layouts.items():
-            base.progress(f"scenario packed: {sub_name(sep, masked)}, {len(lays)} sequences x {len(lays[0].ids)} tokens")
-            res[(sep, masked)] = _concat([measure(model, lays[a:a + s.batch_size], masked)
-                                          for a in range(0, len(lays), s.batch_size)])
+            base.progress(
+                f"scenario packed: {sub_name(sep, masked)}, {len(lays)} sequences x {len(lays[0].ids)} tokens"
+            )
+            res[(sep, masked)] = _concat(
+                [measure(model, lays[a : a + s.batch_size], masked) for a in range(0, len(lays), s.batch_size)]
+            )
         return res
 
     if "packed" not in raw:
         raw["packed"] = run(base.model)
         side.records["packed"] = {
-            "settings": {"docs_per_sequence": N_DOCS, "tokens_per_document": body, "n_sequences": len(groups),
-                         "sink_eps": EPS, "gated": "eos",
-                         "separators": {sep: tok.decode([separator_id(tok, sep)]) if separator_id(tok, sep) is not None
-                                        else None for sep in ("eos", "bos")}},
-            "subs": {**{sub_name(*k): {"docs": E.packed_side(v, firsts, s.seed)} for k, v in raw["packed"].items()},
-                     **{k: {"skipped": v} for k, v in skipped.items()}}}
+            "settings": {
+                "docs_per_sequence": N_DOCS,
+                "tokens_per_document": body,
+                "n_sequences": len(groups),
+                "sink_eps": EPS,
+                "gated": "eos",
+                "separators": {
+                    sep: tok.decode([separator_id(tok, sep)]) if separator_id(tok, sep) is not None else None
+                    for sep in ("eos", "bos")
+                },
+            },
+            "subs": {
+                **{sub_name(*k): {"docs": E.packed_side(v, firsts, s.seed)} for k, v in raw["packed"].items()},
+                **{k: {"skipped": v} for k, v in skipped.items()},
+            },
+        }
     raw_b = raw["packed"]
 
     def one(spec, p):
@@ -200,17 +232,25 @@ def _packed(base, parts: dict, side: _Side) -> dict:
             why = _KV_SKIP.format(name="packed")
             return {"skipped": why}, E.views("packed", None, s.seed, absent=why)[1]
         raw_q = run(p.model)
-        rec = {"subs": {**{sub_name(*k): E.packed_config(raw_b[k], v, firsts, s.seed) for k, v in raw_q.items()},
-                        **{k: {"skipped": v} for k, v in skipped.items()}}}
+        rec = {
+            "subs": {
+                **{sub_name(*k): E.packed_config(raw_b[k], v, firsts, s.seed) for k, v in raw_q.items()},
+                **{k: {"skipped": v} for k, v in skipped.items()},
+            }
+        }
         if ("eos", False) in raw_q:
-            _, views = E.views("packed", E.packed_evidence(raw_b[("eos", False)], raw_q[("eos", False)], firsts), s.seed)
+            _, views = E.views(
+                "packed", E.packed_evidence(raw_b[("eos", False)], raw_q[("eos", False)], firsts), s.seed
+            )
         else:
             views = E.views("packed", None, s.seed, absent=skipped["eos"])[1]
         return rec, views
+
     return _each(base, parts, one)
 
 
 # ---- BOS policy ----
+
 
 def _bos(base, parts: dict, side: _Side) -> dict:
     s, raw, tok = base.spec, side.raw, base.tokenizer
@@ -226,9 +266,15 @@ def _bos(base, parts: dict, side: _Side) -> dict:
     if "bos" not in raw:
         base.progress(f"scenario bos: baseline, {len(ids)} sequences, BOS always and never")
         raw["bos"] = measure(base.model, ids, bos_id, batch=s.batch_size)
-        side.records["bos"] = {"settings": {"bos_token": tok.decode([bos_id]), "auto": auto,
-                                                     "n_sequences": len(ids), "seq_len": int(ids.shape[1])},
-                                        **E.bos_side(raw["bos"], auto, docs, s.seed)}
+        side.records["bos"] = {
+            "settings": {
+                "bos_token": tok.decode([bos_id]),
+                "auto": auto,
+                "n_sequences": len(ids),
+                "seq_len": int(ids.shape[1]),
+            },
+            **E.bos_side(raw["bos"], auto, docs, s.seed),
+        }
     raw_b = raw["bos"]
 
     def one(spec, p):
@@ -238,6 +284,7 @@ def _bos(base, parts: dict, side: _Side) -> dict:
         _, views = E.views("bos", E.bos_evidence(raw_b, raw_q, docs), s.seed)
         rec["vs_baseline"] = {"removal_delta": views["bos_removal_delta"].as_dict()}
         return rec, views
+
     return _each(base, parts, one)
 
 

@@ -14,6 +14,7 @@ their true positions), so the distances a query sees are the true ones. Streamin
 positions inside the cache instead; with sequences no longer than the model's context the true
 positions are in range, and the comparison isolates what eviction removes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,10 @@ def full_attention_cache(model):
     cache = DynamicCache(config=model.config)
     odd = {type(layer).__name__ for layer in cache.layers} - {"DynamicLayer"}
     if odd:
-        raise CaptureError(f"streaming needs full-attention cache layers; this model's cache has {', '.join(sorted(odd))}"
-                           f" (sliding-window layers evict by themselves)")
+        raise CaptureError(
+            f"streaming needs full-attention cache layers; this model's cache has {', '.join(sorted(odd))}"
+            f" (sliding-window layers evict by themselves)"
+        )
     return cache
 
 
@@ -102,12 +105,16 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
         ref = None
         for n in names:
             model = models[n]
-            out = model(input_ids=ids[:, a:b].to(model.device), position_ids=q_pos[None].expand(B, -1).to(model.device),
-                        attention_mask=additive(ok, model.dtype, model.device), use_cache=True,
-                        **{cache_kwarg(model): caches[n]})
-            logp = torch.log_softmax(out.logits[:, :hi - a].float(), dim=-1)
+            out = model(
+                input_ids=ids[:, a:b].to(model.device),
+                position_ids=q_pos[None].expand(B, -1).to(model.device),
+                attention_mask=additive(ok, model.dtype, model.device),
+                use_cache=True,
+                **{cache_kwarg(model): caches[n]},
+            )
+            logp = torch.log_softmax(out.logits[:, : hi - a].float(), dim=-1)
             del out
-            tgt = ids[:, a + 1:hi + 1].to(logp.device)
+            tgt = ids[:, a + 1 : hi + 1].to(logp.device)
             nll[n][:, a:hi] = -logp.gather(-1, tgt[..., None]).squeeze(-1).cpu()
             if ref is None:
                 ref = logp
@@ -139,7 +146,9 @@ def per_sequence(out: dict, window: int) -> dict:
     """
     res = {}
     for n, (nll, kl) in out.items():
-        res[n] = {"nll": nll[:, window:].double().mean(-1).numpy(),
-                  "kl": kl[:, window:].double().mean(-1).numpy() if kl is not None else None,
-                  "curve": nll.numpy()}
+        res[n] = {
+            "nll": nll[:, window:].double().mean(-1).numpy(),
+            "kl": kl[:, window:].double().mean(-1).numpy() if kl is not None else None,
+            "curve": nll.numpy(),
+        }
     return res

@@ -1,1 +1,2 @@
-"""The machine and the process: files and caches, memory, quiet imports, progress, devices, environment and package versions, run identity."""
+"""The machine and the process: files and caches, memory, quiet imports, progress, devices, environment
+variables and package versions."""

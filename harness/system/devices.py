@@ -1,5 +1,6 @@
 """Devices and cores: which device each pytest-xdist worker measures on (`pytest -n N --devices 0,1,2,3`), the
 default torch thread count."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,10 @@ def parse_devices(text: str | None, visible: int) -> list[int]:
         raise UsageError(f"--devices takes comma-separated CUDA indices such as 0,1 (got '{text}')") from None
     bad = [i for i in ids if i < 0 or i >= visible]
     if not ids or bad:
-        raise UsageError(f"--devices {text}: this machine has {visible} visible GPU(s) (indices 0..{visible - 1}); "
-                         f"give indices among them")
+        raise UsageError(
+            f"--devices {text}: this machine has {visible} visible GPU(s) (indices 0..{visible - 1}); "
+            f"give indices among them"
+        )
     return ids
 
 

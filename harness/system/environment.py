@@ -1,5 +1,6 @@
 """The process's environment: quantsink's own environment variables (declared once, here), installed package
 versions, and the environment block of results.json."""
+
 from __future__ import annotations
 
 import functools
@@ -22,24 +23,44 @@ class EnvVar:
 # Every QS_* variable the repository reads (tests/system/test_environment.py checks none is missing).
 # Run options belong in the settings table (harness/config/settings.py); these are machine or tooling switches.
 ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("QS_CACHE_DIR", "root of every cache (converted models, quantized checkpoints, baseline generations, "
-           "references, results)", "$XDG_CACHE_HOME/quantsink, else ~/.cache/quantsink"),
-    EnvVar("QS_RESULTS_CACHE", "off: never reuse a configuration measured before (like --no-cache, for a whole "
-           "environment; the harness's own tests set it)", "on"),
+    EnvVar(
+        "QS_CACHE_DIR",
+        "root of every cache (converted models, quantized checkpoints, baseline generations, references, results)",
+        "$XDG_CACHE_HOME/quantsink, else ~/.cache/quantsink",
+    ),
+    EnvVar(
+        "QS_RESULTS_CACHE",
+        "off: never reuse a configuration measured before (like --no-cache, for a whole "
+        "environment; the harness's own tests set it)",
+        "on",
+    ),
     EnvVar("QS_GPTQ_COMPILE", "1: let GPTQModel compile its packer extension (slow first use on CPU)", "0"),
-    EnvVar("QS_GPTQ_KERNEL", "1: run GPTQ layers through GPTQModel's kernel instead of dense Linear layers holding "
-           "the kernel's own dequantized weights", "0"),
+    EnvVar(
+        "QS_GPTQ_KERNEL",
+        "1: run GPTQ layers through GPTQModel's kernel instead of dense Linear layers holding "
+        "the kernel's own dequantized weights",
+        "0",
+    ),
     EnvVar("QS_AWQ_KERNEL", "1: run AWQ layers through GPTQModel's kernel instead of dense Linear layers", "0"),
     EnvVar("QS_MEASURE_AS", "with -p harness.testing: SPEC=OTHER,... measures OTHER under SPEC's name", ""),
-    EnvVar("QS_REQUIRE_BROWSER", "1: the report's browser test fails instead of skipping without Chromium (CI)", "0",
-           "tooling"),
+    EnvVar(
+        "QS_REQUIRE_BROWSER",
+        "1: the report's browser test fails instead of skipping without Chromium (CI)",
+        "0",
+        "tooling",
+    ),
     EnvVar("QS_SCREENSHOT_OUT", "where the browser test saves its screenshot of report.html", "", "tooling"),
     EnvVar("QS_UPDATE_GOLDEN", "1: the golden test rewrites tests/golden/ instead of comparing", "0", "tooling"),
     EnvVar("QS_TORCH_VERSION", "torch version scripts/setup.sh installs (the CPU wheel)", "2.13.0", "tooling"),
-    EnvVar("QS_RANDOM_MODEL", "scripts/cuda_check.sh: directory of the random-weight model to time", "/tmp/llama3-8b-random",
-           "tooling"),
-    EnvVar("QS_TOKENIZER", "scripts/cuda_check.sh: tokenizer directory for the random-weight model", ".gpu/tok",
-           "tooling"),
+    EnvVar(
+        "QS_RANDOM_MODEL",
+        "scripts/cuda_check.sh: directory of the random-weight model to time",
+        "/tmp/llama3-8b-random",
+        "tooling",
+    ),
+    EnvVar(
+        "QS_TOKENIZER", "scripts/cuda_check.sh: tokenizer directory for the random-weight model", ".gpu/tok", "tooling"
+    ),
 )
 BY_NAME: dict[str, EnvVar] = {v.name: v for v in ENV_VARS}
 
@@ -76,7 +97,13 @@ def installed_versions(packages=()) -> dict:
 
 def environment(device: str, threads: int | None) -> dict:
     """The environment block of results.json."""
-    return {"python": platform.python_version(), "torch": package_version("torch"),
-            "transformers": package_version("transformers"), "bitsandbytes": package_version("bitsandbytes"),
-            "gptqmodel": package_version("gptqmodel"), "device": device, "threads": threads,
-            "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "torch": package_version("torch"),
+        "transformers": package_version("transformers"),
+        "bitsandbytes": package_version("bitsandbytes"),
+        "gptqmodel": package_version("gptqmodel"),
+        "device": device,
+        "threads": threads,
+        "platform": platform.platform(),
+    }

@@ -4,6 +4,7 @@ Everything written here is either complete or absent: files and directories are
 built under a temporary name and renamed into place; index lines are appended
 whole under an exclusive lock.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -144,8 +145,11 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(d: Path) -> None:
     """Record size and sha256 of every file under d (the entry's content hash)."""
-    files = {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
-             for p in sorted(d.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    files = {
+        str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
     atomic_write(d / MANIFEST, json.dumps({"files": files}, indent=1))
 
 

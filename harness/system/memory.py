@@ -2,6 +2,7 @@
 allocator, and glibc's heap. Without malloc_trim, freed weights stay in the process's RSS as heap
 fragments (glibc raises its mmap threshold after large frees), so the next model's load adds to them:
 on smollm2-135m in reference mode that was about 0.2 GB of the peak (2.76 -> 2.54 GB)."""
+
 from __future__ import annotations
 
 import ctypes

@@ -1,4 +1,5 @@
 """A heartbeat for long steps (GPTQ calibration, generation): a run is never silent for long."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ pytree deprecation notices when first imported. Importing them up front with fil
 Python warnings raised meanwhile are kept and re-issued later (inside a test, where pytest's
 warnings summary collects them), so nothing real is lost.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,11 @@ def _fds_to(fileobj):
 
 def quiet_imports(modules) -> tuple[list, str]:
     """Import each module (missing ones are skipped); returns (warning records, what they printed)."""
-    todo = [m for m in dict.fromkeys(modules) if m not in sys.modules and importlib.util.find_spec(
-        m.split(".")[0]) is not None]
+    todo = [
+        m
+        for m in dict.fromkeys(modules)
+        if m not in sys.modules and importlib.util.find_spec(m.split(".")[0]) is not None
+    ]
     if not todo:
         return [], ""
     buf = io.StringIO()
