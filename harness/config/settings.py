@@ -110,151 +110,69 @@ def _show(v) -> str:
     return "on" if v is True else "off" if v is False else str(v)
 
 
+# A table, one declaration per setting: kept in this compact form rather than the formatter's one argument per line.
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "model",
-        "baseline",
-        "Hub id, local directory, .gguf file or alias (smollm2-135m, tiny-<arch>)",
-        "smollm2-135m",
-        metavar="ID",
-    ),
+    Setting("model", "baseline",
+            "Hub id, local directory, .gguf file or alias (smollm2-135m, tiny-<arch>)", "smollm2-135m",
+            metavar="ID"),
     Setting("revision", "baseline", "Hub revision / commit", stated_default="main", metavar="REV"),
-    Setting(
-        "quant",
-        "run",
-        "comma-separated quantization specs, e.g. bnb-int8,gptq-w4g128,rtn-w3g32",
-        stated_default=DEFAULT_QUANT,
-        metavar="SPEC,...",
-    ),
+    Setting("quant", "run", "comma-separated quantization specs, e.g. bnb-int8,gptq-w4g128,rtn-w3g32",
+            stated_default=DEFAULT_QUANT, metavar="SPEC,..."),
     Setting("bits", "run", "shorthand with --methods: bit-widths, e.g. 8,4", metavar="B,..."),
     Setting("methods", "run", "shorthand with --bits: methods, e.g. bnb,gptq,rtn", metavar="M,..."),
-    Setting(
-        "bit_class",
-        "run",
-        "policy class for configurations whose bit width cannot be read",
-        choices=("8", "6", "5", "4", "3", "2"),
-    ),
+    Setting("bit_class", "run", "policy class for configurations whose bit width cannot be read",
+            choices=("8", "6", "5", "4", "3", "2")),
     Setting("device", "baseline", "where models run: auto, cpu, cuda or cuda:N", "auto"),
-    Setting(
-        "device_map",
-        "run",
-        "spread the baseline and each quantized model over devices (accelerate): auto, balanced "
-        "or sequential; with --max-memory, what does not fit is offloaded to CPU, then disk",
-        "none",
-        choices=("none", "auto", "balanced", "sequential"),
-    ),
-    Setting(
-        "max_memory",
-        "run",
-        "per-device limits for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB",
-        metavar="DEV=SIZE,...",
-    ),
-    Setting(
-        "ray_address",
-        "run",
-        "measure each configuration as its own Ray task: local (a private cluster on this "
-        "machine), auto (the cluster this machine belongs to) or HOST:PORT; needs quantsink[ray]",
-        metavar="ADDRESS",
-    ),
-    Setting(
-        "devices",
-        "run",
-        "GPUs for pytest -n N: worker i measures on the i-th of these CUDA indices (cycling)",
-        stated_default="every visible GPU",
-        metavar="I,J,...",
-    ),
-    Setting(
-        "baseline_dtype",
-        "baseline",
-        "baseline precision",
-        choices=("fp16", "bf16", "fp32"),
-        stated_default="fp16 on CUDA, fp32 on CPU",
-    ),
-    Setting(
-        "corpus",
-        "baseline",
-        "text for loss and attention statistics: bundled, python-docs or PATH (.txt, .jsonl or directory)",
-        "bundled",
-    ),
+    Setting("device_map", "run",
+            "spread the baseline and each quantized model over devices (accelerate): auto, balanced "
+            "or sequential; with --max-memory, what does not fit is offloaded to CPU, then disk", "none",
+            choices=("none", "auto", "balanced", "sequential")),
+    Setting("max_memory", "run",
+            "per-device limits for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB", metavar="DEV=SIZE,..."),
+    Setting("ray_address", "run", "measure each configuration as its own Ray task: local (a private cluster on this "
+            "machine), auto (the cluster this machine belongs to) or HOST:PORT; needs quantsink[ray]",
+            metavar="ADDRESS"),
+    Setting("devices", "run", "GPUs for pytest -n N: worker i measures on the i-th of these CUDA indices (cycling)",
+            stated_default="every visible GPU", metavar="I,J,..."),
+    Setting("baseline_dtype", "baseline", "baseline precision", choices=("fp16", "bf16", "fp32"),
+            stated_default="fp16 on CUDA, fp32 on CPU"),
+    Setting("corpus", "baseline",
+            "text for loss and attention statistics: bundled, python-docs or PATH (.txt, .jsonl or "
+            "directory)", "bundled"),
     Setting("prompts", "baseline", "generation prompts: bundled or PATH (.jsonl)", "bundled"),
-    Setting(
-        "bos",
-        "baseline",
-        "start sequences with the tokenizer's BOS: auto follows the tokenizer's own rule",
-        "auto",
-        choices=("auto", "always", "never"),
-    ),
+    Setting("bos", "baseline",
+            "start sequences with the tokenizer's BOS: auto follows the tokenizer's own rule", "auto",
+            choices=("auto", "always", "never")),
     Setting("sink_positions", "baseline", "comma-separated key positions treated as sinks", "0", metavar="0[,K...]"),
     Setting("policy", "run", "gate thresholds (TOML)", stated_default="the bundled policy", metavar="PATH"),
     Setting("profile", "run", "sizes and strictness", "smoke", choices=("smoke", "nightly", "signoff")),
     Setting("report_dir", "run", "where runs are written", "reports", metavar="DIR"),
     Setting("compare", "run", "earlier run to compare with: latest, pinned, RUN_ID, PATH or none", "none"),
-    Setting(
-        "pin",
-        "run",
-        "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit",
-        metavar="RUN_ID",
-    ),
+    Setting("pin", "run", "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit",
+            metavar="RUN_ID"),
     Setting("pin_anyway", "run", "allow pinning a run whose verdict is not pass", False, type="bool"),
     Setting("signoff", "run", "strict: a skipped or missing measurement fails the run", False, type="bool"),
     Setting("allow_pickle", "baseline", "allow pickle (*.bin) checkpoints", False, type="bool"),
     Setting("trust_remote_code", "baseline", "allow a checkpoint's own Python code", False, type="bool"),
-    Setting(
-        "lockstep",
-        "run",
-        "measure all configurations together, running the baseline once per corpus batch "
-        "(auto: when the models fit in memory)",
-        "auto",
-        choices=("auto", "on", "off"),
-    ),
-    Setting(
-        "reference",
-        "measuring",
-        "measure configurations one at a time against a stored baseline reference (built once "
-        "per weights, data and settings; docs/scale.md) instead of beside the baseline model",
-        False,
-        type="bool",
-    ),
-    Setting(
-        "reference_dir",
-        "run",
-        "where baseline references are stored (or one reference to use)",
-        stated_default="<cache>/references",
-        metavar="DIR",
-    ),
-    Setting(
-        "protect_sink",
-        "measuring",
-        "also measure each configuration with the sink prefix's hidden states and K/V taken "
-        "from the baseline (IntactKV-style) and report how much of the gap that recovers",
-        False,
-        type="bool",
-    ),
-    Setting(
-        "no_cache",
-        "run",
-        "measure every configuration again, even one measured before on identical inputs (the results cache)",
-        False,
-        type="bool",
-    ),
-    Setting(
-        "sensitivity",
-        "run",
-        "per-module sensitivity, a keep-in-high-precision recommendation measured in the same "
-        "run, and a diagnosis (docs/diagnosis.md): auto (the bare flag) for failing or inconclusive "
-        "configurations, all for every one",
-        "off",
-        choices=("off", "auto", "all"),
-        const="auto",
-    ),
-    Setting(
-        "keep_budget",
-        "run",
-        "largest share of the quantized parameters a recommendation may keep at baseline precision",
-        0.10,
-        type="float",
-        metavar="SHARE",
-    ),
+    Setting("lockstep", "run", "measure all configurations together, running the baseline once per corpus batch "
+            "(auto: when the models fit in memory)", "auto", choices=("auto", "on", "off")),
+    Setting("reference", "measuring",
+            "measure configurations one at a time against a stored baseline reference (built once "
+            "per weights, data and settings; docs/scale.md) instead of beside the baseline model", False, type="bool"),
+    Setting("reference_dir", "run", "where baseline references are stored (or one reference to use)",
+            stated_default="<cache>/references", metavar="DIR"),
+    Setting("protect_sink", "measuring",
+            "also measure each configuration with the sink prefix's hidden states and K/V taken "
+            "from the baseline (IntactKV-style) and report how much of the gap that recovers", False, type="bool"),
+    Setting("no_cache", "run", "measure every configuration again, even one measured before on identical inputs "
+            "(the results cache)", False, type="bool"),
+    Setting("sensitivity", "run",
+            "per-module sensitivity, a keep-in-high-precision recommendation measured in the same "
+            "run, and a diagnosis (docs/diagnosis.md): auto (the bare flag) for failing or inconclusive "
+            "configurations, all for every one", "off", choices=("off", "auto", "all"), const="auto"),
+    Setting("keep_budget", "run", "largest share of the quantized parameters a recommendation may keep at baseline "
+            "precision", 0.10, type="float", metavar="SHARE"),
     Setting("seed", "baseline", "seed of calibration samples and bootstrap resamples", 0, type="int", minimum=0),
     Setting("n_sequences", "baseline", "corpus sequences measured", 16, type="int", minimum=1),
     Setting("seq_len", "baseline", "tokens per corpus sequence", 128, type="int", minimum=2),
@@ -263,84 +181,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("n_prompts", "baseline", "prompts generated, an evenly spread subset (0 = all)", 48, type="int", minimum=0),
     Setting("gen_batch_size", "baseline", "prompts per generate call", 16, type="int", minimum=1),
     Setting("gptq_samples", "measuring", "calibration samples for GPTQ and AWQ", 32, type="int", minimum=1),
-    Setting(
-        "long_new_tokens",
-        "baseline",
-        "long generations: new tokens per prompt (EOS suppressed until then)",
-        64,
-        type="int",
-        minimum=1,
-    ),
-    Setting(
-        "long_n_prompts",
-        "baseline",
-        "long generations: prompts (those marked long in the prompt file)",
-        4,
-        type="int",
-        minimum=1,
-    ),
-    Setting(
-        "n_probe_sequences",
-        "baseline",
-        "corpus sequences for perturbation_spread and the deployment scenarios "
-        "(long streaming sequences, packed sequences, BOS policy)",
-        8,
-        type="int",
-        minimum=1,
-    ),
-    Setting(
-        "scenarios",
-        "measuring",
-        "deployment scenarios measured per configuration (docs/scenarios.md): comma-separated "
-        "streaming, packed, bos, or none",
-        "none",
-        metavar="S,...",
-    ),
-    Setting(
-        "stream_sinks",
-        "measuring",
-        "streaming: first tokens the KV cache keeps (StreamingLLM's attention sinks)",
-        4,
-        type="int",
-        minimum=1,
-        metavar="K",
-    ),
-    Setting(
-        "stream_window",
-        "measuring",
-        "streaming: most recent tokens the KV cache keeps",
-        256,
-        type="int",
-        minimum=1,
-        metavar="W",
-    ),
-    Setting(
-        "stream_len",
-        "measuring",
-        "streaming: tokens per long sequence (corpus documents joined when shorter)",
-        1024,
-        type="int",
-        minimum=16,
-        metavar="T",
-    ),
-    Setting(
-        "n_stability_prompts",
-        "baseline",
-        "reference prompts whose neutral variants are generated (0 = all)",
-        12,
-        type="int",
-        minimum=0,
-    ),
-    Setting(
-        "threads",
-        "measuring",
-        "torch threads",
-        type="int",
-        minimum=1,
-        flag="--qs-threads",
-        stated_default="OMP_NUM_THREADS, else every core",
-    ),
+    Setting("long_new_tokens", "baseline", "long generations: new tokens per prompt (EOS suppressed until then)", 64,
+            type="int", minimum=1),
+    Setting("long_n_prompts", "baseline",
+            "long generations: prompts (those marked long in the prompt file)", 4, type="int",
+            minimum=1),
+    Setting("n_probe_sequences", "baseline", "corpus sequences for perturbation_spread and the deployment scenarios "
+            "(long streaming sequences, packed sequences, BOS policy)", 8, type="int", minimum=1),
+    Setting("scenarios", "measuring",
+            "deployment scenarios measured per configuration (docs/scenarios.md): comma-separated "
+            "streaming, packed, bos, or none", "none", metavar="S,..."),
+    Setting("stream_sinks", "measuring",
+            "streaming: first tokens the KV cache keeps (StreamingLLM's attention sinks)", 4,
+            type="int", minimum=1, metavar="K"),
+    Setting("stream_window", "measuring",
+            "streaming: most recent tokens the KV cache keeps", 256, type="int", minimum=1,
+            metavar="W"),
+    Setting("stream_len", "measuring",
+            "streaming: tokens per long sequence (corpus documents joined when shorter)", 1024,
+            type="int", minimum=16, metavar="T"),
+    Setting("n_stability_prompts", "baseline", "reference prompts whose neutral variants are generated (0 = all)", 12,
+            type="int", minimum=0),
+    Setting("threads", "measuring", "torch threads", type="int", minimum=1, flag="--qs-threads",
+            stated_default="OMP_NUM_THREADS, else every core"),
 )
+# fmt: on
+
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 

@@ -32,16 +32,8 @@ import torch
 from harness.errors import UsageError
 from harness.measure import formulas as M
 from harness.measure.hooks import routed
-from harness.measure.passes import (
-    CHUNK,
-    Accumulator,
-    ModelSummary,
-    PairSummary,
-    Participant,
-    PassStats,
-    add_pair,
-    forward_pass,
-)
+from harness.measure.passes import CHUNK, Accumulator, Participant, forward_pass
+from harness.measure.summary import ModelSummary, PairSummary, PassStats, add_pair
 from harness.system.files import cache_root, cached_dir
 
 TOPK = 256  # baseline log-probabilities kept per position

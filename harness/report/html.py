@@ -6,122 +6,17 @@ carries a Content-Security-Policy that forbids scripts and any request for a res
 
 from __future__ import annotations
 
-import math
 import os
 
 from harness.metrics.catalogue import family, shown
 from harness.metrics.evidence import prompt_scores
 from harness.report import advice as advice_report
-from harness.report.kit import COLORS, esc, pyplot, svg
+from harness.report.kit import esc, num
+from harness.report.plots import heatmaps, hidden_cos_plot, kl_histogram, kv_relerr_plot, measured, sink_mass_plot
 from harness.report.scenarios import html_section as scenario_section
 from harness.report.summary import gate_order, gate_status, not_passed
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-
-
-def _num(v, digits=4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.{digits}g}" if isinstance(v, float) else esc(v)
-
-
-def _finite_grid(rows):
-    import numpy as np
-
-    a = np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=float)
-    return a
-
-
-def _measured(results):
-    return [c for c in results["configs"] if c.get("metrics") and c["metrics"].get("sink_mass")]
-
-
-def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
-    """One line per (label, values, style dict) over layers."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.0))
-    for label, values, style in series:
-        ax.plot([math.nan if v is None else v for v in values], label=label, **style)
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
-    return svg(fig)
-
-
-def sink_mass_plot(results) -> str:
-    # A layer with a non-finite head plots as a gap (NaN), not as the mean of the rest.
-    base = results.get("baseline") or {}
-    series = (
-        [("baseline", _finite_grid(base["sink_mass"]).mean(axis=1), {"color": "k", "lw": 2.2})]
-        if base.get("sink_mass")
-        else []
-    )
-    series += [
-        (c["spec"], _finite_grid(c["metrics"]["sink_mass"]).mean(axis=1), {"color": COLORS[i % 8], "lw": 1.2})
-        for i, c in enumerate(_measured(results))
-    ]
-    return _per_layer_plot(series, "attention on sink (mean over heads)", (0, 1))
-
-
-def hidden_cos_plot(results) -> str:
-    series = [
-        (
-            c["spec"],
-            c["metrics"].get("sink_hidden_cos") or [],
-            {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5},
-        )
-        for i, c in enumerate(_measured(results))
-    ]
-    return _per_layer_plot(series, "cosine to baseline")
-
-
-def heatmaps(results) -> str:
-    """Per configuration: [layer x head] sink-mass change and attention JS divergence."""
-    import numpy as np
-
-    cs = _measured(results)
-    base = results.get("baseline") or {}
-    if not cs or not base.get("sink_mass"):
-        return ""
-    plt = pyplot()
-    b = _finite_grid(base["sink_mass"])
-    deltas = [_finite_grid(c["metrics"]["sink_mass"]) - b for c in cs]
-    jss = [_finite_grid(c["metrics"]["attn_js"]) for c in cs]
-    dmax = max(float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 0 for d in deltas) or 1e-6
-    jmax = max(float(np.nanmax(j)) if np.isfinite(j).any() else 0 for j in jss) or 1e-6
-    fig, axes = plt.subplots(len(cs), 2, figsize=(7.5, 2.6 * len(cs)), squeeze=False)
-    for row, (c, d, j) in enumerate(zip(cs, deltas, jss)):
-        im = axes[row][0].imshow(d.T, aspect="auto", cmap="RdBu_r", vmin=-dmax, vmax=dmax, interpolation="nearest")
-        axes[row][0].set_title(f"{c['spec']}: sink mass change", fontsize=8)
-        fig.colorbar(im, ax=axes[row][0], fraction=0.04)
-        im = axes[row][1].imshow(j.T, aspect="auto", cmap="viridis", vmin=0, vmax=jmax, interpolation="nearest")
-        axes[row][1].set_title(f"{c['spec']}: attention JS divergence (nats)", fontsize=8)
-        fig.colorbar(im, ax=axes[row][1], fraction=0.04)
-        for ax in axes[row]:
-            ax.set_xlabel("layer")
-            ax.set_ylabel("head")
-    fig.tight_layout()
-    return svg(fig)
-
-
-def kl_histogram(results) -> str:
-    import numpy as np
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 2.8))
-    edges = np.linspace(-8, 1, 31)  # summarize.corpus_metrics: 30 bins of log10 KL over [-8, 1]
-    for i, c in enumerate(_measured(results)):
-        h = c["metrics"].get("kld_histogram") or []
-        if len(h) == 30:
-            ax.stairs(np.asarray(h, dtype=float) / max(1, sum(h)), edges, color=COLORS[i % 8], lw=1.4, label=c["spec"])
-    ax.set_xlabel("log10 KL(baseline || quantized) per token (nats)")
-    ax.set_ylabel("share of tokens")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
-    return svg(fig)
 
 
 def _status_class(status: str) -> str:
@@ -130,7 +25,7 @@ def _status_class(status: str) -> str:
 
 def _interval(g: dict) -> str:
     lo, hi = g.get("ci_low"), g.get("ci_high")
-    return f"[{_num(lo)}, {_num(hi)}]" if lo is not None and hi is not None else ""
+    return f"[{num(lo)}, {num(hi)}]" if lo is not None and hi is not None else ""
 
 
 def _reason(c: dict, g: dict) -> str:
@@ -141,9 +36,9 @@ def _reason(c: dict, g: dict) -> str:
     where = ((c.get("gate_views") or {}).get(g["metric"]) or {}).get("where")
     return (
         f'<li class="{_status_class(st)}" data-metric="{esc(g["metric"])}" title="{esc(g.get("detail"))}">'
-        f"<b>{esc(g['metric'])}</b> {_num(g.get('value'))}"
+        f"<b>{esc(g['metric'])}</b> {num(g.get('value'))}"
         + (f" <small>95% CI</small> {ci}" if ci else "")
-        + f", limit {op} {_num(g.get('limit'))}"
+        + f", limit {op} {num(g.get('limit'))}"
         + (f" <small>({esc(where)})</small>" if where else "")
         + ("" if st == "fail" else f" <b>{esc(st)}</b>")
         + "</li>"
@@ -201,7 +96,7 @@ def _verdict_table(results) -> str:
             ci = _interval(g)
             cells.append(
                 f'<td class="{_status_class(st)}" data-metric="{esc(m)}" title="{esc(g.get("detail"))}">'
-                f"{mark} {_num(g.get('value'))}<br><small>{ci + ' ' if ci else ''}{op} {_num(g.get('limit'))}"
+                f"{mark} {num(g.get('value'))}<br><small>{ci + ' ' if ci else ''}{op} {num(g.get('limit'))}"
                 "</small></td>"
             )
         grid.append(f'<tr data-metric="{esc(m)}"><th>{esc(m)}</th><td>{esc(family(m))}</td>{"".join(cells)}</tr>')
@@ -217,7 +112,7 @@ def _regression_table(results) -> str:
         return ""
     rows = "".join(
         f"<tr class={_status_class(gate_status(r))}><td>{esc(s)}</td><td>{esc(r['metric'])}</td>"
-        f"<td>{_num(r['earlier'])}</td><td>{_num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
+        f"<td>{num(r['earlier'])}</td><td>{num(r['value'])}</td><td>{esc(r['tolerance'])}</td>"
         f"<td>{ {'pass': 'pass', 'fail': 'REGRESSION'}.get(gate_status(r), esc(gate_status(r))) }</td></tr>"
         for s, r in regs
     )
@@ -236,27 +131,15 @@ def _loss_table(results) -> str:
 
     def baseline_cell(m):
         v = base.get(m.name, m.identity)
-        return f"<td>{_num(float(v)) if isinstance(v, (int, float)) else '-'}</td>"
+        return f"<td>{num(float(v)) if isinstance(v, (int, float)) else '-'}</td>"
 
     rows = ["<tr><th>baseline</th>" + "".join(baseline_cell(m) for m in cols) + "</tr>"]
     for c in results["configs"]:
         m = c.get("metrics") or {}
         rows.append(
-            f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k.name))}</td>" for k in cols) + "</tr>"
+            f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{num(m.get(k.name))}</td>" for k in cols) + "</tr>"
         )
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
-
-
-def kv_relerr_plot(results) -> str:
-    series = [
-        (
-            c["spec"],
-            c["metrics"].get("sink_kv_relerr") or [],
-            {"color": COLORS[i % 8], "lw": 1.2, "marker": "o", "ms": 2.5},
-        )
-        for i, c in enumerate(_measured(results))
-    ]
-    return _per_layer_plot(series, "sink K/V relative error")
 
 
 def _diagnosis_table(results) -> str:
@@ -268,7 +151,7 @@ def _diagnosis_table(results) -> str:
         m = c.get("metrics") or {}
         if not m:
             continue
-        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{_num(m.get(k))}</td>" for k in keys) + "</tr>")
+        rows.append(f"<tr><th>{esc(c['spec'])}</th>" + "".join(f"<td>{num(m.get(k))}</td>" for k in keys) + "</tr>")
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>" if rows else "<p>No configuration measured.</p>"
 
 
@@ -283,7 +166,7 @@ def _recovery_table(results) -> str:
             rows.append(f"<tr><th>{esc(c['spec'])}</th><td colspan=9>{esc(r['error'])}</td></tr>")
             continue
         cells = "".join(
-            f"<td>{_num(r.get(f'{k}_plain'))}</td><td>{_num(r.get(f'{k}_protected'))}</td><td>{_num(r.get(k), 2)}</td>"
+            f"<td>{num(r.get(f'{k}_plain'))}</td><td>{num(r.get(f'{k}_protected'))}</td><td>{num(r.get(k), 2)}</td>"
             for k in ("loss_delta", "kld_mean", "misgeneration_rate")
         )
         rows.append(f"<tr><th>{esc(c['spec'])}</th>{cells}</tr>")
@@ -308,7 +191,7 @@ def _detected_sinks(results) -> str:
         for d in block.get("detected_sinks") or []:
             rows.append(
                 f"<tr><td>{esc(name)}</td><td><code>{esc(repr(d.get('token')))}</code></td>"
-                f"<td>{esc(d.get('count'))}</td><td>{_num(d.get('share_of_heads'), 3)}</td>"
+                f"<td>{esc(d.get('count'))}</td><td>{num(d.get('share_of_heads'), 3)}</td>"
                 f"<td>{esc(', '.join(map(str, d.get('positions') or [])))}</td></tr>"
             )
     if not rows:
@@ -426,7 +309,7 @@ def render(results: dict) -> str:
         "<h2>Loss and perplexity</h2>",
         _loss_table(results),
     ]
-    if _measured(results):
+    if measured(results):
         sections += [
             "<h2>Sink mass per layer</h2><div class='plot' id='sink-mass'>",
             sink_mass_plot(results),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import os
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -41,3 +42,10 @@ def svg(fig) -> str:
     pyplot().close(fig)
     text = buf.getvalue()
     return text[text.find("<svg") :]
+
+
+def num(v, digits=4) -> str:
+    """A number as reports show it: 4 significant digits, n/a for None and non-finite values."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}g}" if isinstance(v, float) else esc(v)
