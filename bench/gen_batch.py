@@ -7,15 +7,11 @@ Also reports how many continuations differ from the unbatched ones (see docs/per
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.data.sets import load_prompts  # noqa: E402
-from harness.measure.generation import generate  # noqa: E402
-from harness.models.sources import load_model, load_tokenizer, resolve_model  # noqa: E402
+from harness.data.sets import load_prompts
+from harness.measure.generation import generate
+from harness.models.sources import load_model, load_tokenizer, resolve_model
 
 
 def main():

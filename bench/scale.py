@@ -10,7 +10,7 @@
     in reference mode: the driver builds the reference, each task measures against it) vs one
     serial process (lockstep off: one configuration at a time beside the baseline).
 (a) peak memory of measuring one configuration against a reference vs in lockstep with the baseline,
-    each in its own process (bench/reference.py: peak RSS above the process after imports and inputs,
+    each in its own process (bench/reference_mode.py: peak RSS above the process after imports and inputs,
     and the whole peak; the median of 3 runs per mode).
 Last line: `rerun_cost=<changed-run time / cold time> reference_memory=<reference / lockstep, above
 imports> reference_memory_rss=<whole peaks> ray_speedup=<serial / ray>`.
@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from signoff_cost import fresh_cache  # noqa: E402  (bench/ is this script's own directory on sys.path)
+from signoff_cost import fresh_cache  # bench/ is this script's directory, first on sys.path
 
 
 def timed(values: dict) -> tuple[float, dict]:
@@ -82,7 +79,7 @@ def main() -> None:
     above = whole = float("nan")
     if not a.skip_memory:
         os.environ["QS_RESULTS_CACHE"] = "off"
-        from reference import memory  # noqa: E402  (bench/reference.py)
+        from reference_mode import memory
 
         mem = {**base, "quant": a.memory_quant, "reference_dir": str(out / "refs-mem")}
         timed({**mem, "reference": True})  # builds the reference

@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from harness.cli import run  # noqa: E402
-from harness.config.build import build_spec  # noqa: E402
-from harness.engine.session import Session  # noqa: E402
-from harness.measure.generation import attention_impl, generate  # noqa: E402
-from harness.methods import quantize  # noqa: E402
+from harness.cli import run
+from harness.config.build import build_spec
+from harness.engine.session import Session
+from harness.measure.generation import attention_impl, generate
+from harness.methods import quantize
 
 
 def fresh_cache(real: Path) -> Path:

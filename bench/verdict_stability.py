@@ -9,7 +9,8 @@ same formulas, intervals and decision rule as a run, and reports per configurati
 often two subsets give contradictory decisive outcomes (one pass, one fail) and how often a subset's
 outcome is undecided (inconclusive or insufficient). Gates recomputed: loss_delta, ppl_ratio,
 kld_mean, top1_agreement, sink_hidden_cos (from per-sequence values) and flip_rate,
-degenerate_rate, misgeneration_rate (from per-prompt records); worst-head gates need per-head
+degenerate_rate, misgeneration_rate (from per-prompt records): every gate whose catalogue formula can be computed
+from the records results.json keeps (harness.metrics.evidence.stored_evidence); worst-head gates need per-head
 evidence that results.json does not keep. Last line: `contradictions=<share> inconclusive=<share>`.
 """
 
@@ -18,35 +19,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from harness.gates.decide import evaluate_gate
-from harness.gates.policy import Limit  # noqa: E402
-from harness.metrics.catalogue import BY_NAME  # noqa: E402
-from harness.metrics.evidence import interval, prompt_evidence  # noqa: E402
+from harness.gates.policy import Limit
+from harness.gates.regression import stored_items
+from harness.metrics.catalogue import BY_NAME, METRICS, STORED
+from harness.metrics.evidence import interval, stored_evidence
 from harness.metrics.views import GateView
-
-SEQ_GATES = ("loss_delta", "ppl_ratio", "kld_mean", "top1_agreement", "sink_hidden_cos")
-PROMPT_GATES = ("flip_rate", "degenerate_rate", "misgeneration_rate")
-
-
-def seq_evidence(items: list[dict]) -> dict:
-    return {
-        "cluster": np.array([s["doc"] for s in items]),
-        "nll_b": np.array([[s["nll_baseline"]] for s in items]),
-        "nll_q": np.array([[s["nll_quantized"]] for s in items]),
-        "kl": np.array([[s["kl_mean"]] for s in items]),
-        "top1": np.array([[s["top1"]] for s in items]),
-        "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float),
-        # the sink premise asks whether some head gives the sinks > 0.3; per-sequence evidence keeps the
-        # per-layer mean over heads, and a layer mean above 0.3 implies such a head (a conservative proxy)
-        "mass_b": np.array([s["sink_mass_baseline"] for s in items], dtype=float)[:, :, None],
-    }
 
 
 def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: int) -> str:
@@ -58,6 +40,16 @@ def decide(spec: str, metric: str, limit: Limit, ev: dict, n_boot: int, seed: in
     count = m.count(ev) if m.count is not None else n
     absent = m.premise(ev) if m.premise is not None else None
     return evaluate_gate(spec, metric, limit, GateView(value, ci, "", count, absent), "", m.min_n)["outcome"]
+
+
+def recomputable(metric: str, items: list[dict]) -> bool:
+    """Can the gate be recomputed from the per-item records results.json keeps (worst-head gates cannot)?"""
+    m = BY_NAME[metric]
+    try:
+        m.stat(stored_evidence(m.evidence, items), np.arange(len(items)))
+    except (KeyError, IndexError, ValueError):
+        return False
+    return bool(items)
 
 
 def blocks(n: int, size: int, rng) -> list[np.ndarray]:
@@ -79,16 +71,16 @@ def main() -> None:
     pairs = contradictions = outcomes = undecided = 0
     print(f"{'config':<22} {'gate':<20} {'pass':>5} {'fail':>5} {'undecided':>9} {'contradict':>10}")
     for c in r["configs"]:
-        seqs = (c.get("evidence") or {}).get("sequences") or []
-        gens = c.get("generations") or []
         limits = {g["metric"]: Limit(g["op"], g["limit"]) for g in c.get("gates", [])}
-        for metric in [m for m in SEQ_GATES + PROMPT_GATES if m in limits]:
-            items, size = (seqs, a.seqs) if metric in SEQ_GATES else (gens, a.prompts)
+        for metric in [m.name for m in METRICS if m.name in limits and m.evidence in STORED]:
+            group = BY_NAME[metric].evidence
+            items, size = stored_items(c, group) or [], a.seqs if group == "sequences" else a.prompts
+            if not recomputable(metric, items):
+                continue
             got = []
             for d in range(a.draws):
                 for k, blk in enumerate(blocks(len(items), size, rng)[: a.subsets]):
-                    sub = [items[i] for i in blk]
-                    ev = seq_evidence(sub) if metric in SEQ_GATES else prompt_evidence(sub)
+                    ev = stored_evidence(group, [items[i] for i in blk])
                     got.append(decide(c["spec"], metric, limits[metric], ev, a.n_boot, 1000 * d + k))
             if len(got) < 2:
                 continue

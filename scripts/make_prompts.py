@@ -41,12 +41,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MIN_MARGIN = 0.05  # logits: far above the float noise of padding and batch composition (~1e-4)
 TARGET_TOTAL = 420  # reference prompts kept at most

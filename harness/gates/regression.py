@@ -19,59 +19,45 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.gates.policy import Tolerance
-from harness.metrics.catalogue import HIGHER_IS_BETTER
-from harness.metrics.evidence import prompt_scores
+from harness.metrics.catalogue import BY_NAME, HIGHER_IS_BETTER, STORED
 from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p
 
 ALPHA = 0.05
 
-# per-sequence quantity whose mean change is the metric's change (sign: + means worse)
-_SEQ = {"loss_delta": ("nll", 1), "ppl_ratio": ("nll", 1), "kld_mean": ("kl_mean", 1), "top1_agreement": ("top1", -1)}
-# per-prompt paired score (summarize.prompt_scores) that the metric averages
-_PROMPT = {"flip_rate": "flip", "misgeneration_rate": "mis", "degenerate_rate": "degen"}
 
-
-def _seq_values(cfg: dict, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    items = (cfg.get("evidence") or {}).get("sequences")
-    if not items:
-        return None
-    if key == "nll":
-        v = [s["nll_quantized"] - s["nll_baseline"] for s in items]
-    else:
-        v = [s[key] for s in items]
-    return np.asarray(v, dtype=float), np.asarray([s["doc"] for s in items])
-
-
-def _prompt_events(cfg: dict, what: str) -> dict | None:
-    """Prompt id -> paired score against the baseline (+1 worse, -1 better, 0 neither)."""
-    gens = cfg.get("generations")
-    if not gens:
-        return None
-    return {g["id"]: prompt_scores(g)[what] for g in gens}
+def stored_items(cfg: dict, group: str) -> list[dict] | None:
+    """A configuration's per-item records of an evidence group as results.json keeps them (catalogue.STORED)."""
+    node = cfg
+    for key in STORED.get(group, ()):
+        node = (node or {}).get(key)
+    return node or None
 
 
 def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, seed: int = 0) -> dict | None:
     """{significant, detail} of the item-by-item change of a metric between two runs, or None when
     either run lacks per-item evidence for it."""
-    if not earlier_cfg or not now_cfg:
+    m = BY_NAME.get(metric)
+    if not earlier_cfg or not now_cfg or m is None or m.item is None:
         return None
-    if metric in _SEQ:
-        key, sign = _SEQ[metric]
-        a, b = _seq_values(earlier_cfg, key), _seq_values(now_cfg, key)
-        if a is None or b is None or len(a[0]) != len(b[0]):
+    a, b = stored_items(earlier_cfg, m.evidence), stored_items(now_cfg, m.evidence)
+    if a is None or b is None:
+        return None
+    sign = -1 if m.higher_is_better else 1
+    if m.evidence == "sequences":
+        if len(a) != len(b):
             return None
-        d = sign * (b[0] - a[0])  # + : worse now
-        lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), b[1], N_BOOT, seed)
+        # + : worse now
+        d = sign * (np.array([m.item(s) for s in b], dtype=float) - np.array([m.item(s) for s in a], dtype=float))
+        docs = np.asarray([s["doc"] for s in b])
+        lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), docs, N_BOOT, seed)
         sig = bool(math.isfinite(lo) and lo > 0)
         return {
             "significant": sig,
             "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
             f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences",
         }
-    if metric in _PROMPT:
-        a, b = _prompt_events(earlier_cfg, _PROMPT[metric]), _prompt_events(now_cfg, _PROMPT[metric])
-        if a is None or b is None:
-            return None
+    if m.evidence == "prompts":  # paired scores against the baseline, compared prompt by prompt
+        a, b = {g["id"]: m.item(g) for g in a}, {g["id"]: m.item(g) for g in b}
         both = [k for k in b if k in a]
         worse = sum(b[k] > a[k] for k in both)
         better = sum(b[k] < a[k] for k in both)

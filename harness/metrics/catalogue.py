@@ -32,8 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.metrics.stats import crossfit_abs, crossfit_worst, sink_rate
+from harness.metrics.text import prompt_scores
 
 FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario")
+# Where results.json keeps an evidence group's per-item records (for Metric.item): a path into configs[].
+STORED = {"sequences": ("evidence", "sequences"), "prompts": ("generations",)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Metric:
     min_n: int = 1  # fewest items a gate on it needs (fewer: outcome "insufficient")
     count: Callable | None = None  # count(ev) -> items the gate rests on (default: the group's items)
     premise: Callable | None = None  # premise(ev) -> why the gate cannot apply (absent in the baseline), or None
+    # item(record) -> the metric's value on one stored item (a row of configs[].evidence.sequences, or a record of
+    # configs[].generations for the prompt group): two runs are compared item by item through it (regression)
+    item: Callable | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -96,6 +102,11 @@ def _shift_where(ev) -> str:
 def _ppl(ev, i) -> float:
     d = ev["nll_q"][i].mean() - ev["nll_b"][i].mean()
     return float(math.exp(d)) if math.isfinite(d) else math.nan
+
+
+def _nll_delta(s: dict) -> float:
+    """One stored sequence's mean NLL change (quantized - baseline)."""
+    return s["nll_quantized"] - s["nll_baseline"]
 
 
 def _gen_ppl(ev, i) -> float:
@@ -152,13 +163,13 @@ METRICS: tuple[Metric, ...] = (
            "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_b"][i].mean())),
     Metric("loss_delta", "loss - loss_baseline", "nats", "lower", "corpus", evidence=_SEQ,
            stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(), gate=True, protected=True,
-           show=("loss_table",), identity=0.0, min_n=8),
+           show=("loss_table",), identity=0.0, min_n=8, item=_nll_delta),
     Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
            "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0, min_n=8),
+           show=("summary", "loss_table"), identity=1.0, min_n=8, item=_nll_delta),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
-           show=("summary", "loss_table"), min_n=8),
+           show=("summary", "loss_table"), min_n=8, item=lambda s: s["kl_mean"]),
     Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
            stat=_finite_or_nan(np.median), show=("loss_table",)),
     Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
@@ -170,7 +181,7 @@ METRICS: tuple[Metric, ...] = (
            "corpus", shape="record"),
     Metric("top1_agreement", "share of positions where both models' most likely next token agree", "share",
            "higher", "corpus", evidence=_SEQ, stat=lambda ev, i: ev["top1"][i].mean(), gate=True,
-           protected=True, show=("loss_table",), identity=1.0, min_n=8),
+           protected=True, show=("loss_table",), identity=1.0, min_n=8, item=lambda s: s["top1"]),
     Metric("logit_delta_max", "largest |change| of any log-probability: 0 means nothing was quantized",
            "nats", None, "corpus", evidence="run", stat=lambda ev, i: ev["logit_delta_max"], gate=True,
            interval=False),
@@ -232,15 +243,16 @@ METRICS: tuple[Metric, ...] = (
            "variants): (stable-correct answered wrongly - stable-wrong answered rightly) / stable-correct", "share",
            "lower", "generation", evidence=_PR, stat=_net_flip, gate=True, protected=True,
            show=("summary", "loss_table"), identity=0.0, count=lambda ev: int(ev["stable_right"].sum()),
-           premise=_no_correct, min_n=30),
+           premise=_no_correct, min_n=30, item=lambda g: prompt_scores(g)["flip"]),
     Metric("degenerate_rate", "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
            "the baseline's is not - the reverse) / prompts", "share", "lower", "generation", evidence=_PR,
            stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
-           identity=0.0, min_n=30),
+           identity=0.0, min_n=30, item=lambda g: prompt_scores(g)["degen"]),
     Metric("misgeneration_rate", "net misgeneration: (prompts that flip or newly degenerate - prompts that "
            "unflip or stop degenerating, neither worse) / prompts",
            "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True,
-           protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30),
+           protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30,
+           item=lambda g: prompt_scores(g)["mis"]),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),

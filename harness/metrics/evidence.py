@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.metrics.catalogue import for_evidence
 from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p, sink_rate
-from harness.metrics.text import is_correct
+from harness.metrics.text import is_correct, prompt_scores
 from harness.metrics.views import GateView
 
 
@@ -187,23 +187,6 @@ def sequence_items(ps, docs=None) -> list[dict]:
     ]
 
 
-def prompt_scores(g: dict) -> dict:
-    """Per-prompt paired outcome against the baseline: +1 worse, -1 better, 0 neither.
-
-    flip: +1 stable-correct answered wrongly, -1 stable-wrong answered rightly. degen: +1 degenerate
-    where the baseline is not, -1 the reverse (the baseline itself loops on many prompts, and any
-    perturbation moves which ones: only the balance says the quantized model degenerates more).
-    mis: +1 when either is worse, -1 when either is better and neither worse.
-    """
-    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) - int(
-        g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True
-    )
-    dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
-    degen = int(dq and not db) - int(db and not dq)
-    mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
-    return {"flip": flip, "degen": degen, "mis": mis}
-
-
 def prompt_evidence(gens: list[dict]) -> dict:
     """Per-prompt arrays of generation records (the `prompts` and `long` evidence groups)."""
     scores = [prompt_scores(g) for g in gens]
@@ -336,3 +319,24 @@ def sink_recovery(met: dict, prot: dict) -> dict:
         out[f"{k}_plain"] = a
         out[f"{k}_protected"] = b
     return out
+
+
+def stored_evidence(group: str, records: list[dict]) -> dict:
+    """An evidence group rebuilt from the per-item records results.json keeps (catalogue.STORED): prompts from
+    generation records; sequences from per-sequence means (so token-level statistics become sequence-level)."""
+    if group == "prompts":
+        return prompt_evidence(records)
+    if group != "sequences":
+        raise KeyError(f"results.json keeps no per-item records of evidence group {group}")
+    items = records
+    return {
+        "cluster": np.array([s["doc"] for s in items]),
+        "nll_b": np.array([[s["nll_baseline"]] for s in items]),
+        "nll_q": np.array([[s["nll_quantized"]] for s in items]),
+        "kl": np.array([[s["kl_mean"]] for s in items]),
+        "top1": np.array([[s["top1"]] for s in items]),
+        "cos": np.array([s["sink_hidden_cos"] for s in items], dtype=float),
+        # the sink premise asks whether some head gives the sinks > 0.3; per-sequence evidence keeps the
+        # per-layer mean over heads, and a layer mean above 0.3 implies such a head (a conservative proxy)
+        "mass_b": np.array([s["sink_mass_baseline"] for s in items], dtype=float)[:, :, None],
+    }

@@ -52,3 +52,20 @@ def first_divergence(a: list[int], b: list[int]) -> int:
         if x != y:
             return i
     return min(len(a), len(b))
+
+
+def prompt_scores(g: dict) -> dict:
+    """Per-prompt paired outcome against the baseline: +1 worse, -1 better, 0 neither.
+
+    flip: +1 stable-correct answered wrongly, -1 stable-wrong answered rightly. degen: +1 degenerate
+    where the baseline is not, -1 the reverse (the baseline itself loops on many prompts, and any
+    perturbation moves which ones: only the balance says the quantized model degenerates more).
+    mis: +1 when either is worse, -1 when either is better and neither worse.
+    """
+    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) - int(
+        g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True
+    )
+    dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
+    degen = int(dq and not db) - int(db and not dq)
+    mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
+    return {"flip": flip, "degen": degen, "mis": mis}

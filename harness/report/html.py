@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from harness.metrics.catalogue import family, shown
-from harness.metrics.evidence import prompt_scores
+from harness.metrics.text import prompt_scores
 from harness.report import advice as advice_report
 from harness.report.kit import esc, num
 from harness.report.plots import heatmaps, hidden_cos_plot, kl_histogram, kv_relerr_plot, measured, sink_mass_plot

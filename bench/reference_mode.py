@@ -1,6 +1,6 @@
 """Reference mode vs lockstep, side by side in one invocation: agreement, peak memory, size on disk.
 
-    python bench/reference.py [--model smollm2-135m] [--quant rtn-w4g32] [--profile smoke]
+    python bench/reference_mode.py [--model smollm2-135m] [--quant rtn-w4g32] [--profile smoke]
                               [--n-sequences N] [--skip-agreement]
 
 (1) agreement: the same configuration measured in lockstep and against a reference: kld_mean (the
@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
 import json, sys, threading, time
