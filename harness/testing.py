@@ -20,12 +20,12 @@ fault-bf16: the baseline's weights rounded to bfloat16 and back (computed in the
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from harness.methods.base import QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
 from harness.models.structure import decoder_layers
+from harness.system.environment import env
 
 SINK_LAYER = 2
 SINK_SCALE = 0.8
@@ -90,5 +90,5 @@ def quantize(cfg: FaultConfig, ctx):
 
 
 def pytest_quantsink_measure_as(qconfig):
-    pairs = dict(p.split("=", 1) for p in os.environ.get("QS_MEASURE_AS", "").split(",") if "=" in p)
+    pairs = dict(p.split("=", 1) for p in (env("QS_MEASURE_AS") or "").split(",") if "=" in p)
     return pairs.get(qconfig.spec)

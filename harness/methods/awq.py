@@ -21,6 +21,7 @@ from harness.methods.registry import register_handler, register_method
 from harness.methods.rtn import check_groups
 from harness.models.sources import load_model
 from harness.models.structure import input_width, linear_modules
+from harness.system.environment import env
 from harness.system.files import cache_root, cached_dir
 
 AWQ_BITS = (2, 3, 4, 8)
@@ -123,7 +124,7 @@ def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
     old = os.environ.get("GPTQMODEL_CPU_WORKERS")
     os.environ["GPTQMODEL_CPU_WORKERS"] = str(max(2, int(old or 0)))
     os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
-    if os.environ.get("QS_GPTQ_COMPILE") != "1":
+    if env("QS_GPTQ_COMPILE") != "1":
         import torch._dynamo
 
         torch._dynamo.config.disable = True
@@ -192,6 +193,6 @@ def quantize(cfg: AWQConfig, ctx):
         ctx.progress(f"loading cached AWQ model from {target}")
     model = load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
     ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
-    if os.environ.get("QS_AWQ_KERNEL") != "1":
+    if env("QS_AWQ_KERNEL") != "1":
         ctx.info["executed_as"] = f"dense Linear with the checkpoint's dequantized weights ({densify(model)} layers)"
     return model

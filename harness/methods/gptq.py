@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from harness.methods.base import WG, GroupedWeightConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
 from harness.models.sources import load_model
+from harness.system.environment import env
 from harness.system.files import cache_root, cached_dir
 
 GPTQ_BITS = (2, 3, 4, 8)
@@ -57,7 +58,7 @@ def _prepare_env(ctx) -> None:
     # give the same packed weights, so they are the default (override via env).
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "1")
     os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
-    if os.environ.get("QS_GPTQ_COMPILE") != "1":
+    if env("QS_GPTQ_COMPILE") != "1":
         import torch._dynamo
 
         torch._dynamo.config.disable = True
@@ -162,6 +163,6 @@ def quantize(cfg: GPTQConfig, ctx):
 def _for_measurement(model, ctx):
     """Record the kernel module types, then run on dense dequantized weights (QS_GPTQ_KERNEL=1 keeps the kernel)."""
     ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
-    if os.environ.get("QS_GPTQ_KERNEL") != "1":
+    if env("QS_GPTQ_KERNEL") != "1":
         ctx.info["executed_as"] = f"dense Linear with the kernel's dequantized weights ({len(densify(model))} layers)"
     return model

@@ -20,9 +20,11 @@ from harness.engine.inputs import ModelInfo
 from harness.engine.refmode import reference_for
 from harness.errors import UsageError
 from harness.scale.shard import check_parts, measure_share, spec_values
+from harness.system.environment import ENV_VARS
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a named Ray head before giving up
-_PASS_ENV = ("QS_CACHE_DIR", "QS_RESULTS_CACHE", "OMP_NUM_THREADS", "HF_HUB_OFFLINE")
+# What a Ray task inherits from the driver: quantsink's own variables (harness.system.environment) and the threads
+_PASS_ENV = tuple(v.name for v in ENV_VARS if v.scope == "harness") + ("OMP_NUM_THREADS", "HF_HUB_OFFLINE")
 
 
 def gpus_needed(

@@ -17,10 +17,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from harness.system.environment import env as qs_env
+
 
 def cache_root() -> Path:
     """Cache directory: $QS_CACHE_DIR, else $XDG_CACHE_HOME/quantsink, else ~/.cache/quantsink."""
-    env = os.environ.get("QS_CACHE_DIR")
+    env = qs_env("QS_CACHE_DIR")
     if env:
         root = Path(env)
     else:
