@@ -17,7 +17,7 @@ import sys
 from harness.config.build import RunSpec, build_spec
 from harness.config.settings import SETTINGS
 from harness.engine.session import Session
-from harness.errors import UsageError
+from harness.errors import EXIT_CODES, UsageError, exit_code
 from harness.methods import availability
 from harness.metrics.catalogue import markdown_table, text_table
 from harness.report.results import write_run
@@ -25,7 +25,7 @@ from harness.report.summary import verdict_lines
 from harness.scale.cluster import fanout_for
 from harness.scale.shard import merge, run_shard
 
-USAGE_ERROR = 4  # pytest's exit code for usage errors
+USAGE_ERROR = EXIT_CODES["usage"]
 
 
 def run(spec: RunSpec | dict, progress=None) -> dict:
@@ -83,7 +83,8 @@ def print_methods() -> None:
 
 
 def main(argv=None) -> int:
-    """`python -m harness ...`: exit 0 pass, 1 fail, 4 usage error."""
+    """`python -m harness ...`: the exit codes of harness.errors.EXIT_CODES (0 pass or inconclusive, 1 fail,
+    2 interrupted, 4 usage error)."""
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["metrics"]:
@@ -100,13 +101,15 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return USAGE_ERROR
-
+    except KeyboardInterrupt:
+        print("quantsink: interrupted: no results written, index.jsonl unchanged", file=sys.stderr)
+        return EXIT_CODES["interrupted"]
     print("\n".join(verdict_lines(results, run_dir)))
-    return 0 if results["verdict"] == "pass" else 1
+    return exit_code(results["verdict"])
 
 
 def _shard_or_merge(argv: list[str]) -> int:
-    """`shard`: exit 0 once its part is written; `merge`: the run's exit code (0 pass, 1 otherwise)."""
+    """`shard`: exit 0 once its part is written; `merge`: the run's exit code (harness.errors.EXIT_CODES)."""
 
     if argv[0] == "shard":
         p = parser()
@@ -130,4 +133,4 @@ def _shard_or_merge(argv: list[str]) -> int:
         print(f"ERROR: {e}", file=sys.stderr)
         return USAGE_ERROR
     print("\n".join(verdict_lines(results, run_dir)))
-    return 0 if results["verdict"] == "pass" else 1
+    return exit_code(results["verdict"])

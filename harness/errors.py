@@ -1,5 +1,15 @@
 """Exception types: usage errors (bad input, exit code 4) versus measurement faults."""
 
+# One exit-code table for `pytest suites`, `python -m harness` and `python -m harness merge` (the values are
+# pytest's own: OK, TESTS_FAILED, INTERRUPTED, USAGE_ERROR). An inconclusive run exits 0 (its undecided gates are
+# shown, never hidden); under --signoff the run verdict of anything short of a pass is already "fail".
+EXIT_CODES = {"pass": 0, "inconclusive": 0, "fail": 1, "interrupted": 2, "usage": 4}
+
+
+def exit_code(verdict: str) -> int:
+    """The process exit code of a run verdict (pass, inconclusive, fail)."""
+    return EXIT_CODES[verdict]
+
 
 class QuantsinkError(Exception):
     """Base class for every error the harness raises on purpose."""

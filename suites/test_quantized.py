@@ -66,8 +66,16 @@ def test_gate(request, qs_session, qs_gate, record_property):
 
 
 def test_regression(request, qs_session, qs_regression, record_property):
-    """One metric against the earlier run (--compare): worse beyond tolerance and outside the CI fails."""
+    """One metric against the earlier run (--compare): worse beyond tolerance and a systematic change fails."""
     q, metric = qs_regression
     _result(request, qs_session, q)
     r = qs_session.regression_result(q, metric)
+    _judge(request, qs_session, record_property, r, value=r["value"], earlier=r["earlier"], tolerance=r["tolerance"])
+
+
+def test_drift(request, qs_session, qs_drift, record_property):
+    """One metric against the pinned anchor: the cumulative change since the approved run, same tolerance."""
+    q, metric = qs_drift
+    _result(request, qs_session, q)
+    r = qs_session.regression_result(q, metric, "anchor")
     _judge(request, qs_session, record_property, r, value=r["value"], earlier=r["earlier"], tolerance=r["tolerance"])

@@ -100,6 +100,63 @@ class Baseline:
         """The corpus document each sequence was cut from (intervals resample documents)."""
         return self._sequences_and_docs[1]
 
+    @cached_property
+    def designs(self) -> dict:
+        """How each evidence group's size is set (option, its value now and at most, the unit): what an
+        undecided gate's "what would decide it" line scales (gates/decider.py)."""
+        s, corpus = self.spec, self.inputs.corpus
+        n_docs = len(corpus.documents)
+        every = load_prompts(s.prompts).prompts
+        more_docs = (
+            f"the corpus has {n_docs} documents; give one with more (--corpus python-docs, or a file split "
+            f"into more documents)"
+        )
+        more_prompts = f"the prompt set has {len(every)} prompts; give a larger one (--prompts PATH)"
+        return {
+            "sequences": {
+                "option": "--n-sequences",
+                "value": len(self.sequences),
+                "max_units": n_docs,
+                "unit": "documents",
+                "more": more_docs,
+            },
+            "prompts": {
+                "option": "--n-prompts",
+                "value": len(self.prompts),
+                "max_value": len(every),
+                "unit": "prompts",
+                "more": more_prompts,
+            },
+            "stability": {
+                "option": "--n-stability-prompts",
+                "value": len(self.variant_prompts[0]),
+                "max_value": sum(1 for p in every if p.references),
+                "unit": "prompts",
+                "more": more_prompts,
+            },
+            "gen_ppl": {
+                "option": "--n-prompts",
+                "value": len(self.prompts),
+                "max_value": len(every),
+                "unit": "prompts",
+                "more": more_prompts,
+            },
+            "long": {
+                "option": "--long-n-prompts",
+                "value": len(self.long_prompts),
+                "max_value": sum(1 for p in every if p.long) or len(every),
+                "unit": "prompts",
+                "more": 'the prompt set marks too few prompts long; mark more ("long": true)',
+            },
+            "spread": {
+                "option": "--n-probe-sequences",
+                "value": len(self.probe_sequences),
+                "max_units": n_docs,
+                "unit": "documents",
+                "more": more_docs,
+            },
+        }
+
     @property
     def batches(self):
         seqs, b = self.sequences, self.spec.batch_size

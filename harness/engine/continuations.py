@@ -131,5 +131,5 @@ def behaviour_done(base, gens: list[dict], raw: dict) -> tuple[dict, dict]:
         q_nll=q_nll,
         spread_b=b["spread"],
         spread_q=raw["spread"],
-        seed=s.seed,
+        designs=base.designs,
     )

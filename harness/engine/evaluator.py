@@ -20,7 +20,7 @@ from harness.measure.kvcache import KVSpec
 from harness.methods import bit_class
 from harness.methods import quantize as quantize_config
 from harness.methods.kv import kv_part
-from harness.metrics.catalogue import BY_NAME, PROTECTED
+from harness.metrics.catalogue import PROTECTED
 from harness.metrics.evidence import (
     corpus_metrics,
     generation_metrics,
@@ -185,9 +185,9 @@ class Evaluator:
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
-        met, views = corpus_metrics(ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
+        met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs["sequences"])
         gens = continuations.records(self.base, part, q.spec)
-        m, v = generation_metrics(gens, s.seed)
+        m, v = generation_metrics(gens, self.base.designs["prompts"])
         met.update(m)
         views.update(v)
         raw = continuations.behaviour_raw(self.base, q.spec, part)
@@ -197,9 +197,9 @@ class Evaluator:
             r.scenarios = scen[0]
             views.update(scen[1])
         if protected_ps is not None:
-            pmet, _ = corpus_metrics(protected_ps, s.seed, tok, s.sink_positions, self.base.sequence_docs)
+            pmet, _ = corpus_metrics(protected_ps, tok, s.sink_positions, self.base.sequence_docs)
             pgens = continuations.records(self.base, self.participant(q, model, protect=True), str(Key(q.spec, True)))
-            pg, _ = generation_metrics(pgens, s.seed)
+            pg, _ = generation_metrics(pgens)
             r.protected = {k: v for k, v in {**pmet, **pg}.items() if k in PROTECTED}
             met["sink_recovery"] = sink_recovery(met, r.protected)
         elif r.protected_error:
@@ -235,7 +235,7 @@ class Evaluator:
         r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [
-            evaluate_gate(q.spec, m, lim, views[m], note, BY_NAME[m].min_n)
+            evaluate_gate(q.spec, m, lim, views[m], note)
             for m, lim in scenario_gates(
                 self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None), s
             ).items()

@@ -57,6 +57,7 @@ class RunInputs:
     earlier: dict | None  # the earlier run's results (--compare), or None
     compare_note: str
     notes: list = field(default_factory=list)  # choices made for the user (shown in the header and results)
+    anchor: dict | None = None  # the newest comparable pinned run (drift checks), when --compare chose another
 
     @classmethod
     def load(cls, spec) -> RunInputs:
@@ -81,8 +82,8 @@ class RunInputs:
             check_fits_one_layer(parse_max_memory(spec.max_memory), layer)
         for q in spec.quant:
             q.preflight(info)
-            if policy.by_class:
-                bit_class(q, spec.bit_class)  # a class must be known before any gate is collected
+            # a class must be known before any gate is collected, and some limit must apply to it
+            policy.check_covers(q.spec, bit_class(q, spec.bit_class) if policy.by_class else None)
         # latest / pinned: the newest comparable run; a named RUN_ID or PATH must be comparable
         earlier, note = resolve(
             spec.compare,
@@ -93,4 +94,13 @@ class RunInputs:
         )
         if earlier is not None:
             note += compare_details(earlier, [q.spec for q in spec.quant])
-        return cls(policy, corpus, prompts, source, earlier, note, notes)
+        anchor = None
+        if spec.compare not in (None, "", "none", "pinned"):  # drift from the newest comparable pin, if any
+            anchor, _ = resolve(
+                "pinned", spec.report_dir, spec.model, False, spec_identity(spec, corpus, prompts, source)
+            )
+            if anchor is not None and anchor.get("run_id") == (earlier or {}).get("run_id"):
+                anchor = None  # the earlier run is the pin itself: its checks already say it
+            elif anchor is not None:
+                note += f"; drift checked against pinned run {anchor.get('run_id')}"
+        return cls(policy, corpus, prompts, source, earlier, note, notes, anchor)

@@ -39,6 +39,7 @@ class Session:
         self.run_id = new_run_id(self.created, spec.model, [q.spec for q in spec.quant])
         self.inputs = self.baseline = self.evaluator = None
         self.taken_over: dict = {}  # the baseline side reported by pytest-xdist workers
+        self.rules: dict[str, list] = {}  # custom rules (tests using qs_result) per configuration: record_rule
         self.import_warnings: list = []  # warnings raised while importing backends (re-issued in a test)
         self.import_output = ""  # what the backends printed on import (kept out of the terminal)
 
@@ -102,36 +103,54 @@ class Session:
                 self.evaluator.recommended.clear()
         return self.configs[q.spec]
 
+    def check_regressions(self, q) -> None:
+        """Every regression and drift check of q (pytest runs them as items; the other entry points here)."""
+        for against in self.AGAINST:
+            for m in self.regression_metrics(q, against):
+                self.regression_result(q, m, against)
+
     def gate_result(self, q, metric: str) -> dict | None:
         return self.measure(q).gate(metric)
 
-    # ---- regression checks against an earlier run (--compare) ----
-    def _earlier_config(self, q) -> dict | None:
-        earlier = self.prepare().inputs.earlier
-        return (
-            None if earlier is None else next((c for c in earlier.get("configs", []) if c.get("spec") == q.spec), None)
-        )
+    # ---- regression checks against an earlier run (--compare) and drift from the pinned anchor ----
+    AGAINST = ("earlier", "anchor")  # the run --compare chose; the newest comparable pin (slow drift)
 
-    def regression_metrics(self, q) -> list[str]:
-        """Metrics with a regression tolerance that the earlier run measured for q."""
-        c = self._earlier_config(q)
+    def _other_run(self, against: str) -> dict | None:
+        inputs = self.prepare().inputs
+        return inputs.earlier if against == "earlier" else inputs.anchor
+
+    def _earlier_config(self, q, against: str = "earlier") -> dict | None:
+        run = self._other_run(against)
+        return None if run is None else next((c for c in run.get("configs", []) if c.get("spec") == q.spec), None)
+
+    def regression_metrics(self, q, against: str = "earlier") -> list[str]:
+        """Metrics with a regression tolerance that the earlier run (or the pinned anchor) measured for q."""
+        c = self._earlier_config(q, against)
         if c is None or c.get("verdict") == "skipped":
             return []
         return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
 
-    def regression_result(self, q, metric: str) -> dict:
+    def regression_result(self, q, metric: str, against: str = "earlier") -> dict:
+        """One tolerance against the earlier run, or (against="anchor") the cumulative tolerance from the pinned
+        anchor: a run that each night got a little worse than the night before fails once it drifted too far."""
         r = self.measure(q)
         r.regressions = r.regressions or []
-        done = next((x for x in r.regressions if x["metric"] == metric), None)
+        done = next((x for x in r.regressions if x["metric"] == metric and x.get("against") == against), None)
         if done is not None:
             return done
-        earlier = (self._earlier_config(q).get("gate_views") or {}).get(metric, {})
+        other = self._earlier_config(q, against)
+        earlier = (other.get("gate_views") or {}).get(metric, {})
         now = (r.gate_views or {}).get(metric, {})
         ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
-        paired = paired_change(metric, self._earlier_config(q), r.as_dict(), self.spec.seed)
+        run_id = self._other_run(against).get("run_id", "earlier run")
         res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
-            earlier.get("value"), now.get("value"), ci, self.inputs.earlier.get("run_id", "earlier run"), paired
+            earlier.get("value"),
+            now.get("value"),
+            ci,
+            run_id if against == "earlier" else f"pinned anchor {run_id}",
+            paired_change(metric, other, r.as_dict()),
         )
+        res["against"] = against
         r.regressions.append(res)
         if not res["passed"]:  # a failed check fails the configuration; a passing one leaves its verdict be
             r.verdict = config_verdict(r.gates, r.regressions)
@@ -182,11 +201,25 @@ class Session:
         self.prepare()
         for q in self.spec.quant:
             self.measure(q)
-            for m in self.regression_metrics(q):
-                self.regression_result(q, m)
+            self.check_regressions(q)
         return self.results()
 
+    def record_rule(self, spec: str, test: str, outcome: str, message: str = "") -> None:
+        """A team's own rule (a test using the qs_result fixture) about configuration `spec`: a failed rule fails
+        the configuration in results.json and every report, naming the test."""
+        self.rules.setdefault(spec, []).append({"test": test, "outcome": outcome, "message": message})
+
+    def _apply_rules(self) -> None:
+        for spec, rules in self.rules.items():
+            c = self.configs.get(spec)
+            if c is None:
+                continue
+            c.custom_rules = list(rules)
+            if any(r["outcome"] == "failed" for r in rules) and c.verdict != "skipped":
+                c.verdict = "fail"
+
     def record(self) -> RunRecord:
+        self._apply_rules()
         side = self.baseline_side()
         configs = [
             c

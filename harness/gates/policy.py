@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from harness.data.sets import DATA_DIR
 from harness.errors import UsageError, did_you_mean
 from harness.methods.base import BIT_CLASSES
-from harness.metrics.catalogue import GATE_METRICS
+from harness.metrics.catalogue import BY_NAME, GATE_METRICS
 
 BUNDLED_POLICY = DATA_DIR / "policy.toml"
 CLASSES = BIT_CLASSES
@@ -53,6 +54,15 @@ class Policy:
         """The limits for a configuration's class (None: the class-independent limits alone)."""
         return dict(self.limits.get(bit_class, {}) if bit_class is not None else self.limits.get("all", {}))
 
+    def check_covers(self, spec: str, bit_class: str | None) -> None:
+        """A configuration without any limit could never be judged: a usage error, never a silent pass."""
+        if not self.gates_for(bit_class):
+            what = f"its bit class {bit_class}" if bit_class is not None else "every class"
+            raise UsageError(
+                f"policy {self.path} sets no limit for {spec} ({what}); add a [limits.all] table or "
+                f"[limits.{bit_class or '<class>'}] with its limits"
+            )
+
 
 TABLES = ("limits", "regression")  # every top-level table a policy may have
 LIMIT_KEYS = ("max", "min")
@@ -63,6 +73,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
     """Read and check a policy file. The schema is strict: an unknown table, class, metric or key is a
     UsageError (a misspelled `[limit.4]` or `[regresion]` would otherwise drop its gates silently)."""
     p = Path(path) if path else BUNDLED_POLICY
+    if p.is_dir():
+        raise UsageError(f"--policy {p} is a directory; give a TOML file (e.g. docs/examples/policy-strict.toml)")
     if not p.is_file():
         raise UsageError(f"policy file {p} not found; give a TOML file or leave --policy unset")
     try:
@@ -76,8 +88,11 @@ def load_policy(path: str | Path | None = None) -> Policy:
                 f"policy {p}: unknown {what}{did_you_mean(key, TABLES)}; valid: [limits.<class>] and [regression]"
             )
     table = data.get("limits")
-    if not isinstance(table, dict):
-        raise UsageError(f"policy file {p} needs a [limits.<class>] table per bit-width class {CLASSES}")
+    if not isinstance(table, dict) or not any(isinstance(v, dict) and v for v in table.values()):
+        raise UsageError(
+            f"policy file {p} has no limits: give a [limits.all] table (one standard for every bit width) or "
+            f"[limits.<class>] tables for the classes {', '.join(CLASSES)}"
+        )
     limits = _limits_table(p, table)
     return Policy(
         str(p),
@@ -118,9 +133,26 @@ def _limits_table(p: Path, table: dict) -> dict:
                     f"{{ max = 1.05 }} or {{ min = 0.9 }}, got {spec!r}"
                 )
             op, bound = next(iter(spec.items()))
+            _check_limit(p, f"limits.{cls}.{metric}", metric, op, float(bound))
             for t in targets:
                 limits[t][metric] = Limit(op, float(bound))
     return limits
+
+
+def _check_limit(p: Path, where: str, metric: str, op: str, bound: float) -> None:
+    """A limit must be finite, point the metric's way (a lower-is-better metric takes a max) and lie in its range."""
+    m = BY_NAME[metric]
+    if not math.isfinite(bound):
+        raise UsageError(f"policy {p}: {where} = {{ {op} = {bound} }} is not a finite number")
+    want = {"lower": "max", "higher": "min"}.get(m.better)
+    if want and op != want:
+        raise UsageError(
+            f"policy {p}: {where} uses {op}, but {metric} is better when {m.better}, so its limit is a {want}: "
+            f"{{ {want} = ... }}"
+        )
+    lo, hi = m.bounds or (-math.inf, math.inf)
+    if not lo <= bound <= hi:
+        raise UsageError(f"policy {p}: {where} = {bound:g} lies outside what {metric} can be ({lo:g} to {hi:g})")
 
 
 def _check_metric(p: Path, metric: str, where: str) -> None:

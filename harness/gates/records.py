@@ -65,6 +65,7 @@ class ConfigResult:
     recommendation: dict | None = None  # the keep set, its spec, native config and measured verdict
     diagnosis: dict | None = None  # failure family, evidence, next step (diagnosis.py)
     recommended_for: str | None = None  # set on a recommended configuration: the spec it was recommended for
+    custom_rules: list | None = None  # a team's own rules (tests using qs_result): {test, outcome, message}
 
     @classmethod
     def new(cls, q, bit_class: str) -> ConfigResult:

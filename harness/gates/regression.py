@@ -4,7 +4,7 @@ Both runs measured the same hash-checked corpus and prompts, so a difference is 
 noise between two draws: it is paired, item by item. A check fails when the metric got worse by
 more than its tolerance *and*, where per-item evidence exists, the change is systematic:
 - corpus metrics (loss_delta, ppl_ratio, kld_mean, top1_agreement): the per-sequence change has a
-  95% interval (BCa over resampled documents) wholly on the worse side;
+  95% interval (the cluster jackknife t over documents) wholly on the worse side;
 - flips, misgeneration and degeneration: an exact one-sided McNemar (sign) test on the prompts whose
   paired score against the baseline changed between the two runs gives p < 0.05.
 Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.gates.policy import Tolerance
 from harness.metrics.catalogue import BY_NAME, HIGHER_IS_BETTER, STORED
-from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p
+from harness.metrics.stats import cluster_interval, mcnemar_p
 
 ALPHA = 0.05
 
@@ -33,7 +33,7 @@ def stored_items(cfg: dict, group: str) -> list[dict] | None:
     return node or None
 
 
-def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, seed: int = 0) -> dict | None:
+def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None) -> dict | None:
     """{significant, detail} of the item-by-item change of a metric between two runs, or None when
     either run lacks per-item evidence for it."""
     m = BY_NAME.get(metric)
@@ -49,7 +49,7 @@ def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None, s
         # + : worse now
         d = sign * (np.array([m.item(s) for s in b], dtype=float) - np.array([m.item(s) for s in a], dtype=float))
         docs = np.asarray([s["doc"] for s in b])
-        lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), docs, N_BOOT, seed)
+        lo, hi = cluster_interval(lambda i: float(d[i].mean()), docs)
         sig = bool(math.isfinite(lo) and lo > 0)
         return {
             "significant": sig,

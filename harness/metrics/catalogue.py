@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.metrics.stats import crossfit_abs, crossfit_worst, sink_rate
+from harness.metrics.stats import sink_rate
 from harness.metrics.text import prompt_scores
 
 FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario")
@@ -50,15 +50,26 @@ class Metric:
     evidence: str | None = None  # evidence group the formulas read
     stat: Callable | None = None  # stat(ev, idx) -> float: the gated scalar (point and interval)
     array: Callable | None = None  # array(ev) -> per-layer / per-head values for results' metrics
-    where: Callable | None = None  # where(ev) -> text naming the worst layer/head
+    where: Callable | None = None  # where(ev, cell) -> text naming a cell (kind cells; default cell_name)
     gate: bool = False  # a policy may set a limit on it (and a regression tolerance)
-    interval: bool = True  # the gate view carries a bootstrap interval
+    # How its 95% interval is made (metrics/stats.py): "t" the cluster jackknife t-interval of stat over clusters
+    # (log scale when positive); "cells" every cell of cells(ev) [n, ...] decided (worst: max, min or abs);
+    # "break" Clopper-Pearson on counts(ev) = (events, eligible); "net" Tango on counts(ev) = (worse, better,
+    # n); "share" Clopper-Pearson on counts(ev) = (successes, n); "none" no interval (decided on the value)
+    kind: str = "t"
+    positive: bool = False  # a positive quantity: its interval is built on the log scale
+    cells: Callable | None = None  # cells(ev) -> [n, ...] per-item values of every cell (kind "cells")
+    worst: str = "max"  # which cell is worst (kind "cells"): max, min, or abs (largest |change|)
+    counts: Callable | None = None  # counts(ev) for kinds break, net and share
+    min_clusters: int = 1  # fewest clusters (documents) a t or cells interval needs (fewer: "insufficient")
+    strata: bool = False  # the group's clusters are fixed strata (prompt families): intervals treat items as units
+    bounds: tuple[float, float] | None = None  # what its value can be (a policy limit outside is a usage error)
     in_metrics: bool = True  # its value appears in configs[].metrics (False: gate view only)
     protected: bool = False  # reported for the --protect-sink variant
     show: tuple[str, ...] = ()  # summary | loss_table | probe_table
     identity: float | None = None  # its value when the quantized model is the baseline
     min_n: int = 1  # fewest items a gate on it needs (fewer: outcome "insufficient")
-    count: Callable | None = None  # count(ev) -> items the gate rests on (default: the group's items)
+    count: Callable | None = None  # count(ev) -> items the gate rests on (default: the group's items, or counts')
     premise: Callable | None = None  # premise(ev) -> why the gate cannot apply (absent in the baseline), or None
     # item(record) -> the metric's value on one stored item (a row of configs[].evidence.sequences, or a record of
     # configs[].generations for the prompt group): two runs are compared item by item through it (regression)
@@ -67,6 +78,16 @@ class Metric:
     @property
     def higher_is_better(self) -> bool:
         return self.better == "higher"
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """What the metric's value can be: `bounds`, else from its unit (a share lies in [0, 1], a ratio is positive,
+        a cosine in [-1, 1])."""
+        if self.bounds is not None:
+            return self.bounds
+        return {"share": (0.0, 1.0), "ratio": (0.0, math.inf), "cosine": (-1.0, 1.0)}.get(
+            self.unit, (-math.inf, math.inf)
+        )
 
 
 def _mean(x) -> float:
@@ -87,16 +108,14 @@ def _rate(mass, eps) -> float:
     return sink_rate(mass, eps) if np.isfinite(mass).all() else math.nan
 
 
-def _lh(a: np.ndarray, idx) -> str:
-    layer, head = np.unravel_index(idx, a.shape)
-    return f"layer {layer} head {head}"
+def cell_name(cell: tuple) -> str:
+    """A cell of a per-layer or per-head array as reports name it."""
+    return f"layer {cell[0]} head {cell[1]}" if len(cell) == 2 else f"layer {cell[0]}"
 
 
-def _shift_where(ev) -> str:
-    mb, mq = ev["mass_b"].mean(0), ev["mass_q"].mean(0)
-    shift = np.abs(mq - mb)
-    k = np.argmax(shift)
-    return _lh(shift, k) + f" (baseline {mb.flat[k]:.3f}, quantized {mq.flat[k]:.3f})"
+def _shift_where(ev, cell: tuple) -> str:
+    mb, mq = ev["mass_b"][(slice(None), *cell)].mean(), ev["mass_q"][(slice(None), *cell)].mean()
+    return cell_name(cell) + f" (baseline {mb:.3f}, quantized {mq:.3f})"
 
 
 def _ppl(ev, i) -> float:
@@ -133,10 +152,21 @@ def _no_correct(ev) -> str | None:
     )
 
 
-def _net_flip(ev, i) -> float:
-    """(stable-correct prompts the quantized model gets wrong - stable-wrong ones it gets right) / stable-correct."""
+def _break_rate(ev, i) -> float:
+    """Stable-correct prompts the quantized model answers wrongly, over stable-correct prompts (fixes not counted)."""
     n = ev["stable_right"][i].sum()
-    return float(ev["flip"][i].sum() / n) if n else math.nan  # flip: +1 / -1 per prompt (summarize.prompt_scores)
+    return float((ev["flip"][i] > 0).sum() / n) if n else math.nan  # flip: +1 for a break (text.prompt_scores)
+
+
+def _breaks(ev) -> tuple[int, int]:
+    """(breaks, stable-correct prompts): the counts flip_rate's exact interval rests on."""
+    return int((ev["flip"] > 0).sum()), int(ev["stable_right"].sum())
+
+
+def _net(score) -> tuple[int, int, int]:
+    """(items worse, items better, items) of a paired score (+1 worse, -1 better, 0 neither)."""
+    score = np.asarray(score)
+    return int((score > 0).sum()), int((score < 0).sum()), len(score)
 
 
 def _gap(ev, i, a: str, b: str) -> float:
@@ -151,6 +181,7 @@ def _packed_loss(ev, i) -> float:
 
 
 _SEQ, _PR = "sequences", "prompts"
+_DOCS = 5  # corpus documents (clusters) a corpus, sink or attention interval needs: t(4) = 2.78 at the least
 
 # A table, one declaration per metric: kept in this compact form rather than the formatter's one argument per line.
 # fmt: off
@@ -163,28 +194,29 @@ METRICS: tuple[Metric, ...] = (
            "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_b"][i].mean())),
     Metric("loss_delta", "loss - loss_baseline", "nats", "lower", "corpus", evidence=_SEQ,
            stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(), gate=True, protected=True,
-           show=("loss_table",), identity=0.0, min_n=8, item=_nll_delta),
+           show=("loss_table",), identity=0.0, min_clusters=_DOCS, item=_nll_delta),
     Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
            "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0, min_n=8, item=_nll_delta),
+           show=("summary", "loss_table"), identity=1.0, positive=True, min_clusters=_DOCS, item=_nll_delta),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
-           show=("summary", "loss_table"), min_n=8, item=lambda s: s["kl_mean"]),
+           show=("summary", "loss_table"), positive=True, min_clusters=_DOCS, item=lambda s: s["kl_mean"],
+           bounds=(0.0, math.inf)),
     Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
            stat=_finite_or_nan(np.median), show=("loss_table",)),
     Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=_finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
-           show=("loss_table",), min_n=8),
+           show=("loss_table",), positive=True, min_clusters=_DOCS, bounds=(0.0, math.inf)),
     Metric("kld_max", "largest next-token KL at any position", "nats", "lower", "corpus", evidence=_SEQ,
            stat=_finite_or_nan(np.max), show=("loss_table",)),
     Metric("kld_histogram", "counts of log10(KL) per position in 30 bins over [-8, 1]", "count", None,
            "corpus", shape="record"),
     Metric("top1_agreement", "share of positions where both models' most likely next token agree", "share",
            "higher", "corpus", evidence=_SEQ, stat=lambda ev, i: ev["top1"][i].mean(), gate=True,
-           protected=True, show=("loss_table",), identity=1.0, min_n=8, item=lambda s: s["top1"]),
+           protected=True, show=("loss_table",), identity=1.0, min_clusters=_DOCS, item=lambda s: s["top1"]),
     Metric("logit_delta_max", "largest |change| of any log-probability: 0 means nothing was quantized",
            "nats", None, "corpus", evidence="run", stat=lambda ev, i: ev["logit_delta_max"], gate=True,
-           interval=False),
+           kind="none", bounds=(0.0, math.inf)),
     # -- sink: the first token's attention share, hidden state, K/V and massive activations --
     Metric("sink_mass", "[l][h] mean over query rows t > max(S) of the attention on the sink positions S",
            "share", None, "sink", shape="layer_head", evidence=_SEQ,
@@ -198,25 +230,23 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_rate_delta", "|sink_rate quantized - sink_rate baseline| (eps 0.3)", "share", "lower", "sink",
            evidence=_SEQ, stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), .3)
                                                  - _rate(ev["mass_b"][i].mean(0), .3)),
-           gate=True, in_metrics=False, premise=_no_sink, min_n=8),
-    Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head)", "share", "lower", "sink",
-           evidence=_SEQ, stat=lambda ev, i: crossfit_abs(ev["mass_q"] - ev["mass_b"], i),
-           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink, min_n=8),
+           gate=True, in_metrics=False, premise=_no_sink, min_clusters=_DOCS),
+    Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head); gated over every head", "share",
+           "lower", "sink", evidence=_SEQ, kind="cells", cells=lambda ev: ev["mass_q"] - ev["mass_b"], worst="abs",
+           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink, min_clusters=_DOCS),
     Metric("sink_hidden_cos", "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
-           "baseline; gated: the lowest layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
-           array=lambda ev: ev["cos"].mean(0), stat=lambda ev, i: crossfit_worst(ev["cos"], i, np.argmin),
-           where=lambda ev: f"layer {int(np.argmin(ev['cos'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink, min_n=8),
+           "baseline; gated over every layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
+           array=lambda ev: ev["cos"].mean(0), kind="cells", cells=lambda ev: ev["cos"], worst="min", gate=True,
+           protected=True, premise=_no_sink, min_clusters=_DOCS),
     Metric("sink_hidden_relerr", "[l] relative L2 error of the first sink token's hidden state after layer l",
            "ratio", "lower", "sink", shape="layer", evidence=_SEQ, array=lambda ev: ev["rel"].mean(0)),
     Metric("massive_ratio", "[l] max |h| at the sink over the median |h| of the other tokens (quantized; "
            "Sun et al. flag > 100)", "ratio", None, "sink", shape="layer", evidence=_SEQ,
            array=lambda ev: ev["massive_q"].mean(0)),
     Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
-           "(post-RoPE, post-KV-quantization); gated: the worst layer", "ratio", "lower", "sink", shape="layer",
-           evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), stat=lambda ev, i: crossfit_worst(ev["kvrel"], i),
-           where=lambda ev: f"layer {int(np.argmax(ev['kvrel'].mean(0)))}", gate=True, protected=True,
-           premise=_no_sink, min_n=8),
+           "(post-RoPE, post-KV-quantization); gated over every layer", "ratio", "lower", "sink", shape="layer",
+           evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), kind="cells", cells=lambda ev: ev["kvrel"],
+           positive=True, gate=True, protected=True, premise=_no_sink, min_clusters=_DOCS),
     Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
            shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
     Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
@@ -225,11 +255,10 @@ METRICS: tuple[Metric, ...] = (
            "record", None, "sink", shape="record"),
     # -- attention distributions --
     Metric("attn_js", "[l][h] mean over query rows of the Jensen-Shannon divergence between baseline and "
-           "quantized attention rows (<= ln 2); gated: the worst head", "nats", "lower", "attention",
-           shape="layer_head", evidence=_SEQ, array=lambda ev: ev["js"].mean(0),
-           stat=lambda ev, i: crossfit_worst(ev["js"], i), where=lambda ev: _lh(ev["js"].mean(0),
-                                                                               np.argmax(ev["js"].mean(0))),
-           gate=True, protected=True, show=("summary",), min_n=8),
+           "quantized attention rows (<= ln 2); gated over every head", "nats", "lower", "attention",
+           shape="layer_head", evidence=_SEQ, array=lambda ev: ev["js"].mean(0), kind="cells",
+           cells=lambda ev: ev["js"], positive=True, gate=True, protected=True, show=("summary",), min_clusters=_DOCS,
+           bounds=(0.0, math.log(2))),
     Metric("attn_entropy_delta", "[l] change of mean attention-row entropy, averaged over heads", "nats", None,
            "attention", shape="layer", evidence=_SEQ,
            array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1)),
@@ -239,20 +268,22 @@ METRICS: tuple[Metric, ...] = (
            show=("loss_table",), identity=1.0),
     Metric("mean_first_divergence", "mean index of the first token that differs from the baseline's", "tokens",
            "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["div"][i]), protected=True),
-    Metric("flip_rate", "net flips over stable-correct prompts (baseline right on the prompt and its three neutral "
-           "variants): (stable-correct answered wrongly - stable-wrong answered rightly) / stable-correct", "share",
-           "lower", "generation", evidence=_PR, stat=_net_flip, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=0.0, count=lambda ev: int(ev["stable_right"].sum()),
-           premise=_no_correct, min_n=30, item=lambda g: prompt_scores(g)["flip"]),
+    Metric("flip_rate", "breaks over stable-correct prompts (baseline right on the prompt and its three neutral "
+           "variants): stable-correct answered wrongly / stable-correct (fixes are counted as unflips, never "
+           "subtracted)", "share", "lower", "generation", evidence=_PR, stat=_break_rate, gate=True, protected=True,
+           show=("summary", "loss_table"), identity=0.0, kind="break", counts=_breaks, premise=_no_correct,
+           min_n=30, strata=True, item=lambda g: prompt_scores(g)["flip"]),
     Metric("degenerate_rate", "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
            "the baseline's is not - the reverse) / prompts", "share", "lower", "generation", evidence=_PR,
            stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
-           identity=0.0, min_n=30, item=lambda g: prompt_scores(g)["degen"]),
-    Metric("misgeneration_rate", "net misgeneration: (prompts that flip or newly degenerate - prompts that "
-           "unflip or stop degenerating, neither worse) / prompts",
-           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]), gate=True,
-           protected=True, show=("summary", "loss_table"), identity=0.0, premise=_no_correct, min_n=30,
-           item=lambda g: prompt_scores(g)["mis"]),
+           identity=0.0, kind="net", counts=lambda ev: _net(ev["degen"]), min_n=30, strata=True,
+           item=lambda g: prompt_scores(g)["degen"], bounds=(-1.0, 1.0)),
+    Metric("misgeneration_rate", "misgeneration: (prompts that break (a stable-correct answer turned wrong) or "
+           "newly degenerate - prompts that stop degenerating and do not break) / prompts; fixed answers never "
+           "subtract", "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]),
+           gate=True, protected=True, show=("summary", "loss_table"), identity=0.0, kind="net",
+           counts=lambda ev: _net(ev["mis"]), min_n=30, strata=True, item=lambda g: prompt_scores(g)["mis"],
+           bounds=(-1.0, 1.0)),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),
@@ -268,18 +299,17 @@ METRICS: tuple[Metric, ...] = (
            "generation"),
     Metric("degenerate_mcnemar_p", "one-sided exact McNemar p-value of new against recovered degenerations",
            "p", None, "generation"),
-    Metric("flip_mcnemar_p", "one-sided exact McNemar p-value of flips against unflips (small: the quantized "
-           "model is systematically worse on these prompts)", "p", None, "generation"),
     # -- behaviour probes --
     Metric("stability_rate", "share of reference prompts whose correctness is the same on the prompt and its "
            "three neutral variants (quantized)", "share", "higher", "behaviour", evidence="stability",
-           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",), min_n=20),
+           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",), kind="share",
+           counts=lambda ev: (int(ev["sq"].sum()), len(ev["sq"])), min_n=20, strata=True),
     Metric("stability_rate_baseline", "the same for the baseline", "share", None, "behaviour",
            evidence="stability", stat=lambda ev, i: _mean(ev["sb"][i]), show=("probe_table",)),
     Metric("n_stability_prompts", "reference prompts in the stability probe", "count", None, "behaviour"),
     Metric("gen_ppl_ratio", "perplexity under the baseline of the quantized continuations over that of the "
            "baseline's own", "ratio", "lower", "behaviour", evidence="gen_ppl", stat=_gen_ppl, gate=True,
-           show=("probe_table",), identity=1.0, min_n=20),
+           show=("probe_table",), identity=1.0, positive=True, min_n=20, strata=True),
     Metric("gen_ppl_baseline", "perplexity of the baseline's continuations under the baseline", "ratio", None,
            "behaviour"),
     Metric("gen_ppl_quantized", "perplexity of the quantized continuations under the baseline", "ratio", None,
@@ -287,7 +317,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_gen_ppl_prompts", "prompts where both continuations are non-empty", "count", None, "behaviour"),
     Metric("long_degenerate_rate", "degenerate_rate (net) on the long-generation subset", "share", "lower",
            "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["degen"][i]), gate=True,
-           show=("probe_table",), min_n=4),
+           show=("probe_table",), kind="net", counts=lambda ev: _net(ev["degen"]), min_n=4, strata=True,
+           bounds=(-1.0, 1.0)),
     Metric("long_mean_first_divergence", "mean_first_divergence on the long-generation subset", "tokens",
            "higher", "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["div"][i]), show=("probe_table",)),
     Metric("long_exact_match_rate", "exact_match_rate on the long-generation subset", "share", "higher",
@@ -299,7 +330,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("perturbation_spread", "relative change of later final hidden states after swapping two early "
            "tokens (Barbero et al.'s over-mixing probe), quantized over baseline", "ratio", "lower", "probe",
            evidence="spread", stat=lambda ev, i: ev["q"][i].mean() / ev["b"][i].mean(), gate=True,
-           show=("probe_table",), identity=1.0, min_n=4),
+           show=("probe_table",), identity=1.0, positive=True, min_clusters=_DOCS),
     Metric("perturbation_spread_baseline", "the baseline's spread", "ratio", None, "probe"),
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
@@ -312,19 +343,20 @@ METRICS: tuple[Metric, ...] = (
     # -- scenario: deployment scenarios (--scenarios; harness/scenarios/); figures in configs[].scenarios --
     Metric("stream_gap_delta", "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
            "baseline's (extra loss it pays for StreamingLLM-style eviction)", "nats", "lower", "scenario",
-           evidence="streaming", stat=lambda ev, i: _gap(ev, i, "sw", "f"), gate=True, identity=0.0, min_n=4),
+           evidence="streaming", stat=lambda ev, i: _gap(ev, i, "sw", "f"), gate=True, identity=0.0,
+           min_clusters=_DOCS),
     Metric("packed_doc_loss_delta", "packed documents (EOS-separated, no boundary mask): the quantized model's extra "
            "loss on documents 2.. of a sequence over its extra loss on the first", "nats", "lower", "scenario",
-           evidence="packed", stat=_packed_loss, gate=True, identity=0.0, min_n=4),
+           evidence="packed", stat=_packed_loss, gate=True, identity=0.0, min_clusters=_DOCS),
     Metric("packed_start_rate_delta", "packed documents: |secondary-sink rate at document starts 2.. quantized - "
-           "baseline| (share of heads giving a start > 0.3 of their rows' attention; n counts heads)", "share",
+           "baseline| (share of heads giving a start > 0.3 of their rows' attention)", "share",
            "lower", "scenario",
            evidence="packed", stat=lambda ev, i: abs(_rate(ev["start_q"][i][:, 1:].mean((0, 1)), .3)
                                                      - _rate(ev["start_b"][i][:, 1:].mean((0, 1)), .3)),
-           gate=True, identity=0.0, min_n=4, count=lambda ev: int(np.prod(ev["start_b"].shape[2:]))),
+           gate=True, identity=0.0, min_clusters=_DOCS),
     Metric("bos_removal_delta", "BOS policy: the quantized model's loss increase when BOS is removed, minus the "
            "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: _gap(ev, i, "nv", "al"),
-           gate=True, identity=0.0, min_n=4),
+           gate=True, identity=0.0, min_clusters=_DOCS),
 )
 # fmt: on
 

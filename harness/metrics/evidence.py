@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
-from harness.metrics.catalogue import for_evidence
-from harness.metrics.stats import N_BOOT, cluster_bootstrap, mcnemar_p, sink_rate
+from harness.metrics.catalogue import cell_name, for_evidence
+from harness.metrics.dist import clopper_pearson, tango
+from harness.metrics.stats import cell_bounds, cluster_interval, mcnemar_p, members, sink_rate
 from harness.metrics.text import is_correct, prompt_scores
 from harness.metrics.views import GateView
 
@@ -65,33 +66,71 @@ def family(prompt_id: str) -> str:
     return str(prompt_id).rsplit("-", 1)[0]
 
 
-def interval(m, ev: dict, n: int, seed: int, n_boot: int = N_BOOT) -> tuple[float, float] | None:
-    """The metric's 95% interval: BCa over resampled clusters; a share whose resamples cannot vary
-    (no event, or all events) gets the Wilson score interval of its count instead of [x, x]."""
-    if not m.interval:
+def interval(m, ev: dict, n: int) -> tuple[float, float] | None:
+    """A scalar metric's 95% interval (metrics/stats.py): the cluster jackknife t-interval of its formula over the
+    group's clusters (items when the clusters are strata), or an exact/score interval on its counts."""
+    if m.kind == "none":
         return None
-    ci = cluster_bootstrap(lambda i: m.stat(ev, i), ev["cluster"], n_boot, seed)
-    if m.unit == "share" and ci[0] == ci[1] and math.isfinite(ci[0]):
-        k = m.count(ev) if m.count is not None else n
-        ci = wilson(ci[0], k)
-    return ci
+    if m.kind == "break" or m.kind == "share":
+        x, k = m.counts(ev)
+        return clopper_pearson(x, k)
+    if m.kind == "net":
+        return tango(*m.counts(ev))
+    units = np.arange(n) if m.strata else ev["cluster"]
+    return cluster_interval(lambda i: m.stat(ev, i), units, m.positive)
 
 
-def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a proportion p observed on n items."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = min(1.0, max(0.0, p))
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def _clusters(m, ev: dict, n: int) -> int:
+    return n if m.strata else len(np.unique(ev["cluster"])) if n else 0
 
 
-def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dict, dict]:
+def _cluster_values(m, ev: dict, k: int) -> tuple | None:
+    """Each cluster's own value of the statistic, kept when clusters are few (the exact sign test over them)."""
+    if m.kind != "t" or not 0 < k < max(m.min_clusters, 2) or m.strata:
+        return None
+    return tuple(float(m.stat(ev, g)) for g in members(ev["cluster"]))
+
+
+def gate_view(m, ev: dict, n: int, design: dict | None = None) -> GateView:
+    """The gate view of one gateable metric on its evidence group."""
+    absent = m.premise(ev) if m.premise is not None else None
+    k = _clusters(m, ev, n)
+    if m.kind == "cells":
+        cb = cell_bounds(m.cells(ev), ev["cluster"], m.worst, m.positive)
+        where = (m.where or (lambda ev, c: cell_name(c)))(ev, cb.where) if cb.where else ""
+        if cb.proof_where and cb.proof_where != cb.where and math.isfinite(cb.ci[0]):
+            where += f"; strongest evidence of harm at {cell_name(cb.proof_where)}"
+        ci = cb.ci if all(math.isfinite(v) for v in cb.ci) else None
+        return GateView(
+            cb.value, ci, where, n, absent, k, f"{n} sequences in {k} documents over {cb.cells} cells", m.kind, design
+        )
+    value = float(m.stat(ev, np.arange(n)))
+    ci = interval(m, ev, n)
+    count = m.count(ev) if m.count is not None else (m.counts(ev)[-1] if m.counts is not None else n)
+    unit = {"break": "eligible prompts", "net": "prompts", "share": "prompts"}.get(m.kind)
+    unit = unit or (f"{n} prompts" if m.strata else f"{n} items in {k} documents")
+    counts = tuple(int(c) for c in m.counts(ev)) if m.counts is not None else None
+    return GateView(
+        value,
+        ci if ci is None or all(math.isfinite(v) for v in ci) else None,
+        "",
+        count,
+        absent,
+        k,
+        unit,
+        m.kind,
+        design,
+        _cluster_values(m, ev, k),
+        counts,
+    )
+
+
+def reduce_evidence(group: str, ev: dict | None, n: int, design: dict | None = None) -> tuple[dict, dict]:
     """(metrics, gate views) of every catalogue metric computed from one evidence group.
 
-    One formula per metric gives the point value (all n items) and the bootstrap interval
-    (resampled clusters of items). An absent group (None) gives NaN values and NaN gate views.
+    One formula per metric gives the point value (all n items) and, for gateable metrics, the view its gate is
+    decided on. An absent group (None) gives NaN values and NaN gate views. design: how the group's size is set
+    (the option and its reach), for the "what would decide it" line of an undecided gate.
     """
     met: dict = {}
     views: dict = {}
@@ -107,20 +146,15 @@ def reduce_evidence(group: str, ev: dict | None, n: int, seed: int) -> tuple[dic
             continue
         if m.array is not None:
             met[m.name] = _nested(np.asarray(m.array(ev)))
+        if m.gate:
+            views[m.name] = gate_view(m, ev, n, design)
         if m.stat is None:
+            if m.gate and m.in_metrics and m.array is None:
+                met[m.name] = views[m.name].value
             continue
         value = float(m.stat(ev, everything))
         if m.in_metrics and m.array is None:
             met[m.name] = value
-        if m.gate:
-            ci = interval(m, ev, n, seed)
-            views[m.name] = GateView(
-                value,
-                ci,
-                m.where(ev) if m.where is not None else "",
-                m.count(ev) if m.count is not None else n,
-                m.premise(ev) if m.premise is not None else None,
-            )
     return met, views
 
 
@@ -148,12 +182,12 @@ def corpus_evidence(ps, docs=None) -> dict:
     }
 
 
-def corpus_metrics(ps, seed: int = 0, tokenizer=None, sink_positions=(0,), docs=None) -> tuple[dict, dict]:
+def corpus_metrics(ps, tokenizer=None, sink_positions=(0,), docs=None, design=None) -> tuple[dict, dict]:
     """(metrics, gate views) of a PairSummary."""
     ev = corpus_evidence(ps, docs)
     n = len(ev["nll_b"])
-    met, views = reduce_evidence("sequences", ev, n, seed)
-    run_met, run_views = reduce_evidence("run", {"logit_delta_max": float(ps.logit_delta_max)}, 1, seed)
+    met, views = reduce_evidence("sequences", ev, n, design)
+    run_met, run_views = reduce_evidence("run", {"logit_delta_max": float(ps.logit_delta_max)}, 1)
     met.update(run_met)
     views.update(run_views)
     flat_kl = ev["kl"].ravel()
@@ -199,16 +233,17 @@ def prompt_evidence(gens: list[dict]) -> dict:
         "stable_right": np.array([g.get("stable_baseline") == "right" for g in gens], dtype=bool),
         "stable_wrong": np.array([g.get("stable_baseline") == "wrong" for g in gens], dtype=bool),
         "flip": np.array([s["flip"] for s in scores], dtype=float),
+        "fix": np.array([s["fix"] for s in scores], dtype=float),
         "degen": np.array([s["degen"] for s in scores], dtype=float),
         "mis": np.array([s["mis"] for s in scores], dtype=float),
     }
 
 
-def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
+def generation_metrics(gens: list[dict], design=None) -> tuple[dict, dict]:
     """Metrics and gate views from per-prompt generation records."""
     ev = prompt_evidence(gens)
-    met, views = reduce_evidence("prompts", ev, len(gens), seed)
-    flips, unflips = int((ev["flip"] > 0).sum()), int((ev["flip"] < 0).sum())
+    met, views = reduce_evidence("prompts", ev, len(gens), design)
+    flips, unflips = int(ev["flip"].sum()), int(ev["fix"].sum())
     met.update(
         {
             "n_prompts": len(gens),
@@ -219,7 +254,6 @@ def generation_metrics(gens: list[dict], seed: int = 0) -> tuple[dict, dict]:
             "n_stable_wrong": int(ev["stable_wrong"].sum()),
             "flips": flips,
             "unflips": unflips,
-            "flip_mcnemar_p": mcnemar_p(flips, unflips),
         }
     )
     new, gone = int((ev["degen"] > 0).sum()), int((ev["degen"] < 0).sum())
@@ -234,7 +268,7 @@ def _nanmean(x) -> float:
 
 
 def behaviour_metrics(
-    ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q, seed: int = 0
+    ref, gens, var_base, var_quant, long, own_nll, q_nll, spread_b, spread_q, designs: dict | None = None
 ) -> tuple[dict, dict]:
     """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
     deployment scenario: harness/scenarios/bos.py)."""
@@ -243,7 +277,7 @@ def behaviour_metrics(
     views: dict = {}
 
     def add(group, ev, n):
-        m, v = reduce_evidence(group, ev, n, seed)
+        m, v = reduce_evidence(group, ev, n, (designs or {}).get(group))
         met.update(m)
         views.update(v)
 

@@ -1,19 +1,25 @@
-"""Statistics on per-item evidence (numpy only): rates, cluster bootstrap intervals, McNemar.
+"""Statistics on per-item evidence (numpy only): intervals that keep their coverage with few clusters.
 
-Intervals resample *clusters* (the corpus document a sequence was cut from; the family of a
-prompt), not items: sequences cut from one document, or prompts made from one template, are not
-independent, and resampling them one by one gives intervals that are too narrow.
+Continuous statistics over the corpus get a cluster jackknife t-interval: theta +/- t(k-1) * SE, the SE from
+deleting one cluster (corpus document) at a time, on the log scale for positive quantities (ratios, KL, JS,
+relative errors: their per-document values are right-skewed, and on the linear scale the interval misses high,
+the false-pass side). Rates of binary events get exact or score intervals: Clopper-Pearson for a break rate
+(events among eligible items), Tango's score interval for a net rate of paired items (worse minus better).
+Worst-cell statistics (the worst head or layer) are decided over every cell (cell_bounds). Every interval is
+two-sided 95%: 2.5% on each side, so a gate decided on one side errs at most 2.5% of the time at its limit.
+Why these methods and the coverage they keep: docs/policy.md and bench/calibration.py.
 """
 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
+from dataclasses import dataclass
 
 import numpy as np
 
-N_BOOT = 2000  # resamples per interval
-_N = NormalDist()
+from harness.metrics.dist import t_ppf
+
+ALPHA = 0.05  # two-sided: ALPHA / 2 on each side
 
 
 def sink_rate(mass: np.ndarray, eps: float) -> float:
@@ -22,86 +28,127 @@ def sink_rate(mass: np.ndarray, eps: float) -> float:
     return float((mass > eps).mean())
 
 
-def bootstrap_stat(n: int, stat, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap interval of stat(index array) over n resampled items (seeded).
-
-    NaN interval when there is nothing to resample or any resampled stat is non-finite.
-    """
-    if n == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=np.float64)
-    if not np.all(np.isfinite(vals)):
-        return (float("nan"), float("nan"))
-    return (float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2)))
-
-
-def bootstrap_ci(samples, stat=np.mean, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap interval of stat over the first axis of samples (seeded)."""
-    x = np.asarray(samples, dtype=np.float64)
-    return bootstrap_stat(len(x), lambda i: stat(x[i]), n_boot, seed, alpha)
-
-
-def _members(clusters) -> list[np.ndarray]:
+def members(clusters) -> list[np.ndarray]:
+    """Item indices of each cluster, in order of first appearance of the sorted cluster ids."""
     clusters = np.asarray(clusters)
+    if not len(clusters):
+        return []
     _, inverse = np.unique(clusters, return_inverse=True)
-    return [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)] if len(clusters) else []
+    return [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)]
 
 
-def cluster_bootstrap(
-    stat, clusters, n_boot: int = N_BOOT, seed: int = 0, alpha: float = 0.05, bca: bool = True
-) -> tuple[float, float]:
-    """95% interval of stat(item index array), resampling whole clusters with replacement (seeded).
+def jackknife(stat, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(theta, delete-one-cluster values [k, ...], SE, k) of stat(item index array), scalar or array valued.
 
-    BCa (bias-corrected and accelerated; Efron 1987) with the acceleration from a leave-one-cluster-
-    out jackknife: ratios (ppl_ratio) and worst-of-many statistics are skewed, and BCa corrects the
-    percentile interval's coverage for skew and median bias. Falls back to the percentile interval
-    with fewer than 3 clusters or a degenerate jackknife. A resample where the statistic is undefined
-    (e.g. no stable-correct prompt drawn) is dropped when that happens in at most 5% of resamples;
-    more often, or any infinite value, gives a NaN interval (the gate is then undecided).
+    SE^2 = (k-1)/k * sum_j (theta_(-j) - mean)^2: the cluster jackknife (Efron & Stein 1981), which for a mean
+    is the CR3 cluster-robust variance; with one cluster there is nothing to delete (SE NaN).
     """
-    members = _members(clusters)
-    k = len(members)
-    if k == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, k, (n_boot, k))
-    single = all(len(m) == 1 for m in members)
-    flat = np.array([m[0] for m in members]) if single else None
-    vals = np.array(
-        [stat(flat[row] if single else np.concatenate([members[j] for j in row])) for row in picks], dtype=np.float64
+    groups = members(clusters)
+    k = len(groups)
+    everything = np.concatenate(groups) if groups else np.arange(0)
+    theta = np.asarray(stat(np.sort(everything)), dtype=np.float64)
+    if k < 2:
+        return theta, np.full((max(k, 0),) + theta.shape, np.nan), np.full(theta.shape, np.nan), k
+    left = np.stack(
+        [np.asarray(stat(np.sort(np.concatenate(groups[:j] + groups[j + 1 :]))), dtype=np.float64) for j in range(k)]
     )
-    if np.isinf(vals).any() or np.isnan(vals).mean() > 0.05:
+    se = np.sqrt((k - 1) / k * ((left - left.mean(0)) ** 2).sum(0))
+    return theta, left, se, k
+
+
+def _log_ok(theta: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Where the log scale can be used: the statistic and every delete-one value positive and finite."""
+    return (theta > 0) & np.all(left > 0, axis=0) & np.isfinite(theta)
+
+
+def t_bounds(stat, clusters, positive: bool = False, level: float = ALPHA / 2) -> tuple:
+    """(theta, lower, upper, k): one-sided bounds each at `level` (0.025: together a 95% interval), elementwise.
+
+    positive: the statistic is a positive quantity; where it and every delete-one value are positive, the
+    interval is built for its logarithm and mapped back (SE of log theta from the jackknife of log theta).
+    """
+    theta, left, se, k = jackknife(stat, clusters)
+    if k < 2:
+        nan = np.full(theta.shape, np.nan)
+        return theta, nan, nan, k
+    q = t_ppf(1 - level, k - 1)
+    lo, hi = theta - q * se, theta + q * se
+    if positive:
+        ok = _log_ok(theta, left)
+        if np.any(ok):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ll = np.log(np.where(ok, left, 1.0))
+                lse = np.sqrt((k - 1) / k * ((ll - ll.mean(0)) ** 2).sum(0))
+                lt = np.log(np.where(ok, theta, 1.0))
+            lo = np.where(ok, np.exp(lt - q * lse), lo)
+            hi = np.where(ok, np.exp(lt + q * lse), hi)
+    return theta, lo, hi, k
+
+
+def cluster_interval(stat, clusters, positive: bool = False) -> tuple[float, float]:
+    """The 95% interval of a scalar stat(item index array) over clustered items (NaN with fewer than 2 clusters
+    or a non-finite statistic)."""
+    theta, lo, hi, k = t_bounds(stat, clusters, positive)
+    if k < 2 or not (np.isfinite(theta) and np.isfinite(lo) and np.isfinite(hi)):
         return (math.nan, math.nan)
-    vals = vals[~np.isnan(vals)]
-    lo_q, hi_q = alpha / 2, 1 - alpha / 2
-    if bca and k >= 3:
-        theta = float(stat(np.concatenate(members)))
-        jack = np.array(
-            [stat(np.concatenate([m for j, m in enumerate(members) if j != d])) for d in range(k)], dtype=np.float64
-        )
-        # A resample that redraws the same clusters (in another order) reproduces theta up to summation order:
-        # count those as ties, so the last bits of the CPU's float kernels cannot move the bias correction.
-        tie = np.isclose(vals, theta, rtol=1e-9, atol=0.0) if math.isfinite(theta) else vals != vals
-        below = (np.mean((vals < theta) & ~tie) + 0.5 * np.mean(tie)) if math.isfinite(theta) else math.nan
-        d = jack.mean() - jack
-        denom = 6.0 * (d**2).sum() ** 1.5
-        if np.all(np.isfinite(jack)) and 0 < below < 1 and denom > 0:
-            z0, a = _N.inv_cdf(below), float((d**3).sum() / denom)
+    return (float(lo), float(hi))
 
-            def adjust(q):
-                z = _N.inv_cdf(q)
-                return _N.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
 
-            lo_q, hi_q = adjust(lo_q), adjust(hi_q)
-    return (float(np.quantile(vals, lo_q)), float(np.quantile(vals, hi_q)))
+@dataclass(frozen=True)
+class CellBounds:
+    """A worst-cell statistic decided over every cell (a head [l, h] or a layer [l]).
+
+    value/where: the binding cell, the one whose bound is nearest the bad side (the cell a pass depends on);
+    ci = (the largest simultaneous bound towards harm over cells, the worst cell's one-sided bound): pass when
+    every cell's one-sided bound is within the limit (an intersection-union test needs no multiplicity
+    correction), fail when some cell's Bonferroni-simultaneous bound is beyond it. Each side errs at most 2.5%.
+    """
+
+    value: float
+    ci: tuple[float, float]
+    where: tuple[int, ...]
+    proof_where: tuple[int, ...]  # the cell with the strongest simultaneous evidence of harm
+    cells: int
+
+
+def cell_bounds(per_item: np.ndarray, clusters, worst: str, positive: bool = False) -> CellBounds:
+    """per_item [n, ...cells]: each item's value per cell; worst: "max" (larger is worse), "min" (smaller is
+    worse) or "abs" (larger |value| is worse: a two-sided change)."""
+    x = np.asarray(per_item, dtype=np.float64)
+    shape = x.shape[1:]
+    flat = x.reshape(len(x), -1)
+    c = flat.shape[1]
+    sides = 2 if worst == "abs" else 1
+    mean = lambda i: flat[i].mean(0)  # noqa: E731
+    theta, lo, hi, k = t_bounds(mean, clusters, positive and worst != "abs")
+    _, slo, shi, _ = t_bounds(mean, clusters, positive and worst != "abs", level=ALPHA / 2 / (sides * c))
+    if worst == "max":
+        edge, proof, val = hi, slo, theta  # pass: every upper bound low; fail: some simultaneous lower bound high
+    elif worst == "min":
+        edge, proof, val = -lo, -shi, -theta
+    else:
+        edge = np.maximum(hi, -lo)
+        proof = np.maximum(np.maximum(slo, -shi), 0.0)
+        val = np.abs(theta)
+    cell = lambda i: tuple(int(v) for v in np.unravel_index(i, shape))  # noqa: E731
+    nan = math.nan
+    if not np.all(np.isfinite(theta)):  # NaN/Inf in some cell: the value is non-finite (its gate fails)
+        bad = int(np.argmax(~np.isfinite(theta)))
+        return CellBounds(nan, (nan, nan), cell(bad), cell(bad), c)
+    sign = -1.0 if worst == "min" else 1.0
+    if k < 2:  # no interval: the worst point estimate, undecided
+        b = int(np.argmax(val))
+        return CellBounds(float(sign * val[b]), (nan, nan), cell(b), cell(b), c)
+    b, p = int(np.argmax(edge)), int(np.argmax(proof))
+    ci = (float(proof[p]), float(edge[b])) if sign > 0 else (float(-edge[b]), float(-proof[p]))
+    return CellBounds(float(sign * val[b]), ci, cell(b), cell(p), c)
 
 
 def mcnemar_p(worse: int, better: int) -> float:
     """One-sided exact McNemar p-value: P(X >= worse) for X ~ Binomial(worse + better, 1/2).
 
-    worse: pairs right before and wrong after; better: wrong before and right after. Small p means
-    the change is systematic (more flips to wrong than to right), not chance.
+    Meaningful only where discordant pairs in both directions can exist (degeneration, regression between runs),
+    never for flips among stable-correct prompts (no prompt there can flip to right).
     """
     n = worse + better
     if n == 0:
@@ -109,38 +156,11 @@ def mcnemar_p(worse: int, better: int) -> float:
     return float(sum(math.comb(n, x) for x in range(worse, n + 1)) / 2**n)
 
 
-def needed_n(n: int, value: float, ci: tuple[float, float] | None, limit: float) -> int | None:
-    """Items an undecided gate would need for its interval to clear the limit, assuming the interval's
-    half-width shrinks as 1/sqrt(n) and the value stays put (None when the value sits on the limit)."""
-    if not ci or n <= 0 or not all(math.isfinite(x) for x in (*ci, value)) or value == limit:
-        return None
-    half = (ci[1] - ci[0]) / 2
-    return max(n + 1, math.ceil(round(n * (half / abs(value - limit)) ** 2, 6)))
-
-
-def crossfit_worst(per_item: np.ndarray, idx: np.ndarray, worst=np.argmax) -> float:
-    """The worst cell of a [items, ...] statistic, selected on one half of the items and read on the
-    other (then the halves swapped and the two readings averaged).
-
-    The plain worst of many noisy means is biased away from the truth (with every head at a true
-    JS of 0.02 the maximum of 270 means reads about 0.03); a cell chosen on independent data is read
-    without that selection bias, so the value estimates the true worst when one cell stands out and
-    the common value when none does.
-    """
-    a, b = idx[0::2], idx[1::2]
-    if len(b) == 0:
-        m = per_item[idx].mean(0)
-        return float(m.flat[worst(m)])
-    ma, mb = per_item[a].mean(0), per_item[b].mean(0)
-    return float(0.5 * (mb.flat[worst(ma)] + ma.flat[worst(mb)]))
-
-
-def crossfit_abs(per_item: np.ndarray, idx: np.ndarray) -> float:
-    """crossfit_worst for the largest |change|: the cell and its sign are chosen on one half and the
-    signed change read on the other, so noise around zero does not read as a shift."""
-    a, b = idx[0::2], idx[1::2]
-    if len(b) == 0:
-        return float(np.abs(per_item[idx].mean(0)).max())
-    ma, mb = per_item[a].mean(0), per_item[b].mean(0)
-    ka, kb = np.argmax(np.abs(ma)), np.argmax(np.abs(mb))
-    return float(0.5 * (np.sign(ma.flat[ka]) * mb.flat[ka] + np.sign(mb.flat[kb]) * ma.flat[kb]))
+def sign_test_beyond(cluster_values: np.ndarray, limit: float, bad_above: bool) -> float:
+    """Exact one-sided sign test over clusters: P(all k cluster values on the bad side of the limit | each side
+    equally likely), 1.0 when any is not. Proves a failure with few clusters (k >= 6 gives < 0.025)."""
+    v = np.asarray(cluster_values, dtype=np.float64)
+    if not len(v) or not np.all(np.isfinite(v)):
+        return 1.0
+    beyond = v > limit if bad_above else v < limit
+    return float(0.5 ** len(v)) if np.all(beyond) else 1.0

@@ -57,15 +57,14 @@ def first_divergence(a: list[int], b: list[int]) -> int:
 def prompt_scores(g: dict) -> dict:
     """Per-prompt paired outcome against the baseline: +1 worse, -1 better, 0 neither.
 
-    flip: +1 stable-correct answered wrongly, -1 stable-wrong answered rightly. degen: +1 degenerate
-    where the baseline is not, -1 the reverse (the baseline itself loops on many prompts, and any
-    perturbation moves which ones: only the balance says the quantized model degenerates more).
-    mis: +1 when either is worse, -1 when either is better and neither worse.
+    flip: +1 a break (stable-correct answered wrongly); fix: 1 a stable-wrong prompt answered rightly (shown, never
+    subtracted from breaks). degen: +1 degenerate where the baseline is not, -1 the reverse (the baseline itself
+    loops on many prompts and any perturbation moves which ones, so degeneration is gated net of that churn).
+    mis: +1 a break or a new degeneration, -1 a recovered degeneration without a break; a fix never counts.
     """
-    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False) - int(
-        g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True
-    )
+    flip = int(g.get("stable_baseline") == "right" and g.get("correct_quantized") is False)
+    fix = int(g.get("stable_baseline") == "wrong" and g.get("correct_quantized") is True)
     dq, db = bool(g.get("degenerate")), bool(g.get("degenerate_baseline"))
     degen = int(dq and not db) - int(db and not dq)
-    mis = 1 if max(flip, degen) > 0 else (-1 if min(flip, degen) < 0 else 0)
-    return {"flip": flip, "degen": degen, "mis": mis}
+    mis = 1 if (flip or degen > 0) else (-1 if degen < 0 else 0)
+    return {"flip": flip, "fix": fix, "degen": degen, "mis": mis}

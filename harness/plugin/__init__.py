@@ -204,24 +204,37 @@ def _progress(config):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """pytest-xdist worker: attach the progress lines written since the last report."""
+    """Attach to the report what the process writing results needs: the progress lines written since the last
+    report (pytest-xdist workers), and which configuration a team's own rule (a test using qs_result) judged."""
     report = yield
     lines = item.config.stash.get(_WORKER_LINES, None)
     if lines:
         report.quantsink_progress = list(lines)  # serialized with the report (TestReport keeps extras)
         lines.clear()
+    q = getattr(getattr(item, "callspec", None), "params", {}).get("qs_result")
+    if q is not None and report.when == "call" and hasattr(q, "spec"):
+        report.quantsink_rule = {"spec": q.spec, "test": item.nodeid}
     return report
 
 
 def pytest_runtest_logreport(report):
-    """pytest-xdist controller: print the progress lines a worker attached, as they arrive."""
+    """In the process that writes results (serial, or the pytest-xdist controller): print a worker's progress
+    lines as they arrive, and record custom rules' outcomes against their configurations."""
+    node = getattr(report, "node", None)  # pytest-xdist: the worker node the report came from
+    config = node.config if node is not None else (_ACTIVE[-1] if _ACTIVE else None)
+    if config is None or _is_worker(config) or get_session(config) is None:
+        return
     lines = getattr(report, "quantsink_progress", None)
-    node = getattr(report, "node", None)
-    if lines and node is not None and not _is_worker(node.config) and get_session(node.config) is not None:
-        emit = _progress(node.config)
+    if lines and node is not None:
+        emit = _progress(config)
         worker = getattr(node, "gateway", None)
         for line in lines:
             emit(f"[{worker.id}] {line}" if worker is not None else line)
+    rule = getattr(report, "quantsink_rule", None)
+    if rule is not None and report.outcome in ("passed", "failed"):
+        text = (report.longreprtext or "").strip().splitlines() if report.failed else []
+        message = next((ln.strip() for ln in reversed(text) if ln.strip().startswith("E ")), text[-1] if text else "")
+        get_session(config).record_rule(rule["spec"], rule["test"], report.outcome, message.lstrip("E ").strip())
 
 
 def get_session(config):
@@ -268,18 +281,19 @@ def pytest_generate_tests(metafunc):
     if "qs_gate" in metafunc.fixturenames:
         pairs = [(q, m) for q in s.spec.quant for m in s.gate_metrics(q)]
         metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
-    if "qs_regression" in metafunc.fixturenames:
-        pairs = [(q, m) for q in s.spec.quant for m in s.regression_metrics(q)]
-        metafunc.parametrize("qs_regression", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+    for name, against in (("qs_regression", "earlier"), ("qs_drift", "anchor")):
+        if name in metafunc.fixturenames:
+            pairs = [(q, m) for q in s.spec.quant for m in s.regression_metrics(q, against)]
+            metafunc.parametrize(name, pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
 
 
 def pytest_collection_modifyitems(session, config, items):
-    # Without --compare (or with nothing to compare) test_regression has no parameters:
-    # drop it rather than show an empty-parameter skip.
+    # Without --compare (or with nothing to compare, or no pin) test_regression / test_drift have no parameters:
+    # drop them rather than show an empty-parameter skip.
     keep, drop = [], []
     for it in items:
         cs = getattr(it, "callspec", None)
-        for name in ("qs_config", "qs_gate", "qs_regression", "qs_result"):
+        for name in ("qs_config", "qs_gate", "qs_regression", "qs_drift", "qs_result"):
             if cs is not None and name in cs.params:
                 q = cs.params[name]
                 q = q[0] if isinstance(q, tuple) else q
@@ -287,7 +301,7 @@ def pytest_collection_modifyitems(session, config, items):
                     it.add_marker(pytest.mark.xdist_group(name=q.spec))
         mark = it.get_closest_marker("skip")
         empty = (
-            "qs_regression" in getattr(it, "fixturenames", ())
+            {"qs_regression", "qs_drift"} & set(getattr(it, "fixturenames", ()))
             and mark is not None
             and "empty parameter set" in str(mark.kwargs.get("reason", ""))
         )

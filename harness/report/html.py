@@ -14,7 +14,7 @@ from harness.report import advice as advice_report
 from harness.report.kit import esc, num
 from harness.report.plots import heatmaps, hidden_cos_plot, kl_histogram, kv_relerr_plot, measured, sink_mass_plot
 from harness.report.scenarios import html_section as scenario_section
-from harness.report.summary import gate_order, gate_status, not_passed
+from harness.report.summary import failed_rules, gate_order, gate_status, not_passed
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -40,7 +40,8 @@ def _reason(c: dict, g: dict) -> str:
         + (f" <small>95% CI</small> {ci}" if ci else "")
         + f", limit {op} {num(g.get('limit'))}"
         + (f" <small>({esc(where)})</small>" if where else "")
-        + ("" if st == "fail" else f" <b>{esc(st)}</b>")
+        + ("" if st == "fail" else f" <b>{esc(st.replace('_', ' '))}</b>")
+        + (f"<br><span class=decides>what would decide it: {esc(g['decides'])}</span>" if g.get("decides") else "")
         + "</li>"
     )
 
@@ -53,12 +54,17 @@ def _verdict_table(results) -> str:
     configs = results["configs"]
     rows = []
     for c in configs:
-        bad = not_passed(c.get("gates"))
+        bad = sorted(not_passed(c.get("gates")), key=lambda g: gate_status(g) != "fail")  # failures first
         n = len(c.get("gates") or [])
+        rules = "".join(
+            f'<li class=fail data-rule="{esc(r["test"])}"><b>custom rule failed</b> {esc(r["test"])}: '
+            f"{esc(r.get('message'))}</li>"
+            for r in failed_rules(c)
+        )
         reasons = (
-            ("<ul class=reasons>" + "".join(_reason(c, g) for g in bad) + "</ul>")
-            if bad
-            else (f"all {n} gates pass" if n else "")
+            ("<ul class=reasons>" + rules + "".join(_reason(c, g) for g in bad) + "</ul>")
+            if bad or rules
+            else (f"all {n} {'gate passes' if n == 1 else 'gates pass'}" if n else "")
         )
         note = c.get("skip_reason") or c.get("error")
         if note:
@@ -75,7 +81,9 @@ def _verdict_table(results) -> str:
         )
     verdict = (
         "<table class=verdict><tr><th>config</th><th>verdict</th>"
-        "<th>failing gates (value, 95% CI, limit) or note</th></tr>" + "".join(rows) + "</table>"
+        "<th>gates not passed, failures first (value, 95% CI, limit, what would decide it) or note</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
     metrics = sorted({g["metric"] for c in configs for g in c.get("gates", [])}, key=gate_order)
@@ -223,7 +231,7 @@ def _flips(c) -> int:
 _STATUS = [
     ("flip", 1, "flip", "flip"),
     ("degen", 1, "degen", "degenerate"),
-    ("flip", -1, "", "unflip"),
+    ("fix", 1, "", "unflip"),
     ("degen", -1, "", "recovered"),
 ]
 

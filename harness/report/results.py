@@ -86,6 +86,7 @@ def build_results(rec) -> dict:
             "compare": {
                 "target": s.compare,
                 "run_id": (inp.earlier or {}).get("run_id"),
+                "anchor_run_id": (inp.anchor or {}).get("run_id"),
                 "note": inp.compare_note,
                 "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or [])),
             },

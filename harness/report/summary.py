@@ -79,6 +79,31 @@ def _failed_cell(gates: list[dict]) -> str:
     return "<br>".join(f"**{md_cell(fam)}** ({len(items)}): " + "; ".join(items) for fam, items in groups.items())
 
 
+def failed_rules(config: dict) -> list[dict]:
+    """A configuration's failed custom rules (tests using the qs_result fixture)."""
+    return [r for r in config.get("custom_rules") or [] if r.get("outcome") == "failed"]
+
+
+def decisions_markdown(results: dict) -> list[str]:
+    """summary.md: every undecided gate with what would decide it (option and value, or that none can)."""
+    rows = [(c["spec"], g) for c in results["configs"] for g in not_passed(c.get("gates")) if g.get("decides")]
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Undecided gates: what would decide them",
+        "",
+        "| config | gate | outcome | what would decide it |",
+        "|---|---|---|---|",
+    ]
+    for spec, g in rows:
+        out.append(
+            f"| `{md_cell(spec)}` | {md_cell(g['metric'])} | {md_cell(gate_status(g).replace('_', ' '))} | "
+            f"{md_cell(g['decides'])} |"
+        )
+    return out
+
+
 def scalar(config: dict, metric: str):
     """A configuration's scalar for a metric: its gate view (worst layer/head for arrays) or its value."""
     view = (config.get("gate_views") or {}).get(metric)
@@ -103,10 +128,17 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
         parts = (["failed: " + ", ".join(failed)] if failed else []) + [
             f"{kind}: {', '.join(ms)}" for kind, ms in undecided.items()
         ]
+        rules = failed_rules(c)
+        if rules:
+            parts.insert(0, "custom rules failed: " + ", ".join(r["test"].rsplit("::", 1)[-1] for r in rules))
         why = "; ".join(parts) or c.get("skip_reason") or c.get("error") or ""
         if c.get("cache"):
             why += f" (measurement reused from run {c['cache']['run_id']}: results cache)"
-        lines.append(f"  {c['spec']:<22} {c['verdict']:<12} {why.strip()}".rstrip())
+        lines.append(f"  {c['spec']:<22} {c['verdict'] + ':':<13} {why.strip()}".rstrip())
+        lines += [f"      {r['test']}: {r['message']}".rstrip(": ") for r in rules]
+        lines += [
+            f"      {g['metric']} {gate_status(g).replace('_', ' ')}: {g['decides']}" for g in gates if g.get("decides")
+        ]
         lines += advice_report.verdict_lines(c)  # diagnosis and recommendation, when there are
     if run_dir is not None:
         lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
@@ -139,12 +171,14 @@ def summary_markdown(results: dict) -> str:
         ]
     cols = shown("summary")
     lines += [
-        "| config | verdict | " + " | ".join(_label(m) for m in cols) + " | failed gates |",
+        "| config | verdict | " + " | ".join(_label(m) for m in cols) + " | gates not passed |",
         "|---|---|" + "---|" * len(cols) + "---|",
     ]
     for c in r["configs"]:
         failed = not_passed(c.get("gates"))
         worst = _failed_cell(failed) if failed else md_cell(c.get("skip_reason") or c.get("error") or "none")
+        if failed_rules(c):
+            worst = md_cell("custom rules failed: " + ", ".join(r["test"] for r in failed_rules(c))) + "<br>" + worst
         cells = " | ".join(_fmt(scalar(c, m.name)) for m in cols)
         lines.append(f"| `{md_cell(c['spec'])}` | {md_cell(c['verdict'])} | {cells} | {worst} |")
     reused = [f"`{md_cell(c['spec'])}` (run {md_cell(c['cache']['run_id'])})" for c in r["configs"] if c.get("cache")]
@@ -161,6 +195,7 @@ def summary_markdown(results: dict) -> str:
             "Simulated, not run on a kernel: " + ", ".join(simulated) + " (float8 values through torch's "
             "float8 dtypes, matmuls in the baseline dtype; `info.executed_as` in results.json).",
         ]
+    lines += decisions_markdown(r)
     lines += advice_report.markdown(r)  # --sensitivity / diagnosis: what to do, per configuration
     lines += _recovery(r)
 

@@ -171,7 +171,6 @@ def merge_parts(parts: list[dict], report_dir: str | None, progress=None):
     for d in parts:
         session.take_over({"configs": {c["spec"]: c for c in d["configs"]}, **(d["side"] or {})})
     for q in session.spec.quant:
-        for m in session.regression_metrics(q):
-            session.regression_result(q, m)
+        session.check_regressions(q)
     results = session.results()
     return results, write_run(results, session.spec.report_dir)

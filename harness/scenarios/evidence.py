@@ -1,8 +1,8 @@
 """Scenario measurements -> figures with intervals, per-sequence paired items and gate views.
 
-Every figure is {"value", "ci_low", "ci_high"}: its 95% interval resamples corpus documents (each
-sequence's document id) with the same BCa cluster bootstrap as the corpus metrics. Gate views
-come from the catalogue's formulas on the scenario's evidence group (summarize.reduce_evidence).
+Every figure is {"value", "ci_low", "ci_high"}: its 95% interval is over corpus documents (each sequence's
+document id), the same cluster jackknife t-interval as the corpus metrics. Gate views
+come from the catalogue's formulas on the scenario's evidence group (metrics/evidence.py reduce_evidence).
 """
 
 from __future__ import annotations
@@ -12,42 +12,39 @@ import math
 import numpy as np
 
 from harness.metrics.catalogue import for_evidence
-from harness.metrics.evidence import reduce_evidence, wilson
-from harness.metrics.stats import cluster_bootstrap, sink_rate
+from harness.metrics.evidence import reduce_evidence
+from harness.metrics.stats import cluster_interval, sink_rate
 from harness.metrics.views import GateView
 
 EPS = 0.3
 
 
-def figure(stat, clusters, seed: int, share_n: int | None = None) -> dict:
-    """stat(item index array) over all items, with its cluster-bootstrap interval; a share whose
-    resamples cannot vary gets the Wilson interval over share_n instead of [x, x]."""
+def figure(stat, clusters) -> dict:
+    """stat(item index array) over all items, with its 95% interval over clusters (the cluster jackknife t)."""
     clusters = np.asarray(clusters)
     if len(clusters) == 0:
         return {"value": None, "ci_low": None, "ci_high": None}
     value = float(stat(np.arange(len(clusters))))
-    lo, hi = cluster_bootstrap(stat, clusters, seed=seed)
-    if share_n is not None and lo == hi and math.isfinite(lo):
-        lo, hi = wilson(lo, share_n)
+    lo, hi = cluster_interval(stat, clusters)
     return {"value": value, "ci_low": lo, "ci_high": hi}
 
 
-def mean_fig(x, clusters, seed: int) -> dict:
+def mean_fig(x, clusters) -> dict:
     x = np.asarray(x, dtype=np.float64)
-    return figure(lambda i: float(x[i].mean()), clusters, seed)
+    return figure(lambda i: float(x[i].mean()), clusters)
 
 
-def rate_fig(mass, clusters, seed: int) -> dict:
+def rate_fig(mass, clusters) -> dict:
     """Sink rate (share of (layer, head) whose mean mass over the items exceeds EPS) of mass [n, L, H]."""
     mass = np.asarray(mass, dtype=np.float64)
-    return figure(lambda i: _rate(mass[i].mean(0)), clusters, seed, share_n=int(np.prod(mass.shape[1:])))
+    return figure(lambda i: _rate(mass[i].mean(0)), clusters)
 
 
 def _rate(m) -> float:
     return sink_rate(m, EPS) if np.isfinite(m).all() else math.nan
 
 
-def views(group: str, ev: dict | None, seed: int, absent: str | None = None) -> tuple[dict, dict]:
+def views(group: str, ev: dict | None, absent: str | None = None) -> tuple[dict, dict]:
     """(metrics, gate views) of a scenario's catalogue metrics; `absent`: why the scenario could not
     apply to this configuration (its gates are then not_applicable)."""
 
@@ -57,25 +54,25 @@ def views(group: str, ev: dict | None, seed: int, absent: str | None = None) -> 
             {m.name: GateView(math.nan, n=0, absent=absent) for m in for_evidence(group) if m.gate},
         )
     n = len(ev["cluster"])
-    return reduce_evidence(group, ev, n, seed)
+    return reduce_evidence(group, ev, n)
 
 
 # ---- streaming ----
 
 
-def streaming_side(raw: dict, clusters, seed: int) -> dict:
+def streaming_side(raw: dict, clusters) -> dict:
     """One model's streaming figures from per_sequence() output of each policy."""
     f, sw, wo = (np.asarray(raw[p]["nll"]) for p in ("full", "sink_window", "window_only"))
     out = {
-        "loss_full": mean_fig(f, clusters, seed),
-        "loss_sink_window": mean_fig(sw, clusters, seed),
-        "loss_window_only": mean_fig(wo, clusters, seed),
-        "gap_sink_window": mean_fig(sw - f, clusters, seed),
-        "collapse_window_only": mean_fig(wo - f, clusters, seed),
+        "loss_full": mean_fig(f, clusters),
+        "loss_sink_window": mean_fig(sw, clusters),
+        "loss_window_only": mean_fig(wo, clusters),
+        "gap_sink_window": mean_fig(sw - f, clusters),
+        "collapse_window_only": mean_fig(wo - f, clusters),
     }
     if raw["full"].get("kl") is not None:
         for p, key in (("full", "kl_full"), ("sink_window", "kl_sink_window"), ("window_only", "kl_window_only")):
-            out[key] = mean_fig(raw[p]["kl"], clusters, seed)
+            out[key] = mean_fig(raw[p]["kl"], clusters)
     return out
 
 
@@ -87,16 +84,14 @@ def streaming_evidence(raw_b: dict, raw_q: dict, clusters) -> dict:
     return ev
 
 
-def streaming_config(raw_b, raw_q, clusters, spans, seed: int) -> dict:
+def streaming_config(raw_b, raw_q, clusters, spans) -> dict:
     """A configuration's streaming record: its figures, their shift from the baseline's, paired items."""
     ev = streaming_evidence(raw_b, raw_q, clusters)
-    rec = streaming_side(raw_q, clusters, seed)
+    rec = streaming_side(raw_q, clusters)
     # gap_delta (the gated one) is added from its gate view by the runner: one formula, in the catalogue
     rec["vs_baseline"] = {
         "collapse_delta": figure(
-            lambda i: float((ev["wo_q"][i] - ev["f_q"][i]).mean() - (ev["wo_b"][i] - ev["f_b"][i]).mean()),
-            clusters,
-            seed,
+            lambda i: float((ev["wo_q"][i] - ev["f_q"][i]).mean() - (ev["wo_b"][i] - ev["f_b"][i]).mean()), clusters
         )
     }
     rec["items"] = [
@@ -126,16 +121,16 @@ def curve(raw: dict, bins: int = 32) -> dict:
 # ---- packed ----
 
 
-def packed_side(raw: dict, clusters, seed: int) -> list[dict]:
+def packed_side(raw: dict, clusters) -> list[dict]:
     """Per document position: loss, attention mass on its start (mean over heads), secondary-sink rate
     at its start, and attention mass its rows still give to position 0."""
     D = raw["nll"].shape[1]
     return [
         {
-            "loss": mean_fig(raw["nll"][:, d], clusters, seed),
-            "start_mass": mean_fig(raw["start"][:, d].mean((1, 2)), clusters, seed),
-            "start_rate": rate_fig(raw["start"][:, d], clusters, seed),
-            "zero_mass": mean_fig(raw["zero"][:, d].mean((1, 2)), clusters, seed),
+            "loss": mean_fig(raw["nll"][:, d], clusters),
+            "start_mass": mean_fig(raw["start"][:, d].mean((1, 2)), clusters),
+            "start_rate": rate_fig(raw["start"][:, d], clusters),
+            "zero_mass": mean_fig(raw["zero"][:, d].mean((1, 2)), clusters),
         }
         for d in range(D)
     ]
@@ -151,16 +146,14 @@ def packed_evidence(raw_b: dict, raw_q: dict, clusters) -> dict:
     }
 
 
-def packed_config(raw_b: dict, raw_q: dict, clusters, seed: int) -> dict:
+def packed_config(raw_b: dict, raw_q: dict, clusters) -> dict:
     """A configuration's record of one packed sub-scenario: per document position its figures and shifts."""
-    docs = packed_side(raw_q, clusters, seed)
+    docs = packed_side(raw_q, clusters)
     for d, row in enumerate(docs):
         dl = raw_q["nll"][:, d] - raw_b["nll"][:, d]
-        row["loss_shift"] = mean_fig(dl, clusters, seed)
+        row["loss_shift"] = mean_fig(dl, clusters)
         sb, sq = raw_b["start"][:, d], raw_q["start"][:, d]
-        row["start_rate_shift"] = figure(
-            lambda i, sb=sb, sq=sq: _rate(sq[i].mean(0)) - _rate(sb[i].mean(0)), clusters, seed
-        )
+        row["start_rate_shift"] = figure(lambda i, sb=sb, sq=sq: _rate(sq[i].mean(0)) - _rate(sb[i].mean(0)), clusters)
     items = [
         {
             "doc": int(clusters[k]),
@@ -177,13 +170,13 @@ def packed_config(raw_b: dict, raw_q: dict, clusters, seed: int) -> dict:
 # ---- bos ----
 
 
-def bos_side(raw: dict, auto: str, clusters, seed: int) -> dict:
+def bos_side(raw: dict, auto: str, clusters) -> dict:
     out = {
-        p: {"loss": mean_fig(raw[p]["nll"], clusters, seed), "sink_rate": rate_fig(raw[p]["mass"], clusters, seed)}
+        p: {"loss": mean_fig(raw[p]["nll"], clusters), "sink_rate": rate_fig(raw[p]["mass"], clusters)}
         for p in ("always", "never")
     }
     out["auto"] = {"same_as": auto, **out[auto]}
-    out["removal"] = mean_fig(raw["never"]["nll"] - raw["always"]["nll"], clusters, seed)
+    out["removal"] = mean_fig(raw["never"]["nll"] - raw["always"]["nll"], clusters)
     return out
 
 
@@ -197,8 +190,8 @@ def bos_evidence(raw_b: dict, raw_q: dict, clusters) -> dict:
     }
 
 
-def bos_config(raw_b: dict, raw_q: dict, auto: str, clusters, seed: int) -> dict:
-    rec = bos_side(raw_q, auto, clusters, seed)  # vs_baseline.removal_delta: from the gate view (runner)
+def bos_config(raw_b: dict, raw_q: dict, auto: str, clusters) -> dict:
+    rec = bos_side(raw_q, auto, clusters)  # vs_baseline.removal_delta: from the gate view (runner)
     ev = bos_evidence(raw_b, raw_q, clusters)
     rec["items"] = [
         {

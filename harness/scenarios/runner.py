@@ -142,7 +142,7 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
                 "(a piece spans several documents where they are shorter)",
                 "loss_positions": f"predicting positions t >= {s.stream_window} (where eviction has begun)",
             },
-            **E.streaming_side(raw_b, docs, s.seed),
+            **E.streaming_side(raw_b, docs),
             "curve": E.curve(raw_b),
         }
     raw_b = raw["streaming"]
@@ -151,7 +151,7 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
         if p.kv is not None:
             out[spec] = (
                 {"skipped": _KV_SKIP.format(name="streaming")},
-                E.views("streaming", None, s.seed, absent=_KV_SKIP.format(name="streaming"))[1],
+                E.views("streaming", None, absent=_KV_SKIP.format(name="streaming"))[1],
             )
             continue
         got = per[spec]
@@ -159,9 +159,9 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
             out[spec] = got
             continue
         raw_q = got[spec]
-        rec = E.streaming_config(raw_b, raw_q, docs, spans, s.seed)
+        rec = E.streaming_config(raw_b, raw_q, docs, spans)
         rec["curve"] = E.curve(raw_q)
-        _, views = E.views("streaming", E.streaming_evidence(raw_b, raw_q, docs), s.seed)
+        _, views = E.views("streaming", E.streaming_evidence(raw_b, raw_q, docs))
         rec["vs_baseline"]["gap_delta"] = views["stream_gap_delta"].as_dict()
         out[spec] = (rec, views)
     return out
@@ -221,7 +221,7 @@ def _packed(base, parts: dict, side: _Side) -> dict:
                 },
             },
             "subs": {
-                **{sub_name(*k): {"docs": E.packed_side(v, firsts, s.seed)} for k, v in raw["packed"].items()},
+                **{sub_name(*k): {"docs": E.packed_side(v, firsts)} for k, v in raw["packed"].items()},
                 **{k: {"skipped": v} for k, v in skipped.items()},
             },
         }
@@ -230,20 +230,18 @@ def _packed(base, parts: dict, side: _Side) -> dict:
     def one(spec, p):
         if p.kv is not None:
             why = _KV_SKIP.format(name="packed")
-            return {"skipped": why}, E.views("packed", None, s.seed, absent=why)[1]
+            return {"skipped": why}, E.views("packed", None, absent=why)[1]
         raw_q = run(p.model)
         rec = {
             "subs": {
-                **{sub_name(*k): E.packed_config(raw_b[k], v, firsts, s.seed) for k, v in raw_q.items()},
+                **{sub_name(*k): E.packed_config(raw_b[k], v, firsts) for k, v in raw_q.items()},
                 **{k: {"skipped": v} for k, v in skipped.items()},
             }
         }
         if ("eos", False) in raw_q:
-            _, views = E.views(
-                "packed", E.packed_evidence(raw_b[("eos", False)], raw_q[("eos", False)], firsts), s.seed
-            )
+            _, views = E.views("packed", E.packed_evidence(raw_b[("eos", False)], raw_q[("eos", False)], firsts))
         else:
-            views = E.views("packed", None, s.seed, absent=skipped["eos"])[1]
+            views = E.views("packed", None, absent=skipped["eos"])[1]
         return rec, views
 
     return _each(base, parts, one)
@@ -258,7 +256,7 @@ def _bos(base, parts: dict, side: _Side) -> dict:
     if bos_id is None:
         why = "the tokenizer has no BOS token: nothing to add or remove"
         side.records["bos"] = {"skipped": why}
-        return {spec: ({"skipped": why}, E.views("bos", None, s.seed, absent=why)[1]) for spec in parts}
+        return {spec: ({"skipped": why}, E.views("bos", None, absent=why)[1]) for spec in parts}
 
     ids = base.probe_sequences
     docs = [base.sequence_docs[i] for i in probe_index(len(base.sequences), s.n_probe_sequences)]
@@ -273,15 +271,15 @@ def _bos(base, parts: dict, side: _Side) -> dict:
                 "n_sequences": len(ids),
                 "seq_len": int(ids.shape[1]),
             },
-            **E.bos_side(raw["bos"], auto, docs, s.seed),
+            **E.bos_side(raw["bos"], auto, docs),
         }
     raw_b = raw["bos"]
 
     def one(spec, p):
         base.progress(f"scenario bos: {spec}, {len(ids)} sequences, BOS always and never")
         raw_q = measure(p.model, ids, bos_id, p.kv, batch=s.batch_size)
-        rec = E.bos_config(raw_b, raw_q, auto, docs, s.seed)
-        _, views = E.views("bos", E.bos_evidence(raw_b, raw_q, docs), s.seed)
+        rec = E.bos_config(raw_b, raw_q, auto, docs)
+        _, views = E.views("bos", E.bos_evidence(raw_b, raw_q, docs))
         rec["vs_baseline"] = {"removal_delta": views["bos_removal_delta"].as_dict()}
         return rec, views
 
