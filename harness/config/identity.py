@@ -201,7 +201,7 @@ def comparable_identity(results: dict) -> dict:
     }
 
 
-def spec_identity(spec, corpus, prompts, source=None) -> dict:
+def spec_identity(spec, corpus, prompts, source=None, open_prompts=None) -> dict:
     """comparable_identity() of the run a RunSpec is about to make over these corpus, prompts and model source."""
     return comparable_identity(
         {

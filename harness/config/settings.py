@@ -140,6 +140,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("corpus", "baseline",
             "text for loss and attention statistics: bundled, python-docs or PATH (.txt, .jsonl or "
             "directory)", "bundled"),
+    Setting("corpus_split", "baseline",
+            "how a .txt corpus file is cut into documents, the units intervals are over (docs/policy.md): auto "
+            "(separator lines ---, else # headings, else blank-line sections of >= 1000 characters), none, "
+            "paragraphs, headings, or a separator line of your own", "auto", metavar="RULE"),
     Setting("prompts", "baseline", "generation prompts: bundled or PATH (.jsonl)", "bundled"),
     Setting("bos", "baseline",
             "start sequences with the tokenizer's BOS: auto follows the tokenizer's own rule", "auto",
@@ -178,7 +182,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seq_len", "baseline", "tokens per corpus sequence", 128, type="int", minimum=2),
     Setting("batch_size", "baseline", "corpus sequences per forward pass", 4, type="int", minimum=1),
     Setting("max_new_tokens", "baseline", "greedy tokens generated per prompt", 16, type="int", minimum=1),
-    Setting("n_prompts", "baseline", "prompts generated, an evenly spread subset (0 = all)", 48, type="int", minimum=0),
+    Setting("n_prompts", "baseline", "prompts generated, an evenly spread subset (0 = all)", 96, type="int", minimum=0),
+    Setting("open_prompts", "baseline",
+            "open prompts (no reference answers) for the degeneration gates: bundled (52 families), none, or PATH "
+            "(.jsonl)", "bundled", metavar="NAME|PATH"),
+    Setting("n_open_prompts", "baseline", "open prompts generated, an evenly spread subset (0 = all)", 256,
+            type="int", minimum=0),
     Setting("gen_batch_size", "baseline", "prompts per generate call", 16, type="int", minimum=1),
     Setting("gptq_samples", "measuring", "calibration samples for GPTQ and AWQ", 32, type="int", minimum=1),
     Setting("long_new_tokens", "baseline", "long generations: new tokens per prompt (EOS suppressed until then)", 64,
@@ -226,6 +235,7 @@ PROFILES: dict[str, Profile] = {
             seq_len=256,
             max_new_tokens=32,
             n_prompts=0,
+            n_open_prompts=0,
             gptq_samples=64,
             compare="latest",
             long_new_tokens=256,

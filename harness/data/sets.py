@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -69,10 +70,65 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _docs_from_file(path: Path) -> list[str]:
-    if path.suffix == ".txt":
-        text = _read_text(path)
+SPLITS = ("auto", "none", "paragraphs", "headings")  # or any other text: a separator line
+MIN_SECTION = 1000  # characters: blank-line sections are merged until a document has at least this many
+_SEPARATORS = ("---", "***", "===")
+_HEADING = re.compile(r"^#{1,6} \S")
+
+
+def split_documents(text: str, rule: str = "auto") -> list[str]:
+    """A .txt file's documents (the clusters intervals are over), by a fixed rule:
+
+    auto: at separator lines (a line of only ---, *** or ===) if the file has any; else before markdown headings
+    (# Title) if it has at least two; else at blank lines, consecutive sections merged until each holds at least
+    MIN_SECTION characters. none: the whole file is one document; paragraphs: every blank-line section;
+    headings: before every markdown heading; any other text: at lines that hold exactly that text.
+    """
+    lines = text.splitlines()
+
+    def cut(is_break, keep_break: bool) -> list[str]:
+        docs, cur = [], []
+        for ln in lines:
+            if is_break(ln):
+                docs.append("\n".join(cur))
+                cur = [ln] if keep_break else []
+            else:
+                cur.append(ln)
+        docs.append("\n".join(cur))
+        return [d.strip("\n") for d in docs if d.strip()]
+
+    def paragraphs() -> list[str]:
+        return [p.strip("\n") for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+    if rule == "none":
         return [text] if text.strip() else []
+    if rule == "paragraphs":
+        return paragraphs()
+    if rule == "headings":
+        return cut(lambda ln: bool(_HEADING.match(ln)), keep_break=True)
+    if rule != "auto":
+        return cut(lambda ln: ln.strip() == rule, keep_break=False)
+    if any(ln.strip() in _SEPARATORS for ln in lines):
+        return cut(lambda ln: ln.strip() in _SEPARATORS, keep_break=False)
+    if sum(bool(_HEADING.match(ln)) for ln in lines) >= 2:
+        return cut(lambda ln: bool(_HEADING.match(ln)), keep_break=True)
+    docs, cur = [], ""
+    for para in paragraphs():
+        cur = f"{cur}\n\n{para}" if cur else para
+        if len(cur) >= MIN_SECTION:
+            docs.append(cur)
+            cur = ""
+    if cur:
+        if docs and len(cur) < MIN_SECTION:
+            docs[-1] += "\n\n" + cur  # a short tail joins the last document
+        else:
+            docs.append(cur)
+    return docs
+
+
+def _docs_from_file(path: Path, split: str = "auto") -> list[str]:
+    if path.suffix == ".txt":
+        return split_documents(_read_text(path), split)
     if path.suffix == ".jsonl":
         docs = []
         for i, line in enumerate(_read_text(path).splitlines(), 1):
@@ -133,8 +189,9 @@ def python_docs(max_files: int | None = None) -> list[str]:
     return docs
 
 
-def load_corpus(spec: str) -> Corpus:
-    """`bundled`, `python-docs`, a .txt/.jsonl file or a directory of them."""
+def load_corpus(spec: str, split: str = "auto") -> Corpus:
+    """`bundled`, `python-docs`, a .txt/.jsonl file or a directory of them (.txt files cut into documents by
+    split_documents' rule `split`; a .jsonl line is one document)."""
     if spec == "bundled":
         files = sorted((DATA_DIR / "corpus").glob("*.txt"))
         return Corpus.of("bundled", [f.read_text(encoding="utf-8") for f in files])
@@ -146,10 +203,25 @@ def load_corpus(spec: str) -> Corpus:
             f"corpus '{spec}' not found: give {' or '.join(BUILTIN_CORPORA)}, a .txt/.jsonl file or a directory of them"
         )
     files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
-    docs = [d for f in files for d in _docs_from_file(f)]
+    docs = [d for f in files for d in _docs_from_file(f, split)]
     if not docs:
         raise UsageError(f"corpus '{spec}' holds no text; give non-empty UTF-8 .txt or .jsonl files")
     return Corpus.of(str(path), docs)
+
+
+def load_open_prompts(spec: str) -> PromptSet:
+    """`bundled` (harness/data/open_prompts.jsonl, scripts/make_open_prompts.py), `none`, or a .jsonl file of
+    {"id", "prompt"} lines: open prompts without reference answers, generated for the degeneration gates."""
+    if spec == "none":
+        return PromptSet("none", (), _sha([]))
+    ps = load_prompts(str(DATA_DIR / "open_prompts.jsonl") if spec == "bundled" else spec)
+    with_refs = [p.id for p in ps.prompts if p.references]
+    if with_refs:
+        raise UsageError(
+            f"open prompt file {spec} gives reference answers ({', '.join(with_refs[:3])}); open "
+            f"prompts have none: put prompts with answers in --prompts"
+        )
+    return PromptSet("bundled" if spec == "bundled" else ps.name, ps.prompts, ps.sha256)
 
 
 def load_prompts(spec: str) -> PromptSet:

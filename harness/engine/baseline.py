@@ -200,15 +200,60 @@ class Baseline:
         return ref, [v for p in ref for v in prompt_variants(p.prompt)]
 
     @cached_property
+    def stable_generations(self) -> tuple[list, list]:
+        """The baseline's greedy continuations (texts, ids) of the three neutral variants of every reference prompt
+        of the run, in prompt order (3 per prompt)."""
+        from harness.measure.behaviour import prompt_variants
+
+        texts = [v for p in self.prompts if p.references for v in prompt_variants(p.prompt)]
+        return self.generate("stable", texts, self.spec.max_new_tokens) if texts else ([], [])
+
+    @cached_property
     def variant_correctness(self) -> dict:
         """{prompt id: [correct on each of the three neutral variants]} for every reference prompt of
         the run (the baseline's own noise floor: a flip counts only where it is stable)."""
+        ref = [p for p in self.prompts if p.references]
+        out, _ = self.stable_generations
+        return {p.id: [is_correct(t, list(p.references)) for t in out[3 * k : 3 * k + 3]] for k, p in enumerate(ref)}
+
+    @cached_property
+    def answer_items(self) -> dict:
+        """The texts of the answer-margin measure: every stable-correct prompt and its three neutral variants with
+        the baseline's own continuation and deciding token (measure/answers.py). {"ids": prompt id per text,
+        "texts", "conts", "deciding": [Deciding]}."""
+        from harness.measure.answers import deciding_tokens
         from harness.measure.behaviour import prompt_variants
 
+        texts, ids = self.generations
+        _, var_i = self.stable_generations
         ref = [p for p in self.prompts if p.references]
-        texts = [v for p in ref for v in prompt_variants(p.prompt)]
-        out, _ = self.generate("stable", texts, self.spec.max_new_tokens) if texts else ([], [])
-        return {p.id: [is_correct(t, list(p.references)) for t in out[3 * k : 3 * k + 3]] for k, p in enumerate(ref)}
+        at = {p.id: k for k, p in enumerate(ref)}
+        items = {"ids": [], "texts": [], "conts": []}
+        for p, t, c in zip(self.prompts, texts, ids):
+            cv = self.variant_correctness.get(p.id)
+            if not p.references or cv is None or not (is_correct(t, list(p.references)) and all(cv)):
+                continue
+            k = at[p.id]
+            for text, cont in zip([p.prompt, *prompt_variants(p.prompt)], [c, *var_i[3 * k : 3 * k + 3]]):
+                items["ids"].append(p.id)
+                items["texts"].append(text)
+                items["conts"].append(list(map(int, cont)))
+        self.progress(f"baseline: deciding tokens of {len(items['texts'])} answers (teacher forced)")
+        items["deciding"] = deciding_tokens(
+            self.model, self.tokenizer, items["texts"], items["conts"], self.spec.bos, self.spec.gen_batch_size
+        )
+        return items
+
+    @cached_property
+    def open_prompts(self):
+        """The open prompts of the degeneration gates (data.sets.load_open_prompts)."""
+        return self.inputs.open_prompts.prompts
+
+    @cached_property
+    def open_generations(self):
+        """Greedy continuations of the open prompts: (texts, token ids), cached on disk."""
+        texts = [p.prompt for p in self.open_prompts]
+        return self.generate("open", texts, self.spec.max_new_tokens) if texts else ([], [])
 
     @cached_property
     def sink_source(self):

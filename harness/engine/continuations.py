@@ -7,7 +7,7 @@ into metrics.
 
 from __future__ import annotations
 
-from harness.metrics.evidence import behaviour_metrics
+from harness.metrics.evidence import answer_metrics, behaviour_metrics
 from harness.metrics.text import first_divergence, is_correct, is_degenerate
 from harness.system.progress import heartbeat
 
@@ -82,6 +82,34 @@ def records(
             }
         )
     return out
+
+
+def all_records(base, participant, name: str) -> list[dict]:
+    """Records of the run's prompts, then of its open prompts (the degeneration gates' own set)."""
+    out = records(base, participant, name)
+    if base.open_prompts:
+        out += records(base, participant, f"{name}: open prompts", base.open_prompts, base.open_generations)
+    return out
+
+
+def answer_evidence(base, participant) -> tuple[dict, dict]:
+    """answer_margin_delta and its companions: the participant's margin at each deciding token of the baseline's
+    correct answers (measure/answers.py), against the baseline's."""
+    from harness.measure.answers import margins_at
+
+    items = base.answer_items
+    base.progress(f"answer margins: {len(items['texts'])} texts (teacher forced)")
+    q = margins_at(
+        participant.model,
+        base.tokenizer,
+        items["texts"],
+        items["conts"],
+        items["deciding"],
+        base.spec.bos,
+        base.spec.gen_batch_size,
+        participant.kv,
+    )
+    return answer_metrics(items["ids"], [d.margin for d in items["deciding"]], q, base.designs)
 
 
 def behaviour_raw(base, spec: str, participant) -> dict:

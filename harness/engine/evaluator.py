@@ -185,11 +185,11 @@ class Evaluator:
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
-        met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs["sequences"])
-        gens = continuations.records(self.base, part, q.spec)
-        m, v = generation_metrics(gens, self.base.designs["prompts"])
-        met.update(m)
-        views.update(v)
+        met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs)
+        gens = continuations.all_records(self.base, part, q.spec)
+        for m, v in (generation_metrics(gens, self.base.designs), continuations.answer_evidence(self.base, part)):
+            met.update(m)
+            views.update(v)
         raw = continuations.behaviour_raw(self.base, q.spec, part)
         if isinstance(scen, BaseException):
             raise scen
@@ -198,7 +198,9 @@ class Evaluator:
             views.update(scen[1])
         if protected_ps is not None:
             pmet, _ = corpus_metrics(protected_ps, tok, s.sink_positions, self.base.sequence_docs)
-            pgens = continuations.records(self.base, self.participant(q, model, protect=True), str(Key(q.spec, True)))
+            pgens = continuations.all_records(
+                self.base, self.participant(q, model, protect=True), str(Key(q.spec, True))
+            )
             pg, _ = generation_metrics(pgens)
             r.protected = {k: v for k, v in {**pmet, **pg}.items() if k in PROTECTED}
             met["sink_recovery"] = sink_recovery(met, r.protected)

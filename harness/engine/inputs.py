@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from harness.config.identity import spec_identity
-from harness.data.sets import load_corpus, load_prompts
+from harness.data.sets import load_corpus, load_open_prompts, load_prompts
 from harness.gates.policy import load_policy
 from harness.history.runs import compare_details, resolve
 from harness.methods import bit_class, expand_shorthand
@@ -58,14 +58,16 @@ class RunInputs:
     compare_note: str
     notes: list = field(default_factory=list)  # choices made for the user (shown in the header and results)
     anchor: dict | None = None  # the newest comparable pinned run (drift checks), when --compare chose another
+    open_prompts: object = None  # data.sets.PromptSet of open prompts (degeneration gates)
 
     @classmethod
     def load(cls, spec) -> RunInputs:
         """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
 
         policy = load_policy(spec.policy)
-        corpus = load_corpus(spec.corpus)
+        corpus = load_corpus(spec.corpus, spec.corpus_split)
         prompts = load_prompts(spec.prompts).subset(spec.n_prompts)
+        open_prompts = load_open_prompts(spec.open_prompts).subset(spec.n_open_prompts)
         source = resolve_model(spec.model, spec.revision, allow_pickle=spec.allow_pickle)
         info = ModelInfo(source, spec.trust_remote_code, spec.allow_pickle)
         notes = []
@@ -90,17 +92,17 @@ class RunInputs:
             spec.report_dir,
             spec.model,
             spec.compare_explicit,
-            spec_identity(spec, corpus, prompts, source),
+            spec_identity(spec, corpus, prompts, source, open_prompts),
         )
         if earlier is not None:
             note += compare_details(earlier, [q.spec for q in spec.quant])
         anchor = None
         if spec.compare not in (None, "", "none", "pinned"):  # drift from the newest comparable pin, if any
             anchor, _ = resolve(
-                "pinned", spec.report_dir, spec.model, False, spec_identity(spec, corpus, prompts, source)
+                "pinned", spec.report_dir, spec.model, False, spec_identity(spec, corpus, prompts, source, open_prompts)
             )
             if anchor is not None and anchor.get("run_id") == (earlier or {}).get("run_id"):
                 anchor = None  # the earlier run is the pin itself: its checks already say it
             elif anchor is not None:
                 note += f"; drift checked against pinned run {anchor.get('run_id')}"
-        return cls(policy, corpus, prompts, source, earlier, note, notes, anchor)
+        return cls(policy, corpus, prompts, source, earlier, note, notes, anchor, open_prompts)

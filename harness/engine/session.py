@@ -152,8 +152,8 @@ class Session:
         )
         res["against"] = against
         r.regressions.append(res)
-        if not res["passed"]:  # a failed check fails the configuration; a passing one leaves its verdict be
-            r.verdict = config_verdict(r.gates, r.regressions)
+        if r.measured:  # its verdict includes its checks (a failed or undecided check keeps it from a pass)
+            r.verdict = config_verdict(r.gates, r.regressions) if r.verdict != "fail" else "fail"
         return res
 
     # ---- pytest-xdist: workers hand their measurements to the controller ----

@@ -137,8 +137,9 @@ def config_verdict(gates: list[dict], regressions: list[dict] | None = None) -> 
     """A configuration's verdict: fail if any gate or regression check failed; inconclusive if any other gate
     did not pass or there is no gate; else pass. The one rule every entry point applies (run_verdict builds on
     it)."""
-    outcomes = {g.get("outcome", "pass" if g["passed"] else "fail") for g in gates}
-    if "fail" in outcomes or any(not r["passed"] for r in regressions or ()):
+    checks = [r for r in regressions or () if r.get("outcome") != "not_applicable"]  # nothing earlier to compare
+    outcomes = {g.get("outcome", "pass" if g["passed"] else "fail") for g in [*gates, *checks]}
+    if "fail" in outcomes:
         return "fail"
     return "pass" if gates and outcomes <= {"pass"} else "inconclusive"  # no gate at all is never a pass
 
@@ -151,7 +152,7 @@ def run_verdict(rec) -> tuple[str, str]:
     """
     configs = [c for c in rec.configs if not c.recommended_for]  # recommendations advise; they do not decide
     failed = [c.spec for c in configs if c.verdict == "fail"]
-    regressed = [c.spec for c in configs if any(not r["passed"] for r in (c.regressions or []))]
+    regressed = [c.spec for c in configs if any(r.get("outcome") == "fail" for r in (c.regressions or []))]
     broken = [
         f"{c.spec} (custom rule {r['test']})"
         for c in configs

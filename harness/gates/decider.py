@@ -93,7 +93,7 @@ def what_decides(m, view, limit) -> str:
         need, units = _count_needed(view, limit, m), design.get("unit") or "items"
         now = view.n or 0
     if need is None:
-        return "no amount of evidence at today's estimate decides it"
+        return f"the estimate lies too near the limit: over {_MAX_UNITS:,} items at today's estimate would be needed"
     if view.n is not None and view.n < m.min_n and not (m.kind in ("t", "cells") and not m.strata):
         need = max(need, m.min_n)
     text = f"about {need} {units} would decide it"

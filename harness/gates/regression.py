@@ -1,14 +1,12 @@
-"""Regression checks: today's metric against an earlier run's, direction-aware, with a tolerance.
+"""Regression checks: today's metric against an earlier run's (or the pinned anchor's), with a tolerance.
 
-Both runs measured the same hash-checked corpus and prompts, so a difference is not sampling
-noise between two draws: it is paired, item by item. A check fails when the metric got worse by
-more than its tolerance *and*, where per-item evidence exists, the change is systematic:
-- corpus metrics (loss_delta, ppl_ratio, kld_mean, top1_agreement): the per-sequence change has a
-  95% interval (the cluster jackknife t over documents) wholly on the worse side;
-- flips, misgeneration and degeneration: an exact one-sided McNemar (sign) test on the prompts whose
-  paired score against the baseline changed between the two runs gives p < 0.05.
-Metrics without per-item evidence (worst head, worst layer) fail on the tolerance alone. A
-non-finite value today always fails.
+Both runs measured the same hash-checked corpus and prompts, so the change is paired, item by item: each
+sequence's (or prompt's) value today minus the earlier run's, through the catalogue's Metric.item reader. The
+change gets a 95% interval like every gate (the cluster jackknife t over documents for sequences, over prompts
+for prompt scores) and the same three-way decision against the tolerance allowed: pass when the whole interval
+lies within it, fail when it lies wholly beyond it, inconclusive when it straddles. Metrics without per-item
+evidence (worst head, worst layer) take today's gate interval less the earlier value (the earlier value fixed). A
+non-finite value today always fails. The same check against the pinned anchor measures cumulative drift.
 """
 
 from __future__ import annotations
@@ -19,10 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.gates.policy import Tolerance
-from harness.metrics.catalogue import BY_NAME, HIGHER_IS_BETTER, STORED
-from harness.metrics.stats import cluster_interval, mcnemar_p
-
-ALPHA = 0.05
+from harness.metrics.catalogue import BY_NAME, STORED
+from harness.metrics.stats import cluster_interval
 
 
 def stored_items(cfg: dict, group: str) -> list[dict] | None:
@@ -34,42 +30,39 @@ def stored_items(cfg: dict, group: str) -> list[dict] | None:
 
 
 def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None) -> dict | None:
-    """{significant, detail} of the item-by-item change of a metric between two runs, or None when
-    either run lacks per-item evidence for it."""
+    """{change, ci, n, detail}: the metric's change (today - earlier, oriented so + is worse, on the metric's scale)
+    and its 95% interval from per-item pairs, or None when either run lacks per-item evidence for it."""
     m = BY_NAME.get(metric)
     if not earlier_cfg or not now_cfg or m is None or m.item is None:
         return None
     a, b = stored_items(earlier_cfg, m.evidence), stored_items(now_cfg, m.evidence)
     if a is None or b is None:
         return None
-    sign = -1 if m.higher_is_better else 1
     if m.evidence == "sequences":
         if len(a) != len(b):
             return None
-        # + : worse now
-        d = sign * (np.array([m.item(s) for s in b], dtype=float) - np.array([m.item(s) for s in a], dtype=float))
-        docs = np.asarray([s["doc"] for s in b])
-        lo, hi = cluster_interval(lambda i: float(d[i].mean()), docs)
-        sig = bool(math.isfinite(lo) and lo > 0)
-        return {
-            "significant": sig,
-            "detail": f"per-sequence change {d.mean():+.4g} (worse +), 95% CI "
-            f"[{lo:.4g}, {hi:.4g}] over {len(d)} sequences",
-        }
-    if m.evidence == "prompts":  # paired scores against the baseline, compared prompt by prompt
-        a, b = {g["id"]: m.item(g) for g in a}, {g["id"]: m.item(g) for g in b}
-        both = [k for k in b if k in a]
-        worse = sum(b[k] > a[k] for k in both)
-        better = sum(b[k] < a[k] for k in both)
-        p = mcnemar_p(worse, better)
-        return {
-            "significant": p < ALPHA,
-            "worse_items": worse,
-            "better_items": better,
-            "p": p,
-            "detail": f"{worse} prompts worse, {better} better of {len(both)} (exact McNemar p = {p:.3g})",
-        }
-    return None
+        pairs, clusters, unit = list(zip(a, b)), [s["doc"] for s in b], "sequences"
+    else:  # prompts, paired by id, over the items the metric counts (m.eligible)
+        before = {g["id"]: g for g in a}
+        pairs = [(before[g["id"]], g) for g in b if g["id"] in before and m.eligible(g)]
+        clusters, unit = list(range(len(pairs))), "prompts"
+    if not pairs:
+        return None
+    sign = -1.0 if m.higher_is_better else 1.0
+    d = sign * np.array([m.item(y) - m.item(x) for x, y in pairs], dtype=float)
+    mean = float(d.mean())
+    lo, hi = cluster_interval(lambda i: float(d[i].mean()), np.asarray(clusters))
+    earlier_value = ((earlier_cfg.get("gate_views") or {}).get(metric) or {}).get("value")
+    scale = (lambda x: m.item_change(earlier_value, x)) if m.item_change is not None else (lambda x: x)
+    change, ci = scale(mean), (scale(lo), scale(hi)) if math.isfinite(lo) else None
+    return {
+        "change": change,
+        "ci": ci,
+        "n": len(d),
+        "detail": f"paired change {change:+.4g} (worse +)"
+        + (f", 95% CI [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
+        + f" over {len(d)} {unit}",
+    }
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,9 @@ class RegressionCheck:
     def evaluate(
         self, earlier: float | None, now: float | None, ci: tuple | None, earlier_run: str, paired: dict | None = None
     ) -> dict:
-        higher_better = self.metric in HIGHER_IS_BETTER
+        """pass / fail / inconclusive: how much worse the metric got against the tolerance, on the change's
+        interval (paired per-item evidence, else today's interval less the earlier value)."""
+        higher_better = BY_NAME[self.metric].higher_is_better
         base = {
             "metric": self.metric,
             "earlier": earlier,
@@ -95,31 +90,35 @@ class RegressionCheck:
         if earlier is None or not math.isfinite(earlier):
             return {
                 **base,
-                "passed": True,
+                "outcome": "not_applicable",
+                "passed": False,
                 "worse_by": None,
                 "detail": f"{self.spec}: {self.metric} had no finite value in {earlier_run}; nothing to compare",
             }
         if now is None or not math.isfinite(now):
             return {
                 **base,
+                "outcome": "fail",
                 "passed": False,
                 "worse_by": None,
                 "detail": f"{self.spec}: {self.metric} is non-finite now (was {earlier:.4g} in {earlier_run})",
             }
         worse_by = (earlier - now) if higher_better else (now - earlier)
         allowed = self.tolerance.allowed(earlier)
-        beyond = worse_by > allowed
-        significant = paired["significant"] if paired is not None else True
-        failed = beyond and significant
+        if paired is not None and paired.get("ci") is not None:
+            lo, hi = paired["ci"]
+        elif ci is not None and all(c is not None and math.isfinite(c) for c in ci):
+            lo, hi = sorted(((earlier - c) if higher_better else (c - earlier)) for c in ci)
+        else:
+            lo = hi = worse_by
+        outcome = "pass" if hi <= allowed else "fail" if lo > allowed else "inconclusive"
         word = "worse" if worse_by > 0 else "better"
         detail = (
-            f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} "
-            f"({word} by {abs(worse_by):.4g}; tolerance {self.tolerance} = {allowed:.4g})"
+            f"{self.spec}: {self.metric} {now:.4g} now vs {earlier:.4g} in {earlier_run} ({word} by "
+            f"{abs(worse_by):.4g}, 95% CI of the worsening [{lo:.4g}, {hi:.4g}]; tolerance {self.tolerance} = "
+            f"{allowed:.4g})"
         )
         if paired is not None:
             detail += f"; {paired['detail']}"
-        if failed:
-            detail = "regression: " + detail
-        elif beyond:
-            detail += ": beyond tolerance but not a systematic change, not a regression"
-        return {**base, "passed": not failed, "worse_by": worse_by, "detail": detail}
+        detail = {"fail": "regression: ", "inconclusive": "undecided: "}.get(outcome, "") + detail
+        return {**base, "outcome": outcome, "passed": outcome == "pass", "worse_by": worse_by, "detail": detail}

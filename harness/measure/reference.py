@@ -31,6 +31,7 @@ import torch
 
 from harness.errors import UsageError
 from harness.measure import formulas as M
+from harness.measure.answers import Deciding
 from harness.measure.hooks import routed
 from harness.measure.passes import CHUNK, Accumulator, Participant, forward_pass
 from harness.measure.summary import ModelSummary, PairSummary, PassStats, add_pair
@@ -38,7 +39,7 @@ from harness.system.files import cache_root, cached_dir
 
 TOPK = 256  # baseline log-probabilities kept per position
 ROWS = 16  # query rows per sequence kept of every head's attention
-FORMAT = 1
+FORMAT = 2  # 2: stable and open generations, answer deciding tokens
 _FIELDS = ("sink_mass", "entropy", "massive", "sink_hidden", "sink_k", "sink_v", "votes", "nll")
 
 
@@ -95,8 +96,17 @@ class Reference:
         stability variants' correctness and its side of the behaviour probes."""
         g = self.meta["generations"]
         b = g["behaviour"]
+        a = g["answers"]
         return {
             "generations": (g["prompts"]["texts"], g["prompts"]["ids"]),
+            "stable_generations": (g["stable"]["texts"], g["stable"]["ids"]),
+            "open_generations": (g["open"]["texts"], g["open"]["ids"]),
+            "answer_items": {
+                "ids": a["ids"],
+                "texts": a["texts"],
+                "conts": a["conts"],
+                "deciding": [Deciding(int(p), int(t), float(m)) for p, t, m in a["deciding"]],
+            },
             "variant_correctness": g["variant_correctness"],
             "behaviour": {
                 "variants": (b["variants"]["texts"], b["variants"]["ids"]),
@@ -172,6 +182,11 @@ def build(base, out: Path, ident: dict, key: str) -> None:
         bad.append(st.nonfinite_layer)
     gens, gids = base.generations
     b = base.behaviour  # the baseline's side of the behaviour probes (variants, long, own NLL, spread)
+    ans = base.answer_items  # the deciding tokens of its correct answers (measure/answers.py)
+
+    def pair(texts_ids):
+        return {"texts": texts_ids[0], "ids": [list(map(int, x)) for x in texts_ids[1]]}
+
     meta = {
         "identity": ident,
         "key": key,
@@ -180,7 +195,15 @@ def build(base, out: Path, ident: dict, key: str) -> None:
         "n_batches": len(batches),
         "generations": {
             "prompts": {"texts": gens, "ids": [list(map(int, x)) for x in gids]},
+            "stable": pair(base.stable_generations),
+            "open": pair(base.open_generations),
             "variant_correctness": base.variant_correctness,
+            "answers": {
+                "ids": ans["ids"],
+                "texts": ans["texts"],
+                "conts": ans["conts"],
+                "deciding": [[d.position, d.token, d.margin] for d in ans["deciding"]],
+            },
             "behaviour": {
                 "variants": {"texts": b["variants"][0], "ids": [list(map(int, x)) for x in b["variants"][1]]},
                 "long": {"texts": b["long"][0], "ids": [list(map(int, x)) for x in b["long"][1]]},

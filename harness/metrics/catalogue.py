@@ -74,6 +74,8 @@ class Metric:
     # item(record) -> the metric's value on one stored item (a row of configs[].evidence.sequences, or a record of
     # configs[].generations for the prompt group): two runs are compared item by item through it (regression)
     item: Callable | None = None
+    eligible: Callable = lambda record: True  # which stored items the metric averages (prompt metrics)
+    item_change: Callable | None = None  # (earlier value, mean item change) -> change on the metric's own scale
 
     @property
     def higher_is_better(self) -> bool:
@@ -152,6 +154,12 @@ def _no_correct(ev) -> str | None:
     )
 
 
+def _no_answers(ev) -> str | None:
+    if len(ev["mb"]):
+        return None
+    return "no prompt is stable-correct under the baseline: there is no correct answer whose margin could shrink"
+
+
 def _break_rate(ev, i) -> float:
     """Stable-correct prompts the quantized model answers wrongly, over stable-correct prompts (fixes not counted)."""
     n = ev["stable_right"][i].sum()
@@ -197,7 +205,8 @@ METRICS: tuple[Metric, ...] = (
            show=("loss_table",), identity=0.0, min_clusters=_DOCS, item=_nll_delta),
     Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
            "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0, positive=True, min_clusters=_DOCS, item=_nll_delta),
+           show=("summary", "loss_table"), identity=1.0, positive=True, min_clusters=_DOCS, item=_nll_delta,
+           item_change=lambda earlier, d: earlier * math.expm1(d)),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
            show=("summary", "loss_table"), positive=True, min_clusters=_DOCS, item=lambda s: s["kl_mean"],
@@ -272,18 +281,31 @@ METRICS: tuple[Metric, ...] = (
            "variants): stable-correct answered wrongly / stable-correct (fixes are counted as unflips, never "
            "subtracted)", "share", "lower", "generation", evidence=_PR, stat=_break_rate, gate=True, protected=True,
            show=("summary", "loss_table"), identity=0.0, kind="break", counts=_breaks, premise=_no_correct,
-           min_n=30, strata=True, item=lambda g: prompt_scores(g)["flip"]),
-    Metric("degenerate_rate", "net degeneration: (outputs degenerate (loop, empty, replacement characters) where "
-           "the baseline's is not - the reverse) / prompts", "share", "lower", "generation", evidence=_PR,
-           stat=lambda ev, i: _mean(ev["degen"][i]), gate=True, protected=True, show=("loss_table",),
-           identity=0.0, kind="net", counts=lambda ev: _net(ev["degen"]), min_n=30, strata=True,
-           item=lambda g: prompt_scores(g)["degen"], bounds=(-1.0, 1.0)),
+           min_n=30, strata=True, item=lambda g: prompt_scores(g)["flip"],
+           eligible=lambda g: g.get("stable_baseline") == "right"),
+    Metric("degenerate_rate", "net degeneration over the open prompts (no reference answers): (outputs degenerate "
+           "(loop, empty, replacement characters) where the baseline's is not - the reverse) / open prompts",
+           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["degen"][i][~ev["has_ref"][i]]),
+           gate=True, protected=True, show=("loss_table",), identity=0.0, kind="net",
+           counts=lambda ev: _net(ev["degen"][~ev["has_ref"]]), min_n=30, strata=True,
+           item=lambda g: prompt_scores(g)["degen"], eligible=lambda g: not g.get("reference"), bounds=(-1.0, 1.0)),
     Metric("misgeneration_rate", "misgeneration: (prompts that break (a stable-correct answer turned wrong) or "
            "newly degenerate - prompts that stop degenerating and do not break) / prompts; fixed answers never "
            "subtract", "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]),
            gate=True, protected=True, show=("summary", "loss_table"), identity=0.0, kind="net",
            counts=lambda ev: _net(ev["mis"]), min_n=30, strata=True, item=lambda g: prompt_scores(g)["mis"],
            bounds=(-1.0, 1.0)),
+    Metric("answer_margin_delta", "teacher-forced answers: mean over stable-correct prompts (each the mean over the "
+           "prompt and its three neutral variants) of the change of the deciding token's log-probability margin "
+           "over the runner-up, quantized - baseline (measure/answers.py); negative: answers nearer a flip", "nats",
+           "higher", "generation", evidence="answers", stat=lambda ev, i: _mean(ev["mq"][i] - ev["mb"][i]), gate=True,
+           show=("loss_table",), identity=0.0, min_n=30, strata=True, premise=_no_answers),
+    Metric("answer_margin_baseline", "mean deciding-token margin of the baseline's correct answers", "nats", None,
+           "generation", evidence="answers", stat=lambda ev, i: _mean(ev["mb"][i])),
+    Metric("answer_texts", "texts (stable-correct prompts and their variants) in the answer-margin measure", "count",
+           None, "generation"),
+    Metric("answer_deviations", "texts whose deciding token the quantized model would not choose (margin < 0)",
+           "count", None, "generation"),
     Metric("n_prompts", "prompts generated", "count", None, "generation"),
     Metric("n_with_references", "prompts with reference answers", "count", None, "generation"),
     Metric("n_baseline_correct", "prompts the baseline answers correctly", "count", None, "generation"),
@@ -294,9 +316,12 @@ METRICS: tuple[Metric, ...] = (
            None, "generation"),
     Metric("flips", "stable-correct prompts the quantized model answers wrongly", "count", None, "generation"),
     Metric("unflips", "stable-wrong prompts the quantized model answers correctly", "count", None, "generation"),
-    Metric("new_degenerate", "outputs degenerate where the baseline's is not", "count", None, "generation"),
-    Metric("recovered_degenerate", "baseline outputs degenerate where the quantized one is not", "count", None,
+    Metric("n_open_prompts", "open prompts generated (no reference answers: the degeneration gates' set)", "count",
+           None, "generation"),
+    Metric("new_degenerate", "open prompts whose output degenerates where the baseline's does not", "count", None,
            "generation"),
+    Metric("recovered_degenerate", "open prompts whose baseline output degenerates where the quantized one does not",
+           "count", None, "generation"),
     Metric("degenerate_mcnemar_p", "one-sided exact McNemar p-value of new against recovered degenerations",
            "p", None, "generation"),
     # -- behaviour probes --

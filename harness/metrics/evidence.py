@@ -107,7 +107,8 @@ def gate_view(m, ev: dict, n: int, design: dict | None = None) -> GateView:
     value = float(m.stat(ev, np.arange(n)))
     ci = interval(m, ev, n)
     count = m.count(ev) if m.count is not None else (m.counts(ev)[-1] if m.counts is not None else n)
-    unit = {"break": "eligible prompts", "net": "prompts", "share": "prompts"}.get(m.kind)
+    unit = (design or {}).get("unit") if m.kind in ("net", "share") else None
+    unit = unit or {"break": "stable-correct prompts", "net": "prompts", "share": "prompts"}.get(m.kind)
     unit = unit or (f"{n} prompts" if m.strata else f"{n} items in {k} documents")
     counts = tuple(int(c) for c in m.counts(ev)) if m.counts is not None else None
     return GateView(
@@ -125,12 +126,12 @@ def gate_view(m, ev: dict, n: int, design: dict | None = None) -> GateView:
     )
 
 
-def reduce_evidence(group: str, ev: dict | None, n: int, design: dict | None = None) -> tuple[dict, dict]:
+def reduce_evidence(group: str, ev: dict | None, n: int, designs: dict | None = None) -> tuple[dict, dict]:
     """(metrics, gate views) of every catalogue metric computed from one evidence group.
 
     One formula per metric gives the point value (all n items) and, for gateable metrics, the view its gate is
-    decided on. An absent group (None) gives NaN values and NaN gate views. design: how the group's size is set
-    (the option and its reach), for the "what would decide it" line of an undecided gate.
+    decided on. An absent group (None) gives NaN values and NaN gate views. designs: how each group's (or
+    metric's) size is set, {name: {option, value, ...}}, for the "what would decide it" line of an undecided gate.
     """
     met: dict = {}
     views: dict = {}
@@ -147,7 +148,7 @@ def reduce_evidence(group: str, ev: dict | None, n: int, design: dict | None = N
         if m.array is not None:
             met[m.name] = _nested(np.asarray(m.array(ev)))
         if m.gate:
-            views[m.name] = gate_view(m, ev, n, design)
+            views[m.name] = gate_view(m, ev, n, (designs or {}).get(m.name) or (designs or {}).get(group))
         if m.stat is None:
             if m.gate and m.in_metrics and m.array is None:
                 met[m.name] = views[m.name].value
@@ -182,11 +183,11 @@ def corpus_evidence(ps, docs=None) -> dict:
     }
 
 
-def corpus_metrics(ps, tokenizer=None, sink_positions=(0,), docs=None, design=None) -> tuple[dict, dict]:
+def corpus_metrics(ps, tokenizer=None, sink_positions=(0,), docs=None, designs=None) -> tuple[dict, dict]:
     """(metrics, gate views) of a PairSummary."""
     ev = corpus_evidence(ps, docs)
     n = len(ev["nll_b"])
-    met, views = reduce_evidence("sequences", ev, n, design)
+    met, views = reduce_evidence("sequences", ev, n, designs)
     run_met, run_views = reduce_evidence("run", {"logit_delta_max": float(ps.logit_delta_max)}, 1)
     met.update(run_met)
     views.update(run_views)
@@ -239,10 +240,10 @@ def prompt_evidence(gens: list[dict]) -> dict:
     }
 
 
-def generation_metrics(gens: list[dict], design=None) -> tuple[dict, dict]:
+def generation_metrics(gens: list[dict], designs=None) -> tuple[dict, dict]:
     """Metrics and gate views from per-prompt generation records."""
     ev = prompt_evidence(gens)
-    met, views = reduce_evidence("prompts", ev, len(gens), design)
+    met, views = reduce_evidence("prompts", ev, len(gens), designs)
     flips, unflips = int(ev["flip"].sum()), int(ev["fix"].sum())
     met.update(
         {
@@ -256,8 +257,32 @@ def generation_metrics(gens: list[dict], design=None) -> tuple[dict, dict]:
             "unflips": unflips,
         }
     )
-    new, gone = int((ev["degen"] > 0).sum()), int((ev["degen"] < 0).sum())
-    met.update({"new_degenerate": new, "recovered_degenerate": gone, "degenerate_mcnemar_p": mcnemar_p(new, gone)})
+    open_ = ev["degen"][~ev["has_ref"]]
+    new, gone = int((open_ > 0).sum()), int((open_ < 0).sum())
+    met.update(
+        {
+            "n_open_prompts": len(open_),
+            "new_degenerate": new,
+            "recovered_degenerate": gone,
+            "degenerate_mcnemar_p": mcnemar_p(new, gone),
+        }
+    )
+    return met, views
+
+
+def answer_metrics(prompt_ids: list, margin_b: list, margin_q: list, designs=None) -> tuple[dict, dict]:
+    """The `answers` evidence group: per stable-correct prompt, the mean over its texts (the prompt and its three
+    neutral variants) of the deciding token's margin, quantized and baseline (measure/answers.py)."""
+    by: dict = {}
+    for pid, b, q in zip(prompt_ids, margin_b, margin_q):
+        by.setdefault(pid, []).append((b, q))
+    ids = list(by)
+    mb = np.array([np.mean([b for b, _ in by[k]]) for k in ids], dtype=float)
+    mq = np.array([np.mean([q for _, q in by[k]]) for k in ids], dtype=float)
+    dev = int(sum(q < 0 for q in margin_q if q == q))
+    ev = {"cluster": np.array([family(k) for k in ids], dtype=object), "mb": mb, "mq": mq}
+    met, views = reduce_evidence("answers", ev, len(ids), designs)
+    met.update({"answer_texts": len(margin_q), "answer_deviations": dev})
     return met, views
 
 
@@ -277,7 +302,7 @@ def behaviour_metrics(
     views: dict = {}
 
     def add(group, ev, n):
-        m, v = reduce_evidence(group, ev, n, (designs or {}).get(group))
+        m, v = reduce_evidence(group, ev, n, designs)
         met.update(m)
         views.update(v)
 

@@ -61,6 +61,11 @@ def build_results(rec) -> dict:
                 "seq_len": s.seq_len,
             },
             "prompts": {"name": inp.prompts.name, "sha256": inp.prompts.sha256, "n": len(inp.prompts.prompts)},
+            "open_prompts": {
+                "name": inp.open_prompts.name,
+                "sha256": inp.open_prompts.sha256,
+                "n": len(inp.open_prompts.prompts),
+            },
             "settings": {
                 "profile": s.profile,
                 "bos": s.bos,
@@ -88,7 +93,7 @@ def build_results(rec) -> dict:
                 "run_id": (inp.earlier or {}).get("run_id"),
                 "anchor_run_id": (inp.anchor or {}).get("run_id"),
                 "note": inp.compare_note,
-                "regressed": any(not r["passed"] for c in rec.configs for r in (c.regressions or [])),
+                "regressed": any(r.get("outcome") == "fail" for c in rec.configs for r in (c.regressions or [])),
             },
             "baseline": rec.baseline,
             "configs": configs,
