@@ -23,6 +23,7 @@ from harness.models.placement import (
     placement_kwargs,
 )
 from harness.models.sources import load_model, load_tokenizer
+from harness.system.clock import Phases
 from harness.system.files import cache_get, cache_put, cache_root, file_lock
 from harness.system.memory import release
 from harness.system.progress import heartbeat
@@ -34,6 +35,7 @@ class Baseline:
         self.summary = None  # ModelSummary of the baseline from the first comparison pass
         self.threads: int | None = None
         self.scenario_state: dict = {}  # the deployment scenarios' baseline side (harness/scenarios/runner.py)
+        self.phases = Phases()  # seconds per phase of the baseline's side (system/clock.py)
 
     def setup_threads(self) -> None:
         import torch
@@ -65,7 +67,8 @@ class Baseline:
         self.setup_threads()
         where = self.spec.device if self.spec.device_map == "none" else f"device map {self.spec.device_map}"
         self.progress(f"loading baseline {self.spec.model} ({self.spec.baseline_dtype}, {where})")
-        return self.load(placed=True)
+        with self.phases.time("load"):
+            return self.load(placed=True)
 
     @property
     def loaded(self) -> bool:
@@ -239,9 +242,10 @@ class Baseline:
                 items["texts"].append(text)
                 items["conts"].append(list(map(int, cont)))
         self.progress(f"baseline: deciding tokens of {len(items['texts'])} answers (teacher forced)")
-        items["deciding"] = deciding_tokens(
-            self.model, self.tokenizer, items["texts"], items["conts"], self.spec.bos, self.spec.gen_batch_size
-        )
+        with self.phases.time("answer margins (deciding tokens)"):
+            items["deciding"] = deciding_tokens(
+                self.model, self.tokenizer, items["texts"], items["conts"], self.spec.bos, self.spec.gen_batch_size
+            )
         return items
 
     @cached_property
@@ -291,7 +295,7 @@ class Baseline:
                 self.progress(f"baseline generation ({tag}): cached ({path.name})")
                 return hit["texts"], hit["ids"]
             self.progress(f"baseline generation ({tag}): {len(texts)} prompts x {new_tokens} tokens")
-            with heartbeat(self.progress, f"baseline generation ({tag})"):
+            with heartbeat(self.progress, f"baseline generation ({tag})"), self.phases.time(f"generation: {tag}"):
                 out_t, out_i = generate(
                     self.model,
                     self.tokenizer,
@@ -317,11 +321,12 @@ class Baseline:
             "long": self.generate("long", [p.prompt for p in self.long_prompts], s.long_new_tokens, s.long_new_tokens),
         }
         _, base_ids = self.generations
-        out["own_nll"] = continuation_nll(
-            self.model, self.tokenizer, [p.prompt for p in self.prompts], base_ids, s.bos, s.gen_batch_size
-        )
-        ids = self.probe_sequences
-        out["spread"] = perturbation_spread(self.model, ids, max(s.sink_positions) + 1).numpy()
+        with self.phases.time("scoring its own continuations (gen_ppl)"):
+            out["own_nll"] = continuation_nll(
+                self.model, self.tokenizer, [p.prompt for p in self.prompts], base_ids, s.bos, s.gen_batch_size
+            )
+        with self.phases.time("probe: perturbation"):
+            out["spread"] = perturbation_spread(self.model, self.probe_sequences, max(s.sink_positions) + 1).numpy()
         return out
 
     def quant_context(self, q):

@@ -7,9 +7,15 @@ into metrics.
 
 from __future__ import annotations
 
+import contextlib
+
 from harness.metrics.evidence import answer_metrics, behaviour_metrics
 from harness.metrics.text import first_divergence, is_correct, is_degenerate
 from harness.system.progress import heartbeat
+
+
+def _untimed(name: str):
+    return contextlib.nullcontext()
 
 
 def generate(base, participant, texts: list[str], new_tokens: int, label: str, min_new: int = 0):
@@ -84,71 +90,78 @@ def records(
     return out
 
 
-def all_records(base, participant, name: str) -> list[dict]:
+def all_records(base, participant, name: str, timed=_untimed) -> list[dict]:
     """Records of the run's prompts, then of its open prompts (the degeneration gates' own set)."""
-    out = records(base, participant, name)
+    with timed("generation: prompts"):
+        out = records(base, participant, name)
     if base.open_prompts:
-        out += records(base, participant, f"{name}: open prompts", base.open_prompts, base.open_generations)
+        with timed("generation: open prompts"):
+            out += records(base, participant, f"{name}: open prompts", base.open_prompts, base.open_generations)
     return out
 
 
-def answer_evidence(base, participant) -> tuple[dict, dict]:
+def answer_evidence(base, participant, timed=_untimed) -> tuple[dict, dict]:
     """answer_margin_delta and its companions: the participant's margin at each deciding token of the baseline's
     correct answers (measure/answers.py), against the baseline's."""
     from harness.measure.answers import margins_at
 
     items = base.answer_items
     base.progress(f"answer margins: {len(items['texts'])} texts (teacher forced)")
-    q = margins_at(
-        participant.model,
-        base.tokenizer,
-        items["texts"],
-        items["conts"],
-        items["deciding"],
-        base.spec.bos,
-        base.spec.gen_batch_size,
-        participant.kv,
-    )
+    with timed("answer margins"):
+        q = margins_at(
+            participant.model,
+            base.tokenizer,
+            items["texts"],
+            items["conts"],
+            items["deciding"],
+            base.spec.bos,
+            base.spec.gen_batch_size,
+            participant.kv,
+        )
     return answer_metrics(items["ids"], [d.margin for d in items["deciding"]], q, base.designs)
 
 
-def behaviour_raw(base, spec: str, participant) -> dict:
+def behaviour_raw(base, spec: str, participant, timed=_untimed) -> dict:
     """The configuration's own side of the behaviour probes (needs only its model)."""
     from harness.measure.behaviour import perturbation_spread
 
     s = base.spec
     _, variants = base.variant_prompts
-    var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants")
-    long = records(
-        base,
-        participant,
-        f"{spec}: long",
-        base.long_prompts,
-        base.behaviour["long"],
-        s.long_new_tokens,
-        s.long_new_tokens,
-    )
+    with timed("generation: prompt variants"):
+        var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants")
+    with timed("generation: long"):
+        long = records(
+            base,
+            participant,
+            f"{spec}: long",
+            base.long_prompts,
+            base.behaviour["long"],
+            s.long_new_tokens,
+            s.long_new_tokens,
+        )
     base.progress(f"{spec}: perturbation probe on {len(base.probe_sequences)} sequences")
-    spread = perturbation_spread(
-        participant.model, base.probe_sequences, max(s.sink_positions) + 1, participant.kv
-    ).numpy()
+    with timed("probe: perturbation"):
+        spread = perturbation_spread(
+            participant.model, base.probe_sequences, max(s.sink_positions) + 1, participant.kv
+        ).numpy()
     return {"var_txt": var_txt, "long": long, "spread": spread}
 
 
-def behaviour_done(base, gens: list[dict], raw: dict) -> tuple[dict, dict]:
+def behaviour_done(base, gens: list[dict], raw: dict, timed=_untimed) -> tuple[dict, dict]:
     """The behaviour metrics, once the baseline has scored the configuration's continuations (gen_ppl)."""
     from harness.measure.behaviour import continuation_nll
 
     s, b = base.spec, base.behaviour
     ref, _ = base.variant_prompts
-    q_nll = continuation_nll(
-        base.model,
-        base.tokenizer,
-        [p.prompt for p in base.prompts],
-        [g["quantized_ids"] for g in gens],
-        s.bos,
-        s.gen_batch_size,
-    )
+    with timed("scoring under the baseline (gen_ppl)"):
+        q_nll = continuation_nll(
+            base.model,
+            base.tokenizer,
+            [p.prompt for p in base.prompts],
+            [g["quantized_ids"] for g in gens],
+            s.bos,
+            s.gen_batch_size,
+        )
     return behaviour_metrics(
         ref=ref,
         gens=gens,

@@ -106,7 +106,14 @@ class Evaluator:
             if parts
             else {}
         )
-        corpus_secs = (time.perf_counter() - t0) / max(1, len(models))
+        elapsed = time.perf_counter() - t0
+        corpus_secs = elapsed / max(1, len(models))
+        self.base.phases.add(
+            f"corpus pass ({len(parts)} participants in lockstep)" if len(parts) > 1 else "corpus pass", elapsed
+        )
+        for q in qs:
+            if q.spec in models:
+                results[q.spec].phases.add("corpus pass (its share)", corpus_secs)
         for key, part in parts.items():
             if not key.protected:
                 results[key.spec].note_kv_reads(part.reads)
@@ -114,9 +121,10 @@ class Evaluator:
             # The baseline's statistics come from the same forward passes the comparison used
             # (identical for every configuration): no separate baseline pass.
             self.base.summary = next(iter(pairs.values())).base
-        scen = self._scenarios(
-            {k.spec: p for k, p in parts.items() if not k.protected and k.spec in models and k in pairs}
-        )
+        with self.base.phases.time("scenarios (every configuration)"):
+            scen = self._scenarios(
+                {k.spec: p for k, p in parts.items() if not k.protected and k.spec in models and k in pairs}
+            )
         for q in qs:
             if q.spec in models and Key(q.spec) in pairs:
                 r = results[q.spec]
@@ -165,7 +173,7 @@ class Evaluator:
             result.measured_as = target.spec
             self.progress(f"{q.spec}: measuring {target.spec} instead (pytest_quantsink_measure_as hook)")
         self.progress(f"{q.spec}: quantizing")
-        with heartbeat(self.progress, f"{q.spec}: quantizing"):
+        with heartbeat(self.progress, f"{q.spec}: quantizing"), result.timed("quantize"):
             model, secs = quantize_config(target, ctx)
         result.quantize_seconds = round(secs, 3)
         result.info = ctx.info
@@ -186,11 +194,12 @@ class Evaluator:
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
         met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs)
-        gens = continuations.all_records(self.base, part, q.spec)
-        for m, v in (generation_metrics(gens, self.base.designs), continuations.answer_evidence(self.base, part)):
+        gens = continuations.all_records(self.base, part, q.spec, r.timed)
+        answers = continuations.answer_evidence(self.base, part, r.timed)
+        for m, v in (generation_metrics(gens, self.base.designs), answers):
             met.update(m)
             views.update(v)
-        raw = continuations.behaviour_raw(self.base, q.spec, part)
+        raw = continuations.behaviour_raw(self.base, q.spec, part, r.timed)
         if isinstance(scen, BaseException):
             raise scen
         if scen is not None:
@@ -198,9 +207,10 @@ class Evaluator:
             views.update(scen[1])
         if protected_ps is not None:
             pmet, _ = corpus_metrics(protected_ps, tok, s.sink_positions, self.base.sequence_docs)
-            pgens = continuations.all_records(
-                self.base, self.participant(q, model, protect=True), str(Key(q.spec, True))
-            )
+            with r.timed("sink-protected variant"):
+                pgens = continuations.all_records(
+                    self.base, self.participant(q, model, protect=True), str(Key(q.spec, True))
+                )
             pg, _ = generation_metrics(pgens)
             r.protected = {k: v for k, v in {**pmet, **pg}.items() if k in PROTECTED}
             met["sink_recovery"] = sink_recovery(met, r.protected)
@@ -220,7 +230,7 @@ class Evaluator:
 
         t0 = time.perf_counter()
         s, ps, met, views, gens = self.spec, st["ps"], st["met"], st["views"], st["gens"]
-        m, v = continuations.behaviour_done(self.base, gens, st["raw"])
+        m, v = continuations.behaviour_done(self.base, gens, st["raw"], r.timed)
         met.update(m)
         views.update(v)
         for g in gens:

@@ -194,6 +194,7 @@ class Session:
             "bos_effective": effective_bos(b.tokenizer, self.spec.bos),
             "threads": b.threads,
             "lockstep": self.evaluator.lockstep_decided,
+            "phases": dict(b.phases),
         }
 
     # ---- outputs ----
@@ -239,6 +240,7 @@ class Session:
             side.get("bos_effective") if side["n_sequences"] else None,
             side["threads"],
             side["lockstep"],
+            {"baseline": side.get("phases") or {}, "total": round(time.time() - self.created, 3)},
         )
 
     def results(self) -> dict:

@@ -77,6 +77,9 @@ def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinit
         else:
             outcome = "insufficient"
             detail = f"{spec}: {metric} = {v:.4g}{_ci_text(ci)} insufficient evidence: {short} (limit {limit})"
+    elif decided is None and _sign_proof(view, limit):
+        outcome = "fail"
+        detail = f"{spec}: {metric} = {v:.4g} violates limit {limit}{n_txt}{where}: {_sign_proof(view, limit)}"
     elif decided is None:
         outcome = "inconclusive"
         detail = f"{spec}: {metric} = {v:.4g} has no interval{n_txt}: cannot be decided against limit {limit}"

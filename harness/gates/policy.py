@@ -150,7 +150,7 @@ def _check_limit(p: Path, where: str, metric: str, op: str, bound: float) -> Non
             f"policy {p}: {where} uses {op}, but {metric} is better when {m.better}, so its limit is a {want}: "
             f"{{ {want} = ... }}"
         )
-    lo, hi = m.bounds or (-math.inf, math.inf)
+    lo, hi = m.range
     if not lo <= bound <= hi:
         raise UsageError(f"policy {p}: {where} = {bound:g} lies outside what {metric} can be ({lo:g} to {hi:g})")
 

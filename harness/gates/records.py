@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
+from harness.system.clock import Phases
+
 
 class Key(NamedTuple):
     """A participant of a measurement: a configuration, plain or with its sink prefix protected."""
@@ -66,10 +68,17 @@ class ConfigResult:
     diagnosis: dict | None = None  # failure family, evidence, next step (diagnosis.py)
     recommended_for: str | None = None  # set on a recommended configuration: the spec it was recommended for
     custom_rules: list | None = None  # a team's own rules (tests using qs_result): {test, outcome, message}
+    phases: dict | None = None  # seconds per phase of its measurement (system/clock.py)
 
     @classmethod
     def new(cls, q, bit_class: str) -> ConfigResult:
-        return cls(q.spec, q.method, q.bits, q.group_size, bit_class, q.to_dict())
+        return cls(q.spec, q.method, q.bits, q.group_size, bit_class, q.to_dict(), phases=Phases())
+
+    def timed(self, name: str):
+        """Context manager: time one phase of this configuration's measurement."""
+        if not isinstance(self.phases, Phases):
+            self.phases = Phases(self.phases or {})
+        return self.phases.time(name)
 
     def skip(self, reason: str) -> None:
         self.verdict, self.skip_reason = "skipped", reason
@@ -122,3 +131,4 @@ class RunRecord:
     bos_effective: bool | None
     threads: int | None
     lockstep: bool | None
+    phases: dict | None = None  # {"baseline": {phase: seconds}, "total": seconds}

@@ -86,7 +86,7 @@ def _clusters(m, ev: dict, n: int) -> int:
 
 def _cluster_values(m, ev: dict, k: int) -> tuple | None:
     """Each cluster's own value of the statistic, kept when clusters are few (the exact sign test over them)."""
-    if m.kind != "t" or not 0 < k < max(m.min_clusters, 2) or m.strata:
+    if m.kind != "t" or not 0 < k < 10 or m.strata:
         return None
     return tuple(float(m.stat(ev, g)) for g in members(ev["cluster"]))
 

@@ -14,7 +14,8 @@ from harness.report import advice as advice_report
 from harness.report.kit import esc, num
 from harness.report.plots import heatmaps, hidden_cos_plot, kl_histogram, kv_relerr_plot, measured, sink_mass_plot
 from harness.report.scenarios import html_section as scenario_section
-from harness.report.summary import failed_rules, gate_order, gate_status, not_passed
+from harness.report.summary import failed_rules, gate_order, gate_status, not_passed, phase_owners
+from harness.system.clock import slowest
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -304,6 +305,21 @@ pre{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace;max-width:420
 """
 
 
+def _time_table(results) -> str:
+    """The ten slowest phases of the run and each part's sum."""
+    owners = phase_owners(results)
+    top = slowest(owners, 10)
+    if not top:
+        return "<p>No phase timings recorded.</p>"
+    ph = results.get("phases") or {}
+    rows = "".join(f"<tr><td>{esc(o)}</td><td>{esc(n)}</td><td>{s:.1f}</td></tr>" for o, n, s in top)
+    parts = ", ".join(f"{esc(o)} {sum(v.values()):.1f} s" for o, v in owners.items() if v)
+    return (
+        f"<p id=time>Total {num(ph.get('total'))} s (reports {num(ph.get('reports'))} s); per part: {parts}.</p>"
+        f"<table><tr><th>part</th><th>phase</th><th>seconds</th></tr>{rows}</table>"
+    )
+
+
 def render(results: dict) -> str:
     verdict = results.get("verdict", "fail")
     sections = [
@@ -344,6 +360,8 @@ def render(results: dict) -> str:
         _detected_sinks(results),
         "<h2>Generations</h2>",
         _generations(results),
+        "<h2>Where the time went</h2>",
+        _time_table(results),
         "<h2>Environment and inputs</h2>",
         _inputs(results),
     ]

@@ -96,6 +96,7 @@ def build_results(rec) -> dict:
                 "regressed": any(r.get("outcome") == "fail" for c in rec.configs for r in (c.regressions or [])),
             },
             "baseline": rec.baseline,
+            "phases": rec.phases or {},
             "configs": configs,
         }
     )
@@ -106,11 +107,14 @@ def write_run(results: dict, report_dir: str | Path) -> Path:
 
     root = Path(report_dir)
     run_dir = root / check_run_id(results["run_id"])
+    t0 = time.perf_counter()
+    summary, html = summary_markdown(results), render_html(results)
+    results.setdefault("phases", {})["reports"] = round(time.perf_counter() - t0, 3)
     text = json.dumps(results, indent=1, sort_keys=False, allow_nan=False)
     with atomic_dir(run_dir) as tmp:
         atomic_write(tmp / "results.json", text)
-        atomic_write(tmp / "summary.md", summary_markdown(results))
-        atomic_write(tmp / "report.html", render_html(results))
+        atomic_write(tmp / "summary.md", summary)
+        atomic_write(tmp / "report.html", html)
     append_line(
         root / "index.jsonl",
         {

@@ -9,6 +9,7 @@ from harness.metrics.catalogue import METRICS, family, shown
 from harness.report import advice as advice_report
 from harness.report.kit import md_cell
 from harness.report.scenarios import markdown as scenario_markdown
+from harness.system.clock import slowest
 
 # Report order of gate families: the sink gates this harness exists for come first.
 FAMILY_ORDER = ("sink", "attention", "corpus", "generation", "behaviour", "probe")
@@ -79,6 +80,46 @@ def _failed_cell(gates: list[dict]) -> str:
     return "<br>".join(f"**{md_cell(fam)}** ({len(items)}): " + "; ".join(items) for fam, items in groups.items())
 
 
+def phase_owners(results: dict) -> dict:
+    """{owner: {phase: seconds}}: the baseline's side and each configuration's measurement."""
+    return {
+        "baseline": (results.get("phases") or {}).get("baseline") or {},
+        **{c["spec"]: c.get("phases") or {} for c in results["configs"]},
+    }
+
+
+def time_line(results: dict) -> str:
+    """One line for the terminal: the run's total and its slowest phases."""
+    ph = results.get("phases") or {}
+    top = slowest(phase_owners(results), 4)
+    if not top:
+        return ""
+    total = f"{ph['total']:.0f} s" if ph.get("total") is not None else "?"
+    return f"  time: {total} in all; slowest: " + ", ".join(f"{o} {n} {s:.0f} s" for o, n, s in top)
+
+
+def time_markdown(results: dict) -> list[str]:
+    """summary.md: where the time went (the ten slowest phases and each owner's sum)."""
+    owners = phase_owners(results)
+    top = slowest(owners, 10)
+    if not top:
+        return []
+    ph = results.get("phases") or {}
+    out = [
+        "",
+        "## Where the time went",
+        "",
+        f"Total {ph.get('total', 0):.1f} s (reports {ph.get('reports', 0):.1f} s); per part: "
+        + ", ".join(f"{md_cell(o)} {sum(v.values()):.1f} s" for o, v in owners.items() if v)
+        + ".",
+        "",
+        "| part | phase | seconds |",
+        "|---|---|---|",
+    ]
+    out += [f"| {md_cell(o)} | {md_cell(n)} | {s:.1f} |" for o, n, s in top]
+    return out
+
+
 def failed_rules(config: dict) -> list[dict]:
     """A configuration's failed custom rules (tests using the qs_result fixture)."""
     return [r for r in config.get("custom_rules") or [] if r.get("outcome") == "failed"]
@@ -140,6 +181,8 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
             f"      {g['metric']} {gate_status(g).replace('_', ' ')}: {g['decides']}" for g in gates if g.get("decides")
         ]
         lines += advice_report.verdict_lines(c)  # diagnosis and recommendation, when there are
+    if time_line(results):
+        lines.append(time_line(results))
     if run_dir is not None:
         lines += [f"  results: {run_dir / 'results.json'}", f"  report:  {run_dir / 'report.html'}"]
     return lines
@@ -201,6 +244,7 @@ def summary_markdown(results: dict) -> str:
 
     lines += scenario_markdown(r)
     lines += _comparison(r)
+    lines += time_markdown(r)
     lines += ["", "Full report (plots, every gate with its interval, generations): [report.html](report.html)"]
     return "\n".join(lines) + "\n"
 

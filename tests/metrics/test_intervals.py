@@ -1,0 +1,129 @@
+"""The interval methods behind every gate (metrics/stats.py, metrics/dist.py), against independent computations."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.metrics.dist import beta_cdf, clopper_pearson, t_cdf, t_ppf, tango
+from harness.metrics.stats import cell_bounds, cluster_interval, jackknife, members, sign_test_beyond
+
+
+def test_t_and_beta_quantiles_match_published_tables():
+    # Student t: 97.5% quantiles for 1, 6 and 45 degrees of freedom (any statistics table)
+    assert t_ppf(0.975, 1) == pytest.approx(12.7062, abs=1e-4)
+    assert t_ppf(0.975, 6) == pytest.approx(2.4469, abs=1e-4)
+    assert t_ppf(0.975, 45) == pytest.approx(2.0141, abs=1e-4)
+    assert t_cdf(2.4469, 6) == pytest.approx(0.975, abs=1e-5)
+    assert beta_cdf(0.5, 2, 2) == pytest.approx(0.5)
+    # Clopper-Pearson for 5 of 100 (R: binom.test(5, 100)$conf.int = 0.01643188 0.11283491)
+    lo, hi = clopper_pearson(5, 100)
+    assert lo == pytest.approx(0.01643188, abs=1e-7) and hi == pytest.approx(0.11283491, abs=1e-7)
+    assert clopper_pearson(0, 72)[1] == pytest.approx(1 - 0.025 ** (1 / 72))  # zero events: the exact bound
+
+
+def test_jackknife_se_of_a_mean_is_the_cluster_robust_textbook_formula():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=30)
+    docs = np.repeat(np.arange(10), 3)
+    theta, left, se, k = jackknife(lambda i: x[i].mean(), docs)
+    # delete-one-cluster means by hand, then the jackknife variance (k-1)/k * sum (t_j - mean)^2
+    by_hand = np.array([x[docs != d].mean() for d in range(10)])
+    assert k == 10 and theta == pytest.approx(x.mean())
+    assert se == pytest.approx(math.sqrt(9 / 10 * ((by_hand - by_hand.mean()) ** 2).sum()))
+    lo, hi = cluster_interval(lambda i: x[i].mean(), docs)
+    assert (hi - lo) / 2 == pytest.approx(t_ppf(0.975, 9) * se)
+
+
+def test_a_positive_statistic_gets_a_log_scale_interval_and_a_zero_falls_back_to_linear():
+    x = np.array([0.1, 0.2, 0.15, 0.4, 0.12, 0.3, 0.25, 0.18])
+    lo, hi = cluster_interval(lambda i: x[i].mean(), np.arange(8), positive=True)
+    m = x.mean()
+    assert lo > 0 and lo < m < hi and (hi - m) > (m - lo)  # skewed to the right, never below zero
+    z = np.array([0.0, 0.0, 0.0, 0.1])
+    lo, hi = cluster_interval(lambda i: z[i].mean(), np.arange(4), positive=True)
+    assert lo < 0 < hi  # a delete-one mean of 0 cannot be logged: the linear interval
+
+
+def test_one_cluster_has_no_interval():
+    assert all(math.isnan(v) for v in cluster_interval(lambda i: 1.0, np.zeros(5)))
+    assert [list(m) for m in members([3, 1, 3])] == [[1], [0, 2]]  # clusters in sorted id order
+
+
+def test_tango_interval_is_honest_without_discordant_items():
+    lo, hi = tango(0, 0, 192)
+    assert lo == pytest.approx(-hi) and 0.019 < hi < 0.0201  # about 3.84 / (n + 3.84)
+    lo, hi = tango(10, 2, 100)
+    assert lo < 0.08 < hi and lo > 0  # 8 more worse than better of 100: the difference is real
+    assert tango(2, 10, 100) == pytest.approx(tuple(-v for v in reversed(tango(10, 2, 100))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 60))
+def test_tango_contains_its_estimate_and_stays_in_range(worse, better, same):
+    n = worse + better + same
+    if n == 0:
+        return
+    lo, hi = tango(worse, better, n)
+    est = (worse - better) / n
+    assert -1 - 1e-9 <= lo <= est + 1e-9 and est - 1e-9 <= hi <= 1 + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 50), st.integers(1, 80))
+def test_clopper_pearson_contains_the_observed_rate(x, extra):
+    n = x + extra
+    lo, hi = clopper_pearson(x, n)
+    assert 0 <= lo <= x / n <= hi <= 1
+
+
+def _heads(rng, levels, n_seq=48, n_docs=46, cv=0.3):
+    docs = np.sort(np.concatenate([np.arange(n_docs), rng.integers(0, n_docs, n_seq - n_docs)]))
+    eff = levels[None, :] * rng.lognormal(-(cv**2) / 2, cv, (n_docs, levels.size))
+    return (eff[docs] * rng.lognormal(-(cv**2) / 2, cv, (n_seq, levels.size))).reshape(n_seq, 30, 9), docs
+
+
+def test_one_damaged_head_fails_however_many_healthy_heads_surround_it():
+    rng = np.random.default_rng(0)
+    levels = np.full(270, 0.01)
+    levels[131] = 0.08  # one head four times over the 0.02 limit
+    js, docs = _heads(rng, levels)
+    cb = cell_bounds(js, docs, "max", positive=True)
+    assert cb.ci[0] > 0.02  # its simultaneous lower bound is beyond the limit: the gate fails
+    assert cb.where == (14, 5) and cb.value == pytest.approx(js[:, 14, 5].mean())  # the value is that cell's
+
+
+def test_worst_cell_pass_needs_every_cell_within_the_limit():
+    rng = np.random.default_rng(1)
+    all_at_limit, docs = _heads(rng, np.full(270, 0.02))
+    cb = cell_bounds(all_at_limit, docs, "max", positive=True)
+    assert cb.ci[1] > 0.02  # some head's upper bound is above: never a pass with every head at the limit
+    benign, docs = _heads(rng, np.full(270, 0.005))
+    assert cell_bounds(benign, docs, "max", positive=True).ci[1] < 0.02
+
+
+def test_worst_cell_for_a_minimum_and_for_an_absolute_change():
+    rng = np.random.default_rng(2)
+    docs = np.repeat(np.arange(12), 2)
+    cos = 0.999 - rng.uniform(0, 0.001, (24, 30))
+    cos[:, 7] = 0.5 + rng.normal(0, 0.02, 24)  # layer 7's sink state is destroyed
+    cb = cell_bounds(cos, docs, "min")
+    assert cb.where == (7,) and cb.ci[1] < 0.95  # its simultaneous upper bound is below the 0.95 limit
+    shift = rng.normal(0, 0.001, (24, 30, 9))
+    shift[:, 3, 2] -= 0.2  # one head's sink mass drops by 0.2
+    cb = cell_bounds(shift, docs, "abs")
+    assert cb.where == (3, 2) and cb.value == pytest.approx(0.2, abs=0.01) and cb.ci[0] > 0.03
+
+
+def test_a_non_finite_cell_makes_the_value_non_finite():
+    x = np.ones((10, 4)) * 0.01
+    x[3, 2] = np.nan
+    cb = cell_bounds(x, np.arange(10), "max")
+    assert math.isnan(cb.value) and cb.where == (2,)
+
+
+def test_sign_test_over_clusters_is_exact():
+    assert sign_test_beyond([0.3, 0.4, 0.2, 0.5, 0.3, 0.25], 0.95, bad_above=False) == pytest.approx(0.5**6)
+    assert sign_test_beyond([0.3, 0.99], 0.95, bad_above=False) == 1.0  # one cluster on the good side
