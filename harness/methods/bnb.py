@@ -9,6 +9,7 @@ from harness.errors import did_you_mean
 from harness.methods.base import WG, QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
 from harness.models.sources import load_model
+from harness.system.environment import env
 
 _KINDS = {"int8": "int8", "nf4": "nf4", "fp4": "fp4", "w8": "int8"}
 
@@ -66,7 +67,7 @@ def quantize(cfg: BnbConfig, ctx):
         compute = torch.float32 if ctx.device == "cpu" else torch.float16
         qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.kind, bnb_4bit_compute_dtype=compute)
     ctx.progress(f"bitsandbytes {cfg.kind}: loading {ctx.model_dir.name}")
-    return load_model(
+    model = load_model(
         ctx.model_dir,
         dtype=ctx.dtype,
         device=ctx.device,
@@ -74,3 +75,50 @@ def quantize(cfg: BnbConfig, ctx):
         trust_remote_code=ctx.trust_remote_code,
         **ctx.placement,
     )  # --device-map: placed as loaded
+    ctx.info["quantized_module_types"] = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if hasattr(m, "weight") and type(m).__module__.startswith("bitsandbytes")
+        }
+    )
+    if cfg.kind != "int8" and ctx.device == "cpu" and env("QS_BNB_KERNEL") != "1":
+        ctx.info["executed_as"] = (
+            f"dense Linear with bitsandbytes' own dequantized weights ({densify_4bit(model)} layers)"
+        )
+    return model
+
+
+def densify_4bit(model) -> int:
+    """Swap each bitsandbytes Linear4bit for an nn.Linear holding bitsandbytes' own dequantization of its weight.
+
+    The layer then computes x @ dequantize_4bit(W) in float32, the compute dtype this method asks for: bitsandbytes'
+    CPU path instead repacks the weight at its first forward and multiplies in bfloat16 activations (logits of a
+    tiny model moved by up to 0.01 against the dense float32 product), and re-dequantizes at every call, which made
+    generation the slowest part of a run. Must run before the model's first forward (the repacking changes the
+    stored layout). LLM.int8 cannot be swapped this way (its outlier columns depend on each input) and runs through
+    bitsandbytes.
+    """
+    import bitsandbytes as bnb
+    import torch
+    import torch.nn as nn
+
+    n = 0
+    for name, mod in list(model.named_modules()):
+        if not isinstance(mod, bnb.nn.Linear4bit):
+            continue
+        with torch.no_grad():
+            w = bnb.functional.dequantize_4bit(mod.weight.data, mod.weight.quant_state).to(
+                mod.compute_dtype or torch.float32
+            )
+            dense = nn.Linear(
+                mod.in_features, mod.out_features, bias=mod.bias is not None, device=w.device, dtype=w.dtype
+            )
+            dense.weight.copy_(w.reshape(mod.out_features, mod.in_features))
+            if mod.bias is not None:
+                dense.bias.copy_(mod.bias.to(w.dtype))
+        dense.requires_grad_(False)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, dense)
+        n += 1
+    return n

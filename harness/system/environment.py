@@ -41,6 +41,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "the kernel's own dequantized weights",
         "0",
     ),
+    EnvVar(
+        "QS_BNB_KERNEL",
+        "1: run bitsandbytes 4-bit layers on the CPU through its kernel instead of dense Linear "
+        "layers holding its own dequantized weights",
+        "0",
+    ),
     EnvVar("QS_AWQ_KERNEL", "1: run AWQ layers through GPTQModel's kernel instead of dense Linear layers", "0"),
     EnvVar("QS_MEASURE_AS", "with -p harness.testing: SPEC=OTHER,... measures OTHER under SPEC's name", ""),
     EnvVar(
