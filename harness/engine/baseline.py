@@ -209,7 +209,7 @@ class Baseline:
         from harness.measure.behaviour import prompt_variants
 
         texts = [v for p in self.prompts if p.references for v in prompt_variants(p.prompt)]
-        return self.generate("stable", texts, self.spec.max_new_tokens) if texts else ([], [])
+        return self.generate("stable", texts, self.spec.max_new_tokens, first_line=True) if texts else ([], [])
 
     @cached_property
     def variant_correctness(self) -> dict:
@@ -281,13 +281,22 @@ class Baseline:
     @cached_property
     def generations(self):
         """Greedy continuations of the run's prompts: (texts, token ids), cached on disk."""
-        return self.generate("prompts", [p.prompt for p in self.prompts], self.spec.max_new_tokens)
+        return self.generate(
+            "prompts",
+            [p.prompt for p in self.prompts],
+            self.spec.max_new_tokens,
+            first_line=[bool(p.references) for p in self.prompts],
+        )
 
-    def generate(self, tag: str, texts: list[str], new_tokens: int, min_new: int = 0):
-        """Greedy continuations of the baseline, cached on disk keyed by everything that changes them."""
+    def generate(self, tag: str, texts: list[str], new_tokens: int, min_new: int = 0, first_line=False):
+        """Greedy continuations of the baseline, cached on disk keyed by everything that changes them
+        (first_line: per text, stop at the end of the answer's line; measure/generation.py)."""
         from harness.measure.generation import generate
 
-        key = generation_key(self.spec, self.inputs, self.threads, tag, texts, new_tokens, min_new)
+        flags = [first_line] * len(texts) if isinstance(first_line, bool) else list(first_line)
+        key = generation_key(
+            self.spec, self.inputs, self.threads, f"{tag}:lines={sum(flags)}", texts, new_tokens, min_new
+        )
         path = cache_root() / "baseline-gen" / f"{key}.json"
         with file_lock(path.with_suffix(".lock")):
             hit = cache_get(path)
@@ -305,6 +314,7 @@ class Baseline:
                     self.spec.bos,
                     return_ids=True,
                     min_new_tokens=min_new,
+                    first_line=flags,
                 )
             cache_put(path, {"texts": out_t, "ids": [list(map(int, x)) for x in out_i]})
         return out_t, out_i
@@ -317,7 +327,7 @@ class Baseline:
         s = self.spec
         _, variants = self.variant_prompts
         out = {
-            "variants": self.generate("variants", variants, s.max_new_tokens),
+            "variants": self.generate("variants", variants, s.max_new_tokens, first_line=True),
             "long": self.generate("long", [p.prompt for p in self.long_prompts], s.long_new_tokens, s.long_new_tokens),
         }
         _, base_ids = self.generations

@@ -18,8 +18,9 @@ def _untimed(name: str):
     return contextlib.nullcontext()
 
 
-def generate(base, participant, texts: list[str], new_tokens: int, label: str, min_new: int = 0):
-    """The participant's greedy continuations of texts: (texts, token ids)."""
+def generate(base, participant, texts: list[str], new_tokens: int, label: str, min_new: int = 0, first_line=False):
+    """The participant's greedy continuations of texts: (texts, token ids); first_line as the baseline's (answers
+    stop at the end of their line, measure/generation.py)."""
     from harness.measure.generation import generate as greedy
 
     base.progress(f"{label}: {len(texts)} prompts x {new_tokens} tokens")
@@ -35,6 +36,7 @@ def generate(base, participant, texts: list[str], new_tokens: int, label: str, m
             kv=participant.kv,
             protect=participant.protect,
             min_new_tokens=min_new,
+            first_line=first_line,
         )
 
 
@@ -52,6 +54,7 @@ def records(
         new_tokens or base.spec.max_new_tokens,
         f"{name + ': ' if name else ''}generation",
         min_new,
+        [bool(p.references) for p in prompts] if base_out is None else False,  # as the baseline's own
     )
     variants = base.variant_correctness if base_out is None else {}
     out = []
@@ -128,7 +131,7 @@ def behaviour_raw(base, spec: str, participant, timed=_untimed) -> dict:
     s = base.spec
     _, variants = base.variant_prompts
     with timed("generation: prompt variants"):
-        var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants")
+        var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants", 0, True)
     with timed("generation: long"):
         long = records(
             base,

@@ -70,12 +70,37 @@ def generate(
     kv=None,
     protect=None,
     min_new_tokens: int = 0,
+    first_line=False,
 ):
     """Greedy continuations (text, and token ids if asked) of each prompt, in order.
 
     kv: a kvcache.KVSpec (generation reads a quantized KV cache); protect: a protect.SinkSource
-    (the sink prefix's hidden states and K/V come from the baseline).
+    (the sink prefix's hidden states and K/V come from the baseline). first_line (one flag, or one per prompt):
+    stop a continuation once it ends a line that holds text (what correctness reads: metrics/text.first_line
+    gives the same line either way), instead of generating max_new_tokens for an answer that is already there.
     """
+    flags = [first_line] * len(prompts) if isinstance(first_line, bool) else list(first_line)
+    if any(flags) and not all(flags):  # each kind in its own batches: a stopped row would wait for the others
+        parts = {f: [i for i, x in enumerate(flags) if x == f] for f in (True, False)}
+        out: dict[int, tuple] = {}
+        for f, idx in parts.items():
+            t, ids = generate(
+                model,
+                tok,
+                [prompts[i] for i in idx],
+                max_new_tokens,
+                batch_size,
+                bos,
+                True,
+                kv,
+                protect,
+                min_new_tokens,
+                f,
+            )
+            out.update({i: (a, b) for i, a, b in zip(idx, t, ids)})
+        texts, all_ids = [out[i][0] for i in range(len(prompts))], [out[i][1] for i in range(len(prompts))]
+        return (texts, all_ids) if return_ids else texts
+    line_only = bool(flags) and flags[0]
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     texts, all_ids = [], []
@@ -105,17 +130,43 @@ def generate(
                 do_sample=False,
                 pad_token_id=pad,
                 eos_token_id=tok.eos_token_id,
+                stopping_criteria=[_LineEnded(tok, width)] if line_only else None,
                 **{cache_kwarg(model): cache},
             )
         for r, i in enumerate(idx):
             new = out[r, width:].tolist()
             if tok.eos_token_id is not None and tok.eos_token_id in new:
                 new = new[: new.index(tok.eos_token_id)]
+            if line_only:  # a row that ended its line early is padded while the others go on
+                new = new[: _line_end(tok, new) or len(new)]
             results[i] = (tok.decode(new, skip_special_tokens=True), new)
     for i in range(len(prompts)):
         texts.append(results[i][0])
         all_ids.append(results[i][1])
     return (texts, all_ids) if return_ids else texts
+
+
+def _line_end(tok, ids: list[int]) -> int | None:
+    """Tokens up to and including the first newline that follows some text, or None (no such line yet)."""
+    seen_text = False
+    for k, t in enumerate(ids):
+        piece = tok.decode([t])
+        if "\n" in piece and (seen_text or piece.split("\n", 1)[0].strip()):
+            return k + 1
+        seen_text = seen_text or bool(piece.strip())
+    return None
+
+
+class _LineEnded:
+    """A stopping criterion per row: done once the row's continuation (after column `start`) has ended a line
+    that holds text."""
+
+    def __init__(self, tok, start: int):
+        self.tok, self.start = tok, start
+
+    def __call__(self, input_ids, scores, **kwargs):
+        done = [_line_end(self.tok, row[self.start :].tolist()) is not None for row in input_ids]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 @contextlib.contextmanager
