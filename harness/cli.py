@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from harness.config.build import RunSpec, build_spec
 from harness.config.settings import SETTINGS
 from harness.engine.session import Session
 from harness.errors import EXIT_CODES, UsageError, exit_code
+from harness.history.runs import pin, pin_line
 from harness.methods import availability
 from harness.metrics.catalogue import markdown_table, text_table
 from harness.report.results import write_run
@@ -33,12 +35,14 @@ def run(spec: RunSpec | dict, progress=None) -> dict:
     return run_session(spec, progress)[0]
 
 
-def run_session(spec: RunSpec | dict, progress=None):
-    """(results, run directory) of a complete run."""
+def run_session(spec: RunSpec | dict, progress=None, header=None):
+    """(results, run directory) of a complete run; header(lines) receives what the run is about to do."""
     if isinstance(spec, dict):
         spec = build_spec(spec)
 
     session = Session(spec, progress, fanout=fanout_for(spec)).prepare()
+    if header is not None:
+        header(session.header())
     session.run_all()
     results = session.results()
 
@@ -97,7 +101,16 @@ def main(argv=None) -> int:
         return _shard_or_merge(argv)
     values = vars(parser().parse_args(argv))
     try:
-        results, run_dir = run_session(values)
+        if values.get("pin"):  # --pin records the pin and exits, as under pytest
+            spec = build_spec(values)
+            print(pin_line(pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))))
+            return EXIT_CODES["pass"]
+        with warnings.catch_warnings():
+            # a backend's warning once, not once per forward pass (bitsandbytes' int8 cast warned 2,100 times)
+            warnings.simplefilter("once")
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):  # for the developers
+                warnings.simplefilter("ignore", quiet)
+            results, run_dir = run_session(values, header=lambda lines: print("\n".join(lines), flush=True))
     except UsageError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return USAGE_ERROR

@@ -11,7 +11,7 @@ import hashlib
 from functools import cached_property
 
 from harness.config.identity import generation_key, threads_of
-from harness.data.sets import load_prompts
+from harness.data.sets import load_open_prompts, load_prompts
 from harness.data.tokens import corpus_sequences, probe_index
 from harness.methods import QuantContext
 from harness.metrics.evidence import baseline_metrics
@@ -150,6 +150,20 @@ class Baseline:
                 "max_value": sum(1 for p in every if p.long) or len(every),
                 "unit": "prompts",
                 "more": 'the prompt set marks too few prompts long; mark more ("long": true)',
+            },
+            "degenerate_rate": {
+                "option": "--n-open-prompts",
+                "value": len(self.open_prompts),
+                "max_value": len(load_open_prompts(s.open_prompts).prompts),
+                "unit": "open prompts",
+                "more": "give a larger open-prompt set (--open-prompts PATH)",
+            },
+            "answers": {
+                "option": "--n-prompts",
+                "value": len(self.prompts),
+                "max_value": len(every),
+                "unit": "prompts",
+                "more": more_prompts,
             },
             "spread": {
                 "option": "--n-probe-sequences",

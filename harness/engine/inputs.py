@@ -18,6 +18,7 @@ from harness.models.structure import (
     linear_modules,
     meta_model,
 )
+from harness.system.files import ensure_writable_dir
 
 
 class ModelInfo:
@@ -63,6 +64,9 @@ class RunInputs:
     @classmethod
     def load(cls, spec) -> RunInputs:
         """Policy, corpus, prompts, model source, per-method preflight, the earlier run: or a UsageError."""
+        ensure_writable_dir(spec.report_dir, "--report-dir")  # found now, not after the measurement
+        if spec.reference and spec.reference_dir:
+            ensure_writable_dir(spec.reference_dir, "--reference-dir")
 
         policy = load_policy(spec.policy)
         corpus = load_corpus(spec.corpus, spec.corpus_split)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from harness.config.identity import new_run_id
+from harness.config.settings import profile_changes, profile_values
 from harness.data.tokens import effective_bos
 from harness.engine.baseline import Baseline
 from harness.engine.evaluator import Evaluator
@@ -63,6 +64,27 @@ class Session:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars: quantsink prints its own progress
+
+    def header(self) -> list[str]:
+        """What the run is about to do, printed before anything is measured (pytest's header, python -m harness):
+        the profile and what it set or the command line overrode, the model and data, the configurations and
+        what they are compared with."""
+        sp, inputs = self.spec, self.prepare().inputs
+        defaults = profile_values(sp.profile)
+        overridden = {
+            k: getattr(sp, k)
+            for k in defaults
+            if k not in ("quant", "sink_positions", "device", "baseline_dtype") and getattr(sp, k) != defaults[k]
+        }
+        what = ", ".join(f"{k}={v}" for k, v in profile_changes(sp.profile).items()) or "the defaults"
+        return [
+            f"quantsink: profile {sp.profile} (sets {what})"
+            + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
+            f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
+            f"{sp.corpus}, {len(inputs.prompts.prompts)} prompts and {len(inputs.open_prompts.prompts)} open prompts "
+            f"x {sp.max_new_tokens} new tokens{', signoff (strict)' if sp.signoff else ''}",
+            f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {inputs.compare_note}",
+        ] + [f"quantsink: {note}" for note in inputs.notes]
 
     @property
     def policy(self):

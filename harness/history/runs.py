@@ -53,8 +53,13 @@ def pin(report_dir: str | Path, run_id: str, anyway: bool = False) -> dict:
     """Mark run_id as the approved sign-off baseline (`--compare pinned` uses the newest pin).
 
     Only a run whose verdict is "pass" can be approved, unless `anyway` (--pin-anyway): the
-    record then says so.
+    record then says so. `latest` pins the newest run in the index.
     """
+    if run_id == "latest":
+        rows = [r for r in read_index(report_dir) if r.get("run_id")]
+        if not rows:
+            raise UsageError(f"--pin latest: {report_dir} holds no run yet (its index.jsonl is empty or missing)")
+        run_id = rows[-1]["run_id"]
     path = run_path(report_dir, run_id)
     if not path.is_file():
         raise UsageError(f"--pin {run_id}: no such run in {report_dir} (see its index.jsonl)")
@@ -75,6 +80,15 @@ def pin(report_dir: str | Path, run_id: str, anyway: bool = False) -> dict:
         record["pinned_anyway"] = True  # approved with --pin-anyway despite its verdict
     append_line(Path(report_dir) / PINS, record)
     return record
+
+
+def pin_line(rec: dict) -> str:
+    """What `--pin` prints (pytest and python -m harness alike)."""
+    anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
+    return (
+        f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) as the "
+        f"sign-off baseline for --compare pinned"
+    )
 
 
 def _try_load(path: Path, what: str) -> dict | None:

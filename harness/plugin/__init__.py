@@ -15,10 +15,10 @@ import threading
 import pytest
 
 from harness.config.build import build_spec
-from harness.config.settings import SETTINGS, profile_changes, profile_values
+from harness.config.settings import SETTINGS
 from harness.engine.session import Session
 from harness.errors import UsageError
-from harness.history.runs import pin
+from harness.history.runs import pin, pin_line
 from harness.methods import parse_spec
 from harness.metrics.catalogue import BY_NAME
 from harness.plugin import hookspecs
@@ -99,21 +99,15 @@ def option_values(config) -> dict:
 
 def activate(config) -> None:
     """Build the run from the options and check every input; usage errors stop pytest (exit 4)."""
-    if config.stash.get(_SESSION, None) is not None:
-        return
+    if config.stash.get(_SESSION, None) is not None or config.option.help or config.option.version:
+        return  # --help and --version print and leave: no model is resolved, nothing is written
 
     try:
         spec = build_spec(option_values(config))
         if spec.pin:
-            rec = pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))
-            anyway = ", pinned with --pin-anyway" if rec.get("pinned_anyway") else ""
             # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
             # nothing else ran.
-            print(
-                f"quantsink: pinned run {rec['run_id']} ({rec['model']}, verdict {rec['verdict']}{anyway}) "
-                f"as the sign-off baseline for --compare pinned",
-                flush=True,
-            )
+            print(pin_line(pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))), flush=True)
             pytest.exit("--pin only records the pin; no tests run", returncode=0)
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given
@@ -247,26 +241,7 @@ def junit_per_item(config) -> bool:
 
 def pytest_report_header(config):
     s = get_session(config)
-    if s is None:
-        return None
-
-    sp = s.spec
-    defaults = profile_values(sp.profile)
-    changed = profile_changes(sp.profile)
-    overridden = {
-        k: getattr(sp, k)
-        for k in defaults
-        if k not in ("quant", "sink_positions", "device", "baseline_dtype") and getattr(sp, k) != defaults[k]
-    }
-    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"
-    return [
-        f"quantsink: profile {sp.profile} (sets {what})"
-        + (f"; overridden: {', '.join(f'{k}={v}' for k, v in overridden.items())}" if overridden else ""),
-        f"quantsink: model {sp.model}, device {sp.device}, {sp.n_sequences} x {sp.seq_len} tokens of "
-        f"{sp.corpus}, {len(s.inputs.prompts.prompts)} prompts x {sp.max_new_tokens} new tokens"
-        f"{', signoff (strict)' if sp.signoff else ''}",
-        f"quantsink: configurations {', '.join(q.spec for q in sp.quant)}; {s.inputs.compare_note}",
-    ] + [f"quantsink: {note}" for note in s.inputs.notes]
+    return None if s is None else s.header()
 
 
 def pytest_generate_tests(metafunc):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from harness.errors import UsageError
 from harness.system.environment import env as qs_env
 
 
@@ -43,11 +45,40 @@ def file_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once: os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ensure_writable_dir(path: str | Path, flag: str) -> Path:
+    """path as a directory this process can write in (created if missing), or a UsageError naming the flag: found
+    before anything is measured, never after."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p} is a file, not a directory; give a directory for the runs")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".quantsink-write-check.", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(
+            f"{flag} {p} is not writable ({e.strerror or type(e).__name__}); give a directory you can write to"
+        ) from None
+    return p
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path):
-    """Yield a temporary sibling directory; rename it to target only if the block succeeds."""
+    """Yield a temporary sibling directory; rename it to target only if the block succeeds. The directory gets
+    the permissions of a plain mkdir under the process's umask (mkdtemp makes it 0700: teammates could not read a
+    shared report directory)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if target.exists():
@@ -63,6 +94,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file reads like any other
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
