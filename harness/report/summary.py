@@ -159,6 +159,9 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
     lines = [f"quantsink verdict: {results['verdict'].upper()}"]
     if results.get("verdict_reason"):
         lines.append(f"  {results['verdict_reason']}")
+    compare = results.get("compare") or {}
+    if compare.get("target") not in (None, "none"):
+        lines.append(f"  compare: {compare.get('note')}")
     for c in results["configs"]:
         gates = not_passed(c.get("gates"))
         failed = [g["metric"] for g in gates if gate_status(g) == "fail"]
@@ -179,6 +182,12 @@ def verdict_lines(results: dict, run_dir=None) -> list[str]:
         lines += [f"      {r['test']}: {r['message']}".rstrip(": ") for r in rules]
         lines += [
             f"      {g['metric']} {gate_status(g).replace('_', ' ')}: {g['decides']}" for g in gates if g.get("decides")
+        ]
+        lines += [
+            f"      {'drift' if r.get('against') == 'anchor' else 'regression'} {r['metric']} "
+            f"{gate_status(r).replace('_', ' ')}: {r['detail']}"
+            for r in c.get("regressions") or []
+            if gate_status(r) not in ("pass", "not_applicable")
         ]
         lines += advice_report.verdict_lines(c)  # diagnosis and recommendation, when there are
     if time_line(results):
