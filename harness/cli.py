@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m harness",
         description="Sign off quantized LLMs against their full-precision "
-        "baseline (the same run as `pytest suites`). Subcommands: metrics, methods.",
+        "baseline (the same run as `pytest suites`). Subcommands: metrics, methods, shard, merge (each with --help).",
     )
     for s in SETTINGS:
         if s.type == "bool":
@@ -92,9 +92,16 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["metrics"]:
-        print(markdown_table() if "--markdown" in argv else text_table())
+        p = _Parser(prog="python -m harness metrics", description="the metric catalogue (docs/results.md)")
+        p.add_argument("--markdown", action="store_true", help="the markdown table of docs/results.md")
+        print(markdown_table() if p.parse_args(argv[1:]).markdown else text_table())
         return 0
     if argv[:1] == ["methods"]:
+        _Parser(
+            prog="python -m harness methods",
+            description="registered quantization methods and their "
+            "availability (or the line that installs their package)",
+        ).parse_args(argv[1:])
         print_methods()
         return 0
     if argv[:1] in (["shard"], ["merge"]):

@@ -49,6 +49,13 @@ def build_spec(values: dict) -> RunSpec:
     if unknown:
         raise UsageError(f"unknown setting '{unknown[0]}'{did_you_mean(unknown[0], BY_NAME)}")
     given = {k: BY_NAME[k].convert(v) for k, v in values.items() if v is not None}
+    if "quant" in given and not str(given["quant"]).strip(" ,"):
+        raise UsageError(
+            "--quant is empty; give one or more specs such as bnb-int8,rtn-w4g32, or leave it out for "
+            f"the default list ({DEFAULT_QUANT})"
+        )
+    if "reference_dir" in given and not given.get("reference"):
+        raise UsageError("--reference-dir names where baseline references live; it needs --reference")
     profile = given.get("profile", "smoke")
     spec = RunSpec()
     for k, v in {**profile_values(profile), **given}.items():
@@ -85,6 +92,14 @@ def build_spec(values: dict) -> RunSpec:
     if "baseline_dtype" not in given:
         spec.baseline_dtype = "fp16" if spec.device.startswith("cuda") else "fp32"
 
+    stream_opts = [f"--{k.replace('_', '-')}" for k in ("stream_sinks", "stream_window", "stream_len") if k in given]
+    if stream_opts and "streaming" not in selected(spec):
+        raise UsageError(
+            f"{', '.join(stream_opts)} set the streaming scenario, which this run does not measure; add "
+            f"--scenarios streaming or drop {stream_opts[0]}"
+        )
+    if spec.reference and "scenarios" not in given and selected(spec):
+        spec.scenarios = "none"  # the profile's scenarios run beside the baseline model: not in reference mode
     check_scenarios(spec)  # --scenarios and the streaming window: usage errors now
     if spec.reference:
         clash = [

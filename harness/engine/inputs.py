@@ -7,17 +7,19 @@ from functools import cached_property
 
 from harness.config.identity import spec_identity
 from harness.data.sets import load_corpus, load_open_prompts, load_prompts
+from harness.errors import UsageError
 from harness.gates.policy import load_policy
 from harness.history.runs import compare_details, resolve
 from harness.methods import bit_class, expand_shorthand
 from harness.models.placement import check_fits_one_layer, parse_max_memory
-from harness.models.sources import resolve_model
+from harness.models.sources import load_tokenizer, resolve_model
 from harness.models.structure import (
     decoder_layers,
     input_width,
     linear_modules,
     meta_model,
 )
+from harness.scenarios import selected
 from harness.system.files import ensure_writable_dir
 
 
@@ -86,6 +88,8 @@ class RunInputs:
             width = {"fp32": 4, "fp16": 2, "bf16": 2}[spec.baseline_dtype]
             layer = max(sum(p.numel() for p in lay.parameters()) for lay in decoder_layers(info.meta)) * width
             check_fits_one_layer(parse_max_memory(spec.max_memory), layer)
+        if "streaming" in selected(spec):
+            _check_stream_len(spec, corpus, source, info)
         for q in spec.quant:
             q.preflight(info)
             # a class must be known before any gate is collected, and some limit must apply to it
@@ -110,3 +114,20 @@ class RunInputs:
             elif anchor is not None:
                 note += f"; drift checked against pinned run {anchor.get('run_id')}"
         return cls(policy, corpus, prompts, source, earlier, note, notes, anchor, open_prompts)
+
+
+def _check_stream_len(spec, corpus, source, info) -> None:
+    """--stream-len must fit the model's positions and the corpus: a usage error now, not a failure per
+    configuration after the measurement started."""
+    most = getattr(info.meta.config, "max_position_embeddings", None)
+    if most and spec.stream_len > most:
+        raise UsageError(
+            f"--stream-len {spec.stream_len} is longer than the model's {most} positions; give at most {most}"
+        )
+    tok = load_tokenizer(source.local_dir, spec.trust_remote_code)
+    have = sum(len(tok(d, add_special_tokens=False, verbose=False)["input_ids"]) + 1 for d in corpus.documents)
+    if have < spec.stream_len:
+        raise UsageError(
+            f"--stream-len {spec.stream_len} needs a corpus of at least that many tokens; corpus "
+            f"'{corpus.name}' has {have}: lower --stream-len or give a larger corpus"
+        )

@@ -128,6 +128,7 @@ def write_run(results: dict, report_dir: str | Path) -> Path:
             "spec": results["settings"]["spec"],
             "profile": results["settings"]["profile"],
             "path": str(run_dir / "results.json"),
+            **({"merged_from": results["merged_from"]} if results.get("merged_from") else {}),
         },
     )
     return run_dir

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 from harness.config.build import build_spec
-from harness.config.identity import shard_run_key
+from harness.config.identity import digest, shard_run_key
 from harness.engine.session import Session
 from harness.errors import UsageError
+from harness.history.runs import read_index
 from harness.report.results import clean, write_run
 from harness.system.files import atomic_write
 
@@ -167,10 +168,18 @@ def merge_parts(parts: list[dict], report_dir: str | None, progress=None):
     values = dict(parts[0]["values"])
     if report_dir:
         values["report_dir"] = report_dir
+    merged_from = digest(sorted((d["run_key"], d["index"], d["created"]) for d in parts))
+    done = next((r for r in read_index(build_spec(values).report_dir) if r.get("merged_from") == merged_from), None)
+    if done is not None:
+        raise UsageError(
+            f"merge: these parts were merged before, into run {done['run_id']} ({done.get('path')}); "
+            f"a run is merged once"
+        )
     session = Session(build_spec(values), progress).prepare()  # the earlier run for --compare, the policy
     for d in parts:
         session.take_over({"configs": {c["spec"]: c for c in d["configs"]}, **(d["side"] or {})})
     for q in session.spec.quant:
         session.check_regressions(q)
     results = session.results()
+    results["merged_from"] = merged_from  # the parts it was merged from (merging them again is refused)
     return results, write_run(results, session.spec.report_dir)
