@@ -18,7 +18,7 @@ import warnings
 from harness.config.build import RunSpec, build_spec
 from harness.config.settings import SETTINGS
 from harness.engine.session import Session
-from harness.errors import EXIT_CODES, UsageError, exit_code
+from harness.errors import EXIT_CODES, QuantsinkWarning, UsageError, exit_code
 from harness.history.runs import pin, pin_line
 from harness.methods import availability
 from harness.metrics.catalogue import markdown_table, text_table
@@ -86,11 +86,23 @@ def print_methods() -> None:
         )
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """quantsink's own warnings as one line (no source line); others as Python prints them."""
+    if issubclass(category, QuantsinkWarning):
+        print(f"quantsink: warning: {message}", file=file or sys.stderr)
+    else:
+        _SHOW(message, category, filename, lineno, file, line)
+
+
+_SHOW = warnings.showwarning
+
+
 def main(argv=None) -> int:
     """`python -m harness ...`: the exit codes of harness.errors.EXIT_CODES (0 pass or inconclusive, 1 fail,
     2 interrupted, 4 usage error)."""
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _one_line_warning
     if argv[:1] == ["metrics"]:
         p = _Parser(prog="python -m harness metrics", description="the metric catalogue (docs/results.md)")
         p.add_argument("--markdown", action="store_true", help="the markdown table of docs/results.md")

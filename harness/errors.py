@@ -35,6 +35,11 @@ class MissingBackend(QuantsinkError):
         super().__init__(f"{method} needs the '{package}' package: {install}")
 
 
+class QuantsinkWarning(UserWarning):
+    """Something the run noticed and went on past (a malformed index line, a corrupt cache entry): shown once,
+    in one line (python -m harness) or in pytest's warnings summary."""
+
+
 class CaptureError(QuantsinkError):
     """Attention weights or hidden states did not come back from a forward pass."""
 

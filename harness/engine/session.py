@@ -173,6 +173,8 @@ class Session:
             paired_change(metric, other, r.as_dict()),
         )
         res["against"] = against
+        if (r.cache or {}).get("run_id") == self._other_run(against).get("run_id"):
+            res["detail"] += "; today's measurement was reused from that very run (results cache): nothing new"
         r.regressions.append(res)
         if r.measured:  # its verdict includes its checks (a failed or undecided check keeps it from a pass)
             r.verdict = config_verdict(r.gates, r.regressions) if r.verdict != "fail" else "fail"

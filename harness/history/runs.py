@@ -99,9 +99,9 @@ def _try_load(path: Path, what: str) -> dict | None:
 
 
 def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None, what: str):
-    """(results, run id, how many newer candidates were skipped) of the newest candidate (run id, path) whose
-    identity matches `current`, or (None, why the newest one was refused, how many there were)."""
-    why, seen = "", set()
+    """(results, run id, what was skipped) of the newest candidate (run id, path) whose identity matches `current`,
+    or (None, why the newest one was refused, what was skipped); skipped: {"other inputs": n, "unreadable": m}."""
+    why, seen, skipped = "", set(), {"other inputs": 0, "unreadable": 0}
     for rid, path in reversed(candidates):
         if rid in seen:  # pinned twice: its newest pin counts
             continue
@@ -109,13 +109,20 @@ def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None,
         res = _try_load(path, what)
         diffs = differences(current, comparable_identity(res)) if res is not None and current is not None else []
         if res is not None and not diffs:
-            return res, rid, len(seen) - 1
+            return res, rid, skipped
+        skipped["other inputs" if res is not None else "unreadable"] += 1
         why = why or (
             f"the newest, {rid}, differs in {', '.join(k for k, _, _ in diffs)}"
             if res is not None
             else f"the newest, {rid}, is unreadable"
         )
-    return None, why, len(seen)
+    return None, why, skipped
+
+
+def _skipped_text(skipped: dict, kind: str) -> str:
+    """'2 earlier run(s) with other inputs and 1 unreadable' ('' when none)."""
+    parts = [f"{n} with other inputs" if k == "other inputs" else f"{n} unreadable" for k, n in skipped.items() if n]
+    return f"{' and '.join(parts)} {kind}(s)" if parts else ""
 
 
 def resolve(
@@ -152,10 +159,8 @@ def resolve(
             return None, f"no {kind} of {model} in {report_dir}: no regression gates"
         res, rid, skipped = _newest_comparable(cands, current, target)
         if res is None:
-            return None, (
-                f"no comparable {kind}: no regression gates ({skipped} {kind}(s) of {model} with other inputs; {rid})"
-            )
-        newer = f", skipping {skipped} newer one(s) with other inputs" if skipped else ""
+            return None, f"no comparable {kind}: no regression gates ({_skipped_text(skipped, kind)} of {model}; {rid})"
+        newer = f", skipping {_skipped_text(skipped, 'newer ' + kind)}" if any(skipped.values()) else ""
         return res, f"comparing with {'latest comparable' if target == 'latest' else 'pinned'} run {rid}{newer}"
     p = Path(target)
     if p.suffix == ".json" or p.is_dir() or "/" in target:

@@ -321,7 +321,8 @@ def run_multi(
                 continue
             add_pair(out[name], b, q, ids, q.nll)
         if progress:
-            progress(f"corpus batch {k + 1}/{len(batches)} ({', '.join(map(str, live)) or 'no model left'})")
+            shown = ", ".join("baseline" if n == "__baseline__" else str(n) for n in live)
+            progress(f"corpus batch {k + 1}/{len(batches)} ({shown or 'no model left'})")
     for ps in out.values():
         ps.base = base
     return out

@@ -30,7 +30,7 @@ class ModelSource:
     kind: str  # alias | tiny | gguf | local | hub
     revision: str | None
     local_dir: Path
-    sha256: str | None = None  # content hash of the origin file where one exists
+    sha256: str | None = None  # content hash of the origin: the GGUF file, or every file of the checkpoint
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict:
@@ -198,7 +198,8 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
                 f"unknown tiny model '{model}'{did_you_mean(model, known_models())}; "
                 f"valid: {', '.join('tiny-' + a for a in TINY_ARCHS)}"
             )
-        return ModelSource(model, "tiny", revision, _tiny(arch))
+        local = _tiny(arch)
+        return ModelSource(model, "tiny", revision, local, checkpoint_sha256(local))
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -211,11 +212,11 @@ def resolve_model(model: str, revision: str | None = None, allow_pickle: bool = 
         return ModelSource(model, "gguf", revision, local, sha)
     if path.is_dir():
         check_local_dir(path, allow_pickle)
-        return ModelSource(model, "local", revision, path.resolve())
+        return ModelSource(model, "local", revision, path.resolve(), checkpoint_sha256(path.resolve()))
     if HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         local = _hub(model, revision)
         check_local_dir(local, allow_pickle)
-        return ModelSource(model, "hub", revision, local)
+        return ModelSource(model, "hub", revision, local, checkpoint_sha256(local))
     raise UsageError(
         f"model '{model}' not found: not a directory, .gguf file, Hub id or alias"
         f"{did_you_mean(model, known_models())}; valid aliases: {', '.join(known_models())}"

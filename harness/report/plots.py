@@ -19,6 +19,12 @@ def measured(results):
     return [c for c in results["configs"] if c.get("metrics") and c["metrics"].get("sink_mass")]
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator  # matplotlib loads with the first plot (report/ stays light)
+
+    return MaxNLocator(integer=True)
+
+
 def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
     """One line per (label, values, style dict) over layers."""
     plt = pyplot()
@@ -26,6 +32,7 @@ def _per_layer_plot(series, ylabel: str, ylim=None) -> str:
     for label, values, style in series:
         ax.plot([math.nan if v is None else v for v in values], label=label, **style)
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(_integer_ticks())  # layers are whole numbers: no 0.5 ticks
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
@@ -85,6 +92,7 @@ def heatmaps(results) -> str:
         fig.colorbar(im, ax=axes[row][1], fraction=0.04)
         for ax in axes[row]:
             ax.set_xlabel("layer")
+            ax.xaxis.set_major_locator(_integer_ticks())
             ax.set_ylabel("head")
     fig.tight_layout()
     return svg(fig)

@@ -33,6 +33,10 @@ class _Side:
         self.raw, self.records, self.seconds = (st.setdefault(k, {}) for k in ("raw", "records", "seconds"))
 
 
+def _shown(name: str) -> str:
+    return "baseline" if name == "__baseline__" else name
+
+
 def records(base) -> dict:
     """The baseline's scenario records for results.json ({} when no scenario ran)."""
     return dict(base.scenario_state.get("records") or {})
@@ -108,7 +112,7 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
             for a in range(0, len(ids), s.batch_size):
                 base.progress(
                     f"scenario streaming: {p}, sequences {a + 1}-{min(a + s.batch_size, len(ids))} of "
-                    f"{len(ids)} x {ids.shape[1]} tokens ({', '.join(models)})"
+                    f"{len(ids)} x {ids.shape[1]} tokens ({', '.join(_shown(n) for n in models)})"
                 )
                 out = per_sequence(
                     stream(models, ids[a : a + s.batch_size], p, s.stream_sinks, s.stream_window), s.stream_window
@@ -195,11 +199,11 @@ def _packed(base, parts: dict, side: _Side) -> dict:
         else:
             layouts[(sep, masked)] = [pack(g, sep, sid) for g in groups]
 
-    def run(model) -> dict:
+    def run(model, who: str = "baseline") -> dict:
         res = {}
         for (sep, masked), lays in layouts.items():
             base.progress(
-                f"scenario packed: {sub_name(sep, masked)}, {len(lays)} sequences x {len(lays[0].ids)} tokens"
+                f"scenario packed: {who}, {sub_name(sep, masked)}, {len(lays)} sequences x {len(lays[0].ids)} tokens"
             )
             res[(sep, masked)] = _concat(
                 [measure(model, lays[a : a + s.batch_size], masked) for a in range(0, len(lays), s.batch_size)]
@@ -231,7 +235,7 @@ def _packed(base, parts: dict, side: _Side) -> dict:
         if p.kv is not None:
             why = _KV_SKIP.format(name="packed")
             return {"skipped": why}, E.views("packed", None, absent=why)[1]
-        raw_q = run(p.model)
+        raw_q = run(p.model, spec)
         rec = {
             "subs": {
                 **{sub_name(*k): E.packed_config(raw_b[k], v, firsts) for k, v in raw_q.items()},

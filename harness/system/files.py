@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import QuantsinkWarning, UsageError
 from harness.system.environment import env as qs_env
 
 
@@ -137,7 +137,9 @@ def read_lines(path: Path) -> list[dict]:
         try:
             out.append(json.loads(line))
         except ValueError:
-            warnings.warn(f"{path}:{i}: skipping malformed index line", stacklevel=2)
+            warnings.warn(
+                f"{path}:{i}: skipping a malformed line (truncated or not JSON)", QuantsinkWarning, stacklevel=2
+            )
     return out
 
 
@@ -152,7 +154,9 @@ def cache_get(path: Path):
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         ok = False
     if not ok:
-        warnings.warn(f"cache entry {path} is corrupt (content hash mismatch): rebuilding it", stacklevel=2)
+        warnings.warn(
+            f"cache entry {path} is corrupt (content hash mismatch): rebuilding it", QuantsinkWarning, stacklevel=2
+        )
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return None
@@ -214,7 +218,7 @@ def cached_dir(target: Path, build, full_check: bool = True) -> bool:
             problem = verify_manifest(target, full_check)
             if problem is None:
                 return True
-            warnings.warn(f"cache entry {target} is corrupt ({problem}): rebuilding it", stacklevel=2)
+            warnings.warn(f"cache entry {target} is corrupt ({problem}): rebuilding it", QuantsinkWarning, stacklevel=2)
             shutil.rmtree(target)
         with atomic_dir(target) as tmp:
             build(tmp)
