@@ -69,7 +69,6 @@ class Evaluator:
 
     def measure_group(self, qs: list) -> dict[str, ConfigResult]:
         """Measure qs together (one corpus pass); a failure ends its configuration, never the group."""
-        from harness.measure.passes import run_multi
 
         if self.spec.reference:
             return measure_group(self, qs)
@@ -78,7 +77,7 @@ class Evaluator:
             for r in results.values():
                 r.skip(self.spec.unavailable)
             return results
-        base_model = self.base.model
+        self.base.model  # noqa: B018 (loaded before any quantizer runs: threads set, a KV method shares it)
         models = {}
         for q in qs:
             m = guarded(results[q.spec], self.quantize, q, results[q.spec])
@@ -90,37 +89,7 @@ class Evaluator:
                 parts[Key(q.spec)] = self.participant(q, models[q.spec])
                 if self.spec.protect_sink:
                     parts[Key(q.spec, True)] = self.participant(q, models[q.spec], protect=True)
-        t0 = time.perf_counter()
-
-        def failed(key: Key, e):
-            if key.protected:
-                results[key.spec].protected_error = one_line(e)
-                return
-            results[key.spec].fail(one_line(e))
-            models.pop(key.spec, None)
-
-        pairs = (
-            run_multi(
-                base_model, parts, self.base.batches, self.spec.sink_positions, progress=self.progress, on_error=failed
-            )
-            if parts
-            else {}
-        )
-        elapsed = time.perf_counter() - t0
-        corpus_secs = elapsed / max(1, len(models))
-        self.base.phases.add(
-            f"corpus pass ({len(parts)} participants in lockstep)" if len(parts) > 1 else "corpus pass", elapsed
-        )
-        for q in qs:
-            if q.spec in models:
-                results[q.spec].phases.add("corpus pass (its share)", corpus_secs)
-        for key, part in parts.items():
-            if not key.protected:
-                results[key.spec].note_kv_reads(part.reads)
-        if pairs and self.base.summary is None:
-            # The baseline's statistics come from the same forward passes the comparison used
-            # (identical for every configuration): no separate baseline pass.
-            self.base.summary = next(iter(pairs.values())).base
+        pairs, corpus_secs = _corpus_pass(self.base, self.spec, parts, results, models, self.progress)
         with self.base.phases.time("scenarios (every configuration)"):
             scen = self._scenarios(
                 {k.spec: p for k, p in parts.items() if not k.protected and k.spec in models and k in pairs}
@@ -273,3 +242,38 @@ def _free_memory(device: str) -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _corpus_pass(base, spec, parts: dict, results: dict, models: dict, progress) -> tuple[dict, float]:
+    """The corpus pass of a group in lockstep: ({Key: PairSummary}, seconds per configuration). A participant that
+    fails ends its configuration (results[spec].fail, its model dropped from `models`), never the group."""
+    from harness.measure.passes import run_multi
+
+    t0 = time.perf_counter()
+
+    def failed(key: Key, e):
+        if key.protected:
+            results[key.spec].protected_error = one_line(e)
+            return
+        results[key.spec].fail(one_line(e))
+        models.pop(key.spec, None)
+
+    pairs = (
+        run_multi(base.model, parts, base.batches, spec.sink_positions, progress=progress, on_error=failed)
+        if (parts)
+        else {}
+    )
+    elapsed = time.perf_counter() - t0
+    corpus_secs = elapsed / max(1, len(models))
+    base.phases.add(
+        f"corpus pass ({len(parts)} participants in lockstep)" if len(parts) > 1 else "corpus pass", elapsed
+    )
+    for key, part in parts.items():
+        if not key.protected and key.spec in models:
+            results[key.spec].phases.add("corpus pass (its share)", corpus_secs)
+            results[key.spec].note_kv_reads(part.reads)
+    if pairs and base.summary is None:
+        # The baseline's statistics come from the same forward passes the comparison used
+        # (identical for every configuration): no separate baseline pass.
+        base.summary = next(iter(pairs.values())).base
+    return pairs, corpus_secs
