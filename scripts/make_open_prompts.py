@@ -20,26 +20,133 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "harness" / "data" / "open_prompts.jsonl"
 
 ANIMALS = ["fox", "heron", "otter", "badger", "tortoise", "sparrow", "goat", "lynx", "beaver", "crab", "owl", "hare"]
-PLACES = ["a lighthouse", "the old mill", "a mountain pass", "a harbour town", "the desert road", "a quiet library",
-          "an orchard", "the night market", "a river island", "a snowed-in cabin", "the train yard", "a rooftop garden"]
-DISHES = ["lentil soup", "flatbread", "a tomato salad", "fried rice", "apple crumble", "pancakes", "a bean stew",
-          "roast vegetables", "a simple omelette", "rice pudding", "garlic noodles", "a cucumber pickle"]
-TASKS = ["fix a squeaky door", "plant a herb garden", "clean a bicycle chain", "wrap a present", "start a compost heap",
-         "sharpen a pencil with a knife", "pack for a weekend trip", "organise a bookshelf", "repot a plant",
-         "make a paper boat", "patch a jacket", "tune a guitar"]
-TOPICS = ["rain", "the moon", "a busy kitchen", "old maps", "winter trees", "the sea at dawn", "a city bus",
-          "forgotten keys", "a long walk", "harvest time", "a lantern", "the first snow"]
-THINGS = ["fruits", "tools", "colours", "musical instruments", "board games", "kitchen utensils", "rivers",
-          "kinds of cloud", "garden birds", "vegetables", "sports", "fabrics"]
+PLACES = [
+    "a lighthouse",
+    "the old mill",
+    "a mountain pass",
+    "a harbour town",
+    "the desert road",
+    "a quiet library",
+    "an orchard",
+    "the night market",
+    "a river island",
+    "a snowed-in cabin",
+    "the train yard",
+    "a rooftop garden",
+]
+DISHES = [
+    "lentil soup",
+    "flatbread",
+    "a tomato salad",
+    "fried rice",
+    "apple crumble",
+    "pancakes",
+    "a bean stew",
+    "roast vegetables",
+    "a simple omelette",
+    "rice pudding",
+    "garlic noodles",
+    "a cucumber pickle",
+]
+TASKS = [
+    "fix a squeaky door",
+    "plant a herb garden",
+    "clean a bicycle chain",
+    "wrap a present",
+    "start a compost heap",
+    "sharpen a pencil with a knife",
+    "pack for a weekend trip",
+    "organise a bookshelf",
+    "repot a plant",
+    "make a paper boat",
+    "patch a jacket",
+    "tune a guitar",
+]
+TOPICS = [
+    "rain",
+    "the moon",
+    "a busy kitchen",
+    "old maps",
+    "winter trees",
+    "the sea at dawn",
+    "a city bus",
+    "forgotten keys",
+    "a long walk",
+    "harvest time",
+    "a lantern",
+    "the first snow",
+]
+THINGS = [
+    "fruits",
+    "tools",
+    "colours",
+    "musical instruments",
+    "board games",
+    "kitchen utensils",
+    "rivers",
+    "kinds of cloud",
+    "garden birds",
+    "vegetables",
+    "sports",
+    "fabrics",
+]
 NAMES = ["Mara", "Tomas", "Ines", "Kofi", "Lena", "Ravi", "Yuki", "Omar", "Sofia", "Jonas", "Amina", "Pavel"]
-FUNCS = ["count_vowels", "is_palindrome", "merge_sorted", "flatten", "chunk_list", "word_frequencies", "clamp",
-         "rolling_mean", "dedupe", "parse_date", "to_snake_case", "median"]
-SUBJECTS = ["photosynthesis", "tides", "rainbows", "magnets", "volcanoes", "echoes", "seasons", "yeast", "rust",
-            "static electricity", "sound", "erosion"]
-TABLES = ["orders", "customers", "books", "trips", "sensors", "invoices", "students", "products", "flights", "loans",
-          "recipes", "tickets"]
-CITIES = ["Lisbon", "Kyoto", "Nairobi", "Quebec", "Tallinn", "Cusco", "Hobart", "Bergen", "Porto", "Hanoi",
-          "Valparaiso", "Krakow"]
+FUNCS = [
+    "count_vowels",
+    "is_palindrome",
+    "merge_sorted",
+    "flatten",
+    "chunk_list",
+    "word_frequencies",
+    "clamp",
+    "rolling_mean",
+    "dedupe",
+    "parse_date",
+    "to_snake_case",
+    "median",
+]
+SUBJECTS = [
+    "photosynthesis",
+    "tides",
+    "rainbows",
+    "magnets",
+    "volcanoes",
+    "echoes",
+    "seasons",
+    "yeast",
+    "rust",
+    "static electricity",
+    "sound",
+    "erosion",
+]
+TABLES = [
+    "orders",
+    "customers",
+    "books",
+    "trips",
+    "sensors",
+    "invoices",
+    "students",
+    "products",
+    "flights",
+    "loans",
+    "recipes",
+    "tickets",
+]
+CITIES = [
+    "Lisbon",
+    "Kyoto",
+    "Nairobi",
+    "Quebec",
+    "Tallinn",
+    "Cusco",
+    "Hobart",
+    "Bergen",
+    "Porto",
+    "Hanoi",
+    "Valparaiso",
+    "Krakow",
+]
 
 # family -> (template, {field: choices}); every template is this project's own wording
 FAMILIES: dict[str, tuple[str, dict]] = {
@@ -94,8 +201,10 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "japanese": ("{t}について短い文章を書きます。", {"t": ["雨", "月", "海", "冬", "朝ごはん", "図書館"]}),
     "math": ("A train leaves {c} at noon travelling at {k}0 km per hour.", {"c": CITIES, "k": list(range(3, 13))}),
     "compare": ("The main difference between {a} and {b} is", {"a": THINGS, "b": THINGS}),
-    "opinion": ("I think the best way to spend a {d} is", {"d": ["Sunday", "rainy day", "holiday", "long evening",
-                                                                  "snowy morning", "summer night"]}),
+    "opinion": (
+        "I think the best way to spend a {d} is",
+        {"d": ["Sunday", "rainy day", "holiday", "long evening", "snowy morning", "summer night"]},
+    ),
 }
 
 
