@@ -120,9 +120,13 @@ def _newest_comparable(candidates: list[tuple[str, Path]], current: dict | None,
 
 
 def _skipped_text(skipped: dict, kind: str) -> str:
-    """'2 earlier run(s) with other inputs and 1 unreadable' ('' when none)."""
-    parts = [f"{n} with other inputs" if k == "other inputs" else f"{n} unreadable" for k, n in skipped.items() if n]
-    return f"{' and '.join(parts)} {kind}(s)" if parts else ""
+    """'2 newer run(s) with other inputs and 1 unreadable newer run(s)' ('' when none)."""
+    parts = [
+        f"{n} {kind}(s) with other inputs" if k == "other inputs" else f"{n} unreadable {kind}(s)"
+        for k, n in skipped.items()
+        if n
+    ]
+    return " and ".join(parts)
 
 
 def resolve(

@@ -13,14 +13,13 @@ def test_decision_uses_the_whole_interval():
     # bnb-int8 in the old smoke run: flip_rate 3/35 = 0.086, interval [0, 0.19]: not a pass
     g = evaluate_gate("bnb-int8", "flip_rate", lim, GateView(0.086, (0.0, 0.19), n=35))
     assert g["outcome"] == "inconclusive" and not g["passed"] and g["n"] == 35
-    assert g["n_needed"] > 35 and f"about {g['n_needed']} items" in g["detail"]
     assert evaluate_gate("x", "flip_rate", lim, GateView(0.05, (0.01, 0.1), n=300))["outcome"] == "pass"
     assert evaluate_gate("x", "flip_rate", lim, GateView(0.3, (0.2, 0.4), n=300))["outcome"] == "fail"
     low = Limit("min", 0.93)
     assert decide(low, 0.95, (0.94, 0.96)) == "pass" and decide(low, 0.9, (0.85, 0.92)) == "fail"
     assert decide(low, 0.93, (0.92, 0.95)) == "inconclusive"
     assert (
-        evaluate_gate("x", "ppl_ratio", Limit("max", 1.3), GateView(1.1, (1.0, 1.2), n=3), min_n=8)["outcome"]
+        evaluate_gate("x", "ppl_ratio", Limit("max", 1.3), GateView(1.1, (1.0, 1.2), n=3, clusters=3))["outcome"]
         == "insufficient"
     )
     assert (
@@ -46,7 +45,7 @@ def test_a_failed_regression_check_fails_its_configuration():
     from harness.gates.records import ConfigResult
 
     r = ConfigResult("rtn-w8", "rtn", 8, None, "8", {}, verdict="pass")
-    r.regressions = [{"metric": "kld_mean", "passed": False}]
+    r.regressions = [{"metric": "kld_mean", "outcome": "fail", "passed": False}]
     from types import SimpleNamespace
 
     from harness.gates.decide import run_verdict

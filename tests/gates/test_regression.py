@@ -14,9 +14,13 @@ def test_regression_direction_tolerance_and_significance():
     assert lower.evaluate(0.10, 0.105, None, "r1")["passed"]  # within 10%
     bad = lower.evaluate(0.10, 0.2, (0.15, 0.25), "r1")
     assert not bad["passed"] and "0.2 now vs 0.1 in r1" in bad["detail"] and "tolerance 0.1 relative" in bad["detail"]
-    # beyond tolerance, but the paired per-item change is not systematic: not a regression
-    noisy = lower.evaluate(0.10, 0.2, (0.05, 0.25), "r1", {"significant": False, "detail": "per-sequence ..."})
-    assert noisy["passed"] and "not a systematic change" in noisy["detail"]
+    assert bad["outcome"] == "fail"
+    # today's interval straddles the tolerance: undecided, neither a pass nor a regression
+    straddle = lower.evaluate(0.10, 0.2, (0.05, 0.25), "r1")
+    assert straddle["outcome"] == "inconclusive" and straddle["detail"].startswith("undecided: ")
+    # the paired per-item change's interval decides when there is one: within tolerance however far the point moved
+    paired = lower.evaluate(0.10, 0.2, (0.15, 0.25), "r1", {"ci": (-0.002, 0.008), "detail": "paired ..."})
+    assert paired["outcome"] == "pass" and "paired ..." in paired["detail"]
     assert lower.evaluate(0.10, 0.01, None, "r1")["passed"]  # better
     higher = RegressionCheck("rtn-w4", "top1_agreement", Tolerance(abs=0.01))
     assert not higher.evaluate(0.9, 0.8, None, "r1")["passed"]
@@ -52,18 +56,23 @@ def test_paired_regression_five_more_flips_fail_and_a_rerun_passes():
     from harness.gates.regression import RegressionCheck, paired_change
 
     earlier = _cfg([False] * 35)
-    worse = _cfg([True] * 5 + [False] * 30)
+    worse = _cfg([True] * 10 + [False] * 25)
     check = RegressionCheck("bnb-int8", "flip_rate", Tolerance(abs=0.03))
     p = paired_change("flip_rate", earlier, worse)
-    assert p["significant"] and p["worse_items"] == 5 and p["better_items"] == 0
-    assert not check.evaluate(0.0, 5 / 35, None, "r1", p)["passed"]
+    # ten more of 35 prompts break: change 0.286, jackknife t interval over prompts (independent numpy below)
+    d = np.array([1.0] * 10 + [0.0] * 25)
+    se = d.std(ddof=1) / math.sqrt(35)  # the delete-one jackknife SE of a mean is the textbook SE
+    assert p["change"] == np.float64(10 / 35) or abs(p["change"] - 10 / 35) < 1e-12
+    assert abs(p["ci"][0] - (10 / 35 - 2.0322 * se)) < 1e-3 and p["n"] == 35
+    assert check.evaluate(0.0, 10 / 35, None, "r1", p)["outcome"] == "fail"
     same = paired_change("flip_rate", earlier, _cfg([False] * 35))
-    assert check.evaluate(0.0, 0.0, None, "r1", same)["passed"]
-    # five flipped one way and four the other: beyond tolerance as a rate change, but not systematic
+    assert check.evaluate(0.0, 0.0, None, "r1", same)["outcome"] == "pass"
+    # five flipped one way and four the other: a net change of one prompt, its interval straddles the tolerance
     mixed_earlier = _cfg([False] * 5 + [True] * 4 + [False] * 26)
     mixed_now = _cfg([True] * 5 + [False] * 4 + [False] * 26)
     pm = paired_change("flip_rate", mixed_earlier, mixed_now)
-    assert not pm["significant"] and check.evaluate(4 / 35, 5 / 35, None, "r1", pm)["passed"]
+    assert pm["ci"][0] < 0 < pm["ci"][1]
+    assert check.evaluate(4 / 35, 5 / 35, None, "r1", pm)["outcome"] == "inconclusive"
 
 
 def test_paired_regression_on_sequences():
@@ -82,5 +91,7 @@ def test_paired_regression_on_sequences():
         }
 
     a = run(0.0)
-    assert paired_change("loss_delta", a, run(0.05))["significant"]
-    assert not paired_change("loss_delta", a, run(0.0))["significant"]
+    shifted = paired_change("loss_delta", a, run(0.05))
+    assert shifted["ci"][0] > 0.03 and shifted["n"] == 24  # 8 documents of 3 sequences: a clear +0.05
+    lo, hi = paired_change("loss_delta", a, run(0.0))["ci"]
+    assert lo < 0 < hi

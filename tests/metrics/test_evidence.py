@@ -51,10 +51,11 @@ def test_corpus_metrics_hand_worked():
     assert met["attn_entropy_delta"] == [pytest.approx(0.25)]  # ((0.5 + 0) + (-0.5 + 1)) / 4
     assert met["logit_delta_max"] == 2.5
     assert views["sink_rate_delta"].value == 0.0  # baseline 0.5 (0.5 > 0.3, 0.1 not) vs 0.5
-    # cross-fitted: sequence 0 picks head 1 (change +0.4), read on sequence 1 as +0.2; sequence 1 picks
-    # head 0 (change -0.4), read on sequence 0 in that direction as +0.1: (0.2 + 0.1) / 2
-    assert views["sink_mass_shift"].value == pytest.approx(0.15)
-    assert views["sink_mass_shift"].where.startswith("layer 0 head 1 (baseline 0.100, quantized 0.400)")
+    # decided over every head: head 0 changes by -0.1 and -0.4 (mean -0.25, delete-one SE 0.15), head 1 by +0.3
+    # and +0.2... +0.4 (mean 0.3, SE 0.1); with two items t(1) = 12.7 so head 0's bound (0.25 + 12.7 * 0.15) is
+    # the one nearest harm: it binds, and the value read is its |mean change|
+    assert views["sink_mass_shift"].value == pytest.approx(0.25)
+    assert views["sink_mass_shift"].where.startswith("layer 0 head 0 (baseline 0.500, quantized 0.250)")
     assert views["attn_js"].value == pytest.approx(0.04) and views["attn_js"].where == "layer 0 head 1"
     assert views["sink_hidden_cos"].value == pytest.approx(0.8) and views["sink_hidden_cos"].where == "layer 0"
     assert views["logit_delta_max"].ci is None
