@@ -5,6 +5,7 @@
     python -m harness methods        registered quantization methods and their availability
     python -m harness shard --index I --count N [OPTIONS]   measure one share of the configurations
     python -m harness merge PART_DIR... --report-dir DIR     join the parts into one run (harness.scale.shard)
+    python -m harness history [REPORT_DIR]   the runs newest first, steps, drift; --metric/--config, --html, --prune
 
 Options are generated from settings.SETTINGS, the same table as the pytest option group.
 """
@@ -16,12 +17,16 @@ import sys
 import warnings
 
 from harness.config.build import RunSpec, build_spec
-from harness.config.settings import SETTINGS
+from harness.config.settings import BY_NAME, SETTINGS
 from harness.engine.session import Session
 from harness.errors import EXIT_CODES, QuantsinkWarning, UsageError, exit_code
+from harness.history.listing import run_lines, series_lines
+from harness.history.retention import parse_keep, prune
 from harness.history.runs import pin, pin_line
+from harness.history.trend import History
 from harness.methods import availability
 from harness.metrics.catalogue import markdown_table, text_table
+from harness.report.historypage import write_history
 from harness.report.results import write_run
 from harness.report.summary import verdict_lines
 from harness.scale.cluster import fanout_for
@@ -46,7 +51,7 @@ def run_session(spec: RunSpec | dict, progress=None, header=None):
     session.run_all()
     results = session.results()
 
-    return results, write_run(results, spec.report_dir)
+    return results, write_run(results, spec.report_dir, spec.mlflow)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m harness",
         description="Sign off quantized LLMs against their full-precision "
-        "baseline (the same run as `pytest suites`). Subcommands: metrics, methods, shard, merge (each with --help).",
+        "baseline (the same run as `pytest suites`). Subcommands: metrics, methods, shard, merge, history "
+        "(each with --help).",
     )
     for s in SETTINGS:
         if s.type == "bool":
@@ -118,6 +124,8 @@ def main(argv=None) -> int:
         return 0
     if argv[:1] in (["shard"], ["merge"]):
         return _shard_or_merge(argv)
+    if argv[:1] == ["history"]:
+        return _history(argv[1:])
     values = vars(parser().parse_args(argv))
     try:
         if values.get("pin"):  # --pin records the pin and exits, as under pytest
@@ -166,3 +174,42 @@ def _shard_or_merge(argv: list[str]) -> int:
         return USAGE_ERROR
     print("\n".join(verdict_lines(results, run_dir)))
     return exit_code(results["verdict"])
+
+
+def _history(argv: list[str]) -> int:
+    """`history [REPORT_DIR]`: the runs newest first with steps and drift, one series (--metric --config), the page
+    (--html) or retention (--prune KEEP)."""
+    p = _Parser(prog="python -m harness history", description="the runs of a report directory over time")
+    p.add_argument("report_dir", nargs="?", default=BY_NAME["report_dir"].default, metavar="REPORT_DIR")
+    p.add_argument("--model", default=None, help="only the runs of this model")
+    p.add_argument("--metric", default=None, metavar="NAME", help="print one gated metric's series (with --config)")
+    p.add_argument("--config", default=None, metavar="SPEC", help="the configuration of --metric's series")
+    p.add_argument("--html", action="store_true", help="rewrite REPORT_DIR/history.html and print its path")
+    p.add_argument(
+        "--prune",
+        default=None,
+        metavar="KEEP",
+        help="remove all but the newest KEEP runs (never a pinned "
+        "run, nor the newest run of each model's comparable inputs)",
+    )
+    a = p.parse_args(argv)
+    try:
+        if (a.metric is None) != (a.config is None):
+            raise UsageError("history: --metric and --config go together, e.g. --metric ppl_ratio --config rtn-w8")
+        if a.prune is not None:
+            removed, kept = prune(a.report_dir, parse_keep(a.prune))
+            print(
+                f"quantsink: pruned {len(removed)} run(s) from {a.report_dir}, kept {len(kept)}"
+                + (f": removed {', '.join(removed)}" if removed else "")
+            )
+            print(f"quantsink: history page {write_history(a.report_dir)}")
+            return 0
+        h = History(a.report_dir, a.model)
+        if a.html:
+            print(f"quantsink: history page {write_history(a.report_dir)}")
+            return 0
+        print("\n".join(series_lines(h, a.metric, a.config) if a.metric else run_lines(h)))
+    except UsageError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0

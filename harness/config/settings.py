@@ -153,6 +153,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("profile", "run", "sizes and strictness", "smoke", choices=("smoke", "nightly", "signoff")),
     Setting("report_dir", "run", "where runs are written", "reports", metavar="DIR"),
     Setting("compare", "run", "earlier run to compare with: latest, pinned, RUN_ID, PATH or none", "none"),
+    Setting("mlflow", "run", "log the run to MLflow, one nested run per configuration (needs quantsink[mlflow]): "
+            "the bare flag uses MLFLOW_TRACKING_URI, else a local mlruns directory in --report-dir", metavar="URI",
+            const="auto"),
     Setting("pin", "run", "mark RUN_ID as the approved sign-off baseline (for --compare pinned), then exit",
             metavar="RUN_ID"),
     Setting("pin_anyway", "run", "allow pinning a run whose verdict is not pass", False, type="bool"),
@@ -186,6 +189,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("open_prompts", "baseline",
             "open prompts (no reference answers) for the degeneration gates: bundled (52 families), none, or PATH "
             "(.jsonl)", "bundled", metavar="NAME|PATH"),
+    Setting("tasks", "baseline",
+            "your own tasks, paired per sample (task gates): comma-separated bundled task names (basics), plain-format "
+            ".jsonl files, lm-eval task .yaml files or folders, names of tasks in --tasks-dir, or none", "none",
+            metavar="SPEC,..."),
+    Setting("tasks_dir", "baseline", "a folder of lm-eval task YAMLs whose tasks --tasks may name", metavar="DIR"),
     Setting("n_open_prompts", "baseline", "open prompts generated, an evenly spread subset (0 = all)", 256,
             type="int", minimum=0),
     Setting("gen_batch_size", "baseline", "prompts per generate call", 16, type="int", minimum=1),
@@ -236,6 +244,7 @@ PROFILES: dict[str, Profile] = {
             max_new_tokens=32,
             n_prompts=0,
             n_open_prompts=0,
+            tasks="basics",
             gptq_samples=64,
             compare="latest",
             long_new_tokens=256,

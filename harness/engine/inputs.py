@@ -7,6 +7,7 @@ from functools import cached_property
 
 from harness.config.identity import spec_identity
 from harness.data.sets import load_corpus, load_open_prompts, load_prompts
+from harness.data.tasksets import load_tasks
 from harness.errors import UsageError
 from harness.gates.policy import load_policy
 from harness.history.runs import compare_details, resolve
@@ -19,6 +20,7 @@ from harness.models.structure import (
     linear_modules,
     meta_model,
 )
+from harness.report.tracking import check_tracking
 from harness.scenarios import selected
 from harness.system.files import ensure_writable_dir
 
@@ -62,6 +64,7 @@ class RunInputs:
     notes: list = field(default_factory=list)  # choices made for the user (shown in the header and results)
     anchor: dict | None = None  # the newest comparable pinned run (drift checks), when --compare chose another
     open_prompts: object = None  # data.sets.PromptSet of open prompts (degeneration gates)
+    tasks: tuple = ()  # data.tasksets tasks of --tasks (task gates)
 
     @classmethod
     def load(cls, spec) -> RunInputs:
@@ -69,11 +72,14 @@ class RunInputs:
         ensure_writable_dir(spec.report_dir, "--report-dir")  # found now, not after the measurement
         if spec.reference and spec.reference_dir:
             ensure_writable_dir(spec.reference_dir, "--reference-dir")
+        if spec.mlflow:  # mlflow installed, the store writable or the server answering: before measuring
+            check_tracking(spec.mlflow, spec.report_dir)
 
         policy = load_policy(spec.policy)
         corpus = load_corpus(spec.corpus, spec.corpus_split)
         prompts = load_prompts(spec.prompts).subset(spec.n_prompts)
         open_prompts = load_open_prompts(spec.open_prompts).subset(spec.n_open_prompts)
+        tasks = load_tasks(spec.tasks, spec.tasks_dir)
         source = resolve_model(spec.model, spec.revision, allow_pickle=spec.allow_pickle)
         info = ModelInfo(source, spec.trust_remote_code, spec.allow_pickle)
         notes = []
@@ -100,20 +106,24 @@ class RunInputs:
             spec.report_dir,
             spec.model,
             spec.compare_explicit,
-            spec_identity(spec, corpus, prompts, source, open_prompts),
+            spec_identity(spec, corpus, prompts, source, open_prompts, tasks),
         )
         if earlier is not None:
             note += compare_details(earlier, [q.spec for q in spec.quant])
         anchor = None
         if spec.compare not in (None, "", "none", "pinned"):  # drift from the newest comparable pin, if any
             anchor, _ = resolve(
-                "pinned", spec.report_dir, spec.model, False, spec_identity(spec, corpus, prompts, source, open_prompts)
+                "pinned",
+                spec.report_dir,
+                spec.model,
+                False,
+                spec_identity(spec, corpus, prompts, source, open_prompts, tasks),
             )
             if anchor is not None and anchor.get("run_id") == (earlier or {}).get("run_id"):
                 anchor = None  # the earlier run is the pin itself: its checks already say it
             elif anchor is not None:
                 note += f"; drift checked against pinned run {anchor.get('run_id')}"
-        return cls(policy, corpus, prompts, source, earlier, note, notes, anchor, open_prompts)
+        return cls(policy, corpus, prompts, source, earlier, note, notes, anchor, open_prompts, tasks)
 
 
 def _check_stream_len(spec, corpus, source, info) -> None:

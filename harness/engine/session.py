@@ -18,7 +18,7 @@ from harness.engine.inputs import RunInputs
 from harness.engine.resultcache import reuse, store
 from harness.gates.decide import config_verdict
 from harness.gates.records import ConfigResult, RunRecord
-from harness.gates.regression import RegressionCheck, paired_change
+from harness.gates.regression import check_against
 from harness.methods import bit_class
 from harness.methods.registry import backend_modules
 from harness.models.placement import describe
@@ -160,17 +160,14 @@ class Session:
         done = next((x for x in r.regressions if x["metric"] == metric and x.get("against") == against), None)
         if done is not None:
             return done
-        other = self._earlier_config(q, against)
-        earlier = (other.get("gate_views") or {}).get(metric, {})
-        now = (r.gate_views or {}).get(metric, {})
-        ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
         run_id = self._other_run(against).get("run_id", "earlier run")
-        res = RegressionCheck(q.spec, metric, self.policy.regression[metric]).evaluate(
-            earlier.get("value"),
-            now.get("value"),
-            ci,
+        res = check_against(
+            q.spec,
+            metric,
+            self.policy.regression[metric],
+            self._earlier_config(q, against),
+            r.as_dict(),
             run_id if against == "earlier" else f"pinned anchor {run_id}",
-            paired_change(metric, other, r.as_dict()),
         )
         res["against"] = against
         if (r.cache or {}).get("run_id") == self._other_run(against).get("run_id"):
@@ -271,4 +268,4 @@ class Session:
         return build_results(self.record())
 
     def write(self):
-        return write_run(self.results(), self.spec.report_dir)
+        return write_run(self.results(), self.spec.report_dir, self.spec.mlflow)

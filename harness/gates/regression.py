@@ -122,3 +122,15 @@ class RegressionCheck:
             detail += f"; {paired['detail']}"
         detail = {"fail": "regression: ", "inconclusive": "undecided: "}.get(outcome, "") + detail
         return {**base, "outcome": outcome, "passed": outcome == "pass", "worse_by": worse_by, "detail": detail}
+
+
+def check_against(spec: str, metric: str, tolerance: Tolerance, earlier_cfg: dict, now_cfg: dict, label: str) -> dict:
+    """One regression or drift check of configuration `spec` on `metric`: now_cfg against earlier_cfg (results.json
+    configuration dicts), on paired per-item evidence where both runs kept it. The session's checks and the history's
+    step and drift detection (history/trend.py) share this one definition."""
+    earlier = (earlier_cfg.get("gate_views") or {}).get(metric) or {}
+    now = (now_cfg.get("gate_views") or {}).get(metric) or {}
+    ci = (now.get("ci_low"), now.get("ci_high")) if now.get("ci_low") is not None else None
+    return RegressionCheck(spec, metric, tolerance).evaluate(
+        earlier.get("value"), now.get("value"), ci, label, paired_change(metric, earlier_cfg, now_cfg)
+    )

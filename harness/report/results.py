@@ -6,13 +6,17 @@ import json
 import math
 import re
 import time
+import warnings
 from pathlib import Path
 
 from harness import __version__
-from harness.config.identity import check_run_id
+from harness.config.identity import check_run_id, task_shas
+from harness.errors import QuantsinkWarning
 from harness.gates.decide import run_verdict
+from harness.report.historypage import write_history
 from harness.report.html import render as render_html
 from harness.report.summary import summary_markdown
+from harness.report.tracking import log_run
 from harness.system.environment import environment
 from harness.system.files import append_line, atomic_dir, atomic_write
 
@@ -66,6 +70,13 @@ def build_results(rec) -> dict:
                 "sha256": inp.open_prompts.sha256,
                 "n": len(inp.open_prompts.prompts),
             },
+            "tasks": {
+                "identity": task_shas(getattr(inp, "tasks", ())) or "none",
+                "tasks": [
+                    {"name": t.name, "kind": t.kind, "path": t.path, "sha256": t.sha256}
+                    for t in getattr(inp, "tasks", ())
+                ],
+            },
             "settings": {
                 "profile": s.profile,
                 "bos": s.bos,
@@ -102,8 +113,9 @@ def build_results(rec) -> dict:
     )
 
 
-def write_run(results: dict, report_dir: str | Path) -> Path:
-    """Write REPORT_DIR/<run_id>/ (results.json, summary.md) atomically, then append the index line."""
+def write_run(results: dict, report_dir: str | Path, mlflow: str | None = None) -> Path:
+    """Write REPORT_DIR/<run_id>/ (results.json, summary.md) atomically, append the index line, rewrite
+    REPORT_DIR/history.html and, with --mlflow, log the run to MLflow (a failure then warns: the run is written)."""
 
     root = Path(report_dir)
     run_dir = root / check_run_id(results["run_id"])
@@ -131,4 +143,16 @@ def write_run(results: dict, report_dir: str | Path) -> Path:
             **({"merged_from": results["merged_from"]} if results.get("merged_from") else {}),
         },
     )
+    write_history(root)
+    if mlflow:
+        try:
+            log_run(results, run_dir, mlflow, root)
+        except Exception as e:  # the run is on disk and indexed: say what failed, keep the verdict
+            warnings.warn(
+                QuantsinkWarning(
+                    f"--mlflow: logging run {results['run_id']} failed ({type(e).__name__}: {e}); "
+                    f"it is written in {run_dir}"
+                ),
+                stacklevel=2,
+            )
     return run_dir

@@ -182,4 +182,4 @@ def merge_parts(parts: list[dict], report_dir: str | None, progress=None):
         session.check_regressions(q)
     results = session.results()
     results["merged_from"] = merged_from  # the parts it was merged from (merging them again is refused)
-    return results, write_run(results, session.spec.report_dir)
+    return results, write_run(results, session.spec.report_dir, session.spec.mlflow)
