@@ -49,7 +49,13 @@ def inputs_identity(spec, inputs, names=MEASURING_SETTINGS, threads: bool = True
         "corpus": inputs.corpus.sha256,
         "prompts": inputs.prompts.sha256,
         "settings": settings,
+        **({"tasks": task_shas(inputs.tasks)} if getattr(inputs, "tasks", None) else {}),
     }
+
+
+def task_shas(tasks) -> str:
+    """The tasks of a run as one text: name=sha256 of each (the content of every task file enters identity)."""
+    return ",".join(f"{t.name}={t.sha256}" for t in tasks)
 
 
 # ---- keys of shared artefacts ----
@@ -152,6 +158,7 @@ COMPARED = (
     "revision",
     "corpus sha256",
     "prompts sha256",
+    "tasks",
     "bos",
     "sink positions",
     "seq_len",
@@ -181,6 +188,7 @@ def comparable_identity(results: dict) -> dict:
         "revision": model.get("revision"),
         "corpus sha256": corpus.get("sha256"),
         "prompts sha256": (r.get("prompts") or {}).get("sha256"),
+        "tasks": (r.get("tasks") or {}).get("identity"),
         "bos": st.get("bos"),
         "sink positions": None if sinks is None else ",".join(str(int(x)) for x in sinks),
         "seq_len": st.get("seq_len", corpus.get("seq_len")),
@@ -201,7 +209,7 @@ def comparable_identity(results: dict) -> dict:
     }
 
 
-def spec_identity(spec, corpus, prompts, source=None, open_prompts=None) -> dict:
+def spec_identity(spec, corpus, prompts, source=None, open_prompts=None, tasks=()) -> dict:
     """comparable_identity() of the run a RunSpec is about to make over these corpus, prompts and model source."""
     return comparable_identity(
         {
@@ -212,6 +220,7 @@ def spec_identity(spec, corpus, prompts, source=None, open_prompts=None) -> dict
             },
             "corpus": {"sha256": corpus.sha256},
             "prompts": {"sha256": prompts.sha256},
+            "tasks": {"identity": task_shas(tasks) or "none"},
             "settings": {
                 "bos": spec.bos,
                 "sink_positions": list(spec.sink_positions),

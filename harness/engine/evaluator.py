@@ -13,6 +13,7 @@ from functools import cached_property
 from harness.advice import advise
 from harness.engine import continuations
 from harness.engine.refmode import measure_group
+from harness.engine.tasks import measure as measure_tasks
 from harness.errors import guarded, one_line
 from harness.gates.decide import config_verdict, evaluate_gate
 from harness.gates.records import ConfigResult, Key
@@ -165,7 +166,8 @@ class Evaluator:
         met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs)
         gens = continuations.all_records(self.base, part, q.spec, r.timed)
         answers = continuations.answer_evidence(self.base, part, r.timed)
-        for m, v in (generation_metrics(gens, self.base.designs), answers):
+        task_m, task_v, task_rows = measure_tasks(self.base, part, r.timed)  # --tasks (engine/tasks.py)
+        for m, v in (generation_metrics(gens, self.base.designs), answers, (task_m, task_v)):
             met.update(m)
             views.update(v)
         raw = continuations.behaviour_raw(self.base, q.spec, part, r.timed)
@@ -191,6 +193,7 @@ class Evaluator:
             "gens": gens,
             "raw": raw,
             "ps": ps,
+            "tasks": task_rows,
             "secs": corpus_secs + time.perf_counter() - t0,
         }
 
@@ -213,7 +216,7 @@ class Evaluator:
             else ""
         )
         r.metrics, r.generations = met, gens
-        r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
+        r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs), "tasks": st.get("tasks") or []}
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [
             evaluate_gate(q.spec, m, lim, views[m], note)

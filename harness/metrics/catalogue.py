@@ -31,10 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.metrics import taskstats as _task
 from harness.metrics.stats import sink_rate
 from harness.metrics.text import prompt_scores
 
-FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario")
+FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario", "task")
 # Where results.json keeps an evidence group's per-item records (for Metric.item): a path into configs[].
 STORED = {"sequences": ("evidence", "sequences"), "prompts": ("generations",)}
 
@@ -360,6 +361,23 @@ METRICS: tuple[Metric, ...] = (
     Metric("perturbation_spread_quantized", "the quantized model's spread", "ratio", None, "probe"),
     Metric("sink_recovery", "with --protect-sink: 1 - protected/plain for loss_delta, kld_mean, "
            "misgeneration_rate", "record", None, "probe", shape="record"),
+    # -- task: the user's own tasks (--tasks), each sample paired across the two models (harness/metrics/tasks.py) --
+    Metric("task_break_rate", "task samples the baseline gets right that the configuration gets wrong, over samples "
+           "the baseline gets right (every --tasks task; fixes never subtract)", "share", "lower", "task",
+           evidence="tasks", stat=_task.break_rate, gate=True, identity=0.0, kind="break", counts=_task.breaks,
+           premise=_task.no_right, min_n=30, strata=True),
+    Metric("task_acc_delta", "task accuracy of the configuration minus the baseline's over the same samples, paired "
+           "(interval over task families)", "share", "higher", "task", evidence="tasks", stat=_task.acc_delta,
+           gate=True, identity=0.0, min_clusters=_DOCS, bounds=(-1.0, 1.0)),
+    Metric("task_margin_delta", "multiple-choice task samples: mean change of the correct choice's log-likelihood "
+           "margin over the best wrong choice, configuration - baseline (interval over task families)", "nats",
+           "higher", "task", evidence="tasks", stat=_task.margin_delta, gate=True, identity=0.0,
+           premise=_task.no_choices, min_clusters=_DOCS),
+    Metric("task_scores", "per task: each model's score as its scorer computes it (acc, acc_norm; exact_match; an "
+           "lm-eval task's own metrics), samples, or why it was skipped", "record", None, "task", shape="record"),
+    Metric("task_samples", "task samples compared", "count", None, "task"),
+    Metric("task_breaks", "task samples the baseline gets right and the configuration wrong", "count", None, "task"),
+    Metric("task_fixes", "task samples the baseline gets wrong and the configuration right", "count", None, "task"),
     # -- size: what the configuration stores (harness/methods/footprint.py) --
     Metric("bits_per_weight", "effective stored bits per weight of the decoder's Linear layers (values, scales and "
            "zero points; kept modules at baseline precision)", "bits", None, "size", show=("summary", "loss_table")),

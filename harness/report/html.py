@@ -15,6 +15,7 @@ from harness.report.kit import esc, num
 from harness.report.plots import heatmaps, hidden_cos_plot, kl_histogram, kv_relerr_plot, measured, sink_mass_plot
 from harness.report.scenarios import html_section as scenario_section
 from harness.report.summary import failed_rules, gate_order, gate_status, not_passed, phase_owners
+from harness.report.tasks import html_section as task_section
 from harness.system.clock import slowest
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -358,6 +359,7 @@ def render(results: dict) -> str:
     sections += [
         "<h2>Detected sinks</h2>",
         _detected_sinks(results),
+        task_section(results),
         "<h2>Generations</h2>",
         _generations(results),
         "<h2>Where the time went</h2>",

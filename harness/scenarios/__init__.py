@@ -60,10 +60,13 @@ def check(spec) -> None:
 
 
 def active(metric: str, spec) -> bool:
-    """A scenario metric's gate applies only when its scenario runs; every other metric's always does."""
+    """A scenario metric's gate applies only when its scenario runs, a task gate only with --tasks; every other
+    metric's always does."""
 
     m = BY_NAME.get(metric)
     group = m.evidence if m is not None else None
+    if group == "tasks":  # the task gates apply only when --tasks names a task
+        return str(getattr(spec, "tasks", None) or "none").strip() not in ("", "none")
     return group not in NAMES or group in selected(spec)
 
 

@@ -1,0 +1,63 @@
+"""The `tasks` evidence group: the user's task samples paired across the baseline and a configuration.
+
+One row per sample of every task (--tasks): correct under each model and, for multiple-choice, the margin of the
+correct choice's log-likelihood over the best wrong one. Samples cluster by task and family (the unit the
+intervals resample); task_break_rate, task_acc_delta and task_margin_delta are declared in the catalogue.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.metrics.evidence import reduce_evidence
+
+WORST = 12  # samples per configuration report.html shows (breaks first, then the largest margin losses)
+
+
+def margin(lls, answer: int) -> float | None:
+    """The correct choice's log-likelihood minus the best wrong choice's (None without choices)."""
+    if not lls or answer is None or not 0 <= answer < len(lls) or len(lls) < 2:
+        return None
+    return float(lls[answer] - max(v for k, v in enumerate(lls) if k != answer))
+
+
+def task_evidence(rows: list[dict]) -> dict:
+    """Per-sample arrays of paired task rows (see engine/tasks.py pair_rows)."""
+
+    def f(v):
+        return math.nan if v is None else float(v)
+
+    return {
+        "cluster": np.array([f"{r['task']}/{r['family']}" for r in rows], dtype=object),
+        "right_b": np.array([bool(r["correct_baseline"]) for r in rows], dtype=bool),
+        "right_q": np.array([bool(r["correct_quantized"]) for r in rows], dtype=bool),
+        "mb": np.array([f(r.get("margin_baseline")) for r in rows], dtype=float),
+        "mq": np.array([f(r.get("margin_quantized")) for r in rows], dtype=float),
+    }
+
+
+def task_metrics(rows: list[dict], designs: dict | None = None, absent: str | None = None) -> tuple[dict, dict]:
+    """(metrics, gate views) of the tasks group; no rows: NaN views, or views whose premise is `absent`."""
+    if not rows:
+        met, views = reduce_evidence("tasks", None, 0, designs)
+        if absent:
+            views = {k: type(v)(math.nan, n=0, absent=absent) for k, v in views.items()}
+        return met, views
+    ev = task_evidence(rows)
+    met, views = reduce_evidence("tasks", ev, len(rows), designs)
+    met["task_samples"] = len(rows)
+    met["task_breaks"] = int((ev["right_b"] & ~ev["right_q"]).sum())
+    met["task_fixes"] = int((~ev["right_b"] & ev["right_q"]).sum())
+    return met, views
+
+
+def worst(rows: list[dict], k: int = WORST) -> list[dict]:
+    """The samples report.html shows: breaks first, then the largest losses of margin."""
+
+    def key(r):
+        dm = (r.get("margin_quantized") or 0.0) - (r.get("margin_baseline") or 0.0)
+        return (not (r["correct_baseline"] and not r["correct_quantized"]), dm)
+
+    return sorted(rows, key=key)[:k]
