@@ -131,6 +131,7 @@ def main(argv=None) -> int:
         if values.get("pin"):  # --pin records the pin and exits, as under pytest
             spec = build_spec(values)
             print(pin_line(pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))))
+            write_history(spec.report_dir)  # the page shows the new pin
             return EXIT_CODES["pass"]
         with warnings.catch_warnings():
             # a backend's warning once, not once per forward pass (bitsandbytes' int8 cast warned 2,100 times)

@@ -23,6 +23,7 @@ from harness.methods import parse_spec
 from harness.metrics.catalogue import BY_NAME
 from harness.plugin import hookspecs
 from harness.plugin.view import ResultView
+from harness.report.historypage import write_history
 from harness.report.results import clean
 from harness.report.summary import verdict_lines
 from harness.scale.cluster import fanout_for
@@ -108,6 +109,7 @@ def activate(config) -> None:
             # pytest.exit prints "Exit: <reason>" on stderr: the result goes to stdout, the reason says why
             # nothing else ran.
             print(pin_line(pin(spec.report_dir, spec.pin, anyway=bool(spec.pin_anyway))), flush=True)
+            write_history(spec.report_dir)  # the page shows the new pin
             pytest.exit("--pin only records the pin; no tests run", returncode=0)
         if _is_worker(config):
             spec.lockstep = "off"  # a pytest-xdist worker measures only the configurations it was given

@@ -34,8 +34,8 @@ def tracking_uri(flag: str, report_dir: str | Path) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or ""
     if not uri:
         uri = (Path(report_dir).expanduser().resolve() / "mlruns").as_uri()
-    elif "://" not in uri and not uri.startswith("file:") and ":" not in uri.split("/")[0]:
-        uri = Path(uri).expanduser().resolve().as_uri()  # a plain directory
+    elif ":" not in uri.split("/")[0] and ("/" in uri or uri.startswith((".", "~"))):
+        uri = Path(uri).expanduser().resolve().as_uri()  # a directory path (a bare word such as databricks is MLflow's)
     return uri
 
 
