@@ -297,7 +297,6 @@ def behaviour_metrics(
 ) -> tuple[dict, dict]:
     """stability_rate, gen_ppl_ratio, long_* generation metrics and perturbation_spread (the BOS policy is a
     deployment scenario: harness/scenarios/bos.py)."""
-
     met: dict = {}
     views: dict = {}
 

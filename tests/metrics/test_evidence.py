@@ -56,7 +56,9 @@ def test_corpus_metrics_hand_worked():
     # the one nearest harm: it binds, and the value read is its |mean change|
     assert views["sink_mass_shift"].value == pytest.approx(0.25)
     assert views["sink_mass_shift"].where.startswith("layer 0 head 0 (baseline 0.500, quantized 0.250)")
-    assert views["attn_js"].value == pytest.approx(0.04) and views["attn_js"].where == "layer 0 head 1"
+    # JS is positive: bounds on the log scale, where head 0's (0.01, 0.03) spreads three times wider than head 1's
+    # (0.03, 0.05); with t(1) = 12.7 head 0's upper bound is the one nearest harm, so it binds
+    assert views["attn_js"].value == pytest.approx(0.02) and views["attn_js"].where.startswith("layer 0 head 0")
     assert views["sink_hidden_cos"].value == pytest.approx(0.8) and views["sink_hidden_cos"].where == "layer 0"
     assert views["logit_delta_max"].ci is None
     lo, hi = views["ppl_ratio"].ci  # resampling two sequences: loss deltas 0.5 or 0.5 (each row's delta)
@@ -93,9 +95,11 @@ def test_generation_metrics_hand_worked():
         _gen(None, None, degen="empty", degen_b="empty", exact=True, div=4, ref=None, pid="c-1"),
     ]  # not counted
     met, views = generation_metrics(gens)
-    assert met["flip_rate"] == 0.5  # 1 flip of 2 stable-correct prompts, no stable-wrong one answered right
-    assert (met["n_stable_correct"], met["flips"], met["unflips"], met["flip_mcnemar_p"]) == (2, 1, 0, 0.5)
-    assert met["degenerate_rate"] == 0.25 and met["misgeneration_rate"] == 0.5
+    assert met["flip_rate"] == 0.5  # 1 break of 2 stable-correct prompts
+    assert (met["n_stable_correct"], met["flips"], met["unflips"]) == (2, 1, 0)
+    # degeneration is counted over open prompts only (c-1: both degenerate, no net change)
+    assert met["degenerate_rate"] == 0.0 and met["n_open_prompts"] == 1
+    assert met["misgeneration_rate"] == 0.5  # a-1 and b-1 worse of 4
     assert met["exact_match_rate"] == 0.5 and met["mean_first_divergence"] == 2.75
     assert (met["n_prompts"], met["n_with_references"], met["n_baseline_correct"], met["n_quantized_correct"]) == (
         4,
@@ -103,11 +107,12 @@ def test_generation_metrics_hand_worked():
         2,
         1,
     )
-    assert views["flip_rate"].n == 2  # too few prompts for an interval: many resamples hold no stable-correct one
-    assert all(math.isnan(x) for x in views["flip_rate"].ci)
-    # a stable-wrong prompt answered rightly offsets a flip: net flips
+    # Clopper-Pearson for 1 of 2: lower = 1 - sqrt(0.975), upper = sqrt(0.975)
+    assert views["flip_rate"].n == 2 and views["flip_rate"].counts == (1, 2)
+    assert views["flip_rate"].ci == pytest.approx((1 - math.sqrt(0.975), math.sqrt(0.975)))
+    # a stable-wrong prompt answered rightly does not offset a break: breaks are harm whatever else was fixed
     gens[2] = _gen(False, True, div=0, stable="wrong", pid="b-1")
-    assert generation_metrics(gens)[0]["flip_rate"] == 0.0
+    assert generation_metrics(gens)[0]["flip_rate"] == 0.5
 
 
 def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
@@ -117,14 +122,14 @@ def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
         _gen(None, None, degen="loop", ref=None, pid="a-2"),  # new
         _gen(None, None, degen_b="loop", ref=None, pid="b-1"),  # recovered
         _gen(None, None, degen="empty", degen_b="loop", ref=None, pid="b-2"),  # both: neither
-        _gen(True, False, degen_b="loop", stable="right", pid="c-1"),  # flips and recovers: worse (mis +1)
+        _gen(True, False, degen_b="loop", stable="right", pid="c-1"),  # has a reference: not an open prompt
         _gen(None, None, ref=None, pid="c-2"),
     ]
     met, _ = generation_metrics(gens)
-    assert (met["new_degenerate"], met["recovered_degenerate"]) == (2, 2)
-    assert met["degenerate_rate"] == 0.0  # (2 - 2) / 6
-    assert met["misgeneration_rate"] == pytest.approx((2 - 1 + 1) / 6)  # a-1, a-2, c-1 worse; b-1 better
-    assert met["degenerate_mcnemar_p"] == 0.6875  # P(X >= 2), X ~ Bin(4, 1/2) = 11/16
+    assert (met["new_degenerate"], met["recovered_degenerate"], met["n_open_prompts"]) == (2, 1, 5)
+    assert met["degenerate_rate"] == pytest.approx((2 - 1) / 5)  # net over the 5 open prompts
+    assert met["misgeneration_rate"] == pytest.approx((3 - 1) / 6)  # a-1, a-2, c-1 worse; b-1 better
+    assert met["degenerate_mcnemar_p"] == 0.5  # P(X >= 2), X ~ Bin(3, 1/2) = 4/8
 
 
 @settings(max_examples=40, deadline=None)
@@ -142,9 +147,15 @@ def test_degeneration_is_net_of_what_the_baseline_degenerates_on():
     )
 )
 def test_net_generation_rates_are_antisymmetric(rows):
-    """Swapping the two models' roles negates the net degeneration (an independent count in numpy)."""
-    gens = [_gen(cb, cq, degen=dq, degen_b=db, stable=s, pid=f"p-{i}") for i, (dq, db, cb, cq, s) in enumerate(rows)]
-    swapped = [_gen(cq, cb, degen=db, degen_b=dq, stable=s, pid=f"p-{i}") for i, (dq, db, cb, cq, s) in enumerate(rows)]
+    """Swapping the two models' roles negates the net degeneration over open prompts (an independent count)."""
+    gens = [
+        _gen(cb, cq, degen=dq, degen_b=db, stable=s, ref=None, pid=f"p-{i}")
+        for i, (dq, db, cb, cq, s) in enumerate(rows)
+    ]
+    swapped = [
+        _gen(cq, cb, degen=db, degen_b=dq, stable=s, ref=None, pid=f"p-{i}")
+        for i, (dq, db, cb, cq, s) in enumerate(rows)
+    ]
     a, b = generation_metrics(gens)[0], generation_metrics(swapped)[0]
     dq = np.array([r[0] is not None for r in rows])
     db = np.array([r[1] is not None for r in rows])
