@@ -15,6 +15,8 @@ import json
 import random
 from pathlib import Path
 
+from harness.data.tasksets import lmeval_yaml
+
 OUT = Path(__file__).resolve().parents[1] / "harness" / "data" / "tasks" / "basics.jsonl"
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -163,29 +165,6 @@ def build(seed: int = 26) -> list[dict]:
     return out
 
 
-LMEVAL_YAML = """\
-# lm-eval twin of quantsink's bundled plain task (scripts/make_tasks.py): the same items and the same context
-# (harness.data.tasksets.mc_context), scored by lm-eval's multiple_choice (acc, acc_norm).
-task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: answer
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-"""
-
-
 def write_lmeval(folder: Path, items: list[dict], name: str = "basics_lmeval") -> Path:
     """DIR/<name>.jsonl (the items) and DIR/<name>.yaml over it (data file path absolute: lm-eval reads it from
     any working directory)."""
@@ -193,7 +172,7 @@ def write_lmeval(folder: Path, items: list[dict], name: str = "basics_lmeval") -
     data = folder / f"{name}.jsonl"
     data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in items), encoding="utf-8")
     y = folder / f"{name}.yaml"
-    y.write_text(LMEVAL_YAML.format(name=name, data=str(data.resolve())), encoding="utf-8")
+    y.write_text(lmeval_yaml(name, str(data.resolve())), encoding="utf-8")
     return y
 
 

@@ -68,6 +68,20 @@ def mc_context(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+def lmeval_yaml(name: str, data_file: str) -> str:
+    """The lm-eval task YAML of a multiple-choice plain task whose items are in `data_file` (absolute, so lm-eval
+    reads it from any working directory): the same context and choices as the native path."""
+    return (
+        f"# lm-eval twin of a quantsink plain task: the context of harness.data.tasksets.mc_context\n"
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(data_file)}\n"
+        f"test_split: test\noutput_type: multiple_choice\n"
+        f'doc_to_text: "Question: {{{{question}}}}\\nAnswer:"\n'
+        f'doc_to_choice: "{{{{choices}}}}"\ndoc_to_target: answer\n'
+        f"metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        f"  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
+    )
+
+
 def gen_context(prompt: str) -> str:
     """A generation item's prompt as the model sees it."""
     return prompt
