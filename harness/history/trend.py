@@ -63,7 +63,9 @@ def what_differs(diffs: list) -> str:
 class History:
     """Every run of REPORT_DIR (optionally of one model), the pins, and the tolerances of the newest run's policy."""
 
-    def __init__(self, report_dir: str | Path, model: str | None = None):
+    def __init__(self, report_dir: str | Path, model: str | None = None, last: int | None = None):
+        """`last`: only the newest `last` runs and the pinned ones are read (history.html after every run stays
+        quick over years of nightly runs); positions (#N) stay those of the whole index."""
         self.report_dir = Path(report_dir)
         if not (self.report_dir / "index.jsonl").is_file():
             raise UsageError(
@@ -73,11 +75,17 @@ class History:
         rows = [
             r for r in read_index(self.report_dir) if r.get("run_id") and (model is None or r.get("model") == model)
         ]
+        first = 0 if last is None else max(0, len(rows) - last)
         self.runs = [
-            Run(i + 1, r, _load(self.report_dir, r["run_id"]), r["run_id"] in pins) for i, r in enumerate(rows)
+            Run(i + 1, r, _load(self.report_dir, r["run_id"]), r["run_id"] in pins)
+            for i, r in enumerate(rows)
+            if i >= first or r["run_id"] in pins
         ]
+        self.left_out = sum(1 for i, r in enumerate(rows) if i < first and r["run_id"] not in pins)
         self.notes = [
-            f"run {r.label} is unreadable ({r.row.get('path')}): left out" for r in self.runs if not r.results
+            f"run {r.label} is unreadable (results.json missing or damaged): left out"
+            for r in self.runs
+            if not r.results
         ]
         self.pins = [r for rid in pins for r in self.runs if r.run_id == rid and r.results]  # pin order, oldest first
         readable = [r for r in self.runs if r.results]

@@ -17,6 +17,7 @@ from harness.report.kit import esc, num
 from harness.system.files import atomic_write
 
 PAGE = "history.html"
+PAGE_RUNS = 200  # the page shows the newest runs and every pinned one (python -m harness history lists them all)
 W, H, L, R, T, B = 420, 210, 58, 12, 20, 36  # panel size and margins (px)
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1352px}
@@ -218,7 +219,9 @@ def render_history(h: History) -> str:
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>quantsink history: {esc(h.report_dir.name)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>quantsink history <small>{esc(h.report_dir)}: {len(h.runs)} run(s), {len(h.pins)} pinned</small></h1>"
+        f"<h1>quantsink history <small>{esc(h.report_dir)}: {len(h.runs)} run(s), {len(h.pins)} pinned"
+        + (f"; {h.left_out} older run(s) not shown (python -m harness history lists them)" if h.left_out else "")
+        + "</small></h1>"
         + _summary(h)
         + "<h2>Steps</h2>"
         + (
@@ -240,5 +243,5 @@ def render_history(h: History) -> str:
 def write_history(report_dir: str | Path) -> Path:
     """Rewrite REPORT_DIR/history.html atomically from the index (after every run and by `history --html`)."""
     path = Path(report_dir) / PAGE
-    atomic_write(path, render_history(History(report_dir)))
+    atomic_write(path, render_history(History(report_dir, last=PAGE_RUNS)))
     return path

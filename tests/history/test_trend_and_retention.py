@@ -67,3 +67,8 @@ def test_prune_keeps_the_newest_pins_and_the_newest_of_each_input_set(report_dir
 def test_prune_keep_must_be_a_count(bad):
     with pytest.raises(UsageError, match="integer >= 0"):
         parse_keep(bad)
+
+
+def test_history_of_the_newest_runs_keeps_pins_and_positions(report_dir):
+    h = History(report_dir, last=2)
+    assert [(r.n, r.run_id) for r in h.runs] == [(2, "r2"), (4, "r4"), (5, "r5")] and h.left_out == 2
