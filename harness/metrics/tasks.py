@@ -8,6 +8,7 @@ intervals resample); task_break_rate, task_acc_delta and task_margin_delta are d
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,6 +48,15 @@ def task_metrics(rows: list[dict], designs: dict | None = None, absent: str | No
         return met, views
     ev = task_evidence(rows)
     met, views = reduce_evidence("tasks", ev, len(rows), designs)
+    k, n_mc = len(set(ev["cluster"])), int((~np.isnan(ev["mb"])).sum())
+    units = {  # what each view rests on, in the task's own words (the defaults speak of prompts and documents)
+        "task_break_rate": (None, "baseline-right task samples"),
+        "task_acc_delta": (None, f"{len(rows)} task samples in {k} task families"),
+        "task_margin_delta": (n_mc, f"{n_mc} multiple-choice samples in {k} task families"),
+    }
+    for name, (n, unit) in units.items():
+        if name in views:
+            views[name] = replace(views[name], unit=unit, **({"n": n} if n is not None else {}))
     met["task_samples"] = len(rows)
     met["task_breaks"] = int((ev["right_b"] & ~ev["right_q"]).sum())
     met["task_fixes"] = int((~ev["right_b"] & ev["right_q"]).sum())
