@@ -54,14 +54,19 @@ def _umask() -> int:
 
 
 def ensure_writable_dir(path: str | Path, flag: str) -> Path:
-    """path as a directory this process can write in (created if missing), or a UsageError naming the flag: found
-    before anything is measured, never after."""
+    """path as a directory this process can write in, or could create, or a UsageError naming the flag: found
+    before anything is measured, never after. A missing directory is not created here (a run that then stops on
+    a usage error leaves nothing behind): its nearest existing ancestor must be a writable directory."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UsageError(f"{flag} {p} is a file, not a directory; give a directory for the runs")
+    probe_dir = p
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise UsageError(f"{flag} {p}: {probe_dir} is a file, not a directory; give a directory for the runs")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".quantsink-write-check.", dir=p)
+        fd, probe = tempfile.mkstemp(prefix=".quantsink-write-check.", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

@@ -101,7 +101,10 @@ def test_compare_pinned_takes_the_newest_comparable_pin(tmp_path):
             f.write(json.dumps({"run_id": rid, "model": "m"}) + "\n")
     cur = comparable_identity(_results())
     got, note = resolve("pinned", tmp_path, "m", True, cur)
-    assert got["run_id"] == "r1" and note == "comparing with pinned run r1, skipping 1 newer pinned run(s) with other inputs"
+    assert (
+        got["run_id"] == "r1"
+        and note == "comparing with pinned run r1, skipping 1 newer pinned run(s) with other inputs"
+    )
     got, note = resolve("pinned", tmp_path, "m", True, comparable_identity(_results(settings={"seed": 5})))
     assert got is None and note.startswith("no comparable pinned run: no regression gates") and "seed" in note
     with pytest.raises(UsageError, match="seq_len differs"):

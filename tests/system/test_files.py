@@ -34,7 +34,7 @@ def test_truncated_index_line_is_skipped_with_a_warning(tmp_path):
     with open(idx, "a") as f:
         f.write('{"run_id": "b", "verd')  # a writer killed mid-line
     append_line(idx, {"run_id": "c"})  # starts on a fresh line
-    with pytest.warns(UserWarning, match="index.jsonl:2: skipping malformed"):
+    with pytest.warns(UserWarning, match="index.jsonl:2: skipping a malformed"):
         assert [r["run_id"] for r in read_lines(idx)] == ["a", "c"]
 
 
