@@ -1,14 +1,19 @@
 """Diagnosis: which failure family a configuration's measurements point to, where it starts, what to do.
 
-Explicit rules over what the run measured (docs/diagnosis.md gives each rule and the figures it
-rests on), first match wins: non-finite, KV-cache, generation-only / long-only (corpus gates pass),
-sink damage, local damage, diffuse damage; "unclear" when the evidence decides none.
+Explicit rules over what the run measured (docs/diagnosis.md gives each rule and the figures it rests on), first
+match wins: non-finite; KV-cache method; no damage (no gate fails: inconclusive gates are thin evidence, not
+damage); long-only / generation-only (corpus gates pass); then the located evidence (advice/locate.py: onset and
+peak layers, the heads, whether the sink's state moved): KV cache (sink intact, its cached keys off everywhere),
+head damage (sink intact, few heads of one layer), sink damage (protection closes the gap, or the sink's massive
+activation falls), local damage (an intact prefix of layers), diffuse damage; "unclear" when nothing decides.
+The layer named is the layer the keep recommendation keeps, or the evidence says why they differ.
 """
 
 from __future__ import annotations
 
 import math
 
+from harness.advice.locate import describe, locate
 from harness.methods.keep import kept
 from harness.methods.kv import kv_part
 from harness.metrics.catalogue import family
@@ -17,6 +22,14 @@ SINK_PROTECT_SHARE = 0.3  # protecting the sink prefix closes at least this shar
 SINK_JUMP = 0.5  # at least this share of the sink's worst hidden-state deficit appears in one layer ...
 SINK_BEFORE = 0.1  # ... after layers whose deficit is at most this share of it (intact before the onset)
 LOCAL_SHARE = 0.5  # keeping one layer closes at least this share of the KL gap: local damage (else diffuse)
+SINK_DEFICIT = 0.05  # the sink-onset rule needs a cosine deficit the sink gate would see (its limit is 0.95)
+LATE_SHORT = 0.9  # late damage: at least this share of short generations equal the baseline's ...
+LATE_DROP = 0.3  # ... and the long ones' share is lower by at least this
+NO_DAMAGE = "no damage"
+LONG_STEP = (
+    "test longer generations (--long-new-tokens) and keep the first tokens at full precision in the KV "
+    "cache; a larger group size or more bits"
+)
 CORPUS_FAMILIES = ("corpus", "sink", "attention")
 GENERATION = ("flip_rate", "misgeneration_rate", "degenerate_rate")
 
@@ -55,24 +68,33 @@ def _top_module(sens: dict | None, layer: int | None) -> str | None:
 
 
 def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_massive=None) -> dict:
-    """{family, layer, module, evidence: [...], next_step, summary} for one measured configuration."""
+    """{family, layer, onset_layer, peak_layer, heads, sink_mediated, module, evidence: [...], next_step, summary}
+    for one measured configuration (docs/diagnosis.md: the rules in order)."""
 
     gates, m = r.gates or [], r.metrics or {}
     ev: list[str] = []
     keep_step = (
         f"keep {', '.join(rec['keep'])} at baseline precision ({rec['spec']})" if rec and rec.get("keep") else None
     )
+    where = locate(m)
+    protect = _protect_share(r, sens)
+    facts: dict = {"onset_layer": where.onset, "peak_layer": where.peak, "heads": [], "sink_mediated": None}
 
-    def out(family, step, layer=None, module=None):
-        where = f" from layer {layer}" if layer is not None else ""
-        where += f" ({module})" if module else ""
-        return {
+    def out(family, step, layer=None, module=None, heads=None):
+        at = f" from layer {layer}" if layer is not None else ""
+        at += f" ({module})" if module else ""
+        at += f", heads {', '.join(map(str, heads))}" if heads else ""
+        step, note = _agree(step, layer, rec, sens, family)
+        if note:
+            ev.append(note)
+        return facts | {
             "family": family,
             "layer": layer,
             "module": module,
+            "heads": list(heads or []),
             "evidence": ev,
             "next_step": step,
-            "summary": f"{family}{where}: {step}",
+            "summary": f"{family}{at}: {step}",
         }
 
     if r.nonfinite_layer is not None:
@@ -83,93 +105,170 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
             r.nonfinite_layer,
         )
     kv = kv_part(cfg)
-    kv_bad = _not_passing(gates, ["sink_kv_relerr"])
-    if kv is not None and (kv is cfg or (kv_bad and not _not_passing(gates, ["sink_hidden_cos"]))):
+    if kv is not None and (kv is cfg or (_not_passing(gates, ["sink_kv_relerr"]) and where.sink_intact)):
         ev.append(
             "the weights are the baseline's"
             if kv is cfg
-            else "sink_kv_relerr does not pass while sink_hidden_cos does: the cache, not the weights"
+            else "sink_kv_relerr does not pass while the sink's "
+            "hidden state is the baseline's: the cache, not the weights"
         )
-        return out(
-            "kv-cache",
-            "keep the first tokens at full precision in the KV cache (--protect-sink measures "
-            f"it), more KV bits or a longer full-precision residual (-r{2 * kv.residual})",
+        return out("kv-cache", _kv_step(kv))
+    failed = [g["metric"] for g in gates if g.get("outcome") == "fail"]
+    thin = [g["metric"] for g in gates if g.get("outcome") in ("inconclusive", "insufficient")]
+    late = _late_divergence(m)
+    if not failed or failed == ["logit_delta_max"]:
+        if failed and late:  # the corpus outputs are the baseline's, long generations are not
+            ev.append(late)
+            return out("long-only", LONG_STEP)
+        ev.append(
+            "no gate fails"
+            + (f"; {', '.join(thin)} could not decide (inconclusive or insufficient)" if thin else "")
+            + ("" if not failed else "; the outputs equal the baseline's")
         )
+        step = f"evidence thin for {', '.join(thin)}: more sequences or prompts decide them" if thin else "ship it"
+        if failed:
+            step = "check that the configuration quantizes anything (logit_delta_max: the outputs did not move)"
+        return out(NO_DAMAGE, step)
     corpus_bad = _not_passing(gates, families=CORPUS_FAMILIES)
     gen_bad = _not_passing(gates, GENERATION)
     long_bad = _not_passing(gates, ["long_degenerate_rate"])
-    if not corpus_bad and (gen_bad or long_bad):
-        if long_bad and not gen_bad:
-            ev.append("short generations pass; long_degenerate_rate does not")
-            return out(
-                "long-only",
-                "test longer generations (--long-new-tokens) and keep the first tokens at full "
-                "precision in the KV cache; a larger group size or more bits",
-            )
+    if not corpus_bad and (gen_bad or long_bad or late):
+        if (long_bad or late) and not gen_bad:
+            ev.append(late or "short generations pass; long_degenerate_rate does not")
+            return out("long-only", LONG_STEP)
         ev.append(f"corpus, sink and attention gates pass; {', '.join(gen_bad + long_bad)} do not")
         return out(
             "generation-only",
             "read the flipped and degenerate generations in report.html; a calibrated method (gptq) or more bits",
         )
-    cos = m.get("sink_hidden_cos") or []
-    onset, jump = sink_onset(cos)
-    protect = _protect_share(r, sens)
-    layers = sorted((sens or {}).get("layers", []), key=lambda u: -u["kl_share"])
+    ev.extend(describe(where))
     if protect is not None:
         ev.append(f"protecting the sink prefix closes {protect:.0%} of the KL gap")
-    if onset is not None:
-        ev.append(
-            f"the sink's hidden state is intact up to layer {onset - 1} and takes {jump:.0%} of its worst "
-            f"deficit (cosine {min(c for c in cos if c is not None):.3g}) at layer {onset}"
-        )
-    massive = _massive_loss(r, onset, base_massive or [])
-    if massive:
-        ev.append(massive)
+    layers = sorted((sens or {}).get("layers", []), key=lambda u: -u["kl_share"])
     if layers:
         ev.append(
             f"keeping one layer closes at most {layers[0]['kl_share']:.0%} of the KL gap ({layers[0]['name']}); "
             f"the best three {sum(u['kl_share'] for u in layers[:3]):.0%}"
         )
-    sinky = (protect is not None and protect >= SINK_PROTECT_SHARE) or (
-        onset is not None and jump >= SINK_JUMP and (protect is None or protect >= SINK_PROTECT_SHARE / 3)
+    if where.sink_intact and where.keys_everywhere:
+        facts["sink_mediated"] = True
+        return out("kv-cache", _kv_step(kv))
+    if where.sink_intact and where.attn_onset is not None and where.few_heads:
+        a = where.attn_onset
+        facts["sink_mediated"] = False
+        ev.append(
+            f"the change starts in {len(where.heads)} of {where.n_heads} heads of layer {a}, with the sink's "
+            "state intact: those heads' queries or keys"
+        )
+        return out(
+            "head damage",
+            keep_step or f"keep layer {a}'s attention (q_proj, k_proj) at baseline precision",
+            a,
+            _top_module(sens, a) or f"layers.{a}.self_attn",
+            where.heads,
+        )
+    onset = where.onset
+    cos = m.get("sink_hidden_cos") or []
+    cos_onset, jump = sink_onset(cos)
+    massive = _massive_loss(r, onset, base_massive or [])
+    if massive:
+        ev.append(massive)
+    deficit = 1 - min((c for c in cos if isinstance(c, (int, float)) and math.isfinite(c)), default=1.0)
+    sinky = (
+        (protect is not None and protect >= SINK_PROTECT_SHARE)
+        or (protect is None and massive is not None)
+        or (
+            cos_onset is not None
+            and jump >= SINK_JUMP
+            and deficit >= SINK_DEFICIT
+            and (protect is None or protect >= SINK_PROTECT_SHARE / 3)
+        )
     )
-    if sinky and onset is not None:
+    facts["sink_mediated"] = bool(sinky)
+    if sinky:
+        at = onset if onset is not None else cos_onset
+        if at is None and layers:
+            at = int(layers[0]["name"].split(".")[1])
         return out(
             "sink damage",
             keep_step
-            or "protect the sink: keep the sink prefix's states (and its K/V) at full "
-            f"precision, or keep layer {onset} at baseline precision",
-            onset,
-            _top_module(sens, onset),
+            or "protect the sink: keep the sink prefix's states (and its K/V) at full precision"
+            + (f", or keep layer {at} at baseline precision" if at is not None else ""),
+            at,
+            _top_module(sens, at),
         )
-    if sinky:
-        top = int(layers[0]["name"].split(".")[1]) if layers else None
-        return out(
-            "sink damage",
-            keep_step or "protect the sink (keep the sink prefix's states at full precision)",
-            top,
-            _top_module(sens, top),
-        )
-    if layers:
-        top = int(layers[0]["name"].split(".")[1])
-        if layers[0]["kl_share"] >= LOCAL_SHARE:
-            return out(
-                "local damage",
-                keep_step or f"keep {layers[0]['name']} at baseline precision",
-                top,
-                _top_module(sens, top),
+    if onset is not None and onset > 0:
+        module = _top_module(sens, onset) or (f"layers.{onset}.mlp" if where.through_mlp else None)
+        if where.through_mlp:
+            ev.append(
+                f"attention first changes in every head of layer {onset + 1}, after an unchanged layer "
+                f"{onset}: what changed is layer {onset}'s MLP output"
             )
-        step = f"no single layer closes half the gap: more bits, a smaller group size or {_other_method(cfg)}"
-        return out("diffuse damage", step + (f"; the best keep set found: {rec['spec']}" if keep_step else ""), None)
-    if corpus_bad and onset is None and (protect is None or protect < SINK_PROTECT_SHARE):
-        ev.append("the sink's deficit grows from the first layer on, with no early onset")
+        return out(
+            "local damage", keep_step or f"keep {module or f'layers.{onset}'} at baseline precision", onset, module
+        )
+    if layers and layers[0]["kl_share"] >= LOCAL_SHARE:
+        top = int(layers[0]["name"].split(".")[1])
+        return out(
+            "local damage", keep_step or f"keep {layers[0]['name']} at baseline precision", top, _top_module(sens, top)
+        )
+    if corpus_bad or onset == 0:
+        ev.append(
+            "the damage starts at the first layer, with no intact prefix"
+            if onset == 0
+            else "no layer's evidence stands out"
+        )
+        step = f"no single layer holds it: more bits, a smaller group size or {_other_method(cfg)}"
         return out(
             "diffuse damage",
-            f"more bits, a smaller group size or {_other_method(cfg)}; --sensitivity tells "
-            "whether a few modules would do",
-            None,
+            step
+            + (
+                f"; the best keep set found: {rec['spec']}"
+                if keep_step
+                else ("; --sensitivity tells whether a few modules would do" if not layers else "")
+            ),
         )
     return out("unclear", keep_step or "run with --sensitivity (and --protect-sink) for the evidence that decides")
+
+
+def _kv_step(kv) -> str:
+    residual = f" or a longer full-precision residual (-r{2 * kv.residual})" if kv is not None else ""
+    return (
+        "keep the first tokens at full precision in the KV cache (--protect-sink measures it), more KV bits" + residual
+    )
+
+
+def _late_divergence(m: dict) -> str | None:
+    """'short generations ...; long ones diverge ...' when short continuations equal the baseline's and long ones
+    do not (damage that needs many decoded tokens)."""
+    short, long_ = m.get("exact_match_rate"), m.get("long_exact_match_rate")
+    first = m.get("long_mean_first_divergence")
+    if not all(isinstance(x, (int, float)) for x in (short, long_)):
+        return None
+    if short >= LATE_SHORT and long_ <= short - LATE_DROP:
+        at = f" after {first:.0f} tokens on average" if isinstance(first, (int, float)) else ""
+        return f"{short:.0%} of short generations equal the baseline's, {long_:.0%} of long ones: they diverge{at}"
+    return None
+
+
+def _agree(step: str, layer, rec, sens, family) -> tuple[str, str | None]:
+    """The next step and, when the recommendation keeps no module of the named layer, why they differ."""
+    keep = (rec or {}).get("keep") or []
+    if layer is None or not keep or family in ("kv-cache", "long-only", "generation-only", NO_DAMAGE):
+        return step, None
+    kept_layers = sorted({int(k.split(".")[1]) for k in keep if k.startswith("layers.") and k.split(".")[1].isdigit()})
+    if layer in kept_layers:
+        return step, None
+    share = next((u["kl_share"] for u in (sens or {}).get("layers", []) if u["name"] == f"layers.{layer}"), None)
+    why = (
+        f"keeping layer {layer} alone closes {share:.0%} of the calibration KL gap"
+        if share is not None
+        else (f"the search measured no keep of layer {layer}")
+    )
+    return step, (
+        f"the recommendation keeps {', '.join(keep)} rather than layer {layer}, where the damage starts: "
+        f"{why}, and the search keeps what closes the most per kept parameter"
+    )
 
 
 def _other_method(cfg) -> str:
@@ -188,7 +287,8 @@ def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
 
     if r.verdict != "pass":
         d = diagnose(cfg, r)
-        d["evidence"].insert(0, f"keeping {', '.join(kept(cfg))} of {parent} was not enough")
+        enough = "no gate fails" if d["family"] == NO_DAMAGE else "was not enough"
+        d["evidence"].insert(0, f"keeping {', '.join(kept(cfg))} of {parent}: {enough}")
         if d["family"] in ("diffuse damage", "unclear"):
             d["next_step"] = "no keep set within the budget passes: more bits, a smaller group size or another method"
             d["summary"] = f"{d['family']}: {d['next_step']}"
@@ -202,6 +302,7 @@ def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
     return {
         "family": "fixed",
         "layer": None,
+        "heads": [],
         "module": None,
         "evidence": ev,
         "next_step": f"ship {cfg.spec} (every gate passes)",
