@@ -5,8 +5,10 @@
 Writes the plain task's items as an lm-eval YAML over a local JSONL (harness.data.tasksets.lmeval_yaml), scores
 both with the model loaded once (native: harness.engine.tasks.score_plain; lm-eval: simple_evaluate over the
 wrapped model, harness.measure.lmeval), and prints the largest |difference| of any choice's log-likelihood, the
-samples whose correctness differs, and each path's acc and acc_norm. Needs lm-eval (quantsink[lmeval]).
-Last line: `max_abs_diff=<nats> acc_native=<a> acc_lmeval=<a> acc_norm_native=<a> acc_norm_lmeval=<a> mismatches=<n>`.
+samples whose correctness differs, and each path's acc and acc_norm; then the same against lm-eval's own HFLM over
+the same loaded model (its own tokenization and scoring: an independent check). Needs lm-eval (quantsink[lmeval]).
+Last line: `max_abs_diff=<nats> acc_native=<a> acc_lmeval=<a> acc_norm_native=<a> acc_norm_lmeval=<a> mismatches=<n>
+max_abs_diff_hflm=<nats> acc_hflm=<a> acc_norm_hflm=<a>`.
 """
 
 import argparse
@@ -43,6 +45,18 @@ def main():
     (task,) = load_tasks(str(folder / "items.yaml"))
     via = score_lmeval(task, model, tok, spec)
     t2 = time.perf_counter()
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.measure.lmeval import evaluate
+
+    hf_samples, hf_metrics = evaluate(HFLM(pretrained=model, tokenizer=tok, batch_size=16), "items_lmeval", str(folder))
+    t3 = time.perf_counter()
+    hf = [
+        abs(x - float(r[0]))
+        for n, v in zip(native["samples"], hf_samples)
+        for x, r in zip(n["ll"], v["filtered_resps"])
+    ]
+    print(f"lm-eval HFLM ({t3 - t2:.1f} s): max |native - HFLM| = {max(hf):.3g} nats, metrics {hf_metrics}")
     diffs = [abs(x - y) for n, v in zip(native["samples"], via["samples"]) for x, y in zip(n["ll"], v["ll"] or [])]
     mism = [n["id"] for n, v in zip(native["samples"], via["samples"]) if n["correct"] != v["correct"]]
     print(f"{len(lines)} items, {len(diffs)} choices; native {t1 - t0:.1f} s, lm-eval {t2 - t1:.1f} s")
@@ -50,7 +64,8 @@ def main():
     print(
         f"max_abs_diff={max(diffs):.3g} acc_native={native['metrics']['acc']:.4f} "
         f"acc_lmeval={via['metrics']['acc']:.4f} acc_norm_native={native['metrics']['acc_norm']:.4f} "
-        f"acc_norm_lmeval={via['metrics']['acc_norm']:.4f} mismatches={len(mism)}"
+        f"acc_norm_lmeval={via['metrics']['acc_norm']:.4f} mismatches={len(mism)} max_abs_diff_hflm={max(hf):.3g} "
+        f"acc_hflm={hf_metrics['acc']:.4f} acc_norm_hflm={hf_metrics['acc_norm']:.4f}"
     )
 
 

@@ -7,6 +7,8 @@ ways gives the same per-sample log-likelihoods; lm-eval builds the requests and 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -68,7 +70,9 @@ def evaluate(lm, name: str, include: str) -> tuple[list[dict], dict]:
     from lm_eval import evaluator
     from lm_eval.tasks import TaskManager
 
-    with _cwd(include):
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)  # its per-task INFO lines; warnings still show
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    with _cwd(include), contextlib.redirect_stderr(io.StringIO()):  # its progress bars (the run has its own)
         manager = TaskManager(include_path=str(Path(include)), include_defaults=False)
         res = evaluator.simple_evaluate(
             model=lm,
@@ -76,14 +80,14 @@ def evaluate(lm, name: str, include: str) -> tuple[list[dict], dict]:
             task_manager=manager,
             log_samples=True,
             bootstrap_iters=0,
-            random_seed=0,
-            numpy_random_seed=0,
-            torch_random_seed=0,
-            fewshot_random_seed=0,
+            random_seed=None,  # the run's global random state is left alone (nothing here samples)
+            numpy_random_seed=None,
+            torch_random_seed=None,
+            fewshot_random_seed=0,  # a task's few-shot examples: seeded, so both models see the same ones
         )
     metrics = {
         k.split(",")[0]: v
         for k, v in (res["results"].get(name) or {}).items()
-        if isinstance(v, int | float) and not k.startswith("alias") and "_stderr" not in k
+        if isinstance(v, int | float) and "," in k and "_stderr" not in k  # "metric,filter" keys only
     }
     return list(res["samples"].get(name) or []), metrics

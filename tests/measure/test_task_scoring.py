@@ -98,3 +98,27 @@ def test_generation_items_scored_by_exact_match(tiny, tmp_path):
     data.write_text(json.dumps({"prompt": "Hello", "answers": ["zzz-never"], "family": "g"}) + "\n")
     (s,) = score_plain(load_plain(data), model, tok, _Spec())["samples"]
     assert s["correct"] is False and isinstance(s["choice"], str) and "ll" not in s
+
+
+def test_native_agrees_with_lm_evals_own_hflm_on_the_same_loaded_model(tiny, tmp_path):
+    """An independent check of the tokenization and scoring: lm-eval's own HFLM over the same model object."""
+    pytest.importorskip("lm_eval")
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.engine.tasks import score_plain
+    from harness.measure.lmeval import evaluate
+
+    model, tok = tiny("llama")
+    rows = _subset()
+    data = tmp_path / "h.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in rows))
+    (tmp_path / "h.yaml").write_text(lmeval_yaml("h_lmeval", str(data)))
+    native = score_plain(load_plain(data), model, tok, _Spec())
+    samples, metrics = evaluate(HFLM(pretrained=model, tokenizer=tok, batch_size=16), "h_lmeval", str(tmp_path))
+    diff = max(
+        abs(a - float(r[0])) for n, s in zip(native["samples"], samples) for a, r in zip(n["ll"], s["filtered_resps"])
+    )
+    print(f"largest |native - lm-eval HFLM| log-likelihood over {len(rows)} items: {diff:.3g} nats")
+    assert diff <= TOL
+    assert metrics["acc"] == pytest.approx(native["metrics"]["acc"])
+    assert metrics["acc_norm"] == pytest.approx(native["metrics"]["acc_norm"])
