@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from harness.metrics.catalogue import BY_NAME
 from harness.metrics.evidence import reduce_evidence
 
 WORST = 12  # samples per configuration report.html shows (breaks first, then the largest margin losses)
@@ -54,9 +55,12 @@ def task_metrics(rows: list[dict], designs: dict | None = None, absent: str | No
         "task_acc_delta": (None, f"{len(rows)} task samples in {k} task families"),
         "task_margin_delta": (n_mc, f"{n_mc} multiple-choice samples in {k} task families"),
     }
+    per = _per_task(ev, [r["task"] for r in rows])
     for name, (n, unit) in units.items():
         if name in views:
-            views[name] = replace(views[name], unit=unit, **({"n": n} if n is not None else {}))
+            views[name] = replace(
+                views[name], unit=unit, where=per.get(name, ""), **({"n": n} if n is not None else {})
+            )
     met["task_samples"] = len(rows)
     met["task_breaks"] = int((ev["right_b"] & ~ev["right_q"]).sum())
     met["task_fixes"] = int((~ev["right_b"] & ev["right_q"]).sum())
@@ -71,3 +75,21 @@ def worst(rows: list[dict], k: int = WORST) -> list[dict]:
         return (not (r["correct_baseline"] and not r["correct_quantized"]), dm)
 
     return sorted(rows, key=key)[:k]
+
+
+def _per_task(ev: dict, tasks: list[str]) -> dict:
+    """With more than one task, each gate's value per task (the gate itself pools every sample): {metric: text}."""
+    names = list(dict.fromkeys(tasks))
+    if len(names) < 2:
+        return {}
+    t = np.asarray(tasks, dtype=object)
+    out = {}
+    for metric in ("task_break_rate", "task_acc_delta", "task_margin_delta"):
+        m = BY_NAME[metric]
+        vals = [(n, m.stat(ev, np.flatnonzero(t == n))) for n in names]
+        finite = [(n, v) for n, v in vals if np.isfinite(v)]
+        if not finite:
+            continue
+        bad = (max if m.better == "lower" else min)(finite, key=lambda x: x[1])
+        out[metric] = f"task {bad[0]} ({bad[1]:.4g}); per task: " + ", ".join(f"{n} {v:.4g}" for n, v in vals)
+    return out

@@ -92,3 +92,14 @@ def test_margin_and_worst_samples():
     w = worst(rows, 5)
     broken = [r for r in rows if r["correct_baseline"] and not r["correct_quantized"]]
     assert len(w) == 5 and all(r in broken for r in w[: min(5, len(broken))])
+
+
+def test_two_tasks_pool_into_one_gate_naming_the_worst_task():
+    a = _rows(seed=1)
+    b = [dict(r, task="u", correct_quantized=False) for r in _rows(seed=2)]  # task u: every sample wrong
+    _, views = task_metrics(a + b)
+    w = views["task_break_rate"].where
+    assert w.startswith("task u (1);") and "per task: t " in w
+    assert views["task_acc_delta"].where.startswith("task u") and views["task_acc_delta"].clusters == 16
+    _, one = task_metrics(a)
+    assert one["task_break_rate"].where == ""
