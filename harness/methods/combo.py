@@ -49,6 +49,7 @@ class ComboConfig(QuantConfig):
 
     def preflight(self, model_info) -> None:
         self.weights.preflight(model_info)
+        self.kv.preflight(model_info)
 
     def backend_modules(self) -> list[str]:
         return backend_modules(self.weights) + backend_modules(self.kv)

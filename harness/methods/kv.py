@@ -11,7 +11,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 
-from harness.errors import MissingBackend, QuantsinkError, did_you_mean
+from harness.errors import MissingBackend, QuantsinkError, UsageError, did_you_mean
 from harness.methods.base import WG, QuantConfig, bad_spec
 from harness.methods.registry import register_handler, register_method
 from harness.models.structure import shape_of
@@ -79,6 +79,15 @@ class KVConfig(QuantConfig):
         if group < 1 or residual < 1:
             raise bad_spec(spec, "group size and residual length must be positive", ex)
         return cls(backend=backend, nbits=bits, group=group, residual=residual)
+
+    def preflight(self, model_info) -> None:
+        """The group must divide the model's KV width and every layer be full attention: found before a
+        model loads (a spec that cannot run is a usage error, not a failed run in the history)."""
+        try:
+            check_full_attention(model_info.meta)
+            check_group(model_info.meta, self)
+        except QuantsinkError as e:
+            raise UsageError(str(e)) from None
 
     def backend_modules(self) -> list[str]:
         return [_BACKEND_PACKAGES[self.backend][0]]
