@@ -240,8 +240,11 @@ def render_history(h: History) -> str:
     )
 
 
-def write_history(report_dir: str | Path) -> Path:
-    """Rewrite REPORT_DIR/history.html atomically from the index (after every run and by `history --html`)."""
+def write_history(report_dir: str | Path) -> Path | None:
+    """Rewrite REPORT_DIR/history.html atomically from the index (after every run, pin and prune, and by
+    `history --html`); None where the directory has no index yet (nothing to show)."""
     path = Path(report_dir) / PAGE
+    if not (Path(report_dir) / "index.jsonl").is_file():
+        return None
     atomic_write(path, render_history(History(report_dir, last=PAGE_RUNS)))
     return path
