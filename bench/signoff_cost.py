@@ -6,9 +6,10 @@
 For each profile, in one process: the harness (plain-Python API, empty caches; quantization
 time reported separately and left out of the ratio), then the floor: the baseline and each
 quantized model doing bare SDPA forward passes over the same corpus tokens (and probe sequences)
-plus bare batched greedy generation of the same prompts, prompt variants and long subset, at
-the same lengths. Then the cache check: the smoke profile
-with --warm-quant added, run cold (empty caches) and warm (rerun). The last line is
+plus bare batched greedy generation of the same prompts, prompt variants, open prompts and long
+subset, at the same lengths, and the answer-margin measure's teacher-forced forwards. Then the
+cache check: the smoke profile with --warm-quant added, run cold (empty caches) and warm (rerun).
+The last line is
 `overhead_ratio=<harness/floor, first profile> warm_speedup=<cold/warm>`.
 """
 
@@ -26,6 +27,7 @@ import torch
 from harness.cli import run
 from harness.config.build import build_spec
 from harness.engine.session import Session
+from harness.measure.answers import deciding_tokens
 from harness.measure.generation import attention_impl, generate
 from harness.methods import quantize
 
@@ -59,8 +61,15 @@ def bare(model, s) -> float:
         for _ in range(4):
             model(input_ids=s.probe_sequences.to(model.device), use_cache=False)
     g = s.spec
-    generate(model, s.tokenizer, [p.prompt for p in s.prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
-    generate(model, s.tokenizer, s.variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos)
+    answers = [bool(p.references) for p in s.prompts]  # answers stop at the end of their line, as in the run
+    generate(
+        model, s.tokenizer, [p.prompt for p in s.prompts], g.max_new_tokens, g.gen_batch_size, g.bos, first_line=answers
+    )
+    generate(model, s.tokenizer, s.variant_prompts[1], g.max_new_tokens, g.gen_batch_size, g.bos, first_line=True)
+    if s.open_prompts:  # the degeneration gates' open prompts, generated in full
+        generate(model, s.tokenizer, [p.prompt for p in s.open_prompts], g.max_new_tokens, g.gen_batch_size, g.bos)
+    items = s.answer_items  # the answer-margin measure: one teacher-forced forward per answer text
+    deciding_tokens(model, s.tokenizer, items["texts"], items["conts"], g.bos, g.gen_batch_size)
     generate(
         model,
         s.tokenizer,
