@@ -216,7 +216,9 @@ class Evaluator:
             else ""
         )
         r.metrics, r.generations = met, gens
-        r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs), "tasks": st.get("tasks") or []}
+        r.evidence = {"sequences": sequence_items(ps, self.base.sequence_docs)}
+        if st.get("tasks"):  # --tasks: the paired task samples (engine/tasks.py)
+            r.evidence["tasks"] = st["tasks"]
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
         r.gates = [
             evaluate_gate(q.spec, m, lim, views[m], note)
