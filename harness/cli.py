@@ -181,7 +181,13 @@ def _history(argv: list[str]) -> int:
     """`history [REPORT_DIR]`: the runs newest first with steps and drift, one series (--metric --config), the page
     (--html) or retention (--prune KEEP)."""
     p = _Parser(prog="python -m harness history", description="the runs of a report directory over time")
-    p.add_argument("report_dir", nargs="?", default=BY_NAME["report_dir"].default, metavar="REPORT_DIR")
+    p.add_argument(
+        "report_dir",
+        nargs="?",
+        default=BY_NAME["report_dir"].default,
+        metavar="REPORT_DIR",
+        help=f"the runs' --report-dir (default: {BY_NAME['report_dir'].default})",
+    )
     p.add_argument("--model", default=None, help="only the runs of this model")
     p.add_argument("--metric", default=None, metavar="NAME", help="print one gated metric's series (with --config)")
     p.add_argument("--config", default=None, metavar="SPEC", help="the configuration of --metric's series")
