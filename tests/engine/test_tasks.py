@@ -60,3 +60,30 @@ def test_nightly_and_signoff_run_the_bundled_task():
 
     assert profile_values("smoke")["tasks"] == "none"
     assert profile_values("nightly")["tasks"] == profile_values("signoff")["tasks"] == "basics"
+
+
+def test_baseline_side_is_computed_once_per_task_and_model(isolated_cache, monkeypatch):
+    from contextlib import nullcontext
+
+    from harness.data.tasksets import PlainTask, TaskItem
+
+    calls = []
+    monkeypatch.setattr(
+        engine_tasks, "score", lambda t, *a, **k: calls.append(t.name) or {"samples": [], "metrics": {}}
+    )
+    task = PlainTask("p", "/x/p.jsonl", "1" * 64, (TaskItem("a-1", "a", "q", ("x", "y"), 0),))
+
+    def base(sha="w"):
+        spec = SimpleNamespace(revision=None, gen_batch_size=16, bos="auto", baseline_dtype="fp32", device="cpu")
+        inputs = SimpleNamespace(tasks=(task,), source=SimpleNamespace(sha256=sha), prompts=SimpleNamespace(sha256="p"))
+        phases = SimpleNamespace(time=lambda name: nullcontext())
+        return SimpleNamespace(spec=spec, inputs=inputs, threads=1, progress=lambda m: None, phases=phases,
+                               model=None, tokenizer=None)  # fmt: skip
+
+    b = base()
+    engine_tasks.baseline_side(b)
+    engine_tasks.baseline_side(b)  # the same run: in memory
+    engine_tasks.baseline_side(base())  # the next run: from the disk cache
+    assert calls == ["p"]
+    engine_tasks.baseline_side(base("other weights"))  # another model: scored again
+    assert calls == ["p", "p"]
