@@ -197,8 +197,10 @@ def _local_files(path: Path, d: dict) -> tuple[str, ...]:
                 )
             out.append(str(p.resolve()))
         return tuple(out)
-    if ds is not None and Path(str(ds)).expanduser().exists():
-        return (str(Path(str(ds)).expanduser().resolve()),)
+    local = Path(str(ds)).expanduser()
+    local = local if local.is_absolute() else path.parent / local  # lm-eval runs in the YAML's folder
+    if ds is not None and local.is_dir():  # a local dataset folder (datasets loads it without the Hub)
+        return (str(local.resolve()),)
     raise UsageError(
         f"lm-eval task {path} needs dataset '{ds}' from the Hugging Face Hub, and quantsink never downloads; "
         f"copy its data to local files and use dataset_path: json with dataset_kwargs.data_files"
@@ -208,7 +210,9 @@ def _local_files(path: Path, d: dict) -> tuple[str, ...]:
 def _sha_files(paths) -> str:
     h = hashlib.sha256()
     for p in paths:
-        h.update(Path(p).read_bytes() if Path(p).is_file() else str(p).encode())
+        p = Path(p)
+        for f in sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]:  # a folder: every file
+            h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 

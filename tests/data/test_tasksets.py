@@ -99,3 +99,12 @@ def test_unknown_names_and_duplicates(tmp_path):
     with pytest.raises(UsageError, match="--tasks-dir .* is not a directory"):
         load_tasks("basics", str(tmp_path / "absent"))
     assert load_tasks("none") == () and load_tasks("") == ()
+
+
+def test_local_dataset_folder_relative_to_the_yaml(tmp_path):
+    y = _yaml(tmp_path / "d", "localdir", dataset="mydata", data=None)
+    with pytest.raises(UsageError, match="'mydata'"):
+        load_tasks(str(y))
+    (tmp_path / "d" / "mydata").mkdir()
+    (task,) = load_tasks(str(y))
+    assert task.data_files == (str((tmp_path / "d" / "mydata").resolve()),)
