@@ -34,13 +34,15 @@ def nightly(tmp_path_factory, tiny_run_in):
     tiny = tiny_run_in(tmp)
     ids = []
     with pytest.MonkeyPatch.context() as mp:
-        # Nights with unchanged inputs reuse the measurement (the results cache, as a nightly job would); the
-        # damaged nights keep their own cache, since the cache key does not see the measure-as substitution.
+        # Nights with unchanged inputs reuse the measurement (the results cache, as a nightly job would). The cache
+        # key does not see the measure-as substitution, so the stored measurements go when the damage starts.
         mp.setenv("QS_RESULTS_CACHE", "on")
+        mp.setenv("QS_CACHE_DIR", str(tmp / "cache"))
         for n in range(1, N_RUNS + 1):
             damaged = n >= STEP_AT
-            mp.setenv("QS_CACHE_DIR", str(tmp / ("cache-damaged" if damaged else "cache")))
-            opts = tiny.options(quant="rtn-w8", n_sequences=4, compare="latest" if n > 1 else "none")
+            if n == STEP_AT:
+                shutil.rmtree(tmp / "cache" / "results")
+            opts = tiny.options(quant="rtn-w8", n_sequences=4, n_open_prompts=8, compare="latest" if n > 1 else "none")
             if n == OTHER_INPUTS_AT:
                 opts["seq_len"] = 48
             sub = (lambda q: parse_spec("rtn-w2g16")) if damaged else None
