@@ -7,7 +7,8 @@ against each fault's planted ground truth (results.json info.planted).
 Prints one row per configuration (true family and layer, predicted family and layer), the confusion of
 predicted vs true family and the layer error of localized faults; the last line is
 `family_accuracy=<share> layer_exact=<share> benign_called_damage=<count>`.
-A configuration whose verdict is pass and that has no diagnosis counts as "no damage" (the run found none).
+A configuration whose verdict is pass and that has no diagnosis counts as "no damage" (the run found none). A
+planted fault on which no gate failed is listed apart and not scored: "no damage found" is then the right answer.
 """
 
 from __future__ import annotations
@@ -81,7 +82,14 @@ def predicted(c: dict) -> tuple[str, int | None, list]:
     return d["family"], d.get("layer"), d.get("heads") or []
 
 
+def undetected(r: dict) -> bool:
+    """A planted fault no gate failed on: the diagnosis rightly says "no damage found" (inconclusive gates are
+    thin evidence, not damage), so it is listed apart and not scored; benign ones are always scored."""
+    return r["true"] != "no damage" and not r["failed"]
+
+
 def score(rows: list[dict]) -> dict:
+    rows = [r for r in rows if not undetected(r)]
     fam_ok = sum(r["true"] == r["pred"] for r in rows)
     loc = [r for r in rows if r["true"] in LOCALIZED]
     layer_ok = sum(r["true_layer"] == r["pred_layer"] for r in loc)
@@ -121,6 +129,7 @@ def measure(model: str, quick: bool, report_root: Path) -> list[dict]:
                 "model": model,
                 "spec": c["spec"],
                 "verdict": c.get("verdict"),
+                "failed": [g["metric"] for g in c.get("gates") or [] if g.get("outcome") == "fail"],
                 "true": truth.get("family"),
                 "true_layer": truth.get("layer"),
                 "true_heads": truth.get("heads"),
@@ -149,9 +158,13 @@ def main(argv=None) -> int:
             f"{r['model']:14} {r['spec']:26} {r['verdict'] or '':12} true {r['true']} @{r['true_layer']}"
             f" {r['true_heads'] or ''} | predicted {r['pred']} @{r['pred_layer']} {r['pred_heads'] or ''}"
         )
+    missed = [r for r in rows if undetected(r)]
+    names = ", ".join(f"{r['model']} {r['spec']}" for r in missed) or "none"
+    print(f"\nplanted faults no gate failed on (not scored): {names}")
+    rows = [r for r in rows if not undetected(r)]
     print()
     print(confusion(rows))
-    loc = [r for r in rows if r["true"] in ("sink damage", "head damage", "local damage")]
+    loc = [r for r in rows if r["true"] in LOCALIZED]
     errs = [abs(r["pred_layer"] - r["true_layer"]) for r in loc if r["pred_layer"] is not None]
     print(f"\nlayer error of localized faults: {Counter(errs)} (none named: {len(loc) - len(errs)})")
     if a.json:

@@ -22,6 +22,7 @@ SINK_PROTECT_SHARE = 0.3  # protecting the sink prefix closes at least this shar
 SINK_JUMP = 0.5  # at least this share of the sink's worst hidden-state deficit appears in one layer ...
 SINK_BEFORE = 0.1  # ... after layers whose deficit is at most this share of it (intact before the onset)
 LOCAL_SHARE = 0.5  # keeping one layer closes at least this share of the KL gap: local damage (else diffuse)
+SINK_STATE = 0.1  # the sink's own state off by this (relative) at the onset layer: the damage went through it
 SINK_DEFICIT = 0.05  # the sink-onset rule needs a cosine deficit the sink gate would see (its limit is 0.95)
 LATE_SHORT = 0.9  # late damage: at least this share of short generations equal the baseline's ...
 LATE_DROP = 0.3  # ... and the long ones' share is lower by at least this
@@ -174,15 +175,13 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
     if massive:
         ev.append(massive)
     deficit = 1 - min((c for c in cos if isinstance(c, (int, float)) and math.isfinite(c)), default=1.0)
+    state_off = bool(onset) and where.sink_onset == onset and where.sink[onset] >= SINK_STATE
+    weak_protect = protect is None or protect >= SINK_PROTECT_SHARE / 3
     sinky = (
         (protect is not None and protect >= SINK_PROTECT_SHARE)
         or (protect is None and massive is not None)
-        or (
-            cos_onset is not None
-            and jump >= SINK_JUMP
-            and deficit >= SINK_DEFICIT
-            and (protect is None or protect >= SINK_PROTECT_SHARE / 3)
-        )
+        or (state_off and weak_protect)
+        or (cos_onset is not None and jump >= SINK_JUMP and deficit >= SINK_DEFICIT and weak_protect)
     )
     facts["sink_mediated"] = bool(sinky)
     if sinky:

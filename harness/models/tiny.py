@@ -101,7 +101,7 @@ def plant_sink(model) -> None:
     for lin in (mlp.gate_proj, mlp.up_proj):
         lin.weight[SINK_NEURON] = 0.0
         lin.weight[SINK_NEURON, TRIGGER_DIM] = 1.0
-    mlp.gate_proj.weight[SINK_NEURON, CONSTANT_DIM] = -0.6  # shut for every token but <s> (no bias to do it)
+    mlp.gate_proj.weight[SINK_NEURON, CONSTANT_DIM] = -1.5  # shut for every token but <s> (no bias to do it)
     mlp.down_proj.weight[:, SINK_NEURON] = 0.0
     mlp.down_proj.weight[MASSIVE_DIM, SINK_NEURON] = 2.0
     d = cfg.hidden_size // cfg.num_attention_heads
@@ -110,7 +110,7 @@ def plant_sink(model) -> None:
         attn = layer.self_attn
         for h in range(cfg.num_attention_heads):
             attn.q_proj.weight[h * d + slow] = 0.0
-            attn.q_proj.weight[h * d + slow, CONSTANT_DIM] = 1.6
+            attn.q_proj.weight[h * d + slow, CONSTANT_DIM] = 0.3
         for h in range(cfg.num_key_value_heads):
             attn.k_proj.weight[h * d + slow] = 0.0
             attn.k_proj.weight[h * d + slow, MASSIVE_DIM] = 2.0 * (1 + 0.2 * h)

@@ -44,7 +44,7 @@ FAMILY = {
 }
 SEED = 1234
 DIFFUSE = 0.25  # fault-diffuse: noise of s x this x each weight's standard deviation (s = 1: about 2-3 bit RTN)
-MLP_NOISE = 1.0  # fault-mlp: the MLP's output gets s x this x the residual stream's typical token norm
+MLP_NOISE = 2.0  # fault-mlp: the MLP's output gets s x this x the residual stream's typical token norm
 PROBE_TEXT = "The capital of France is Paris. The quick brown fox jumps over the lazy dog near the river."
 
 

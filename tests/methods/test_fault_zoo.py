@@ -67,7 +67,7 @@ def test_tiny_sink_has_a_massive_activation_and_an_attention_sink(sink_model):
     h = out.hidden_states[SINK_LAYER + 1][0]
     assert h[0].abs().max() > 50 * h[1:].abs().amax(-1).median()  # massive activation at the sink
     later = torch.stack([a[0, :, 4:, 0].mean() for a in out.attentions[SINK_LAYER + 1 :]])
-    assert bool((later > 0.3).all()), later  # every later layer puts a third of its attention on the sink
+    assert later[0] > 0.5 and bool((later > 0.15).all()), later  # every later layer attends to the sink
     assert zoo.sink_neuron(fresh(), tok) == (SINK_LAYER, SINK_NEURON)  # found from activations, not told
 
 
