@@ -164,7 +164,11 @@ def resolve(
         res, rid, skipped = _newest_comparable(cands, current, target)
         if res is None:
             return None, f"no comparable {kind}: no regression gates ({_skipped_text(skipped, kind)} of {model}; {rid})"
-        newer = f", skipping {_skipped_text(skipped, 'newer ' + kind)}" if any(skipped.values()) else ""
+        newer = (
+            f", skipping {_skipped_text(skipped, 'newer ' + kind.removeprefix('earlier '))}"
+            if any(skipped.values())
+            else ""
+        )
         return res, f"comparing with {'latest comparable' if target == 'latest' else 'pinned'} run {rid}{newer}"
     p = Path(target)
     if p.suffix == ".json" or p.is_dir() or "/" in target:

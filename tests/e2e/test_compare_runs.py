@@ -100,7 +100,7 @@ def test_compare_latest_takes_the_newest_comparable_run(compared, tiny_run, tmp_
     assert res.ret == 0, res.stdout.str() + res.stderr.str()
     res.stdout.fnmatch_lines(
         [
-            f"*comparing with latest comparable run {a}, skipping 1 newer one(s) with other "
+            f"*comparing with latest comparable run {a}, skipping 1 newer run(s) with other "
             f"inputs; not in the earlier run: rtn-w3g16; not measured now: rtn-w8*",
             "*test_regression?rtn-w4g16-kld_mean? PASSED*",
         ]
