@@ -84,7 +84,7 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
     def out(family, step, layer=None, module=None, heads=None):
         at = f" from layer {layer}" if layer is not None else ""
         at += f" ({module})" if module else ""
-        at += f", heads {', '.join(map(str, heads))}" if heads else ""
+        at += f", head{'s' if len(heads or []) > 1 else ''} {', '.join(map(str, heads))}" if heads else ""
         step, note = _agree(step, layer, rec, sens, family)
         if note:
             ev.append(note)

@@ -44,6 +44,8 @@ def top_units(c: dict, k: int = TOP) -> list[dict]:
 def _diag_text(d: dict) -> tuple[str, str]:
     where = f" from layer {d['layer']}" if d.get("layer") is not None else ""
     where += f" ({d['module']})" if d.get("module") else ""
+    heads = d.get("heads") or []
+    where += f", head{'s' if len(heads) > 1 else ''} {', '.join(map(str, heads))}" if heads else ""
     return f"Diagnosis: {d['family']}{where}.", "; ".join(d.get("evidence") or [])
 
 
