@@ -3,6 +3,8 @@ family and, for localized faults, the layer and heads its ground truth (info.pla
 
 import pytest
 
+pytestmark = pytest.mark.slow  # one whole run of nine configurations (about 60 s on 2 cores)
+
 ZOO = {
     "fault-neuron": ("sink damage", 1),
     "fault-query-l2h1": ("head damage", 2),
