@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.metrics import readers as r
 from harness.metrics import taskstats as _task
-from harness.metrics.stats import sink_rate
 from harness.metrics.text import prompt_scores
 
 FAMILIES = ("corpus", "sink", "attention", "generation", "behaviour", "probe", "size", "scenario", "task")
@@ -93,102 +93,6 @@ class Metric:
         )
 
 
-def _mean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(x.mean()) if x.size else math.nan
-
-
-def _finite_or_nan(fn):
-    def stat(ev, i):
-        kl = ev["kl"][i]
-        return float(fn(kl)) if np.isfinite(kl).all() else math.nan
-
-    return stat
-
-
-def _rate(mass, eps) -> float:
-    """sink_rate that stays NaN for non-finite maps (NaN > eps is False: never a silent 0)."""
-    return sink_rate(mass, eps) if np.isfinite(mass).all() else math.nan
-
-
-def cell_name(cell: tuple) -> str:
-    """A cell of a per-layer or per-head array as reports name it."""
-    return f"layer {cell[0]} head {cell[1]}" if len(cell) == 2 else f"layer {cell[0]}"
-
-
-def _shift_where(ev, cell: tuple) -> str:
-    mb, mq = ev["mass_b"][(slice(None), *cell)].mean(), ev["mass_q"][(slice(None), *cell)].mean()
-    return cell_name(cell) + f" (baseline {mb:.3f}, quantized {mq:.3f})"
-
-
-def _ppl(ev, i) -> float:
-    d = ev["nll_q"][i].mean() - ev["nll_b"][i].mean()
-    return float(math.exp(d)) if math.isfinite(d) else math.nan
-
-
-def _nll_delta(s: dict) -> float:
-    """One stored sequence's mean NLL change (quantized - baseline)."""
-    return s["nll_quantized"] - s["nll_baseline"]
-
-
-def _gen_ppl(ev, i) -> float:
-    nb, nq = ev["nb"], ev["nq"]
-    return math.exp(nq[i, 0].sum() / nq[i, 1].sum() - nb[i, 0].sum() / nb[i, 1].sum())
-
-
-def _no_sink(ev) -> str | None:
-    """Sink gates need a sink in the baseline: a head giving the sink positions > 0.3 of its attention."""
-    if _rate(ev["mass_b"].mean(0), 0.3) > 0:
-        return None
-    return "the baseline has no sink (no head gives the sink positions more than 0.3 of its attention)"
-
-
-def _no_correct(ev) -> str | None:
-    if ev["stable_right"].sum() > 0:
-        return None
-    n_ref = int(ev["has_ref"].sum())
-    return (
-        f"the baseline answers none of the {n_ref} prompts with references correctly on the prompt and all "
-        f"three neutral variants: nothing can flip"
-        if n_ref
-        else "no prompt has reference answers: nothing can flip"
-    )
-
-
-def _no_answers(ev) -> str | None:
-    if len(ev["mb"]):
-        return None
-    return "no prompt is stable-correct under the baseline: there is no correct answer whose margin could shrink"
-
-
-def _break_rate(ev, i) -> float:
-    """Stable-correct prompts the quantized model answers wrongly, over stable-correct prompts (fixes not counted)."""
-    n = ev["stable_right"][i].sum()
-    return float((ev["flip"][i] > 0).sum() / n) if n else math.nan  # flip: +1 for a break (text.prompt_scores)
-
-
-def _breaks(ev) -> tuple[int, int]:
-    """(breaks, stable-correct prompts): the counts flip_rate's exact interval rests on."""
-    return int((ev["flip"] > 0).sum()), int(ev["stable_right"].sum())
-
-
-def _net(score) -> tuple[int, int, int]:
-    """(items worse, items better, items) of a paired score (+1 worse, -1 better, 0 neither)."""
-    score = np.asarray(score)
-    return int((score > 0).sum()), int((score < 0).sum()), len(score)
-
-
-def _gap(ev, i, a: str, b: str) -> float:
-    """Scenario evidence: mean(a_q - b_q) - mean(a_b - b_b) over the items i (a paired difference of gaps)."""
-    return float((ev[a + "_q"][i] - ev[b + "_q"][i]).mean() - (ev[a + "_b"][i] - ev[b + "_b"][i]).mean())
-
-
-def _packed_loss(ev, i) -> float:
-    """Mean over sequences of (quantized - baseline) loss on documents 2.. minus that on document 1."""
-    d = ev["nll_q"][i] - ev["nll_b"][i]  # [n, D]
-    return float((d[:, 1:].mean(1) - d[:, 0]).mean())
-
-
 _SEQ, _PR = "sequences", "prompts"
 _DOCS = 5  # corpus documents (clusters) a corpus, sink or attention interval needs: t(4) = 2.78 at the least
 
@@ -203,22 +107,22 @@ METRICS: tuple[Metric, ...] = (
            "corpus", evidence=_SEQ, stat=lambda ev, i: float(ev["nll_b"][i].mean())),
     Metric("loss_delta", "loss - loss_baseline", "nats", "lower", "corpus", evidence=_SEQ,
            stat=lambda ev, i: ev["nll_q"][i].mean() - ev["nll_b"][i].mean(), gate=True, protected=True,
-           show=("loss_table",), identity=0.0, min_clusters=_DOCS, item=_nll_delta),
+           show=("loss_table",), identity=0.0, min_clusters=_DOCS, item=r.nll_delta),
     Metric("ppl_ratio", "perplexity of the quantized model over the baseline's: exp(loss_delta)", "ratio",
-           "lower", "corpus", evidence=_SEQ, stat=_ppl, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=1.0, positive=True, min_clusters=_DOCS, item=_nll_delta,
+           "lower", "corpus", evidence=_SEQ, stat=r.ppl, gate=True, protected=True,
+           show=("summary", "loss_table"), identity=1.0, positive=True, min_clusters=_DOCS, item=r.nll_delta,
            item_change=lambda earlier, d: earlier * math.expm1(d)),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
            show=("summary", "loss_table"), positive=True, min_clusters=_DOCS, item=lambda s: s["kl_mean"],
            bounds=(0.0, math.inf)),
     Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
-           stat=_finite_or_nan(np.median), show=("loss_table",)),
+           stat=r.finite_or_nan(np.median), show=("loss_table",)),
     Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
-           evidence=_SEQ, stat=_finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
+           evidence=_SEQ, stat=r.finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
            show=("loss_table",), positive=True, min_clusters=_DOCS, bounds=(0.0, math.inf)),
     Metric("kld_max", "largest next-token KL at any position", "nats", "lower", "corpus", evidence=_SEQ,
-           stat=_finite_or_nan(np.max), show=("loss_table",)),
+           stat=r.finite_or_nan(np.max), show=("loss_table",)),
     Metric("kld_histogram", "counts of log10(KL) per position in 30 bins over [-8, 1]", "count", None,
            "corpus", shape="record"),
     Metric("top1_agreement", "share of positions where both models' most likely next token agree", "share",
@@ -232,22 +136,22 @@ METRICS: tuple[Metric, ...] = (
            "share", None, "sink", shape="layer_head", evidence=_SEQ,
            array=lambda ev: ev["mass_q"].mean(0)),
     Metric("sink_rate", "share of (layer, head) with sink_mass > 0.3 (Gu et al.)", "share", None, "sink",
-           evidence=_SEQ, stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.3), protected=True,
+           evidence=_SEQ, stat=lambda ev, i: r.rate(ev["mass_q"][i].mean(0), 0.3), protected=True,
            show=("loss_table",)),
     Metric("sink_rate_08", "share of (layer, head) with sink_mass > 0.8 (Barbero et al.)", "share", None,
-           "sink", evidence=_SEQ, stat=lambda ev, i: _rate(ev["mass_q"][i].mean(0), 0.8),
+           "sink", evidence=_SEQ, stat=lambda ev, i: r.rate(ev["mass_q"][i].mean(0), 0.8),
            show=("loss_table",)),
     Metric("sink_rate_delta", "|sink_rate quantized - sink_rate baseline| (eps 0.3)", "share", "lower", "sink",
-           evidence=_SEQ, stat=lambda ev, i: abs(_rate(ev["mass_q"][i].mean(0), .3)
-                                                 - _rate(ev["mass_b"][i].mean(0), .3)),
-           gate=True, in_metrics=False, premise=_no_sink, min_clusters=_DOCS),
+           evidence=_SEQ, stat=lambda ev, i: abs(r.rate(ev["mass_q"][i].mean(0), .3)
+                                                 - r.rate(ev["mass_b"][i].mean(0), .3)),
+           gate=True, in_metrics=False, premise=r.no_sink, min_clusters=_DOCS),
     Metric("sink_mass_shift", "largest |change| of sink_mass over (layer, head); gated over every head", "share",
            "lower", "sink", evidence=_SEQ, kind="cells", cells=lambda ev: ev["mass_q"] - ev["mass_b"], worst="abs",
-           where=_shift_where, gate=True, in_metrics=False, premise=_no_sink, min_clusters=_DOCS),
+           where=r.shift_where, gate=True, in_metrics=False, premise=r.no_sink, min_clusters=_DOCS),
     Metric("sink_hidden_cos", "[l] cosine of the first sink token's hidden state after layer l, quantized vs "
            "baseline; gated over every layer", "cosine", "higher", "sink", shape="layer", evidence=_SEQ,
            array=lambda ev: ev["cos"].mean(0), kind="cells", cells=lambda ev: ev["cos"], worst="min", gate=True,
-           protected=True, premise=_no_sink, min_clusters=_DOCS),
+           protected=True, premise=r.no_sink, min_clusters=_DOCS),
     Metric("sink_hidden_relerr", "[l] relative L2 error of the first sink token's hidden state after layer l",
            "ratio", "lower", "sink", shape="layer", evidence=_SEQ, array=lambda ev: ev["rel"].mean(0)),
     Metric("massive_ratio", "[l] max |h| at the sink over the median |h| of the other tokens (quantized; "
@@ -256,7 +160,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
            "(post-RoPE, post-KV-quantization); gated over every layer", "ratio", "lower", "sink", shape="layer",
            evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), kind="cells", cells=lambda ev: ev["kvrel"],
-           positive=True, gate=True, protected=True, premise=_no_sink, min_clusters=_DOCS),
+           positive=True, gate=True, protected=True, premise=r.no_sink, min_clusters=_DOCS),
     Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
            shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
     Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
@@ -274,35 +178,35 @@ METRICS: tuple[Metric, ...] = (
            array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1)),
     # -- generation: greedy continuations of the prompts --
     Metric("exact_match_rate", "share of prompts whose greedy continuation equals the baseline's", "share",
-           "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["exact"][i]),
+           "higher", "generation", evidence=_PR, stat=lambda ev, i: r.mean(ev["exact"][i]),
            show=("loss_table",), identity=1.0),
     Metric("mean_first_divergence", "mean index of the first token that differs from the baseline's", "tokens",
-           "higher", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["div"][i]), protected=True),
+           "higher", "generation", evidence=_PR, stat=lambda ev, i: r.mean(ev["div"][i]), protected=True),
     Metric("flip_rate", "breaks over stable-correct prompts (baseline right on the prompt and its three neutral "
            "variants): stable-correct answered wrongly / stable-correct (fixes are counted as unflips, never "
-           "subtracted)", "share", "lower", "generation", evidence=_PR, stat=_break_rate, gate=True, protected=True,
-           show=("summary", "loss_table"), identity=0.0, kind="break", counts=_breaks, premise=_no_correct,
+           "subtracted)", "share", "lower", "generation", evidence=_PR, stat=r.break_rate, gate=True, protected=True,
+           show=("summary", "loss_table"), identity=0.0, kind="break", counts=r.breaks, premise=r.no_correct,
            min_n=30, strata=True, item=lambda g: prompt_scores(g)["flip"],
            eligible=lambda g: g.get("stable_baseline") == "right"),
     Metric("degenerate_rate", "net degeneration over the open prompts (no reference answers): (outputs degenerate "
            "(loop, empty, replacement characters) where the baseline's is not - the reverse) / open prompts",
-           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["degen"][i][~ev["has_ref"][i]]),
+           "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: r.mean(ev["degen"][i][~ev["has_ref"][i]]),
            gate=True, protected=True, show=("loss_table",), identity=0.0, kind="net",
-           counts=lambda ev: _net(ev["degen"][~ev["has_ref"]]), min_n=30, strata=True,
+           counts=lambda ev: r.net(ev["degen"][~ev["has_ref"]]), min_n=30, strata=True,
            item=lambda g: prompt_scores(g)["degen"], eligible=lambda g: not g.get("reference"), bounds=(-1.0, 1.0)),
     Metric("misgeneration_rate", "misgeneration: (prompts that break (a stable-correct answer turned wrong) or "
            "newly degenerate - prompts that stop degenerating and do not break) / prompts; fixed answers never "
-           "subtract", "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: _mean(ev["mis"][i]),
+           "subtract", "share", "lower", "generation", evidence=_PR, stat=lambda ev, i: r.mean(ev["mis"][i]),
            gate=True, protected=True, show=("summary", "loss_table"), identity=0.0, kind="net",
-           counts=lambda ev: _net(ev["mis"]), min_n=30, strata=True, item=lambda g: prompt_scores(g)["mis"],
+           counts=lambda ev: r.net(ev["mis"]), min_n=30, strata=True, item=lambda g: prompt_scores(g)["mis"],
            bounds=(-1.0, 1.0)),
     Metric("answer_margin_delta", "teacher-forced answers: mean over stable-correct prompts (each the mean over the "
            "prompt and its three neutral variants) of the change of the deciding token's log-probability margin "
            "over the runner-up, quantized - baseline (measure/answers.py); negative: answers nearer a flip", "nats",
-           "higher", "generation", evidence="answers", stat=lambda ev, i: _mean(ev["mq"][i] - ev["mb"][i]), gate=True,
-           show=("loss_table",), identity=0.0, min_n=30, strata=True, premise=_no_answers),
+           "higher", "generation", evidence="answers", stat=lambda ev, i: r.mean(ev["mq"][i] - ev["mb"][i]), gate=True,
+           show=("loss_table",), identity=0.0, min_n=30, strata=True, premise=r.no_answers),
     Metric("answer_margin_baseline", "mean deciding-token margin of the baseline's correct answers", "nats", None,
-           "generation", evidence="answers", stat=lambda ev, i: _mean(ev["mb"][i])),
+           "generation", evidence="answers", stat=lambda ev, i: r.mean(ev["mb"][i])),
     Metric("answer_texts", "texts (stable-correct prompts and their variants) in the answer-margin measure", "count",
            None, "generation"),
     Metric("answer_deviations", "texts whose deciding token the quantized model would not choose (margin < 0)",
@@ -328,13 +232,13 @@ METRICS: tuple[Metric, ...] = (
     # -- behaviour probes --
     Metric("stability_rate", "share of reference prompts whose correctness is the same on the prompt and its "
            "three neutral variants (quantized)", "share", "higher", "behaviour", evidence="stability",
-           stat=lambda ev, i: _mean(ev["sq"][i]), gate=True, show=("probe_table",), kind="share",
+           stat=lambda ev, i: r.mean(ev["sq"][i]), gate=True, show=("probe_table",), kind="share",
            counts=lambda ev: (int(ev["sq"].sum()), len(ev["sq"])), min_n=20, strata=True),
     Metric("stability_rate_baseline", "the same for the baseline", "share", None, "behaviour",
-           evidence="stability", stat=lambda ev, i: _mean(ev["sb"][i]), show=("probe_table",)),
+           evidence="stability", stat=lambda ev, i: r.mean(ev["sb"][i]), show=("probe_table",)),
     Metric("n_stability_prompts", "reference prompts in the stability probe", "count", None, "behaviour"),
     Metric("gen_ppl_ratio", "perplexity under the baseline of the quantized continuations over that of the "
-           "baseline's own", "ratio", "lower", "behaviour", evidence="gen_ppl", stat=_gen_ppl, gate=True,
+           "baseline's own", "ratio", "lower", "behaviour", evidence="gen_ppl", stat=r.gen_ppl, gate=True,
            show=("probe_table",), identity=1.0, positive=True, min_n=20, strata=True),
     Metric("gen_ppl_baseline", "perplexity of the baseline's continuations under the baseline", "ratio", None,
            "behaviour"),
@@ -342,13 +246,13 @@ METRICS: tuple[Metric, ...] = (
            "behaviour"),
     Metric("n_gen_ppl_prompts", "prompts where both continuations are non-empty", "count", None, "behaviour"),
     Metric("long_degenerate_rate", "degenerate_rate (net) on the long-generation subset", "share", "lower",
-           "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["degen"][i]), gate=True,
-           show=("probe_table",), kind="net", counts=lambda ev: _net(ev["degen"]), min_n=4, strata=True,
+           "behaviour", evidence="long", stat=lambda ev, i: r.mean(ev["degen"][i]), gate=True,
+           show=("probe_table",), kind="net", counts=lambda ev: r.net(ev["degen"]), min_n=4, strata=True,
            bounds=(-1.0, 1.0)),
     Metric("long_mean_first_divergence", "mean_first_divergence on the long-generation subset", "tokens",
-           "higher", "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["div"][i]), show=("probe_table",)),
+           "higher", "behaviour", evidence="long", stat=lambda ev, i: r.mean(ev["div"][i]), show=("probe_table",)),
     Metric("long_exact_match_rate", "exact_match_rate on the long-generation subset", "share", "higher",
-           "behaviour", evidence="long", stat=lambda ev, i: _mean(ev["exact"][i])),
+           "behaviour", evidence="long", stat=lambda ev, i: r.mean(ev["exact"][i])),
     Metric("long_n_prompts", "prompts in the long-generation subset", "count", None, "behaviour"),
     Metric("long_new_tokens", "longest continuation of the long subset", "tokens", None, "behaviour"),
     Metric("long_generations", "the long subset's continuations side by side", "record", None, "behaviour",
@@ -386,19 +290,19 @@ METRICS: tuple[Metric, ...] = (
     # -- scenario: deployment scenarios (--scenarios; harness/scenarios/); figures in configs[].scenarios --
     Metric("stream_gap_delta", "streaming: the quantized model's loss gap sink+window vs full cache, minus the "
            "baseline's (extra loss it pays for StreamingLLM-style eviction)", "nats", "lower", "scenario",
-           evidence="streaming", stat=lambda ev, i: _gap(ev, i, "sw", "f"), gate=True, identity=0.0,
+           evidence="streaming", stat=lambda ev, i: r.gap(ev, i, "sw", "f"), gate=True, identity=0.0,
            min_clusters=_DOCS),
     Metric("packed_doc_loss_delta", "packed documents (EOS-separated, no boundary mask): the quantized model's extra "
            "loss on documents 2.. of a sequence over its extra loss on the first", "nats", "lower", "scenario",
-           evidence="packed", stat=_packed_loss, gate=True, identity=0.0, min_clusters=_DOCS),
+           evidence="packed", stat=r.packed_loss, gate=True, identity=0.0, min_clusters=_DOCS),
     Metric("packed_start_rate_delta", "packed documents: |secondary-sink rate at document starts 2.. quantized - "
            "baseline| (share of heads giving a start > 0.3 of their rows' attention)", "share",
            "lower", "scenario",
-           evidence="packed", stat=lambda ev, i: abs(_rate(ev["start_q"][i][:, 1:].mean((0, 1)), .3)
-                                                     - _rate(ev["start_b"][i][:, 1:].mean((0, 1)), .3)),
+           evidence="packed", stat=lambda ev, i: abs(r.rate(ev["start_q"][i][:, 1:].mean((0, 1)), .3)
+                                                     - r.rate(ev["start_b"][i][:, 1:].mean((0, 1)), .3)),
            gate=True, identity=0.0, min_clusters=_DOCS),
     Metric("bos_removal_delta", "BOS policy: the quantized model's loss increase when BOS is removed, minus the "
-           "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: _gap(ev, i, "nv", "al"),
+           "baseline's", "nats", "lower", "scenario", evidence="bos", stat=lambda ev, i: r.gap(ev, i, "nv", "al"),
            gate=True, identity=0.0, min_clusters=_DOCS),
 )
 # fmt: on

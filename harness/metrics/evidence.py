@@ -6,15 +6,12 @@ import math
 
 import numpy as np
 
-from harness.metrics.catalogue import cell_name, for_evidence
+from harness.metrics.catalogue import for_evidence
 from harness.metrics.dist import clopper_pearson, tango
+from harness.metrics.readers import cell_name, mean_stack
 from harness.metrics.stats import cell_bounds, cluster_interval, mcnemar_p, members, sink_rate
 from harness.metrics.text import is_correct, prompt_scores
 from harness.metrics.views import GateView
-
-
-def _mean_stack(xs) -> np.ndarray:
-    return np.mean(np.stack(xs), axis=0)
 
 
 def _nested(a: np.ndarray) -> list:
@@ -23,14 +20,14 @@ def _nested(a: np.ndarray) -> list:
 
 def baseline_metrics(s, tokenizer=None, sink_positions=(0,)) -> dict:
     """Baseline block of results.json from a ModelSummary."""
-    mass = _mean_stack(s.sink_mass)
+    mass = mean_stack(s.sink_mass)
     return {
         "loss": float(np.mean(np.concatenate(s.nll))),
         "sink_mass": _nested(mass),
         "sink_rate": sink_rate(mass, 0.3),
         "sink_rate_08": sink_rate(mass, 0.8),
-        "massive_ratio": _nested(_mean_stack(s.massive)),
-        "attn_entropy": _nested(_mean_stack(s.entropy).mean(-1)),
+        "massive_ratio": _nested(mean_stack(s.massive)),
+        "attn_entropy": _nested(mean_stack(s.entropy).mean(-1)),
         "detected_sinks": detected_sinks(s, tokenizer, sink_positions),
     }
 
