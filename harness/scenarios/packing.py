@@ -22,6 +22,7 @@ import torch
 
 from harness.errors import UsageError
 from harness.measure.hooks import capture
+from harness.measure.kvcache import cache_kwarg, make_cache
 
 SEPARATORS = ("eos", "bos", "none")
 SUBS = tuple((sep, masked) for sep in SEPARATORS for masked in (False, True))
@@ -95,10 +96,12 @@ def block_mask(lay: Layout, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def measure(model, layouts: list[Layout], masked: bool) -> dict:
+def measure(model, layouts: list[Layout], masked: bool, kv=None, chunk: int = 16) -> dict:
     """Per sequence and document: nll [N, D], start mass [N, D, L, H], position-0 mass [N, D, L, H].
 
     Each layer's attention is reduced as it runs (probe.capture): only one layer's map exists at a time.
+    kv (a KVSpec): the sequence is prefilled through that quantized cache in calls of `chunk` tokens, so
+    later tokens read earlier ones quantized, as the corpus passes do; else one call without a cache.
     """
 
     ids = torch.tensor([lay.ids for lay in layouts])
@@ -108,22 +111,43 @@ def measure(model, layouts: list[Layout], masked: bool) -> dict:
     rows = [(lay.starts[d] + 1, lay.bodies[d][1]) for d in range(D)]  # the block's rows after its start
     start_mass: dict[int, torch.Tensor] = {}
     zero_mass: dict[int, torch.Tensor] = {}
+    row0 = [0]  # first query row of the current call
 
     def on_attn(i, probs):
-        p = probs.float()
-        start_mass[i] = torch.stack([p[:, :, a:b, lay.starts[d]].mean(-1) for d, (a, b) in enumerate(rows)], 1).cpu()
-        zero_mass[i] = torch.stack([p[:, :, a:b, 0].mean(-1) for a, b in rows], 1).cpu()
+        p, a = probs.float(), row0[0]
+        parts = []
+        for d, (ra, rb) in enumerate(rows):
+            lo, hi = max(ra, a), min(rb, a + p.shape[2])
+            if lo < hi:
+                blk = p[:, :, lo - a : hi - a]
+                parts.append((blk[..., lay.starts[d]].sum(-1), blk[..., 0].sum(-1)))
+            else:
+                z = p.new_zeros(p.shape[:2])
+                parts.append((z, z))
+        s, z = (torch.stack([q[k] for q in parts], 1).cpu() for k in (0, 1))
+        start_mass[i] = start_mass[i] + s if i in start_mass else s
+        zero_mass[i] = zero_mass[i] + z if i in zero_mass else z
 
-    kw = {}
+    spans = [(0, T)] if kv is None else [(a, min(a + chunk, T)) for a in range(0, T, chunk)]
+    mask = pos = None
     if masked:
         mask, pos = block_mask(lay, model.dtype, model.device)
-        kw = {"attention_mask": mask, "position_ids": pos[None].expand(B, -1).to(model.device)}
+        pos = pos[None].expand(B, -1).to(model.device)
+    cache_kw = (
+        {cache_kwarg(model): make_cache(model, kv), "use_cache": True} if kv is not None else {"use_cache": False}
+    )
+    parts = []
     with capture(model, on_attn):
-        logits = model(input_ids=ids.to(model.device), use_cache=False, **kw).logits
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    del logits
+        for a, b in spans:
+            row0[0] = a
+            kw = {"attention_mask": mask[:, :, a:b, :b], "position_ids": pos[:, a:b]} if masked else {}
+            logits = model(input_ids=ids[:, a:b].to(model.device), **cache_kw, **kw).logits
+            parts.append(torch.log_softmax(logits.float(), dim=-1))
+            del logits
+    logp = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
     nll = -logp[:, :-1].gather(-1, ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu()  # [B, T-1]
     doc_nll = torch.stack([nll[:, a : b - 1].double().mean(-1) for a, b in lay.bodies], 1)  # tokens a+1 .. b-1
     L = len(start_mass)
-    stack = lambda d: torch.stack([d[i] for i in range(L)], 2)  # noqa: E731  [B, D, L, H]
+    n_rows = torch.tensor([b - a for a, b in rows], dtype=torch.float32)[None, :, None]
+    stack = lambda d: torch.stack([d[i] / n_rows for i in range(L)], 2)  # noqa: E731  [B, D, L, H]
     return {"nll": doc_nll.numpy(), "start": stack(start_mass).numpy(), "zero": stack(zero_mass).numpy()}

@@ -4,8 +4,8 @@ The baseline's side of each scenario is measured once per run and kept on the Ba
 (`scenario_state`: raw arrays, records, seconds); streaming runs the baseline again with every group, chunk by
 chunk beside the quantized models, because its per-position KL needs both models' outputs at once
 and holding the baseline's full-vocabulary outputs for long sequences is what the chunking avoids.
-A configuration whose KV cache is quantized is measured under the BOS policy only: streaming and
-packing run through the harness's own plain cache (their gates are then not applicable, with why).
+A configuration whose KV cache is quantized reads its own quantized cache in every scenario: streaming
+through one that evicts the same positions (measure.evicting), packing and BOS through a chunked prefill.
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ from harness.data.tokens import probe_index, tokenizer_adds_bos
 from harness.scenarios import evidence as E
 from harness.scenarios import selected
 from harness.scenarios.bos import measure
-
-_KV_SKIP = (
-    "measured through a plain cache only: this configuration quantizes the KV cache, which the "
-    "{name} scenario does not combine with its own cache yet"
-)
 
 
 class _Side:
@@ -90,6 +85,8 @@ def _stack(parts: list[dict]) -> dict:
 
 
 def _streaming(base, parts: dict, side: _Side) -> dict:
+    from harness.measure.evicting import kv_record
+    from harness.measure.passes import CHUNK as KV_CHUNK
     from harness.scenarios.streaming import (
         CHUNK,
         POLICIES,
@@ -105,8 +102,11 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
         )
     ids, docs, spans = raw["streaming_ids"]
     plain = {spec: p.model for spec, p in parts.items() if p.kv is None}
+    quant = {spec: p.model for spec, p in parts.items() if p.kv is not None}
+    kvs = {spec: p.kv for spec, p in parts.items() if p.kv is not None}
+    reads: dict = {}
 
-    def run(models: dict) -> dict:
+    def run(models: dict, chunk: int = CHUNK) -> dict:
         got: dict = {n: {p: [] for p in POLICIES} for n in models}
         for p in POLICIES:
             for a in range(0, len(ids), s.batch_size):
@@ -114,19 +114,27 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
                     f"scenario streaming: {p}, sequences {a + 1}-{min(a + s.batch_size, len(ids))} of "
                     f"{len(ids)} x {ids.shape[1]} tokens ({', '.join(_shown(n) for n in models)})"
                 )
-                out = per_sequence(
-                    stream(models, ids[a : a + s.batch_size], p, s.stream_sinks, s.stream_window), s.stream_window
-                )
-                for n, r in out.items():
+                out = stream(models, ids[a : a + s.batch_size], p, s.stream_sinks, s.stream_window, chunk, kvs, reads)
+                for n, r in per_sequence(out, s.stream_window).items():
                     got[n][p].append(r)
         return {n: {p: _stack(rs) for p, rs in d.items()} for n, d in got.items()}
 
-    models = {"__baseline__": base.model, **plain}
-    try:
-        got = run(models)
-        per = dict.fromkeys(plain, got)
-    except Exception:  # find which configuration fails: each alone beside the baseline
-        per = _each(base, plain, lambda spec, m: run({"__baseline__": base.model, spec: m}))
+    def run_all(models: dict, chunk: int) -> dict:
+        """{spec: raw of the run it took part in, or its exception}: together, else each alone beside the baseline."""
+        if not models:
+            return {}
+        try:
+            got = run({"__baseline__": base.model, **models}, chunk)
+            return dict.fromkeys(models, got)
+        except Exception:  # find which configuration fails
+            for spec in models:
+                reads.pop(spec, None)
+            return _each(base, models, lambda spec, m: run({"__baseline__": base.model, spec: m}, chunk))
+
+    # KV-cache configurations read their own quantized cache, which evicts the same positions; they run in
+    # KV_CHUNK-token calls (as the corpus passes prefill them) so the residual and later tokens see the cache
+    # as decoding would, beside a baseline run of their own (its figures equal the plain run's to float noise)
+    per = {**run_all(plain, CHUNK), **run_all(quant, KV_CHUNK)}
     if "streaming" not in side.records:
         ok = next((g for g in per.values() if not isinstance(g, BaseException)), None)
         if ok is None:
@@ -152,12 +160,6 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
     raw_b = raw["streaming"]
     out = {}
     for spec, p in parts.items():
-        if p.kv is not None:
-            out[spec] = (
-                {"skipped": _KV_SKIP.format(name="streaming")},
-                E.views("streaming", None, absent=_KV_SKIP.format(name="streaming"))[1],
-            )
-            continue
         got = per[spec]
         if isinstance(got, BaseException):
             out[spec] = got
@@ -167,6 +169,13 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
         rec["curve"] = E.curve(raw_q)
         _, views = E.views("streaming", E.streaming_evidence(raw_b, raw_q, docs))
         rec["vs_baseline"]["gap_delta"] = views["stream_gap_delta"].as_dict()
+        if p.kv is not None:
+            r = reads.get(spec, {})
+            rec["kv_cache"] = {
+                **kv_record(p.kv),
+                "chunk": KV_CHUNK,
+                "quantized_read_share": round(r["quantized"] / r["total"], 4) if r.get("total") else None,
+            }
         out[spec] = (rec, views)
     return out
 
@@ -175,6 +184,8 @@ def _streaming(base, parts: dict, side: _Side) -> dict:
 
 
 def _packed(base, parts: dict, side: _Side) -> dict:
+    from harness.measure.evicting import kv_record
+    from harness.measure.passes import CHUNK as KV_CHUNK
     from harness.scenarios.packing import (
         EPS,
         N_DOCS,
@@ -199,14 +210,17 @@ def _packed(base, parts: dict, side: _Side) -> dict:
         else:
             layouts[(sep, masked)] = [pack(g, sep, sid) for g in groups]
 
-    def run(model, who: str = "baseline") -> dict:
+    def run(model, who: str = "baseline", kv=None) -> dict:
         res = {}
         for (sep, masked), lays in layouts.items():
             base.progress(
                 f"scenario packed: {who}, {sub_name(sep, masked)}, {len(lays)} sequences x {len(lays[0].ids)} tokens"
             )
             res[(sep, masked)] = _concat(
-                [measure(model, lays[a : a + s.batch_size], masked) for a in range(0, len(lays), s.batch_size)]
+                [
+                    measure(model, lays[a : a + s.batch_size], masked, kv, KV_CHUNK)
+                    for a in range(0, len(lays), s.batch_size)
+                ]
             )
         return res
 
@@ -232,16 +246,15 @@ def _packed(base, parts: dict, side: _Side) -> dict:
     raw_b = raw["packed"]
 
     def one(spec, p):
-        if p.kv is not None:
-            why = _KV_SKIP.format(name="packed")
-            return {"skipped": why}, E.views("packed", None, absent=why)[1]
-        raw_q = run(p.model, spec)
+        raw_q = run(p.model, spec, p.kv)
         rec = {
             "subs": {
                 **{sub_name(*k): E.packed_config(raw_b[k], v, firsts) for k, v in raw_q.items()},
                 **{k: {"skipped": v} for k, v in skipped.items()},
             }
         }
+        if p.kv is not None:  # read through its quantized cache, prefilled in KV_CHUNK-token calls
+            rec["kv_cache"] = {**kv_record(p.kv), "cache": "transformers' QuantizedCache", "chunk": KV_CHUNK}
         if ("eos", False) in raw_q:
             _, views = E.views("packed", E.packed_evidence(raw_b[("eos", False)], raw_q[("eos", False)], firsts))
         else:

@@ -21,6 +21,7 @@ import torch
 
 from harness.data.tokens import corpus_sequences
 from harness.errors import CaptureError
+from harness.measure.evicting import evicting_quantized_cache, quantized_count, set_keep
 from harness.measure.formulas import token_kl
 from harness.measure.kvcache import cache_kwarg
 
@@ -82,17 +83,31 @@ def evict(cache, keep: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int, chunk: int = CHUNK) -> dict:
+def stream(
+    models: dict,
+    ids: torch.Tensor,
+    policy: str,
+    sinks: int,
+    window: int,
+    chunk: int = CHUNK,
+    kvs: dict | None = None,
+    reads: dict | None = None,
+) -> dict:
     """{name: (nll [B, T-1], kl [B, T-1] or None)} of each model over ids [B, T] under the policy.
 
     The first model is the reference: KL(reference || model) per position for the others. The
     models run chunk by chunk together, so no model's full-vocabulary output is held for more
-    than one chunk.
+    than one chunk. kvs {name: KVSpec}: those models read their own quantized cache, which evicts
+    the same positions (measure.evicting); reads {name: {"quantized", "total"}} then grows by the
+    (query, key) reads of each, and of them the reads of quantized K/V.
     """
 
     B, T = ids.shape
     names = list(models)
-    caches = {n: full_attention_cache(m) for n, m in models.items()}
+    kvs = {n: kv for n, kv in (kvs or {}).items() if kv is not None}
+    caches = {
+        n: evicting_quantized_cache(m, kvs[n]) if n in kvs else full_attention_cache(m) for n, m in models.items()
+    }
     nll = {n: torch.empty(B, T - 1) for n in names}
     kl = {n: torch.empty(B, T - 1) for n in names[1:]}
     cached = torch.empty(0, dtype=torch.long)  # positions held by every cache (the same for all models)
@@ -102,9 +117,16 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
         k_pos = torch.cat([cached, q_pos])
         ok = visible(q_pos, k_pos, policy, sinks, window)
         hi = min(b, T - 1)  # logits at p predict p + 1: the last position predicts nothing here
+        keep = kept(k_pos, b, policy, sinks, window)
         ref = None
         for n in names:
             model = models[n]
+            if n in kvs:  # a quantized cache stores only the kept positions as it updates
+                set_keep(caches[n], keep)
+                if reads is not None:
+                    r = reads.setdefault(n, {"quantized": 0, "total": 0})
+                    r["quantized"] += B * int(ok[:, : quantized_count(caches[n])].sum())
+                    r["total"] += B * int(ok.sum())
             out = model(
                 input_ids=ids[:, a:b].to(model.device),
                 position_ids=q_pos[None].expand(B, -1).to(model.device),
@@ -121,9 +143,9 @@ def stream(models: dict, ids: torch.Tensor, policy: str, sinks: int, window: int
             else:
                 kl[n][:, a:hi] = token_kl(ref, logp.to(ref.device)).cpu()
             del logp
-        keep = kept(k_pos, b, policy, sinks, window)
-        for c in caches.values():
-            evict(c, keep)
+        for n, c in caches.items():
+            if n not in kvs:
+                evict(c, keep)
         cached = k_pos[keep]
     return {n: (nll[n], kl.get(n)) for n in names}
 
