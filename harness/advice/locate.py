@@ -17,7 +17,9 @@ ONSET_SHARE = 0.1  # a series' onset: the first layer holding this share of its 
 SINK_FLOOR = 0.005  # sink hidden-state relative error below this is intact (benign round trips: <= 0.002)
 JS_FLOOR = 0.001  # attention JS below this is unchanged (benign bf16 round trip: <= 0.0001)
 KEY_FLOOR = 0.01  # sink key relative error below this is intact (benign bf16: 0.002)
-FEW_HEADS = 0.5  # head damage: at most this share of a layer's heads carry half its largest change or more
+FEW_HEADS = 0.5  # head damage: at most this share of a layer's heads changed at all
+HEAD_SHARE = 1e-3  # a head "changed" when its JS exceeds this share of the layer's largest ...
+HEAD_TINY = 1e-9  # ... and this (unchanged heads read exactly 0: their inputs and weights are the baseline's)
 
 
 def _clean(xs) -> list[float]:
@@ -97,7 +99,9 @@ def locate(metrics: dict) -> Where:
     if w.attn_onset is not None:
         row = js[w.attn_onset]
         w.n_heads = len(row)
-        w.heads = [h for h, x in enumerate(row) if x >= 0.5 * max(row)]
+        # every head that moved at all: a fault in attention leaves the layer's other heads exactly as they were,
+        # a changed input (an earlier MLP) moves them all, if some far less than the most sensitive one
+        w.heads = [h for h, x in enumerate(row) if x > max(HEAD_TINY, HEAD_SHARE * max(row))]
     return w
 
 
