@@ -222,12 +222,25 @@ def markdown(results: dict) -> list[str]:
 # ---- report.html ----
 
 
+def _html_row(row) -> str:
+    """A table row; a note followed by empty cells (a skipped record's reason) spans them, so a long reason
+    does not widen one figure column and squeeze the table."""
+    n = len(row)
+    while n > 1 and row[n - 1] == "":
+        n -= 1
+    cells = [f"<td>{esc(str(x))}</td>" for x in row[: n - 1]]
+    span = len(row) - n + 1
+    last = esc(str(row[n - 1]))
+    cells.append(f"<td colspan={span} class=skipped>{last}</td>" if span > 1 else f"<td>{last}</td>")
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
 def _html_table(head, rows) -> str:
     return (
         "<table><tr>"
         + "".join(f"<th>{esc(h)}</th>" for h in head)
         + "</tr>"
-        + "".join("<tr>" + "".join(f"<td>{esc(str(x))}</td>" for x in row) + "</tr>" for row in rows)
+        + "".join(_html_row(row) for row in rows)
         + "</table>"
     )
 

@@ -232,3 +232,29 @@ def test_kv_configurations_get_every_scenario_gate_decided_through_their_own_cac
             assert rec["backend"] == backend and rec["q_group_size"] == 32 and rec["nbits"] == 4
         assert 0 < st_["kv_cache"]["quantized_read_share"] < 1
         assert st_["kl_sink_window"]["value"] > 0  # its cache is not the baseline's
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # a plot whose only record is skipped
+def test_a_skipped_scenario_reason_spans_the_figure_columns_in_report_html():
+    """Issue 23 item 12: a skip reason sits in one cell spanning the figure columns (it used to fill the narrow
+    'loss full' column and squeeze the table); measured rows keep one cell per column."""
+    import re
+
+    from harness.report.scenarios import html_section
+
+    fig = {"value": 1.0, "ci_low": 0.9, "ci_high": 1.1}
+    reason = "the tokenizer has no <BOS> token: sub-scenario skipped"
+    results = {
+        "baseline": {"scenarios": {"streaming": {"loss_full": fig}, "packed": {"subs": {"bos": {"skipped": reason}}}}},
+        "configs": [{"spec": "x", "gates": [], "scenarios": {"streaming": {"skipped": reason}}}],
+    }
+    html = html_section(results)
+    tables = re.findall(r"<table>.*?</table>", html)
+    streaming, packed = tables[0], tables[1]
+    assert "<td colspan=9 class=skipped>the tokenizer has no &lt;BOS&gt; token" in streaming
+    assert "<td colspan=5 class=skipped>the tokenizer has no &lt;BOS&gt; token" in packed
+    for table in tables:  # every row covers the header's columns
+        n = table.count("<th>", 0, table.index("</tr>"))
+        for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]:
+            spans = [int(x) for x in re.findall(r"colspan=(\d+)", row)]
+            assert row.count("<td") - len(spans) + sum(spans) == n
