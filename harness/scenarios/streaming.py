@@ -9,6 +9,10 @@ when j <= t and (t - j < W, or j < k under sink + window). Every query therefore
 token-by-token decoding with a cache of k + W entries shows it; tests/test_scenarios.py checks
 the chunked pass against that decoding and against one full-sequence pass under a hand-built mask.
 
+A KV-cache configuration reads its own quantized cache instead (measure.evicting: the backend's layers,
+storing only the positions kept), given the same keep set before each call; tests/scenarios/test_kv_streaming.py
+checks it against a hand-built reference.
+
 Positions: every token keeps its position in the original sequence (keys are cached after RoPE at
 their true positions), so the distances a query sees are the true ones. StreamingLLM renumbers
 positions inside the cache instead; with sequences no longer than the model's context the true
