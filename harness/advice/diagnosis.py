@@ -95,7 +95,7 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
             "heads": list(heads or []),
             "evidence": ev,
             "next_step": step,
-            "summary": f"{family}{at}: {step}",
+            "summary": f"no damage found; {step}" if family == NO_DAMAGE else f"{family}{at}: {step}",
         }
 
     if r.nonfinite_layer is not None:

@@ -26,7 +26,8 @@ def test_nothing_failed_is_no_damage_and_names_the_thin_evidence():
     d = diagnose(Q, _result(thin=["attn_js", "degenerate_rate"], sink_hidden_relerr=[0.001] * 4))
     assert d["family"] == "no damage" and d["layer"] is None
     assert (
-        d["summary"] == "no damage: evidence thin for attn_js, degenerate_rate: more sequences or prompts decide them"
+        d["summary"]
+        == "no damage found; evidence thin for attn_js, degenerate_rate: more sequences or prompts decide them"
     )
 
 
