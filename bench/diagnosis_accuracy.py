@@ -62,6 +62,7 @@ def settings(model: str, quick: bool, report_dir: str, quant: str) -> dict:
         quant=quant,
         report_dir=report_dir,
         protect_sink=True,
+        no_cache=True,  # the zoo's damage is not part of the results cache's key: measure every time
         n_sequences=8 if quick else 16,
         seq_len=64 if tiny else 128,
         max_new_tokens=LATE_AFTER[tiny] - 4,
