@@ -122,9 +122,8 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
             ev.append(late)
             return out("long-only", LONG_STEP)
         ev.append(
-            "no gate fails"
+            ("only logit_delta_max fails: the outputs equal the baseline's" if failed else "no gate fails")
             + (f"; {', '.join(thin)} could not decide (inconclusive or insufficient)" if thin else "")
-            + ("" if not failed else "; the outputs equal the baseline's")
         )
         step = f"evidence thin for {', '.join(thin)}: more sequences or prompts decide them" if thin else "ship it"
         if failed:
