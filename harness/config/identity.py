@@ -8,11 +8,13 @@ comparability. Which settings enter a key comes from each setting's role in the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import time
+from pathlib import Path
 
 from harness import __version__
 from harness.config.settings import SETTINGS
@@ -62,6 +64,17 @@ def task_shas(tasks) -> str:
 RESULTS_FORMAT = 1  # bump when the results cache's stored layout changes
 
 
+@functools.lru_cache(maxsize=1)
+def code_sha() -> str:
+    """sha256 of the harness package's own source (every .py and bundled data file under harness/): a stored
+    measurement made by other code is not today's measurement, whatever the version number says."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".jsonl", ".txt")):
+        h.update(str(f.relative_to(root)).encode() + b"\x00" + f.read_bytes() + b"\x00")
+    return h.hexdigest()
+
+
 def method_packages(q) -> list[str]:
     """The packages a configuration's method runs on (their versions enter its keys) and the module defining it."""
     m = get_method(q.method)
@@ -80,13 +93,21 @@ def measurement_key(spec, inputs, q) -> str | None:
             "inputs": inputs_identity(spec, inputs),
             "config": ident,
             "versions": installed_versions(method_packages(q)),
+            "code": code_sha(),
         }
     )
 
 
 def baseline_side_key(spec, inputs) -> str:
     """The results-cache key of the baseline's side of results.json."""
-    return digest({"format": RESULTS_FORMAT, "inputs": inputs_identity(spec, inputs), "versions": installed_versions()})
+    return digest(
+        {
+            "format": RESULTS_FORMAT,
+            "inputs": inputs_identity(spec, inputs),
+            "versions": installed_versions(),
+            "code": code_sha(),
+        }
+    )
 
 
 def reference_identity(spec, inputs, **layout) -> dict:

@@ -3,8 +3,8 @@
 An entry holds one configuration's measurement (metrics, gate views, per-item evidence,
 generations), keyed by everything that can change it: the data identity of the run (weights
 sha256, corpus/prompt hashes and every measuring setting), the configuration (for a checkpoint:
-its files' content hash), the harness version and the versions of torch, transformers and the
-method's own packages. Gates are not cached: they are decided again under today's policy.
+its files' content hash), the sha256 of the harness's own source and the versions of torch,
+transformers and the method's own packages. Gates are not cached: they are decided again under today's policy.
 The baseline side of results.json (its statistics and shape) is cached under the same inputs, so a
 run whose configurations all hit never loads the baseline. `--no-cache` measures everything;
 QS_RESULTS_CACHE=off does so for a whole environment (the harness's own tests set it).
