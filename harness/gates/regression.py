@@ -49,7 +49,10 @@ def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None) -
     if not pairs:
         return None
     sign = -1.0 if m.higher_is_better else 1.0
-    d = sign * np.array([m.item(y) - m.item(x) for x, y in pairs], dtype=float)
+    num = lambda v: math.nan if v is None else float(v)  # noqa: E731 - results.json stores NaN/Inf as null
+    d = sign * np.array([num(m.item(y)) - num(m.item(x)) for x, y in pairs], dtype=float)
+    if not np.isfinite(d).all():  # a non-finite item: no paired interval (today's value decides, and NaN fails)
+        return None
     mean = float(d.mean())
     lo, hi = cluster_interval(lambda i: float(d[i].mean()), np.asarray(clusters))
     earlier_value = ((earlier_cfg.get("gate_views") or {}).get(metric) or {}).get("value")

@@ -46,8 +46,10 @@ def ppl(ev, i) -> float:
 
 
 def nll_delta(s: dict) -> float:
-    """One stored sequence's mean NLL change (quantized - baseline)."""
-    return s["nll_quantized"] - s["nll_baseline"]
+    """One stored sequence's mean NLL change (quantized - baseline); NaN where results.json stored a non-finite
+    value as null."""
+    q, b = s["nll_quantized"], s["nll_baseline"]
+    return math.nan if q is None or b is None else q - b
 
 
 def gen_ppl(ev, i) -> float:

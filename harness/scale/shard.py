@@ -23,6 +23,7 @@ from harness.engine.session import Session
 from harness.errors import UsageError
 from harness.history.runs import read_index
 from harness.report.results import clean, write_run
+from harness.scenarios import selected
 from harness.system.files import atomic_write
 
 PART_SCHEMA = "quantsink.part/1"
@@ -50,6 +51,9 @@ def spec_values(spec) -> dict:
     d["sink_positions"] = ",".join(map(str, d["sink_positions"]))
     for derived in ("compare_explicit", "unavailable"):
         d.pop(derived, None)
+    if "streaming" not in selected(spec):  # their defaults, not the user's: given again they would be refused
+        for k in ("stream_sinks", "stream_window", "stream_len"):
+            d.pop(k, None)
     return {k: v for k, v in d.items() if v is not None}
 
 

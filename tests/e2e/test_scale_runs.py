@@ -68,7 +68,7 @@ def test_cached_measurement_is_gated_under_todays_policy(tiny_run, tmp_path, cac
 
 def _comparable(c: dict) -> dict:
     """A configuration's measurement and decisions, without wall times (nor who built the reference)."""
-    out = {k: v for k, v in c.items() if k not in ("quantize_seconds", "measure_seconds")}
+    out = {k: v for k, v in c.items() if k not in ("quantize_seconds", "measure_seconds", "phases")}
     if (out.get("info") or {}).get("reference"):
         out["info"] = {**out["info"], "reference": {**out["info"]["reference"], "built_in_this_run": None}}
     return out
