@@ -129,8 +129,8 @@ def test_every_metric_in_results_is_catalogued_and_every_gate_view_is_gateable()
     r = json.loads(GOLDEN.read_text())
     for c in r["configs"]:
         assert set(c["metrics"]) <= set(BY_NAME), set(c["metrics"]) - set(BY_NAME)
-        # the golden run measures no deployment scenario (--scenarios): their gates have no view there
-        assert set(c["gate_views"]) == {m for m in GATE_METRICS if BY_NAME[m].family != "scenario"}
+        # the golden run measures no deployment scenario (--scenarios) and no task (--tasks): no view there
+        assert set(c["gate_views"]) == {m for m in GATE_METRICS if BY_NAME[m].family not in ("scenario", "task")}
 
 
 def test_docs_describe_every_results_field():

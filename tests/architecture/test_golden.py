@@ -45,6 +45,7 @@ VOLATILE = {
     "gptqmodel",
     "python",
     "seconds",
+    "phases",  # wall-clock seconds per phase
 }
 
 
