@@ -21,10 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import harness.testing  # noqa: E402,F401  (registers the fault zoo)
-from harness.cli import run  # noqa: E402
+import harness.testing  # noqa: F401  (registers the fault zoo)
+from harness.cli import run
 
 TINY = "tiny-sink"
 DEFAULT = "smollm2-135m"
