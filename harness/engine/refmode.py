@@ -3,8 +3,8 @@
 Only one quantized model is in memory while a configuration is measured: the baseline's side comes
 from reference.py. What only the baseline model can do (scoring each configuration's greedy
 continuations for gen_ppl_ratio, and the size figures read from its modules) runs once, after the
-last configuration, with every quantized model released. Lockstep (evaluate.py) stays the fast
-single-process path; tests/test_reference.py shows the two agree.
+last configuration, with every quantized model released. Lockstep (evaluator.py) stays the fast
+single-process path; tests/e2e/test_reference_mode.py shows the two agree.
 """
 
 from __future__ import annotations
@@ -15,6 +15,22 @@ from harness.advice import advise
 from harness.config.identity import digest, reference_identity
 from harness.errors import guarded, one_line
 from harness.gates.records import ConfigResult
+
+# Metrics reference mode computes exactly as lockstep does (the tests check these on tiny and real models).
+EXACT_METRICS = (
+    "loss",
+    "loss_baseline",
+    "ppl_ratio",
+    "top1_agreement",
+    "sink_mass",
+    "sink_rate",
+    "sink_hidden_cos",
+    "sink_kv_relerr",
+    "massive_ratio",
+    "flip_rate",
+    "gen_ppl_ratio",
+    "perturbation_spread",
+)
 
 
 def measure_group(ev, qs: list) -> dict[str, ConfigResult]:

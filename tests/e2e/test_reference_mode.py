@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from harness.engine.refmode import EXACT_METRICS as EXACT
 from harness.errors import UsageError
 
 pytestmark = pytest.mark.slow
@@ -12,20 +13,6 @@ pytestmark = pytest.mark.slow
 # 4 sequences of 48 tokens in batches of 2: two reference batches, 16 sampled query rows of 47
 REFERENCED = dict(n_sequences=4, seq_len=48, batch_size=2)
 
-EXACT = (
-    "loss",
-    "loss_baseline",
-    "ppl_ratio",
-    "top1_agreement",
-    "sink_mass",
-    "sink_rate",
-    "sink_hidden_cos",
-    "sink_kv_relerr",
-    "massive_ratio",
-    "flip_rate",
-    "gen_ppl_ratio",
-    "perturbation_spread",
-)
 # logit_delta_max: over the baseline's top-256 tokens in reference mode, every token in lockstep (<=)
 
 

@@ -7,23 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = [pytest.mark.slow, pytest.mark.requires_smollm2]
+from harness.engine.refmode import EXACT_METRICS as EXACT
 
-# Metrics reference mode computes exactly (tests/e2e/test_reference_mode.py checks the same list on tiny-llama).
-EXACT = (
-    "loss",
-    "loss_baseline",
-    "ppl_ratio",
-    "top1_agreement",
-    "sink_mass",
-    "sink_rate",
-    "sink_hidden_cos",
-    "sink_kv_relerr",
-    "massive_ratio",
-    "flip_rate",
-    "gen_ppl_ratio",
-    "perturbation_spread",
-)
+pytestmark = [pytest.mark.slow, pytest.mark.requires_smollm2]
 
 
 @pytest.fixture(scope="module")
