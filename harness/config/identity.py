@@ -66,11 +66,13 @@ RESULTS_FORMAT = 1  # bump when the results cache's stored layout changes
 
 @functools.lru_cache(maxsize=1)
 def code_sha() -> str:
-    """sha256 of the harness package's own source (every .py and bundled data file under harness/): a stored
-    measurement made by other code is not today's measurement, whatever the version number says."""
+    """sha256 of the harness package's own source (every .py and bundled data file under harness/, not the gate
+    policy: gates are decided again under today's policy): a stored measurement made by other code is not today's
+    measurement, whatever the version number says."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".jsonl", ".txt")):
+    files = (p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".jsonl", ".txt"))
+    for f in sorted(files):
         h.update(str(f.relative_to(root)).encode() + b"\x00" + f.read_bytes() + b"\x00")
     return h.hexdigest()
 
