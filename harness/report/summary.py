@@ -81,10 +81,11 @@ def _failed_cell(gates: list[dict]) -> str:
 
 
 def phase_owners(results: dict) -> dict:
-    """{owner: {phase: seconds}}: the baseline's side and each configuration's measurement."""
+    """{owner: {phase: seconds}}: the baseline's side and each configuration measured in this run (a measurement
+    reused from the results cache spent its seconds in the run that made it)."""
     return {
         "baseline": (results.get("phases") or {}).get("baseline") or {},
-        **{c["spec"]: c.get("phases") or {} for c in results["configs"]},
+        **{c["spec"]: c.get("phases") or {} for c in results["configs"] if not c.get("cache")},
     }
 
 
