@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 # -n 2: the suite spends most of its time in single-threaded tiny-model subprocesses; two workers use both cores
-exec python -m pytest tests -n 2 "$@"
+exec python -m pytest tests -n 2 --dist worksteal "$@"
