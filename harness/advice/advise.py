@@ -14,6 +14,7 @@ import time
 from harness.advice.diagnosis import diagnose, recommended
 from harness.advice.recommend import greedy, native_config, statement, targets
 from harness.errors import one_line
+from harness.gates.decide import config_verdict
 from harness.gates.records import Key
 from harness.methods.footprint import footprint, module_params
 from harness.methods.keep import keeps_modules, kept, swap_in, with_keep
@@ -77,15 +78,18 @@ def search_and_recommend(ev, q, r, model, fp):
     ev.progress(f"{q.spec}: sensitivity on {note}")
     t0 = time.perf_counter()
     kv = ev.participant(q, model).kv
-    sens = search(model, base.model, ids, ev.progress, q.spec, s.sink_positions[0], base.sink_source, kv)
-    sens["calibration"]["split"] = note
     policy = ev.inputs.policy
     limits = policy.gates_for(r.bit_class if policy.by_class else None)
     has_sink = not ((r.gate_views or {}).get("sink_hidden_cos") or {}).get("absent")
+    # aim at the gates that did not pass (those the calibration can estimate; else every estimable one)
+    failing = [g["metric"] for g in r.gates or [] if g.get("outcome") in ("fail", "inconclusive")]
+    tg = targets(limits, has_sink, failing)
+    sens = search(model, base.model, ids, ev.progress, q.spec, s.sink_positions[0], base.sink_source, kv, tg)
+    sens["calibration"]["split"] = note
     # the budget is a share of the quantized Linear weights (all Linears for a method that stores none quantized)
     rec = greedy(
         sens,
-        targets(limits, has_sink),
+        tg,
         module_params(base.model),
         fp["quantized_params"] or fp["linear_params"],
         s.keep_budget,
@@ -100,7 +104,7 @@ def search_and_recommend(ev, q, r, model, fp):
         rec["spec"] = keep_q.spec
         rec["native"] = native_config(q, rec["keep"], model)
         swap_in(model, base.model, rec["keep"])  # for good: the model is dropped after this configuration
-        rr = measure_recommended(ev, q, keep_q, r, model)
+        rr = measure_recommended(ev, q, keep_q, r, model, rec)
         ev.recommended[keep_q.spec] = rr
         measured = rr.as_dict()
         rec["verdict"] = rr.verdict
@@ -118,13 +122,32 @@ def _record(sens: dict) -> dict:
     out = {k: v for k, v in sens.items() if k not in ("probe", "layers", "modules")}
     out["layers"] = [{k: v for k, v in u.items() if k != "score"} for u in sens["layers"]]
     out["modules"] = [{k: v for k, v in u.items() if k != "score"} for u in sens["modules"]]
-    out["plain"] = {k: v for k, v in sens["plain"].items() if k != "sink_cos"} | {
+    out["plain"] = {k: v for k, v in sens["plain"].items() if k not in ("sink_cos", "attn_js")} | {
         "sink_cos_min": min((c for c in sens["plain"]["sink_cos"] if math.isfinite(c)), default=None)
     }
+    if "attn_js" in sens["plain"]:
+        out["plain"]["attn_js_max"] = max((x for row in sens["plain"]["attn_js"] for x in row), default=None)
     return out
 
 
-def measure_recommended(ev, q, keep_q, parent, model):
+def unchanged_outputs(rr, keep_q, parent: str) -> None:
+    """A recommended configuration whose outputs equal the baseline's (logit_delta_max fails on a finite value):
+    the kept modules hold every change the quantizer made, which is what a recommendation is for. The check for
+    a quantizer that changed nothing does not apply to it: the gate is left out (said in info.unchanged) and the
+    verdict taken from the others."""
+    g = next((g for g in rr.gates or [] if g["metric"] == "logit_delta_max"), None)
+    if g is None or g.get("outcome") != "fail" or g.get("value") is None:
+        return
+    rr.gates = [x for x in rr.gates if x is not g]
+    rr.info["unchanged"] = (
+        f"keeping {', '.join(kept(keep_q))} leaves the outputs equal to the baseline's (logit_delta_max "
+        f"{g['value']:.3g}): the kept modules hold every change {parent} made; logit_delta_max (a quantizer that "
+        "changed nothing) does not apply to a recommendation and is not gated"
+    )
+    rr.verdict = config_verdict(rr.gates)
+
+
+def measure_recommended(ev, q, keep_q, parent, model, rec=None):
     """Measure keep_q (the swapped model) on the gated split with its own gates, as a configuration."""
     from harness.measure.passes import run_multi
 
@@ -147,6 +170,7 @@ def measure_recommended(ev, q, keep_q, parent, model):
     except Exception as e:
         rr.fail(one_line(e))
     if rr.measured:
+        unchanged_outputs(rr, keep_q, q.spec)
         add_footprint(ev, keep_q, rr)
-        rr.diagnosis = recommended(keep_q, rr, q.spec, (parent.metrics or {}).get("kld_mean"))
+        rr.diagnosis = recommended(keep_q, rr, q.spec, (parent.metrics or {}).get("kld_mean"), rec)
     return rr

@@ -2,10 +2,11 @@
 
 Explicit rules over what the run measured (docs/diagnosis.md gives each rule and the figures it rests on), first
 match wins: non-finite; KV-cache method; no damage (no gate fails: inconclusive gates are thin evidence, not
-damage); long-only / generation-only (corpus gates pass); then the located evidence (advice/locate.py: onset and
-peak layers, the heads, whether the sink's state moved): KV cache (sink intact, its cached keys off everywhere),
-head damage (sink intact, few heads of one layer), sink damage (protection closes the gap, or the sink's massive
-activation falls), local damage (an intact prefix of layers), diffuse damage; "unclear" when nothing decides.
+damage, named with what would decide them: advice/thin.py); long-only / generation-only (no corpus gate fails, a
+generation gate does); then the located evidence (advice/locate.py: onset and peak layers, the heads, whether the
+sink's state moved): KV cache (sink intact, its cached keys off everywhere), head damage (sink intact, few heads of
+one layer), sink damage (a baseline with a sink only: protection closes the gap, or the sink's massive activation
+falls), local damage (an intact prefix of layers), diffuse damage; "unclear" when nothing decides.
 The layer named is the layer the keep recommendation keeps, or the evidence says why they differ.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 
 from harness.advice.locate import describe, locate
+from harness.advice.recommend import why_short
+from harness.advice.thin import has_sink, no_damage, undecided
 from harness.methods.keep import kept
 from harness.methods.kv import kv_part
 from harness.metrics.catalogue import family
@@ -32,7 +35,7 @@ LONG_STEP = (
     "cache; a larger group size or more bits"
 )
 CORPUS_FAMILIES = ("corpus", "sink", "attention")
-GENERATION = ("flip_rate", "misgeneration_rate", "degenerate_rate")
+GENERATION = ("flip_rate", "misgeneration_rate", "degenerate_rate", "answer_margin_delta")
 
 
 def _not_passing(gates, names=None, families=None) -> list[str]:
@@ -64,8 +67,9 @@ def _top_module(sens: dict | None, layer: int | None) -> str | None:
     if not sens or layer is None:
         return None
     inside = [m for m in sens.get("modules", []) if m["name"].startswith(f"layers.{layer}.")]
-    best = max(inside, key=lambda m: m["kl_share"] + max(0.0, m["sink_share"]), default=None)
-    return best["name"] if best is not None and best["kl_share"] + max(0.0, best["sink_share"]) > 0.05 else None
+    closes = lambda m: m.get("aim_share", m["kl_share"] + max(0.0, m["sink_share"]))  # noqa: E731
+    best = max(inside, key=closes, default=None)
+    return best["name"] if best is not None and closes(best) > 0.05 else None
 
 
 def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_massive=None) -> dict:
@@ -78,6 +82,7 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
         f"keep {', '.join(rec['keep'])} at baseline precision ({rec['spec']})" if rec and rec.get("keep") else None
     )
     where = locate(m)
+    sink = has_sink(r) is not False  # unknown (no sink gate view): as if it had one
     protect = _protect_share(r, sens)
     facts: dict = {"onset_layer": where.onset, "peak_layer": where.peak, "heads": [], "sink_mediated": None}
 
@@ -115,34 +120,36 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
         )
         return out("kv-cache", _kv_step(kv))
     failed = [g["metric"] for g in gates if g.get("outcome") == "fail"]
-    thin = [g["metric"] for g in gates if g.get("outcome") in ("inconclusive", "insufficient")]
     late = _late_divergence(m)
     if not failed or failed == ["logit_delta_max"]:
         if failed and late:  # the corpus outputs are the baseline's, long generations are not
             ev.append(late)
             return out("long-only", LONG_STEP)
-        ev.append(
-            ("only logit_delta_max fails: the outputs equal the baseline's" if failed else "no gate fails")
-            + (f"; {', '.join(thin)} could not decide (inconclusive or insufficient)" if thin else "")
-        )
-        step = f"evidence thin for {', '.join(thin)}: more sequences or prompts decide them" if thin else "ship it"
-        if failed:
-            step = "check that the configuration quantizes anything (logit_delta_max: the outputs did not move)"
+        lines, step = no_damage(gates, r, failed)
+        ev.extend(lines)
         return out(NO_DAMAGE, step)
-    corpus_bad = _not_passing(gates, families=CORPUS_FAMILIES)
-    gen_bad = _not_passing(gates, GENERATION)
-    long_bad = _not_passing(gates, ["long_degenerate_rate"])
+    # damage needs a failing gate: an undecided one is thin evidence (named as such), never the family's reason
+    corpus_bad = [g for g in _not_passing(gates, families=CORPUS_FAMILIES) if g in failed]
+    gen_bad = [g for g in _not_passing(gates, GENERATION) if g in failed]
+    long_bad = [g for g in _not_passing(gates, ["long_degenerate_rate"]) if g in failed]
     if not corpus_bad and (gen_bad or long_bad or late):
         if (long_bad or late) and not gen_bad:
             ev.append(late or "short generations pass; long_degenerate_rate does not")
             return out("long-only", LONG_STEP)
-        ev.append(f"corpus, sink and attention gates pass; {', '.join(gen_bad + long_bad)} do not")
+        thin = ", ".join(g for g in undecided(gates) if family(g) in CORPUS_FAMILIES)
+        bad = gen_bad + long_bad
+        ev.append(
+            "no corpus, sink or attention gate fails"
+            + (f" ({thin} undecided)" if thin else "")
+            + f"; {', '.join(bad)} fail{'s' if len(bad) == 1 else ''}"
+        )
+        more = " or more bits" if isinstance(getattr(cfg, "bits", None), int) and cfg.bits < 8 else ""
         return out(
             "generation-only",
-            "read the flipped and degenerate generations in report.html; a calibrated method (gptq) or more bits",
+            f"read the flipped and degenerate generations in report.html; {_other_method(cfg)}{more}",
         )
-    ev.extend(describe(where))
-    if protect is not None:
+    ev.extend(describe(where, sink))
+    if protect is not None and sink:
         ev.append(f"protecting the sink prefix closes {protect:.0%} of the KL gap")
     layers = sorted((sens or {}).get("layers", []), key=lambda u: -u["kl_share"])
     if layers:
@@ -150,15 +157,22 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
             f"keeping one layer closes at most {layers[0]['kl_share']:.0%} of the KL gap ({layers[0]['name']}); "
             f"the best three {sum(u['kl_share'] for u in layers[:3]):.0%}"
         )
+    aimed = [u for u in layers if "aim_share" in u]
+    if aimed and set((sens or {}).get("targets") or ()) - {"kld_mean"}:
+        best = max(aimed, key=lambda u: u["aim_share"])
+        ev.append(
+            f"on the gates the search aimed at ({', '.join(sens['targets'])}) keeping one layer closes at most "
+            f"{best['aim_share']:.0%} of the calibration distance to the limits ({best['name']})"
+        )
     if where.sink_intact and where.keys_everywhere:
-        facts["sink_mediated"] = True
+        facts["sink_mediated"] = True if sink else None
         return out("kv-cache", _kv_step(kv))
     if where.sink_intact and where.attn_onset is not None and where.few_heads:
         a = where.attn_onset
-        facts["sink_mediated"] = False
+        facts["sink_mediated"] = False if sink else None
         ev.append(
-            f"the change starts in {len(where.heads)} of {where.n_heads} heads of layer {a}, with the sink's "
-            "state intact: those heads' queries or keys"
+            f"the change starts in {len(where.heads)} of {where.n_heads} heads of layer {a}, with the "
+            f"{'sink' if sink else 'first token'}'s state intact: those heads' queries or keys"
         )
         return out(
             "head damage",
@@ -170,19 +184,19 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
     onset = where.onset
     cos = m.get("sink_hidden_cos") or []
     cos_onset, jump = sink_onset(cos)
-    massive = _massive_loss(r, onset, base_massive or [])
+    massive = _massive_loss(r, onset, base_massive or []) if sink else None
     if massive:
         ev.append(massive)
     deficit = 1 - min((c for c in cos if isinstance(c, (int, float)) and math.isfinite(c)), default=1.0)
     state_off = bool(onset) and where.sink_onset == onset and where.sink[onset] >= SINK_STATE
     weak_protect = protect is None or protect >= SINK_PROTECT_SHARE / 3
-    sinky = (
+    sinky = sink and (  # no sink in the baseline: no sink damage (the first token is a token like the others)
         (protect is not None and protect >= SINK_PROTECT_SHARE)
         or (protect is None and massive is not None)
         or (state_off and weak_protect)
         or (cos_onset is not None and jump >= SINK_JUMP and deficit >= SINK_DEFICIT and weak_protect)
     )
-    facts["sink_mediated"] = bool(sinky)
+    facts["sink_mediated"] = bool(sinky) if sink else None
     if sinky:
         at = onset if onset is not None else cos_onset
         if at is None and layers:
@@ -280,22 +294,32 @@ def _other_method(cfg) -> str:
     )
 
 
-def recommended(cfg, r, parent: str, parent_kld: float | None) -> dict:
-    """The diagnosis of a recommended configuration: what the kept modules closed, or the rules when it fails."""
+def recommended(cfg, r, parent: str, parent_kld: float | None, rec: dict | None = None) -> dict:
+    """The diagnosis of a recommended configuration: what the kept modules closed (no damage left: it works, if
+    thin evidence keeps it from a pass), or the rules when a gate still fails, with why the search's best set
+    falls short (recommend.why_short: the budget, the search, or damage outside the quantized weights)."""
 
+    keep = ", ".join(kept(cfg))
+    unchanged = [(r.info or {})["unchanged"]] if (r.info or {}).get("unchanged") else []
     if r.verdict != "pass":
         d = diagnose(cfg, r)
-        enough = "no gate fails" if d["family"] == NO_DAMAGE else "was not enough"
-        d["evidence"].insert(0, f"keeping {', '.join(kept(cfg))} of {parent}: {enough}")
+        if d["family"] == NO_DAMAGE:
+            d["evidence"][:0] = [f"keeping {keep} of {parent}: no gate fails", *unchanged]
+            d["summary"] = f"no damage found with {keep} kept (no gate fails); {d['next_step']}"
+            return d
+        failing = [g["metric"] for g in r.gates or [] if g.get("outcome") == "fail"]
+        still = f"{', '.join(failing)} still fail{'s' if len(failing) == 1 else ''}"
+        d["evidence"].insert(0, f"keeping {keep} of {parent} was not enough: {still}")
         if d["family"] in ("diffuse damage", "unclear"):
-            d["next_step"] = "no keep set within the budget passes: more bits, a smaller group size or another method"
+            d["next_step"] = why_short(rec, failing)
             d["summary"] = f"{d['family']}: {d['next_step']}"
         return d
     kld = (r.metrics or {}).get("kld_mean")
     ev = [
-        f"keeping {', '.join(kept(cfg))} closes {parent}'s gap: kld_mean {parent_kld:.4g} -> {kld:.4g}"
+        f"keeping {keep} closes {parent}'s gap: kld_mean {parent_kld:.4g} -> {kld:.4g}"
         if isinstance(parent_kld, float) and isinstance(kld, float)
-        else f"keeping {', '.join(kept(cfg))} passes"
+        else f"keeping {keep} passes",
+        *unchanged,
     ]
     return {
         "family": "fixed",

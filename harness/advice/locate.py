@@ -105,17 +105,19 @@ def locate(metrics: dict) -> Where:
     return w
 
 
-def describe(w: Where) -> list[str]:
-    """The located facts as evidence lines."""
+def describe(w: Where, sink: bool = True) -> list[str]:
+    """The located facts as evidence lines (sink=False: the baseline has no sink, so position 0 is named as the
+    first token, not as a sink)."""
     out = []
+    who = "the sink's hidden state" if sink else "the first token's hidden state (the baseline has no sink)"
     if w.sink_onset is not None:
         before = f"intact up to layer {w.sink_onset - 1} and " if w.sink_onset > 0 else ""
         out.append(
-            f"the sink's hidden state is {before}off by {w.sink[w.sink_onset]:.3g} (relative) after layer "
+            f"{who} is {before}off by {w.sink[w.sink_onset]:.3g} (relative) after layer "
             f"{w.sink_onset}, {max(w.sink):.3g} at worst"
         )
     elif w.sink_intact:
-        out.append(f"the sink's hidden state is the baseline's at every layer (relative error <= {max(w.sink):.2g})")
+        out.append(f"{who} is the baseline's at every layer (relative error <= {max(w.sink):.2g})")
     if w.attn_onset is not None:
         a = w.attn_onset
         heads = ", ".join(str(h) for h in w.heads)
@@ -126,7 +128,7 @@ def describe(w: Where) -> list[str]:
         )
     if w.keys_everywhere and w.sink_intact:
         out.append(
-            f"the sink's cached keys differ in {sum(k > KEY_FLOOR for k in w.key)} of {len(w.key)} layers "
-            f"(relative error up to {max(w.key):.3g}) while its hidden state does not"
+            f"{'the sink' if sink else 'the first token'}'s cached keys differ in {sum(k > KEY_FLOOR for k in w.key)} "
+            f"of {len(w.key)} layers (relative error up to {max(w.key):.3g}) while its hidden state does not"
         )
     return out

@@ -3,9 +3,12 @@
 Greedy on measured gain (docs/diagnosis.md): the layers and modules the sensitivity search scored
 are ranked by gain per parameter (gain: how much keeping the unit alone shrinks the distance to the
 policy's limits on the calibration split); each is added in turn, the set re-measured, and kept only
-when the set got closer. It stops when the calibration estimate is inside MARGIN of every limit it
-can estimate, when the budget (a share of the quantized parameters) is spent, or after MAX_STEPS
-measurements. The set is then measured on the gated split with its own gates (advise.py).
+when the set got closer. The distance is taken over the gates the configuration did not pass that the
+calibration can estimate (targets: KL, perplexity, the sink's cosine, attention JS), over every
+estimable gate when none of those failed. It stops when the calibration estimate is inside MARGIN of
+every target, when the budget (a share of the quantized parameters) is spent, or after MAX_STEPS
+measurements; `stopped` says which. The set is then measured on the gated split with its own gates
+(advise.py).
 """
 
 from __future__ import annotations
@@ -19,23 +22,30 @@ from harness.models.structure import decoder_layers
 MARGIN = 0.6  # the estimate must lie within this share of each limit's distance from identity
 MAX_STEPS = 8
 MIN_GAIN = 0.02  # units closing less than this share of the distance are not candidates
-PROXY = {"kld_mean": 0.0, "kld_p99": 0.0, "ppl_ratio": 1.0, "sink_hidden_cos": 1.0}  # metric: identity
+# metric: identity (what the calibration pass can estimate; attn_js: the worst head's mean JS)
+PROXY = {"kld_mean": 0.0, "kld_p99": 0.0, "ppl_ratio": 1.0, "sink_hidden_cos": 1.0, "attn_js": 0.0}
+COVERS = 0.999  # a keep set holding this share of the quantized parameters keeps every quantized module
 
 
-def targets(limits: dict, has_sink: bool) -> dict[str, float]:
-    """{metric: largest deviation from identity the calibration estimate may show} from the policy's limits."""
+def targets(limits: dict, has_sink: bool, failing=()) -> dict[str, float]:
+    """{metric: largest deviation from identity the calibration estimate may show} from the policy's limits:
+    the gates in `failing` (did not pass) that the calibration can estimate, else every estimable gate."""
     out = {}
     for m, ident in PROXY.items():
         lim = limits.get(m)
         if lim is not None and (m != "sink_hidden_cos" or has_sink):
             out[m] = MARGIN * abs(lim.bound - ident)
-    return out or {"kld_mean": MARGIN * 0.05}
+    aimed = {m: a for m, a in out.items() if m in set(failing)}
+    return aimed or out or {"kld_mean": MARGIN * 0.05}
 
 
 def _value(score: dict, m: str) -> float:
     if m == "sink_hidden_cos":
         finite = [c for c in score["sink_cos"] if math.isfinite(c)]
         return min(finite) if finite else math.nan
+    if m == "attn_js":
+        cells = [x for row in score.get("attn_js") or [] for x in row if math.isfinite(x)]
+        return max(cells) if cells else math.nan
     return score[m]
 
 
@@ -67,7 +77,7 @@ def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, mea
         [(n, g) for n, g in units if g > MIN_GAIN * base_total and cost[n]], key=lambda ng: -ng[1] / cost[ng[0]]
     )
     allowed = budget * quantized
-    chosen, best, steps = [], plain, []
+    chosen, best, steps, over = [], plain, [], False
     for name, _ in cands:
         if far(best, tg) <= 1 or len(steps) >= MAX_STEPS:
             break
@@ -75,6 +85,7 @@ def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, mea
             continue  # already inside a kept layer
         trial = [c for c in chosen if not c.startswith(name + ".")] + [name]
         if params_of(trial, sizes) > allowed:
+            over = True
             continue
         s = measure(trial)
         better = total(s, tg) < total(best, tg) - 1e-9
@@ -88,6 +99,7 @@ def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, mea
             chosen, best = trial, s
     params = params_of(chosen, sizes)
     chosen = sorted(chosen, key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")])
+    within = far(best, tg) <= 1
     return {
         "keep": chosen,
         "params": params,
@@ -96,15 +108,14 @@ def greedy(sens: dict, tg: dict, sizes: dict, quantized: int, budget: float, mea
         "targets": tg,
         "margin": MARGIN,
         "steps": steps,
+        # why the search ended: within the limits, out of re-measurements, the budget, or out of candidates
+        "stopped": "within" if within else "steps" if len(steps) >= MAX_STEPS else "budget" if over else "candidates",
         "estimate": {
-            "kld_mean": best["kld_mean"],
-            "kld_p99": best["kld_p99"],
-            "ppl_ratio": best["ppl_ratio"],
-            "sink_hidden_cos": _value(best, "sink_hidden_cos"),
+            **{m: _value(best, m) for m in PROXY if m != "attn_js" or "attn_js" in best},
             "distance": far(best, tg),
             "distance_plain": far(plain, tg),
         },
-        "estimate_passes": far(best, tg) <= 1,
+        "estimate_passes": within,
     }
 
 
@@ -146,11 +157,46 @@ def native_config(q, names, model) -> dict | None:
     return None
 
 
+def _aim(rec: dict) -> str:
+    return ", ".join(rec.get("targets") or ()) or "the calibration estimate"
+
+
+def why_short(rec: dict | None, failing: list[str]) -> str:
+    """Why the measured keep set still does not pass, from how the search ended (not only the budget)."""
+    what = ", ".join(failing) or "its gates"
+    if not rec or not rec.get("keep"):
+        return "no keep set within the budget passes: more bits, a smaller group size or another method"
+    if (rec.get("share") or 0) >= COVERS:
+        return (
+            f"keeping every quantized module still fails {what}: the damage is not in the quantized weights "
+            "(look at the KV cache, activation quantization or the method's own code path)"
+        )
+    budget = f"{100 * rec['budget']:.0f}%" if isinstance(rec.get("budget"), (int, float)) else "the budget"
+    aim = _aim(rec)
+    reason = {
+        "budget": f"no keep set within the budget ({budget} of the quantized parameters) passes: a larger "
+        "--keep-budget, ",
+        "steps": f"the search stopped after {MAX_STEPS} re-measurements (the budget, {budget}, was not the limit): ",
+        "within": f"the calibration estimate of {aim} came within the limits but the gated measurement of {what} "
+        f"did not (the budget, {budget}, was not the limit): ",
+    }.get(
+        rec.get("stopped"),
+        f"no further module's keep closed {100 * MIN_GAIN:.0f}% of the calibration distance on {aim} "
+        f"(the budget, {budget}, was not the limit): ",
+    )
+    return reason + "more bits, a smaller group size or another method"
+
+
 def statement(rec: dict, measured: dict | None, dtype: str) -> str:
     """'keeping 2 modules (0.4% of parameters) at fp32: verdict pass, ppl_ratio 1.02' (or why not)."""
     n = len(rec["keep"])
     if not n:
-        return "no module's gain was large enough to keep: no recommendation"
+        if (rec.get("estimate") or {}).get("distance_plain", math.inf) <= 1:
+            return f"the calibration estimate of {_aim(rec)} is already within the limits: nothing to keep"
+        return (
+            f"no module's keep closes {100 * MIN_GAIN:.0f}% of the calibration distance on {_aim(rec)} "
+            "within the budget: no recommendation"
+        )
     what = (
         f"keeping {n} module{'s' if n > 1 else ''} ({100 * (rec['share'] or 0):.1f}% of the quantized "
         f"parameters) at {dtype}"
@@ -165,9 +211,7 @@ def statement(rec: dict, measured: dict | None, dtype: str) -> str:
         + (f", {bits:.3g} bits per weight" if bits is not None else "")
     )
     if measured["verdict"] != "pass":
-        head += (
-            "; nothing within the budget passes: this is the best found"
-            if not rec["estimate_passes"]
-            else "; the calibration estimate passed but the gated measurement did not"
-        )
+        failing = [g["metric"] for g in measured.get("gates") or [] if g.get("outcome") == "fail"]
+        thin = "; no gate fails: only thin evidence keeps it from a pass"
+        head += f"; {why_short(rec, failing)}" if failing else thin
     return head

@@ -2,9 +2,11 @@
 
 Search (docs/diagnosis.md): on a calibration split of the corpus that is never the gated split,
 (1) layer level, leave one out: for every decoder layer, swap in the baseline's layer and measure
-KL(baseline || model) and the sink's hidden-state cosine; (2) module level within the TOP_LAYERS
-layers with the largest gain: the same for each of their Linear modules; (3) the sink-protected
-variant (the sink prefix's states from the baseline), which says how much of the gap is the sink's.
+KL(baseline || model), the sink's hidden-state cosine and (when the attention gate is a target) each
+head's attention JS; (2) module level within the TOP_LAYERS layers with the largest gain on the
+targets (the gates the configuration did not pass: recommend.targets): the same for each of their
+Linear modules; (3) the sink-protected variant (the sink prefix's states from the baseline), which
+says how much of the gap is the sink's.
 Cost: 1 + L + TOP_LAYERS x (Linears per layer) + 1 forward passes over CAL_SEQUENCES sequences.
 """
 
@@ -15,6 +17,7 @@ import time
 
 import torch
 
+from harness.advice.recommend import total
 from harness.data.tokens import corpus_sequences
 from harness.measure import formulas as M
 from harness.measure.hooks import capture
@@ -46,11 +49,14 @@ def calibration_ids(tokenizer, corpus, gated: torch.Tensor, n: int, seq_len: int
 
 
 class _Replay(torch.nn.Module):
-    """Stands in for a decoder layer whose output on the calibration batch is known: returns it."""
+    """Stands in for a decoder layer whose output on the calibration batch is known: returns it. It carries the
+    real layer's submodules (never run) so that the attention capture still finds the layer's attention module."""
 
-    def __init__(self, output):
+    def __init__(self, output, real=None):
         super().__init__()
         self.output = output
+        for name, child in real.named_children() if real is not None else ():
+            self.add_module(name, child)
 
     def forward(self, *args, **kwargs):
         return self.output
@@ -62,12 +68,17 @@ class Probe:
 
     Keeping modules from layer l on leaves layers 0..l-1 as they were, so (without a quantized KV
     cache) their outputs from the plain pass are replayed instead of computed: a layer-l evaluation
-    costs (L - l) / L of a pass plus the head."""
+    costs (L - l) / L of a pass plus the head (and a replayed layer's attention JS is the plain pass's).
 
-    def __init__(self, base_model, ids: torch.Tensor, sink: int = 0, kv=None):
+    attention=True also scores each head's attention against the baseline's (mean JS over the query
+    rows after the sink, as the attn_js gate): the baseline's attention maps of the batch are kept."""
+
+    def __init__(self, base_model, ids: torch.Tensor, sink: int = 0, kv=None, attention: bool = False):
         self.ids, self.sink, self.kv = ids, sink, None
         self.outputs = None  # the plain quantized pass's output of every decoder layer (replayed)
-        self.logp_b, self.nll_b, self.hid_b = self._run(base_model)
+        self.attn_b: dict | None = {} if attention else None  # the baseline's attention [B,H,T,T] per layer
+        self.js_plain: list | None = None  # the plain pass's per-layer head JS [L][H] (replayed layers)
+        self.logp_b, self.nll_b, self.hid_b, _ = self._run(base_model, record=True)
         self.kv = kv  # the configuration's KV cache (kvcache.KVSpec) for every later pass
 
     def plain(self, model) -> dict:
@@ -88,6 +99,7 @@ class Probe:
             for h in hooks:
                 h.remove()
         self.outputs = [outs[i] for i in range(len(outs))] if outs else None
+        self.js_plain = score.get("attn_js")
         return score
 
     def score_from(self, model, start: int) -> dict:
@@ -98,18 +110,35 @@ class Probe:
         layers = decoder_layers(model)
         real = [layers[i] for i in range(start)]
         for i in range(start):
-            layers[i] = _Replay(self.outputs[i])
+            layers[i] = _Replay(self.outputs[i], real[i])
         try:
-            return self.score(model)
+            s = self.score(model)
         finally:
             for i, mod in enumerate(real):
                 layers[i] = mod
+        if self.js_plain is not None:  # replayed layers ran no attention: theirs is the plain pass's
+            s["attn_js"] = self.js_plain[:start] + s["attn_js"][start:]
+        return s
 
-    def _run(self, model, protect=None):
+    def _run(self, model, protect=None, record=False):
         T = self.ids.shape[1]
         spans = [(0, T)] if self.kv is None else [(a, min(a + CHUNK, T)) for a in range(0, T, CHUNK)]
         hid: dict[int, torch.Tensor] = {}
+        js: dict[int, torch.Tensor] = {}  # layer -> [B, H] sum of JS over the compared query rows
         row0 = [0]
+        first = self.sink + 1  # query rows after the sink, as the gated attn_js
+
+        def on_attn(i, probs):
+            if record:  # the baseline's pass: one chunk (self.kv is not set yet)
+                self.attn_b[i] = probs.detach().float().cpu()
+                return
+            c, t = probs.shape[-2], probs.shape[-1]
+            j0 = max(0, first - row0[0])
+            if j0 >= c:
+                return
+            ref = self.attn_b[i][:, :, row0[0] + j0 : row0[0] + c, :t]
+            part = M.js_divergence(ref, probs[:, :, j0:, :].float().cpu()).sum(-1)
+            js[i] = js[i] + part if i in js else part
 
         def on_hidden(i, h):
             if protect is not None:
@@ -123,48 +152,66 @@ class Probe:
         cache = make_cache(model, self.kv)
         watch(cache, on_kv, keep=len(spans) > 1)
         parts = []
-        with torch.no_grad(), capture(model, None, on_hidden):
+        with torch.no_grad(), capture(model, on_attn if self.attn_b is not None else None, on_hidden):
             for a, b in spans:
                 row0[0] = a
                 out = model(input_ids=self.ids[:, a:b].to(model.device), use_cache=True, **{cache_kwarg(model): cache})
                 parts.append(out.logits.float().cpu())
         logp = torch.log_softmax(torch.cat(parts, 1), -1)
-        return logp, M.token_nll(logp, self.ids), torch.stack([hid[i] for i in range(len(hid))], 1)
+        rows = max(1, T - first)
+        # [L][H]; a replayed layer (score_from) ran no attention: None here, the plain pass's row there
+        head_js = [(js[i].mean(0) / rows).tolist() if i in js else None for i in range(len(hid))] if js else None
+        return logp, M.token_nll(logp, self.ids), torch.stack([hid[i] for i in range(len(hid))], 1), head_js
 
     def score(self, model) -> dict:
-        """kld_mean, kld_p99, ppl_ratio and per-layer sink cosine of model on the calibration batch."""
-        logp, nll, hid = self._run(model)
-        return self._compare(logp, nll, hid)
+        """kld_mean, kld_p99, ppl_ratio, per-layer sink cosine (and per-head attention JS) on the calibration batch."""
+        return self._compare(*self._run(model))
 
     def score_protected(self, model, source) -> dict:
         """The same with the sink prefix's hidden states and K/V taken from the baseline (protect.SinkSource)."""
         prot = source.protection(self.ids, (self.sink,))
         return self._compare(*self._run(model, prot))
 
-    def _compare(self, logp, nll, hid) -> dict:
+    def _compare(self, logp, nll, hid, head_js) -> dict:
         kl = M.token_kl(self.logp_b[:, :-1], logp[:, :-1])
         cos = M.cosine(self.hid_b, hid).mean(0)  # [L]
-        return {
+        out = {
             "kld_mean": float(kl.mean()),
             "kld_p99": float(torch.quantile(kl.flatten().double(), 0.99)),
             "ppl_ratio": math.exp(float(nll.mean() - self.nll_b.mean())),
             "sink_cos": [float(c) for c in cos],
         }
+        if head_js is not None:
+            out["attn_js"] = head_js  # [L][H]
+        return out
 
 
 def deficit(s: dict) -> dict:
-    """The gaps a keep can close: KL and the sink's worst cosine deficit (1 - min over layers)."""
+    """The gaps a keep can close: KL, the sink's worst cosine deficit (1 - min over layers) and, when scored,
+    the worst head's attention JS."""
     cos = [c for c in s["sink_cos"] if math.isfinite(c)]
-    return {"kl": s["kld_mean"], "sink": 1 - min(cos) if cos else math.nan}
+    js = [x for row in s.get("attn_js") or [] for x in row if math.isfinite(x)]
+    return {"kl": s["kld_mean"], "sink": 1 - min(cos) if cos else math.nan, "js": max(js) if js else None}
 
 
-def gains(base: dict, kept: dict) -> dict:
-    """Gap closed by a keep: {'kl', 'sink'} differences, and each as a share of the configuration's gap."""
+def gains(base: dict, kept: dict, tg: dict | None = None) -> dict:
+    """Gap closed by a keep: {'kl', 'sink'} (and 'js') differences, each as a share of the configuration's gap;
+    with targets tg, `aim_share`: the share of the distance to the targeted limits it closes."""
     a, b = deficit(base), deficit(kept)
     out = {"kl_gain": a["kl"] - b["kl"], "sink_gain": a["sink"] - b["sink"]}
     out["kl_share"] = out["kl_gain"] / a["kl"] if a["kl"] > 1e-12 else 0.0
     out["sink_share"] = out["sink_gain"] / a["sink"] if a["sink"] > 1e-9 else 0.0
+    if a["js"] is not None and b["js"] is not None:
+        out["js_share"] = (a["js"] - b["js"]) / a["js"] if a["js"] > 1e-12 else 0.0
+    if tg:
+        d = total(base, tg)
+        out["aim_share"] = (d - total(kept, tg)) / d if d > 0 else 0.0
     return out
+
+
+def _rank(u: dict) -> float:
+    """How much of the gap a unit's keep closes: on the targets when known, else KL plus sink."""
+    return u["aim_share"] if "aim_share" in u else u["kl_share"] + max(0.0, u["sink_share"])
 
 
 def measure_keep(probe: Probe, model, source, names) -> dict:
@@ -177,20 +224,23 @@ def measure_keep(probe: Probe, model, source, names) -> dict:
         restore(model, old)
 
 
-def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_source=None, kv=None) -> dict:
-    """Layer-level leave-one-out, then module level in the top layers; returns the sensitivity record."""
+def search(
+    model, base_model, ids, progress, label: str, sink: int = 0, sink_source=None, kv=None, tg: dict | None = None
+) -> dict:
+    """Layer-level leave-one-out, then module level in the top layers (ranked by the share of the distance to
+    the targets tg they close, recommend.targets); returns the sensitivity record."""
 
     t0 = time.perf_counter()
-    probe = Probe(base_model, ids, sink, kv)
+    probe = Probe(base_model, ids, sink, kv, attention="attn_js" in (tg or {}))
     plain = probe.plain(model)
     n_layers = len(decoder_layers(model))
     layers = []
     for i in range(n_layers):
         s = measure_keep(probe, model, base_model, [f"layers.{i}"])
-        layers.append({"name": f"layers.{i}", **gains(plain, s), "kld_mean": s["kld_mean"], "score": s})
+        layers.append({"name": f"layers.{i}", **gains(plain, s, tg), "kld_mean": s["kld_mean"], "score": s})
         if (i + 1) % 5 == 0 or i + 1 == n_layers:
             progress(f"{label}: sensitivity: layer {i + 1}/{n_layers} kept in turn ({time.perf_counter() - t0:.0f} s)")
-    rank = sorted(range(n_layers), key=lambda i: -(layers[i]["kl_share"] + max(0.0, layers[i]["sink_share"])))
+    rank = sorted(range(n_layers), key=lambda i: -_rank(layers[i]))
     top = rank[: min(TOP_LAYERS, n_layers)]
     names = [n for n, _, _ in linear_modules(model)]
     modules = []
@@ -198,7 +248,7 @@ def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_sou
         inside = [n for n in names if n.startswith(f"layers.{i}.")]
         for n in inside:
             s = measure_keep(probe, model, base_model, [n])
-            modules.append({"name": n, **gains(plain, s), "kld_mean": s["kld_mean"], "score": s})
+            modules.append({"name": n, **gains(plain, s, tg), "kld_mean": s["kld_mean"], "score": s})
         progress(
             f"{label}: sensitivity: {len(inside)} modules of layer {i} kept in turn ({time.perf_counter() - t0:.0f} s)"
         )
@@ -208,6 +258,7 @@ def search(model, base_model, ids, progress, label: str, sink: int = 0, sink_sou
         protected = {**gains(plain, p), "kld_mean": p["kld_mean"]}
     return {
         "calibration": {"n": int(ids.shape[0]), "seq_len": int(ids.shape[1])},
+        "targets": dict(tg or {}),
         "plain": plain,
         "layers": layers,
         "top_layers": top,

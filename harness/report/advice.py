@@ -34,11 +34,19 @@ def advised(results) -> list[dict]:
     ]
 
 
+def _closes(u: dict) -> float:
+    """The share of the gap a unit's keep closes: of the distance to the gates the search aimed at when it recorded
+    one, else KL plus sink."""
+    if u.get("aim_share") is not None:
+        return u["aim_share"]
+    return (u.get("kl_share") or 0) + max(0.0, u.get("sink_share") or 0)
+
+
 def top_units(c: dict, k: int = TOP) -> list[dict]:
     """The modules (then layers) whose keep closes the most of the gap, best first."""
     s = c.get("sensitivity") or {}
     units = (s.get("modules") or []) + (s.get("layers") or [])
-    return sorted(units, key=lambda u: -(u.get("kl_share") or 0) - max(0.0, u.get("sink_share") or 0))[:k]
+    return sorted(units, key=lambda u: -_closes(u))[:k]
 
 
 def _diag_text(d: dict) -> tuple[str, str]:
