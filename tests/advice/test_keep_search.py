@@ -33,7 +33,7 @@ def _score(kl, js):
     return {"kld_mean": kl, "kld_p99": 4 * kl, "ppl_ratio": 1 + kl, "sink_cos": [1.0] * 2, "attn_js": [[js] * 2] * 2}
 
 
-def test_item8_keep_search_aims_at_the_gates_that_failed():
+def test_keep_search_aims_at_the_gates_that_failed():
     """rtn-w2 fails attn_js only: the search's distance is attention JS, so it keeps the layer that restores the
     attention rather than the one that closes the most KL; a failing gate the calibration cannot estimate
     (flip_rate) leaves every estimable gate as the proxy."""
@@ -48,7 +48,7 @@ def test_item8_keep_search_aims_at_the_gates_that_failed():
     assert rec["estimate"]["attn_js"] == pytest.approx(0.002)
 
 
-def test_item8_a_full_keep_set_that_still_fails_points_away_from_the_weights():
+def test_a_full_keep_set_that_still_fails_points_away_from_the_weights():
     """--keep-budget 1: keeping every quantized module and still failing attn_js is not 'no keep set within the
     budget passes'; a search that ran out of candidates under a budget it never reached says the budget was not
     the limit."""
@@ -70,7 +70,7 @@ def test_item8_a_full_keep_set_that_still_fails_points_away_from_the_weights():
     )
 
 
-def test_item8_recommendation_equal_to_the_baseline_is_not_a_quantizer_that_changed_nothing():
+def test_recommendation_equal_to_the_baseline_is_not_a_quantizer_that_changed_nothing():
     """A planted single-module fault: keeping exactly the damaged module leaves the outputs equal to the baseline's.
     logit_delta_max is left out for the recommendation (said why), thin gates read as thin, and the diagnosis says
     it works instead of 'diffuse damage: no keep set within the budget passes'."""
@@ -96,7 +96,7 @@ def test_item8_recommendation_equal_to_the_baseline_is_not_a_quantizer_that_chan
     assert bad.verdict == "fail" and "unchanged" not in bad.info
 
 
-def test_item8_no_keep_needed_reads_as_such():
+def test_no_keep_needed_reads_as_such():
     rec = {"keep": [], "targets": {"kld_mean": 0.03}, "estimate": {"distance_plain": 0.01}}
     assert statement(rec, None, "fp32") == (
         "the calibration estimate of kld_mean is already within the limits: nothing to keep"

@@ -25,7 +25,7 @@ def test_replayed_prefix_gives_the_full_pass_scores(tiny):
     assert probe.score(q) == plain  # restored: the configuration itself again
 
 
-def test_item8_probe_scores_each_heads_attention_and_replays_it(tiny):
+def test_probe_scores_each_heads_attention_and_replays_it(tiny):
     """With attention scored (the search aims at attn_js), each head's mean JS against the baseline is 0 for the
     baseline itself, and a keep that replays the unchanged prefix gives the full pass's JS, layer by layer."""
     import torch

@@ -40,7 +40,7 @@ DIFFUSE_SENS = {
 }
 
 
-def test_item7_every_decided_gate_passing_is_thin_evidence_with_the_option_that_decides_it():
+def test_every_decided_gate_passing_is_thin_evidence_with_the_option_that_decides_it():
     q = parse_spec("rtn-w8")
     for sens in (None, DIFFUSE_SENS):  # with and without --sensitivity
         d = diagnose(q, _rtn_w8(), sens)
@@ -49,7 +49,7 @@ def test_item7_every_decided_gate_passing_is_thin_evidence_with_the_option_that_
         assert "diffuse" not in d["summary"] and "more bits" not in d["summary"]
 
 
-def test_item7_thin_generation_gates_beside_a_failure_are_not_blamed():
+def test_thin_generation_gates_beside_a_failure_are_not_blamed():
     """bnb-int8: a failing answer margin with flip_rate undecided is generation-only, naming what fails (not the
     thin gate) and never 'more bits' for an 8-bit method; an undecided attention gate beside a failing flip rate
     is thin evidence, not diffuse damage."""
@@ -65,7 +65,7 @@ def test_item7_thin_generation_gates_beside_a_failure_are_not_blamed():
     assert d["family"] == "generation-only" and "(attn_js undecided)" in d["evidence"][0], d
 
 
-def test_item7_a_baseline_without_a_sink_gets_no_sink_narrative():
+def test_a_baseline_without_a_sink_gets_no_sink_narrative():
     """The first token's state moving from layer 2 on a baseline with no sink is local damage told as the first
     token's, never sink damage (the same evidence on a baseline with a sink is sink damage)."""
     q = parse_spec("rtn-w4")
@@ -79,7 +79,7 @@ def test_item7_a_baseline_without_a_sink_gets_no_sink_narrative():
     assert with_sink["family"] == "sink damage", with_sink
 
 
-def test_item7_a_passing_configuration_reads_no_damage_found():
+def test_a_passing_configuration_reads_no_damage_found():
     q = parse_spec("rtn-w8")
     ok = diagnose(q, _result([_gate("kld_mean", "pass"), _gate("attn_js", "pass")], verdict="pass"))
     assert ok["summary"] == "no damage found; every gate passes: ship it"
@@ -92,7 +92,7 @@ def test_item7_a_passing_configuration_reads_no_damage_found():
     assert any(e.startswith("not applicable on this baseline: sink_hidden_cos") and NO_SINK in e for e in d["evidence"])
 
 
-def test_item7_a_recommendation_with_only_thin_evidence_reads_as_working():
+def test_a_recommendation_with_only_thin_evidence_reads_as_working():
     keep_q = parse_spec("rtn-w8-keep:layers.1")
     d = recommended(keep_q, _rtn_w8(), "rtn-w8", 1.4e-6)
     assert d["family"] == "no damage"

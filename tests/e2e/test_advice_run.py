@@ -96,7 +96,7 @@ def test_reports_show_diagnosis_recommendation_and_chart(advised_run):
     assert block[at + 2].strip() == f"recommendation: {rec['statement']}"
 
 
-def test_item8_recommendation_equal_to_the_baseline_passes_and_reads_as_working(advised_run):
+def test_recommendation_equal_to_the_baseline_passes_and_reads_as_working(advised_run):
     """Keeping exactly the damaged layer leaves the outputs equal to the baseline's: the recommendation works, so
     logit_delta_max (a quantizer that changed nothing) is not gated for it, and it is said why (issue 23 item 8)."""
     res, _, _ = advised_run
@@ -108,7 +108,7 @@ def test_item8_recommendation_equal_to_the_baseline_passes_and_reads_as_working(
     assert keep["diagnosis"]["family"] == "fixed" and keep["info"]["unchanged"] in keep["diagnosis"]["evidence"]
 
 
-def test_item8_keep_search_aims_at_the_failed_attention_gate(advised_run):
+def test_keep_search_aims_at_the_failed_attention_gate(advised_run):
     """rtn-w2g16 fails attn_js: the search scores each keep on attention JS too, and ranks by the gates it aims at."""
     res, _, _ = advised_run
     c = next(c for c in res["configs"] if c["spec"] == "rtn-w2g16")
