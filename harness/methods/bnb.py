@@ -82,10 +82,16 @@ def quantize(cfg: BnbConfig, ctx):
             if hasattr(m, "weight") and type(m).__module__.startswith("bitsandbytes")
         }
     )
-    if cfg.kind != "int8" and ctx.device == "cpu" and env("QS_BNB_KERNEL") != "1":
-        ctx.info["executed_as"] = (
-            f"dense Linear with bitsandbytes' own dequantized weights ({densify_4bit(model)} layers)"
-        )
+    if ctx.device == "cpu" and env("QS_BNB_KERNEL") != "1":
+        if cfg.kind != "int8":
+            ctx.info["executed_as"] = (
+                f"dense Linear with bitsandbytes' own dequantized weights ({densify_4bit(model)} layers)"
+            )
+        elif int8_in_torch_is_faithful():
+            ctx.info["executed_as"] = (
+                "Int8MixedLinear: bitsandbytes' CPU LLM.int8 forward op for op, the int8 weight held as float32 "
+                f"({int8_in_torch(model)} layers)"
+            )
     return model
 
 
@@ -96,8 +102,8 @@ def densify_4bit(model) -> int:
     CPU path instead repacks the weight at its first forward and multiplies in bfloat16 activations (logits of a
     tiny model moved by up to 0.01 against the dense float32 product), and re-dequantizes at every call, which made
     generation the slowest part of a run. Must run before the model's first forward (the repacking changes the
-    stored layout). LLM.int8 cannot be swapped this way (its outlier columns depend on each input) and runs through
-    bitsandbytes.
+    stored layout). LLM.int8 cannot be swapped this way (its outlier columns depend on each input): `int8_in_torch`
+    swaps it for a module that runs bitsandbytes' own CPU computation.
     """
     import bitsandbytes as bnb
     import torch
@@ -121,4 +127,46 @@ def densify_4bit(model) -> int:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, dense)
         n += 1
+    return n
+
+
+# bitsandbytes ops MatMul8bitLt calls on the CPU; Int8MixedLinear reproduces their "default" (pure torch) kernels.
+_INT8_OPS = (
+    "int8_vectorwise_quant",
+    "int8_mixed_scaled_mm",
+    "int8_scaled_mm",
+    "int8_mm_dequant",
+    "int8_vectorwise_dequant",
+)
+
+
+def _bnb_cpu_kernel(op: str) -> bool:
+    """Whether bitsandbytes registered a CPU-specific kernel for `op` (else its pure-torch default runs)."""
+    import bitsandbytes  # noqa: F401  (registers the ops)
+    import torch
+
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"bitsandbytes::{op}", "CPU")
+
+
+def int8_in_torch_is_faithful() -> bool:
+    """Int8MixedLinear reproduces the default kernels; a bitsandbytes build with CPU kernels of its own for them
+    (none in 0.50) keeps its Linear8bitLt."""
+    return not any(_bnb_cpu_kernel(op) for op in _INT8_OPS)
+
+
+def int8_in_torch(model) -> int:
+    """Swap each CPU bitsandbytes Linear8bitLt for an Int8MixedLinear holding the same CB / SCB; returns the count."""
+    import bitsandbytes as bnb
+
+    from harness.methods.bnb_int8 import Int8MixedLinear
+
+    int_mm = _bnb_cpu_kernel("int8_linear_matmul")  # bitsandbytes' torch._int_mm kernel (AVX-512 CPUs only)
+    n = 0
+    for name, mod in list(model.named_modules()):
+        # a module accelerate dispatches (a hook moves its weights in) stays as it is
+        if isinstance(mod, bnb.nn.Linear8bitLt) and mod.weight.device.type == "cpu" and not hasattr(mod, "_hf_hook"):
+            parent, _, child = name.rpartition(".")
+            swap = Int8MixedLinear.of(mod, int_mm=int_mm).train(mod.training)
+            setattr(model.get_submodule(parent) if parent else model, child, swap)
+            n += 1
     return n

@@ -18,7 +18,7 @@ from importlib import metadata
 from harness.errors import MissingBackend, UsageError, did_you_mean
 from harness.methods.base import BIT_CLASSES, CONFIG_CLASSES, QuantConfig
 
-_NOT_METHODS = ("base", "registry", "footprint")  # every other module of this package registers a method
+_NOT_METHODS = ("base", "registry", "footprint", "bnb_int8")  # every other module here registers a method
 ENTRY_POINT_GROUP = "quantsink.methods"
 
 

@@ -43,8 +43,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "QS_BNB_KERNEL",
-        "1: run bitsandbytes 4-bit layers on the CPU through its kernel instead of dense Linear "
-        "layers holding its own dequantized weights",
+        "1: run bitsandbytes layers on the CPU through its own modules instead of dense Linear layers holding "
+        "its dequantized weights (4-bit) or Int8MixedLinear, its LLM.int8 forward op for op (int8)",
         "0",
     ),
     EnvVar("QS_AWQ_KERNEL", "1: run AWQ layers through GPTQModel's kernel instead of dense Linear layers", "0"),
