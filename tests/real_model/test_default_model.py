@@ -60,7 +60,8 @@ def test_bundled_reference_prompts_are_answered_by_the_baseline(smol):
     torch.set_num_threads(2)
     refs = [p for p in load_prompts("bundled").prompts if p.references]
     sample = refs[::5]  # a fifth of them, spread over every family, keeps CI short
-    outs = generate(model, tok, [p.prompt for p in sample], max_new_tokens=16, batch_size=16)
+    # first_line: stop a row once its answer line is complete (correctness reads that line only)
+    outs = generate(model, tok, [p.prompt for p in sample], max_new_tokens=16, batch_size=16, first_line=True)
     wrong = [(p.id, o) for p, o in zip(sample, outs) if not is_correct(o, p.references)]
     assert not wrong
 
@@ -138,7 +139,7 @@ def test_sampled_reference_prompts_are_stable_correct_under_the_baseline(smol):
     refs = [p for p in load_prompts("bundled").prompts if p.references]
     sample = random.Random(12).sample(refs, 40)
     texts = [t for p in sample for t in [p.prompt, *prompt_variants(p.prompt)]]
-    outs, _ = generate(model, tok, texts, max_new_tokens=16, batch_size=16, bos="auto", return_ids=True)
+    outs = generate(model, tok, texts, max_new_tokens=16, batch_size=16, first_line=True)
     wrong = [
         (p.id, t, o)
         for k, p in enumerate(sample)
