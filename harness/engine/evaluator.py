@@ -53,11 +53,20 @@ class Evaluator:
         mode = self.spec.lockstep
         if mode in ("on", "off"):
             return mode == "on"
-        n = len(self.spec.quant)
-        if n < 2 or self.spec.unavailable:
+        if len(self.spec.quant) < 2 or self.spec.unavailable:
             return False
-        need = _param_bytes(self.base.model) * n  # upper bound: quantized models are smaller
-        return need < 0.4 * _free_memory(self.spec.device)
+        return self.lockstep_width >= 2
+
+    @cached_property
+    def lockstep_width(self) -> int:
+        """Configurations one lockstep group holds: with --lockstep on, all of them; else as many as fit in 40% of
+        free memory, each counted as its weights plus its participants' working memory (a 16-configuration zoo
+        run on the default model held them all at once and was killed for memory at 24 GB)."""
+        n = len(self.spec.quant)
+        if self.spec.lockstep == "on":
+            return max(n, 1)
+        per = config_bytes(self.base.model, self.spec)
+        return max(1, min(n, int(0.4 * _free_memory(self.spec.device) // per)))
 
     @property
     def lockstep_decided(self) -> bool | None:
@@ -231,6 +240,15 @@ class Evaluator:
 
 def _param_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def config_bytes(model, spec) -> int:
+    """Upper bound of one configuration's memory in a lockstep group: a copy of the baseline's weights (quantized
+    models are smaller) and, per participant (two with --protect-sink), a corpus batch's full-vocabulary logits,
+    log-probabilities and probabilities in float32 (the largest tensors a participant holds while comparing)."""
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    working = 3 * spec.batch_size * spec.seq_len * vocab * 4
+    return _param_bytes(model) + (2 if spec.protect_sink else 1) * working
 
 
 def _free_memory(device: str) -> int:

@@ -110,13 +110,13 @@ class Session(RegressionChecks):
                 if c.spec not in self.configs:
                     reuse(self, c)
             if q.spec not in self.configs:
-                todo = (
-                    [c for c in self.spec.quant if c.spec not in self.configs]
-                    if (self.evaluator.lockstep or self.spec.reference)
-                    else [q]
-                )  # reference: one scoring pass
-                if q not in todo:
-                    todo.append(q)
+                todo = [q]
+                if self.evaluator.lockstep or self.spec.reference:  # reference: one scoring pass
+                    rest = [c for c in self.spec.quant if c.spec not in self.configs and c.spec != q.spec]
+                    if not self.spec.reference:  # lockstep: as many as fit in memory, q among them
+                        rest = rest[: self.evaluator.lockstep_width - 1]
+                    order = [c.spec for c in self.spec.quant]
+                    todo = sorted([*rest, q], key=lambda c: order.index(c.spec) if c.spec in order else len(order))
                 measured = self.evaluator.measure_group(todo)
                 self.configs.update(measured)
                 store(self, todo, measured)

@@ -34,6 +34,30 @@ def test_lockstep_gives_the_same_metrics_as_one_config_at_a_time(tiny_run):
     assert on["verdict"] == off["verdict"] == "fail"
 
 
+def test_lockstep_groups_only_what_fits_in_memory(tiny_run, monkeypatch):
+    """With room for two configurations' weights and working memory, three are measured in lockstep groups of
+    two and one (the progress says so), with the numbers of one group holding all three."""
+    from harness.engine import evaluator
+
+    kw = dict(model="tiny-qwen2", quant="rtn-w4g16,rtn-w2g16,rtn-w8")
+    together = tiny_run(lockstep="on", **kw)
+    real = evaluator.config_bytes
+    room = {}
+
+    def counted(model, spec):
+        room["per"] = real(model, spec)
+        return room["per"]
+
+    monkeypatch.setattr(evaluator, "config_bytes", counted)
+    monkeypatch.setattr(evaluator, "_free_memory", lambda device: int(room.get("per", 1) * 2 / 0.4) + 1)
+    grouped = tiny_run(lockstep="auto", **kw)
+    assert room["per"] > 0 and grouped["settings"]["lockstep"] is True
+    passes = list(grouped["phases"]["baseline"])
+    assert any("2 participants" in ln for ln in passes) and not any("3 participants" in ln for ln in passes), passes
+    for a, b in zip(together["configs"], grouped["configs"]):
+        assert a["spec"] == b["spec"] and a["metrics"] == b["metrics"] and a["verdict"] == b["verdict"]
+
+
 def _close(a, b, tol=1e-6):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
