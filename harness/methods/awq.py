@@ -1,10 +1,11 @@
 """AWQ (activation-aware weight quantization, Lin et al. 2023) through GPTQModel's AWQ, on CPU.
 
-Calibrated on the run's seeded calibration split (the same samples GPTQ uses, --gptq-samples):
-per layer, GPTQModel searches per-input-channel scales that protect the channels with large
-activations, then a clipping range, then quantizes in groups with a zero point (the GEMM format
-vLLM and transformers load). The checkpoint is cached on disk like GPTQ's, keyed by baseline
-weights, spec, calibration hash and library versions, and every run measures the saved artifact.
+Calibrated on the run's seeded calibration split (the same samples GPTQ uses, --gptq-samples),
+tokenized, joined and cut into blocks of equal length (AutoAWQ's layout): per layer, GPTQModel
+searches per-input-channel scales that protect the channels with large activations, then a
+clipping range, then quantizes in groups with a zero point (the GEMM format vLLM and transformers
+load). The checkpoint is cached on disk like GPTQ's, keyed by baseline weights, spec, calibration
+hash and library versions, and every run measures the saved artifact.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import UsageError
 from harness.methods.base import WG, GroupedWeightConfig, bad_spec
@@ -27,6 +29,8 @@ from harness.system.files import cache_root, cached_dir
 AWQ_BITS = (2, 3, 4, 8)
 AWQ_GROUPS = (16, 32, 64, 128)  # GPTQModel's AWQ kernels' group sizes
 ROW_BLOCK = 64  # GPTQModel's clip search walks output rows in blocks of 64 (or 256)
+CALIB_BLOCK = 512  # tokens per calibration block (AutoAWQ's and llm-awq's max_seq_len)
+CALIB_RECORD = "quantsink-awq-calibration.json"  # what the scale search saw, kept with the checkpoint
 
 
 @register_method(
@@ -109,11 +113,54 @@ def cache_key(cfg: AWQConfig, ctx, calib_sha: str) -> str:
             "seed": ctx.seed,
             "gptqmodel": gptqmodel.__version__,
             "calib_dtype": "fp16",
+            "calib_layout": f"blocks of {CALIB_BLOCK}",  # before: one ragged sample per batch (only the last was used)
             "transformers": transformers.__version__,
         },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def calibration_blocks(tokenizer, texts: list[str], max_positions: int) -> list[list[int]]:
+    """The calibration texts as token blocks of one length: tokenized, joined and cut into blocks of
+    min(512, the model's positions) tokens (the remainder dropped), each opened by BOS when the tokenizer adds one.
+
+    GPTQModel's AWQ stacks a layer's captured inputs only when every calibration batch has the same shape; with
+    ragged samples it keeps the last batch alone (its "latest_batch" aggregation), so the scale and clip searches
+    would see one sample (after its longest-first sort, the shortest) instead of all of them.
+    """
+    with_special = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    bos = with_special[0] if len(with_special) > len(bare) and with_special[0] == tokenizer.bos_token_id else None
+    stream = [t for text in texts for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    body = min(min(CALIB_BLOCK, max_positions) - (bos is not None), len(stream))
+    if body < 1:
+        raise UsageError("AWQ calibration: the calibration samples hold no tokens")
+    blocks = [stream[i : i + body] for i in range(0, len(stream) - body + 1, body)]
+    return [[bos, *b] for b in blocks] if bos is not None else blocks
+
+
+def max_positions(model_dir) -> int:
+    """The model's context length from its config.json (CALIB_BLOCK when it names none)."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    cfg = {**cfg.get("text_config", {}), **cfg}
+    return int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or CALIB_BLOCK)
+
+
+def scale_search_tokens(quant_log: dict, expected: int) -> int:
+    """The fewest calibration tokens any Linear's scale search saw (GPTQModel's own log); an error below
+    `expected` (a layer that kept one batch of ragged captures), before anything is cached."""
+    rows = (quant_log or {}).get("awq") or []
+    seen = min((int(r.get("scale_retained_tokens", 0)) for r in rows), default=0)
+    if seen < expected:
+        short = [r.get("module") for r in rows if int(r.get("scale_retained_tokens", 0)) < expected]
+        modes = sorted({str(r.get("scale_aggregation")) for r in rows})
+        raise RuntimeError(
+            f"GPTQModel's AWQ searched scales on {seen} of {expected} calibration tokens "
+            f"(aggregation {', '.join(modes)}; e.g. {short[:3]}): the checkpoint would be calibrated on part "
+            f"of the samples"
+        )
+    return seen
 
 
 def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
@@ -135,15 +182,20 @@ def _calibrate(cfg: AWQConfig, ctx, texts: list[str], out_dir) -> None:
         from gptqmodel.quantization.config import AWQConfig as GMAWQConfig
 
         qc = GMAWQConfig(bits=cfg.w_bits, group_size=cfg.group, sym=False, offload_to_disk=False)
+        blocks = calibration_blocks(ctx.tokenizer, texts, max_positions(ctx.model_dir))
         model = GPTQModel.load(str(ctx.model_dir), qc, device=ctx.device, dtype=torch.float16)
-        model.quantize(
-            texts,
+        quant_log = model.quantize(
+            [{"input_ids": b, "attention_mask": [1] * len(b)} for b in blocks],
             tokenizer=ctx.tokenizer,
             batch_size=1,
             backend=BACKEND.AWQ_TORCH if ctx.device == "cpu" else BACKEND.AUTO,
         )
+        total = sum(map(len, blocks))
+        record = dict(samples=len(texts), blocks=len(blocks), block_tokens=len(blocks[0]), tokens=total)
+        record["scale_search_tokens"] = scale_search_tokens(quant_log, total)
         model.save(str(out_dir))
         ctx.tokenizer.save_pretrained(out_dir)
+        (Path(out_dir) / CALIB_RECORD).write_text(json.dumps(record, sort_keys=True))
         del model
     finally:
         if old is None:
@@ -191,6 +243,7 @@ def quantize(cfg: AWQConfig, ctx):
     ctx.info["cache_hit"] = cached_dir(target, build, full_check=True)
     if ctx.info["cache_hit"]:
         ctx.progress(f"loading cached AWQ model from {target}")
+    ctx.info["calibration"] = json.loads((target / CALIB_RECORD).read_text())
     model = load_model(target, dtype=ctx.dtype, device=ctx.device, device_map=ctx.device)
     ctx.info["quantized_module_types"] = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
     if env("QS_AWQ_KERNEL") != "1":
