@@ -84,7 +84,7 @@ def predicted(c: dict) -> tuple[str, int | None, list]:
 def undetected(r: dict) -> bool:
     """A planted fault no gate failed on: the diagnosis rightly says "no damage found" (inconclusive gates are
     thin evidence, not damage), so it is listed apart and not scored; benign ones are always scored."""
-    return r["true"] != "no damage" and not r["failed"]
+    return r["true"] != "no damage" and not r["failed"] and not r.get("error")
 
 
 def score(rows: list[dict]) -> dict:
@@ -129,6 +129,7 @@ def measure(model: str, quick: bool, report_root: Path) -> list[dict]:
                 "spec": c["spec"],
                 "verdict": c.get("verdict"),
                 "failed": [g["metric"] for g in c.get("gates") or [] if g.get("outcome") == "fail"],
+                "error": c.get("error"),  # a measurement that ended in an error is scored (a miss), never skipped
                 "true": truth.get("family"),
                 "true_layer": truth.get("layer"),
                 "true_heads": truth.get("heads"),
@@ -160,6 +161,8 @@ def main(argv=None) -> int:
     missed = [r for r in rows if undetected(r)]
     names = ", ".join(f"{r['model']} {r['spec']}" for r in missed) or "none"
     print(f"\nplanted faults no gate failed on (not scored): {names}")
+    errors = [f"{r['model']} {r['spec']} ({r['error']})" for r in rows if r.get("error")]
+    print(f"measurements that ended in an error (scored as misses): {', '.join(errors) or 'none'}")
     rows = [r for r in rows if not undetected(r)]
     print()
     print(confusion(rows))

@@ -30,6 +30,7 @@ SINK_DEFICIT = 0.05  # the sink-onset rule needs a cosine deficit the sink gate 
 LATE_SHORT = 0.9  # late damage: at least this share of short generations equal the baseline's ...
 LATE_DROP = 0.3  # ... and the long ones' share is lower by at least this
 NO_DAMAGE = "no damage"
+MEASUREMENT_FAILED = "measurement failed"
 LONG_STEP = (
     "test longer generations (--long-new-tokens) and keep the first tokens at full precision in the KV "
     "cache; a larger group size or more bits"
@@ -103,6 +104,9 @@ def diagnose(cfg, r, sens: dict | None = None, rec: dict | None = None, base_mas
             "summary": f"no damage found; {step}" if family == NO_DAMAGE else f"{family}{at}: {step}",
         }
 
+    if getattr(r, "error", None) and not gates:  # nothing was judged: never read as "no gate fails"
+        ev.append(f"the measurement ended with an error before any gate was decided: {r.error}")
+        return out(MEASUREMENT_FAILED, "fix the error and measure again: no evidence about damage either way")
     if r.nonfinite_layer is not None:
         ev.append(f"NaN/Inf first appear in the output of decoder layer {r.nonfinite_layer}")
         return out(

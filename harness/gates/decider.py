@@ -29,8 +29,9 @@ def _side(view, limit) -> tuple[float, float] | None:
     return (v - lo, v - limit.bound) if on_good_side else (hi - v, limit.bound - v)
 
 
-def _clusters_needed(view, limit, at_least: int) -> int | None:
-    k = view.clusters or 0
+def _clusters_needed(view, limit, at_least: int, k: int | None = None) -> int | None:
+    """Units (clusters; items where the clusters are fixed strata) for the t interval to clear the limit."""
+    k = (view.clusters or 0) if k is None else k
     side = _side(view, limit) if view.ci else None
     if side is None or k < 2:
         return None if side is None and view.ci else max(at_least, 2 * max(k, 1))
@@ -89,6 +90,9 @@ def what_decides(m, view, limit) -> str:
     if m.kind in ("t", "cells") and not m.strata:
         need, units = _clusters_needed(view, limit, m.min_clusters), "documents (clusters)"
         now = view.clusters or 0
+    elif m.kind in ("t", "cells"):  # a mean over items in fixed strata (answer_margin_delta): items are the units
+        need, units = _clusters_needed(view, limit, m.min_n, k=view.n or 0), design.get("unit") or "items"
+        now = view.n or 0
     else:
         need, units = _count_needed(view, limit, m), design.get("unit") or "items"
         now = view.n or 0

@@ -91,6 +91,8 @@ def clopper_pearson(x: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Exact binomial interval of x events in n trials (each side alpha/2)."""
     if n <= 0:
         return (math.nan, math.nan)
+    if not 0 <= x <= n:
+        raise ValueError(f"clopper_pearson: {x} events in {n} trials (events must lie in 0..n)")
     lo = 0.0 if x == 0 else beta_ppf(alpha / 2, x, n - x + 1)
     hi = 1.0 if x == n else beta_ppf(1 - alpha / 2, x + 1, n - x)
     return (lo, hi)

@@ -99,3 +99,13 @@ def test_a_recommendation_with_only_thin_evidence_reads_as_working():
     assert d["summary"] == (
         f"no damage found with layers.1 kept (no gate fails); evidence thin for degenerate_rate: {DECIDES}"
     )
+
+
+def test_a_measurement_that_ended_in_an_error_is_never_read_as_no_damage():
+    """A configuration whose measurement raised before its gates were decided (error set, no gates) read
+    "no damage found; every gate passes: ship it" on the default model's zoo; it must say that nothing was judged."""
+    r = _result([], verdict="fail")
+    r.error = "ValueError: math domain error"
+    d = diagnose(parse_spec("rtn-w8"), r)
+    assert d["family"] == "measurement failed" and "ship it" not in d["summary"], d
+    assert "math domain error" in " ".join(d["evidence"])

@@ -145,6 +145,31 @@ def test_an_undecided_gate_names_the_option_and_value_or_says_none_can():
     assert "about 72 prompts would decide it" in d  # the exact bound 1 - 0.025^(1/n) falls under 0.05 at n = 72
 
 
+def test_an_undecided_negative_mean_over_prompts_names_the_prompts_that_decide_it():
+    """answer_margin_delta is a mean over prompts (fixed strata: prompts are the units), not a binomial rate: an
+    undecided negative value ended four of the default model's zoo configurations in 'math domain error' (a
+    Clopper-Pearson interval of a negative count of events). Its count comes from the t interval over prompts:
+    t(n'-1) * SE * sqrt(n / n') must clear the limit, worked here from the view's own interval."""
+    design = {"option": "--n-prompts", "value": 16, "unit": "prompts"}
+    view = GateView(-0.159, (-0.4163, 0.09831), n=15, design=design)
+    g = evaluate_gate("x", "answer_margin_delta", Limit("min", -0.10), view)
+    assert g["outcome"] in ("insufficient", "inconclusive"), g
+    k = int(g["decides"].split("about ")[1].split()[0])
+    from harness.metrics.dist import t_ppf
+
+    d, margin, t15 = -0.159 - -0.4163, -0.10 - -0.159, t_ppf(0.975, 14)
+    fits = [n for n in range(16, 5000) if t_ppf(0.975, n - 1) / t15 * d * math.sqrt(15 / n) < margin]
+    assert k == max(fits[0], BY_NAME["answer_margin_delta"].min_n), (k, fits[0])
+    assert g["decides"].endswith(f"--n-prompts {math.ceil(k * 16 / 15)}")
+
+
+def test_an_exact_interval_refuses_counts_outside_its_trials():
+    from harness.metrics.dist import clopper_pearson
+
+    with pytest.raises(ValueError, match="events must lie in 0..n"):
+        clopper_pearson(-2, 15)
+
+
 def _runs(kl_now: np.ndarray, kl_before: np.ndarray, docs: np.ndarray):
     def cfg(kl):
         return {
