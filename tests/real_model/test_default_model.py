@@ -9,6 +9,9 @@ import torch
 
 from harness.engine.refmode import EXACT_METRICS as EXACT
 
+# Gates reference mode computes from sampled attention rows (the worst head within 15%, checked below).
+SAMPLED = {"attn_js"}
+
 pytestmark = [pytest.mark.slow, pytest.mark.requires_smollm2]
 
 
@@ -177,4 +180,11 @@ def test_reference_mode_agrees_with_lockstep_on_the_default_model(tiny_run, tmp_
     assert ka * 0.9 <= kb <= ka * (1 + 1e-5)
     assert abs(jb.max() - ja.max()) <= 0.15 * ja.max()  # the gated worst head
     assert 0 < ref["metrics"]["logit_delta_max"] <= lock["metrics"]["logit_delta_max"] + 1e-6
-    assert [g["outcome"] for g in ref["gates"]] == [g["outcome"] for g in lock["gates"]]
+    # Both measured and gated (an error before gating once left both gate lists empty and this check vacuous).
+    assert ref["gates"] and lock["gates"] and not ref.get("error") and not lock.get("error"), (ref, lock)
+    assert [g["metric"] for g in ref["gates"]] == [g["metric"] for g in lock["gates"]]
+    for a, b in zip(ref["gates"], lock["gates"]):
+        if a["metric"] in SAMPLED:  # fewer attention rows: may be undecided where lockstep decides, never opposite
+            assert a["outcome"] == b["outcome"] or a["outcome"] in ("insufficient", "inconclusive"), (a, b)
+        else:
+            assert a["outcome"] == b["outcome"], (a["detail"], b["detail"])
