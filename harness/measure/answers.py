@@ -11,6 +11,7 @@ much an answer is at risk, where a flip is only the binary end of it.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -65,20 +66,31 @@ def _logprobs(model, ids: list[list[int]], want: list[list[int]], kv=None, batch
             logits = torch.cat(parts, dim=1)[0]
             out.append(torch.log_softmax(logits[torch.tensor(pos) - 1], -1).cpu())
         return out
-    pad = 0
-    for a in range(0, len(ids), batch_size):
-        rows, poss = ids[a : a + batch_size], want[a : a + batch_size]
+    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+    # Rows in length order batch with little padding; only the logits from each batch's earliest wanted
+    # position on are computed (the full [B, T, V] logits were most of this pass's memory traffic).
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    got: dict[int, torch.Tensor] = {}
+    for a in range(0, len(order), batch_size):
+        idx = order[a : a + batch_size]
+        rows, poss = [ids[i] for i in idx], [want[i] for i in idx]
         width = max(len(r) for r in rows)
-        t = torch.full((len(rows), width), pad, dtype=torch.long)
+        t = torch.zeros((len(rows), width), dtype=torch.long)
         mask = torch.zeros_like(t)
-        for r, row in enumerate(rows):
+        for r, row in enumerate(rows):  # right padding: positions start at 0 in every row
             t[r, : len(row)] = torch.tensor(row)
             mask[r, : len(row)] = 1
+        lo = max(0, min((min(p) for p in poss if p), default=1) - 1)
+        kw = {"logits_to_keep": width - lo} if keep else {}
         with attention_impl(model, "sdpa"):
-            logits = model(input_ids=t.to(model.device), attention_mask=mask.to(model.device), use_cache=False).logits
-        for r, pos in enumerate(poss):
-            out.append(torch.log_softmax(logits[r, torch.tensor(pos) - 1].float(), -1).cpu())
+            logits = model(
+                input_ids=t.to(model.device), attention_mask=mask.to(model.device), use_cache=False, **kw
+            ).logits
+        off = lo if keep else 0  # logits[:, j] is position j + off
+        for r, (i, pos) in enumerate(zip(idx, poss)):
+            got[i] = torch.log_softmax(logits[r, torch.tensor(pos, dtype=torch.long) - 1 - off].float(), -1).cpu()
         del logits
+    out.extend(got[i] for i in range(len(ids)))
     return out
 
 

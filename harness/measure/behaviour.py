@@ -33,6 +33,7 @@ def continuation_nll(
     keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     out: list[tuple[float, int]] = [(0.0, 0)] * len(prompts)
     items = [(i, encode_prompt(tok, p, bos), list(c)) for i, (p, c) in enumerate(zip(prompts, conts)) if c]
+    items.sort(key=lambda x: len(x[1]) + len(x[2]))  # similar lengths batch together: less padding, fewer logits
     for a in range(0, len(items), batch_size):
         chunk = items[a : a + batch_size]
         width = max(len(p) + len(c) for _, p, c in chunk)
