@@ -18,14 +18,18 @@ def _untimed(name: str):
     return contextlib.nullcontext()
 
 
-def generate(base, participant, texts: list[str], new_tokens: int, label: str, min_new: int = 0, first_line=False):
+def generate(
+    base, participant, texts: list[str], new_tokens: int, label: str, min_new: int = 0, first_line=False, reference=None
+):
     """The participant's greedy continuations of texts: (texts, token ids); first_line as the baseline's (answers
-    stop at the end of their line, measure/generation.py)."""
+    stop at the end of their line, measure/generation.py). reference: the baseline's token ids of the same texts
+    under the same settings; rows one teacher-forced pass proves are the participant's own are not decoded."""
     from harness.measure.generation import generate as greedy
 
     base.progress(f"{label}: {len(texts)} prompts x {new_tokens} tokens")
+    stats: dict = {}
     with heartbeat(base.progress, label):
-        return greedy(
+        out = greedy(
             participant.model,
             base.tokenizer,
             texts,
@@ -37,7 +41,13 @@ def generate(base, participant, texts: list[str], new_tokens: int, label: str, m
             protect=participant.protect,
             min_new_tokens=min_new,
             first_line=first_line,
+            reference_ids=reference,
+            stats=stats,
         )
+    if reference is not None:
+        v, g = stats.get("verified", 0), stats.get("generated", 0)
+        base.progress(f"{label}: {v} of {v + g} rows verified against the baseline's, {g} generated")
+    return out
 
 
 def records(
@@ -55,6 +65,7 @@ def records(
         f"{name + ': ' if name else ''}generation",
         min_new,
         [bool(p.references) for p in prompts] if base_out is None else False,  # as the baseline's own
+        base_ids,  # the same texts, token count, min_new and first_line as the baseline generated them
     )
     variants = base.variant_correctness if base_out is None else {}
     out = []
@@ -130,8 +141,11 @@ def behaviour_raw(base, spec: str, participant, timed=_untimed) -> dict:
 
     s = base.spec
     _, variants = base.variant_prompts
+    base_var = base.behaviour["variants"][1]  # the baseline's side first: its phases are its own, not this one's
     with timed("generation: prompt variants"):
-        var_txt, _ = generate(base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants", 0, True)
+        var_txt, _ = generate(
+            base, participant, variants, s.max_new_tokens, f"{spec}: prompt variants", 0, True, base_var
+        )
     with timed("generation: long"):
         long = records(
             base,
@@ -156,15 +170,22 @@ def behaviour_done(base, gens: list[dict], raw: dict, timed=_untimed) -> tuple[d
 
     s, b = base.spec, base.behaviour
     ref, _ = base.variant_prompts
+    # A continuation token for token equal to the baseline's has the baseline's own NLL (same model, prompt and
+    # ids): only the others are scored.
+    n = len(base.prompts)
+    todo = [i for i, g in enumerate(gens[:n]) if not (g["exact"] and i < len(b["own_nll"]))]
     with timed("scoring under the baseline (gen_ppl)"):
-        q_nll = continuation_nll(
+        scored = continuation_nll(
             base.model,
             base.tokenizer,
-            [p.prompt for p in base.prompts],
-            [g["quantized_ids"] for g in gens],
+            [base.prompts[i].prompt for i in todo],
+            [gens[i]["quantized_ids"] for i in todo],
             s.bos,
             s.gen_batch_size,
         )
+    q_nll = [tuple(x) for x in b["own_nll"][:n]]
+    for i, x in zip(todo, scored):
+        q_nll[i] = x
     return behaviour_metrics(
         ref=ref,
         gens=gens,
