@@ -15,7 +15,7 @@ from harness.engine import continuations
 from harness.engine.refmode import measure_group
 from harness.engine.tasks import measure as measure_tasks
 from harness.errors import guarded, one_line
-from harness.gates.decide import config_verdict, evaluate_gate
+from harness.gates.decide import config_verdict, evaluate_gate, gated
 from harness.gates.records import ConfigResult, Key
 from harness.measure.kvcache import KVSpec
 from harness.methods import bit_class
@@ -229,12 +229,8 @@ class Evaluator:
         if st.get("tasks"):  # --tasks: the paired task samples (engine/tasks.py)
             r.evidence["tasks"] = st["tasks"]
         r.gate_views = {m: v.as_dict() for m, v in views.items()}
-        r.gates = [
-            evaluate_gate(q.spec, m, lim, views[m], note)
-            for m, lim in scenario_gates(
-                self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None), s
-            ).items()
-        ]
+        limits = scenario_gates(self.inputs.policy.gates_for(r.bit_class if self.inputs.policy.by_class else None), s)
+        r.gates = [evaluate_gate(q.spec, m, lim, views[m], note) for m, lim in gated(limits, views)]
         r.verdict = config_verdict(r.gates)
 
 

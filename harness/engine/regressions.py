@@ -5,8 +5,9 @@ A mixin of engine.session.Session (it reads self.prepare(), self.policy and self
 
 from __future__ import annotations
 
-from harness.gates.decide import config_verdict
+from harness.gates.decide import config_verdict, gated
 from harness.gates.regression import check_against
+from harness.metrics.catalogue import metric_for
 
 
 class RegressionChecks:
@@ -29,11 +30,13 @@ class RegressionChecks:
         return None if run is None else next((c for c in run.get("configs", []) if c.get("spec") == q.spec), None)
 
     def regression_metrics(self, q, against: str = "earlier") -> list[str]:
-        """Metrics with a regression tolerance that the earlier run (or the pinned anchor) measured for q."""
+        """Metrics with a regression tolerance that the earlier run (or the pinned anchor) measured for q, each with
+        its per-task views (`<metric>@<task>`, under the metric's tolerance) right after it."""
         c = self._earlier_config(q, against)
         if c is None or c.get("verdict") == "skipped":
             return []
-        return [m for m in self.policy.regression if m in (c.get("gate_views") or {})]
+        views = c.get("gate_views") or {}
+        return [m for m, _ in gated({m: t for m, t in self.policy.regression.items() if m in views}, views)]
 
     def regression_result(self, q, metric: str, against: str = "earlier") -> dict:
         """One tolerance against the earlier run, or (against="anchor") the cumulative tolerance from the pinned
@@ -47,7 +50,7 @@ class RegressionChecks:
         res = check_against(
             q.spec,
             metric,
-            self.policy.regression[metric],
+            self.policy.regression[metric_for(metric).name],
             self._earlier_config(q, against),
             r.as_dict(),
             run_id if against == "earlier" else f"pinned anchor {run_id}",

@@ -17,9 +17,12 @@ from harness.engine.evaluator import Evaluator
 from harness.engine.inputs import RunInputs
 from harness.engine.regressions import RegressionChecks
 from harness.engine.resultcache import reuse, store
+from harness.gates.decide import gated
 from harness.gates.records import ConfigResult, RunRecord
 from harness.methods import bit_class
 from harness.methods.registry import backend_modules
+from harness.metrics.catalogue import family
+from harness.metrics.tasks import gate_names as task_gate_names
 from harness.models.placement import describe
 from harness.models.structure import shape_of
 from harness.report.results import build_results, write_run
@@ -90,8 +93,15 @@ class Session(RegressionChecks):
         return self.prepare().inputs.policy
 
     def gate_metrics(self, q) -> list[str]:
-        limits = self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None)
-        return list(scenario_gates(limits, self.spec))  # a scenario's gates only where it runs
+        """The gates q will have (pytest's items): the policy's, a scenario's only where it runs, and with two or
+        more --tasks each task's own task gates (`<metric>@<task>`)."""
+        limits = scenario_gates(
+            self.policy.gates_for(bit_class(q, self.spec.bit_class) if self.policy.by_class else None), self.spec
+        )
+        per_task = []
+        if any(family(m) == "task" for m in limits):
+            per_task = task_gate_names(t.name for t in self.prepare().inputs.tasks or ())
+        return [m for m, _ in gated(limits, per_task)]
 
     def measure(self, q) -> ConfigResult:
         """Quantize, measure and gate q (once); a measurement on identical inputs comes from the results

@@ -165,15 +165,18 @@ def pair_rows(task: str, base_res: dict, q_res: dict) -> list[dict]:
     return rows
 
 
-def designs(rows: list[dict]) -> dict:
+def designs(rows: list[dict], task: str | None = None) -> dict:
+    """How the task gates' sample count is set (every task's rows, or one task's: its own gates)."""
     n = len(rows)
     return {
         "tasks": {
             "option": "--tasks",
             "value": n,
             "max_value": n,
-            "unit": "task samples",
-            "more": "give a task with more samples and families (--tasks PATH)",
+            "unit": "task samples" if task is None else f"samples of task {task}",
+            "more": "give a task with more samples and families (--tasks PATH)"
+            if task is None
+            else f"give task {task} more samples and families",
         }
     }
 
@@ -205,6 +208,6 @@ def measure(base, participant, timed=_untimed) -> tuple[dict, dict, list[dict]]:
             "quantized": mine["metrics"],
         }
     absent = "; ".join(skipped.values()) if not rows else None
-    met, views = task_metrics(rows, designs(rows), absent)
+    met, views = task_metrics(rows, designs, absent, {t.name: skipped.get(t.name) for t in tasks})
     met["task_scores"] = scores
     return met, views, rows

@@ -16,21 +16,32 @@ import math
 
 from harness.gates.decider import what_decides
 from harness.gates.policy import Limit
-from harness.metrics.catalogue import BY_NAME
+from harness.metrics.catalogue import metric_for
 from harness.metrics.stats import ALPHA, sign_test_beyond
 from harness.metrics.views import GateView
 
 OUTCOMES = ("pass", "fail", "inconclusive", "insufficient", "not_applicable")
 
 
+def gated(limits: dict, views) -> list[tuple[str, Limit]]:
+    """(view name, limit) of every gate: each metric with a limit, right after it every view `<metric>@<part>`
+    (one task's own gate) in the views' order, under the metric's limit."""
+    out = []
+    for m, lim in limits.items():
+        out.append((m, lim))
+        out += [(v, lim) for v in views if "@" in v and v.partition("@")[0] == m]
+    return out
+
+
 def gate_all(spec: str, limits: dict, views: dict, nonfinite_layer: int | None = None) -> list[dict]:
-    """Every gate of limits ({metric: Limit}) decided on the stored views ({metric: GateView.as_dict()})."""
+    """Every gate of limits ({metric: Limit}), and of their per-part views, decided on the stored views
+    ({name: GateView.as_dict()})."""
     note = (
         f"NaN/Inf first appeared in the output of decoder layer {nonfinite_layer}"
         if nonfinite_layer is not None
         else ""
     )
-    return [evaluate_gate(spec, m, lim, GateView.from_dict(views[m]), note) for m, lim in limits.items()]
+    return [evaluate_gate(spec, m, lim, GateView.from_dict(views[m]), note) for m, lim in gated(limits, views)]
 
 
 def _ci_text(ci) -> str:
@@ -45,7 +56,9 @@ def evaluate_gate(spec: str, metric: str, limit: Limit, view: GateView, nonfinit
     a failure (the interval wholly beyond the limit, or the exact sign test over every cluster); else pass / fail /
     inconclusive from where the interval lies. An undecided gate says what would decide it (decider.py).
     """
-    m = BY_NAME[metric]
+    m = metric_for(metric)
+    if m is None:
+        raise KeyError(f"no catalogue metric '{metric.partition('@')[0]}' for the gate {metric}")
     v = view.value
     finite = v is not None and math.isfinite(v)
     ci = view.ci if view.ci and all(c is not None and math.isfinite(c) for c in view.ci) else None

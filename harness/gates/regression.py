@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.gates.policy import Tolerance
-from harness.metrics.catalogue import BY_NAME, STORED
+from harness.metrics.catalogue import STORED, metric_for
 from harness.metrics.stats import cluster_interval
 
 
@@ -32,7 +32,7 @@ def stored_items(cfg: dict, group: str) -> list[dict] | None:
 def paired_change(metric: str, earlier_cfg: dict | None, now_cfg: dict | None) -> dict | None:
     """{change, ci, n, detail}: the metric's change (today - earlier, oriented so + is worse, on the metric's scale)
     and its 95% interval from per-item pairs, or None when either run lacks per-item evidence for it."""
-    m = BY_NAME.get(metric)
+    m = metric_for(metric)
     if not earlier_cfg or not now_cfg or m is None or m.item is None:
         return None
     a, b = stored_items(earlier_cfg, m.evidence), stored_items(now_cfg, m.evidence)
@@ -79,7 +79,7 @@ class RegressionCheck:
     ) -> dict:
         """pass / fail / inconclusive: how much worse the metric got against the tolerance, on the change's
         interval (paired per-item evidence, else today's interval less the earlier value)."""
-        higher_better = BY_NAME[self.metric].higher_is_better
+        higher_better = metric_for(self.metric).higher_is_better
         base = {
             "metric": self.metric,
             "earlier": earlier,

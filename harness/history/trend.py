@@ -19,6 +19,7 @@ from harness.errors import UsageError
 from harness.gates.policy import load_policy
 from harness.gates.regression import check_against
 from harness.history.runs import PINS, read_index, run_path
+from harness.metrics.catalogue import metric_for
 from harness.system.files import read_lines
 
 
@@ -140,7 +141,8 @@ class History:
         return self._series[spec, metric]
 
     def _build_series(self, spec: str, metric: str) -> list[dict]:
-        tol = self.policy.regression.get(metric)
+        m = metric_for(metric)  # one task's own gate `<metric>@<task>` takes its metric's tolerance
+        tol = self.policy.regression.get(m.name) if m is not None else None
         anchor, out, before = self.anchor(), [], None
         for r in self.readable:
             cfg = r.config(spec)
@@ -186,7 +188,7 @@ class History:
             (spec, metric, p)
             for spec in self.specs()
             for metric in self.gated(spec)
-            if metric in self.policy.regression
+            if getattr(metric_for(metric), "name", None) in self.policy.regression
             for p in self.series(spec, metric)
             if p["step"] and p["step"]["kind"] != "none"
         ]

@@ -317,9 +317,16 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(m.name for m in METRICS if m.gate a
 PROTECTED: tuple[str, ...] = tuple(m.name for m in METRICS if m.protected)
 
 
+def metric_for(name: str) -> Metric | None:
+    """The catalogue metric a gate or view name stands for: `task_acc_delta@arith` (one task's own gate, named
+    `<metric>@<part>`) is task_acc_delta; None for a name the catalogue does not know."""
+    return BY_NAME.get(name.partition("@")[0])
+
+
 def family(metric: str) -> str:
-    """The metric's catalogue family ("other" for a name the catalogue does not know)."""
-    m = BY_NAME.get(metric)
+    """The metric's catalogue family ("other" for a name the catalogue does not know); `<metric>@<part>` is its
+    metric's."""
+    m = metric_for(metric)
     return m.family if m else "other"
 
 

@@ -2,7 +2,8 @@
 
 One row per sample of every task (--tasks): correct under each model and, for multiple-choice, the margin of the
 correct choice's log-likelihood over the best wrong one. Samples cluster by task and family (the unit the
-intervals resample); task_break_rate, task_acc_delta and task_margin_delta are declared in the catalogue.
+intervals resample); task_break_rate, task_acc_delta and task_margin_delta are declared in the catalogue. They pool
+every task; with two or more tasks each task also gets its own gates, `<metric>@<task>`, on its samples alone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from harness.metrics.catalogue import BY_NAME
+from harness.metrics.catalogue import BY_NAME, for_evidence
 from harness.metrics.evidence import reduce_evidence
 
 WORST = 12  # samples per configuration report.html shows (breaks first, then the largest margin losses)
@@ -40,8 +41,46 @@ def task_evidence(rows: list[dict]) -> dict:
     }
 
 
-def task_metrics(rows: list[dict], designs: dict | None = None, absent: str | None = None) -> tuple[dict, dict]:
-    """(metrics, gate views) of the tasks group; no rows: NaN views, or views whose premise is `absent`."""
+def task_metrics(
+    rows: list[dict], designs=None, absent: str | None = None, tasks: dict[str, str | None] | None = None
+) -> tuple[dict, dict]:
+    """(metrics, gate views) of the tasks group; no rows: NaN views, or views whose premise is `absent`.
+
+    designs(rows, task) -> {name: design} says how the sample count is set (None: no design). tasks: every task of
+    the run in order, {name: why it was skipped, or None} (default: the tasks of `rows`); with two or more, each
+    task also gets its own views `<metric>@<task>` (a skipped task's: not applicable, with why).
+    """
+    design = designs or (lambda rs, task=None: None)
+    if tasks is None:
+        tasks = dict.fromkeys(r["task"] for r in rows)
+    met, views = _views(rows, design(rows), absent)
+    if rows:
+        ev = task_evidence(rows)
+        per = _per_task(ev, [r["task"] for r in rows])
+        views = {k: replace(v, where=per.get(k, "")) for k, v in views.items()}
+        met["task_samples"] = len(rows)
+        met["task_breaks"] = int((ev["right_b"] & ~ev["right_q"]).sum())
+        met["task_fixes"] = int((~ev["right_b"] & ev["right_q"]).sum())
+    if len(tasks) >= 2:
+        for name, skipped in tasks.items():
+            mine = [r for r in rows if r["task"] == name]
+            why = skipped or (None if mine else f"task {name} has no sample")
+            _, own = _views(mine, design(mine, name), why, name)
+            views.update({f"{k}@{name}": v for k, v in own.items()})
+    return met, views
+
+
+def gate_names(tasks) -> list[str]:
+    """The per-task gate views a run with these task names has (`<metric>@<task>`; none with fewer than two)."""
+    names = list(dict.fromkeys(tasks))
+    if len(names) < 2:
+        return []
+    return [f"{m.name}@{n}" for m in for_evidence("tasks") if m.gate for n in names]
+
+
+def _views(rows: list[dict], designs: dict | None, absent: str | None, task: str | None = None) -> tuple[dict, dict]:
+    """(metrics, gate views) of the task gates over `rows` (every task's, or one task's), each view's unit in the
+    task's own words (the defaults speak of prompts and documents)."""
     if not rows:
         met, views = reduce_evidence("tasks", None, 0, designs)
         if absent:
@@ -50,20 +89,16 @@ def task_metrics(rows: list[dict], designs: dict | None = None, absent: str | No
     ev = task_evidence(rows)
     met, views = reduce_evidence("tasks", ev, len(rows), designs)
     k, n_mc = len(set(ev["cluster"])), int((~np.isnan(ev["mb"])).sum())
-    units = {  # what each view rests on, in the task's own words (the defaults speak of prompts and documents)
-        "task_break_rate": (None, "baseline-right task samples"),
-        "task_acc_delta": (None, f"{len(rows)} task samples in {k} task families"),
-        "task_margin_delta": (n_mc, f"{n_mc} multiple-choice samples in {k} task families"),
+    of = f" of task {task}" if task is not None else ""
+    fam = "families" if task is not None else "task families"
+    units = {
+        "task_break_rate": (None, f"baseline-right samples{of}" if task is not None else "baseline-right task samples"),
+        "task_acc_delta": (None, f"{len(rows)} {'samples' + of if task is not None else 'task samples'} in {k} {fam}"),
+        "task_margin_delta": (n_mc, f"{n_mc} multiple-choice samples{of} in {k} {fam}"),
     }
-    per = _per_task(ev, [r["task"] for r in rows])
     for name, (n, unit) in units.items():
         if name in views:
-            views[name] = replace(
-                views[name], unit=unit, where=per.get(name, ""), **({"n": n} if n is not None else {})
-            )
-    met["task_samples"] = len(rows)
-    met["task_breaks"] = int((ev["right_b"] & ~ev["right_q"]).sum())
-    met["task_fixes"] = int((~ev["right_b"] & ev["right_q"]).sum())
+            views[name] = replace(views[name], unit=unit, **({"n": n} if n is not None else {}))
     return met, views
 
 
@@ -78,7 +113,7 @@ def worst(rows: list[dict], k: int = WORST) -> list[dict]:
 
 
 def _per_task(ev: dict, tasks: list[str]) -> dict:
-    """With more than one task, each gate's value per task (the gate itself pools every sample): {metric: text}."""
+    """With more than one task, each gate's value per task in the pooled gate's `where`: {metric: text}."""
     names = list(dict.fromkeys(tasks))
     if len(names) < 2:
         return {}

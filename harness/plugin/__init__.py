@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import sys
 import threading
@@ -257,11 +258,19 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("qs_result", s.spec.quant, ids=ids, indirect=True)
     if "qs_gate" in metafunc.fixturenames:
         pairs = [(q, m) for q in s.spec.quant for m in s.gate_metrics(q)]
-        metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+        metafunc.parametrize("qs_gate", pairs, ids=[f"{q.spec}-{gate_id(m)}" for q, m in pairs])
     for name, against in (("qs_regression", "earlier"), ("qs_drift", "anchor")):
         if name in metafunc.fixturenames:
             pairs = [(q, m) for q in s.spec.quant for m in s.regression_metrics(q, against)]
-            metafunc.parametrize(name, pairs, ids=[f"{q.spec}-{m}" for q, m in pairs])
+            metafunc.parametrize(name, pairs, ids=[f"{q.spec}-{gate_id(m)}" for q, m in pairs])
+
+
+def gate_id(gate: str) -> str:
+    """A gate's name in a pytest id: one task's own gate `<metric>@<task>` keeps its '@', the task's name with
+    anything but letters, digits and `_.+-` as '_' (a space, '::', '/' or a bracket would break selecting the item by
+    its node id). results.json keeps the name as given."""
+    metric, at, part = gate.partition("@")
+    return metric + at + re.sub(r"[^\w.+-]", "_", part)
 
 
 def pytest_collection_modifyitems(session, config, items):

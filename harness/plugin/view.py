@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.errors import did_you_mean
-from harness.metrics.catalogue import BY_NAME
+from harness.metrics.catalogue import metric_for
 
 
 class ResultView:
@@ -69,7 +69,7 @@ class ResultView:
             known = sorted(set(self._r.metrics) | set(self._r.gate_views or {}))
 
             raise KeyError(f"{self.spec} has no metric '{metric}'{did_you_mean(metric, known)}")
-        spec = BY_NAME.get(metric)
+        spec = metric_for(metric)
         if spec is not None and spec.shape in ("layer", "layer_head"):
             return np.array(v, dtype=float)  # None (a non-finite value) becomes NaN
         return float("nan") if v is None else v

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from harness.metrics.catalogue import METRICS, family, shown
+from harness.metrics.catalogue import METRICS, family, metric_for, shown
 from harness.report import advice as advice_report
 from harness.report.kit import md_cell
 from harness.report.scenarios import markdown as scenario_markdown
@@ -30,10 +30,12 @@ def _label(m) -> str:
 
 
 def gate_order(metric: str) -> tuple:
-    """Sort key for gates in reports: by family (sink, attention, corpus, ...), then catalogue order."""
+    """Sort key for gates in reports: by family (sink, attention, corpus, ...), then catalogue order (one task's own
+    gate `<metric>@<task>` right after its metric's)."""
     fam = family(metric)
     rank = FAMILY_ORDER.index(fam) if fam in FAMILY_ORDER else len(FAMILY_ORDER)
-    return rank, _CATALOGUE_INDEX.get(metric, len(_CATALOGUE_INDEX)), metric
+    m = metric_for(metric)
+    return rank, _CATALOGUE_INDEX.get(m.name if m else metric, len(_CATALOGUE_INDEX)), metric
 
 
 def gate_status(g: dict) -> str:

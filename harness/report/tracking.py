@@ -3,7 +3,8 @@
 The parent run holds the run's parameters (model, revision, profile, configurations and every setting that enters
 comparability), its verdict as a tag and the artifacts results.json, summary.md and report.html; each nested run holds
 a configuration's parameters, every gated metric with its interval ends (`<metric>`, `<metric>.ci_low`,
-`<metric>.ci_high`) and its verdict as a tag. The URI: the flag's value, else MLFLOW_TRACKING_URI, else a local
+`<metric>.ci_high`; one task's own gate `<metric>@<task>` as `<metric>/<task>`, the task's name with every character
+MLflow refuses as `_`) and its verdict as a tag. The URI: the flag's value, else MLFLOW_TRACKING_URI, else a local
 `mlruns` directory in the report directory. The tracking store is checked before anything is measured (a bounded
 wait for a server), so an unreachable one never costs a measurement. mlflow is imported only here, lazily.
 """
@@ -11,6 +12,7 @@ wait for a server), so an unreachable one never costs a measurement. mlflow is i
 from __future__ import annotations
 
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +84,13 @@ def _params(d: dict) -> list:
     return [Param(str(k)[:250], str(v)[:6000]) for k, v in d.items() if v is not None]
 
 
+def metric_key(gate: str) -> str:
+    """A gate's name as MLflow takes it: `<metric>@<task>` becomes `<metric>/<task>` (MLflow refuses '@'), the
+    task's name with anything but letters, digits, '_' and '-' as '_' (no dot or slash makes it a path)."""
+    metric, at, part = gate.partition("@")
+    return metric + "/" + re.sub(r"[^\w-]", "_", part) if at else metric
+
+
 def _metrics(cfg: dict, step: int) -> list:
     from mlflow.entities import Metric
 
@@ -91,7 +100,7 @@ def _metrics(cfg: dict, step: int) -> list:
         for suffix, key in (("", "value"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
             v = g.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out.append(Metric(f"{g['metric']}{suffix}", float(v), now, step))
+                out.append(Metric(f"{metric_key(g['metric'])}{suffix}", float(v), now, step))
     return out
 
 

@@ -15,7 +15,7 @@ This module only names the scenarios and checks their settings (no torch import)
 from __future__ import annotations
 
 from harness.errors import UsageError, did_you_mean
-from harness.metrics.catalogue import BY_NAME
+from harness.metrics.catalogue import metric_for
 
 NAMES = ("streaming", "packed", "bos")
 
@@ -63,7 +63,7 @@ def active(metric: str, spec) -> bool:
     """A scenario metric's gate applies only when its scenario runs, a task gate only with --tasks; every other
     metric's always does."""
 
-    m = BY_NAME.get(metric)
+    m = metric_for(metric)
     group = m.evidence if m is not None else None
     if group == "tasks":  # the task gates apply only when --tasks names a task
         return str(getattr(spec, "tasks", None) or "none").strip() not in ("", "none")
