@@ -48,6 +48,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "0",
     ),
     EnvVar("QS_AWQ_KERNEL", "1: run AWQ layers through GPTQModel's kernel instead of dense Linear layers", "0"),
+    EnvVar(
+        "QS_GEN_VERIFY",
+        "0: a configuration decodes every prompt instead of first checking the baseline's continuation in one "
+        "teacher-forced pass (rows it proves are not generated; measure/generation.py)",
+        "1",
+    ),
     EnvVar("QS_MEASURE_AS", "with -p harness.testing: SPEC=OTHER,... measures OTHER under SPEC's name", ""),
     EnvVar(
         "QS_REQUIRE_BROWSER",
