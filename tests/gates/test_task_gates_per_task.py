@@ -183,3 +183,14 @@ def test_gated_takes_only_views_of_a_limited_metric():
     lim = Limit("max", 0.05)
     views = {"task_break_rate": {}, "task_break_rate@a": {}, "task_acc_delta@a": {}, "task_break_rate_x": {}}
     assert gated({"task_break_rate": lim}, views) == [("task_break_rate", lim), ("task_break_rate@a", lim)]
+
+
+def test_a_per_task_gate_is_checked_against_an_earlier_run_under_its_metrics_tolerance():
+    from harness.gates.policy import Tolerance
+    from harness.gates.regression import check_against
+
+    earlier = {"gate_views": {"task_acc_delta@arith": {"value": 0.0}}}
+    now = {"gate_views": {"task_acc_delta@arith": {"value": -0.05, "ci_low": -0.08, "ci_high": -0.02}}}
+    r = check_against("x", "task_acc_delta@arith", Tolerance(abs=0.01), earlier, now, "run 1")
+    assert r["outcome"] == "fail" and r["worse_by"] == pytest.approx(0.05)  # higher is better: a drop is worse
+    assert r["metric"] == "task_acc_delta@arith" and "task_acc_delta@arith" in r["detail"]
