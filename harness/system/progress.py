@@ -1,4 +1,4 @@
-"""A heartbeat for long steps (GPTQ calibration, generation): a run is never silent for long."""
+"""A heartbeat for long steps (GPTQ calibration, generation): a run is never silent for long, nor chatty."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import time
 
 
 @contextlib.contextmanager
-def heartbeat(progress, label: str, every: float = 30.0):
-    """Call progress(f"{label}: still running (Ns)") every `every` seconds until the block ends."""
+def heartbeat(progress, label: str, every: float = 30.0, cap: float = 10.0):
+    """Call progress(f"{label}: still running (Ns)") after `every` seconds, then at doubling intervals of at most
+    `cap` x `every` (30, 90, 210, 450 s, then every 5 min): an 8-minute step is four lines, not sixteen, and a
+    half-hour calibration still speaks every five minutes."""
     stop = threading.Event()
     t0 = time.monotonic()
 
     def beat():
-        while not stop.wait(every):
+        wait = every
+        while not stop.wait(wait):
             progress(f"{label}: still running ({time.monotonic() - t0:.0f} s)")
+            wait = min(2 * wait, cap * every)
 
     th = threading.Thread(target=beat, name="quantsink-heartbeat", daemon=True)
     th.start()
