@@ -85,19 +85,26 @@ class TurnTaking:
             raise
         return out
 
-    @staticmethod
-    def _join_all(threads: list) -> None:
+    def _join_all(self, threads: list) -> None:
         """Wait for every worker to leave its turn (one layer at most) before the interrupt goes on.
 
         A worker still inside torch when the interpreter exits aborts the process ("terminate called
-        without an active exception"), so a second Ctrl-C here is held until the workers are gone.
+        without an active exception"), so a second Ctrl-C here is held until the workers are gone. Each
+        worker is waited for on `done` (its body's last step), not on Thread.join alone: a join that a
+        Ctrl-C interrupts marks a still-running thread stopped (CPython 3.11's bpo-45274 handling), and
+        python -m harness, exiting at once, then aborted in about two runs of five.
         """
         again = False
-        for t in threads:
-            while t.is_alive():  # never started: not alive, nothing to wait for
-                try:
-                    t.join()
-                except KeyboardInterrupt:
-                    again = True
+        started = [n for n, t in zip(self.order, threads) if t.ident is not None]  # never started: nothing to wait
+        while True:
+            try:
+                with self.cv:
+                    self.cv.wait_for(lambda: all(n in self.done for n in started))
+                for t in threads:
+                    if t.ident is not None:
+                        t.join()  # after finish(): only the thread's return is left
+                break
+            except KeyboardInterrupt:
+                again = True
         if again:
             raise KeyboardInterrupt

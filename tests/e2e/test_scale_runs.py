@@ -96,6 +96,10 @@ def test_shard_then_merge_equals_one_process(tiny_run, tmp_path, capsys):
 
     # merge refuses: a part missing, a part twice, parts of another run
     err = lambda: capsys.readouterr().err.strip()  # noqa: E731
+    runs = sorted(p.name for p in (tmp_path / "merged").iterdir() if p.is_dir())
+    assert main(["merge", str(tmp_path / "shards" / "parts"), "--report-dir", str(tmp_path / "merged")]) == 4
+    assert "these parts were merged before" in err(), "merging the same parts twice makes one run"
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir() if p.is_dir()) == runs
     assert main(["merge", str(parts[0]), "--report-dir", str(tmp_path / "m2")]) == 4
     assert "part(s) 1 of 2 missing" in err()
     assert main(["merge", str(parts[0]), str(parts[0]), str(parts[1])]) == 4 and "given twice" in err()

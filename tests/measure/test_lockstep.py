@@ -39,5 +39,6 @@ def test_ctrl_c_in_lockstep_waits_for_every_worker_before_raising():
             turns.run({"a": worker("a", 50), "b": worker("b", 50)})
     finally:
         signal.signal(signal.SIGINT, old)
+    assert turns.done == {"a", "b"}, "a worker was still computing when the interrupt went on"
     assert not [t for t in threading.enumerate() if t.name.startswith("quantsink-") and t.is_alive()]
     assert 0 < len(finished) < 100  # stopped at the next turn, not run to the end
