@@ -44,3 +44,35 @@ def test_a_regression_check_without_an_earlier_value_is_not_a_pass():
     for earlier, now in ((None, None), (None, 0.1), (float("nan"), 0.1)):
         got = RegressionCheck("rtn-w4", "kld_mean", Tolerance(rel=0.1)).evaluate(earlier, now, None, "r1")
         assert got["outcome"] == "not_applicable" and got["passed"] is False, got
+
+
+def test_the_verdict_block_names_the_comparison_and_each_regression_that_did_not_pass():
+    from harness.report.summary import verdict_lines
+
+    fell_back = "no comparable earlier run: no regression gates (1 earlier run(s) with other inputs of m; ...)"
+    regressed = {"metric": "kld_mean", "outcome": "fail", "passed": False, "detail": "0.1 -> 0.3, worse by 200%"}
+    unchanged = {"metric": "ppl_ratio", "outcome": "pass", "passed": True, "detail": "1.01 -> 1.01"}
+    config = {"spec": "rtn-w4", "verdict": "fail", "gates": [], "regressions": [regressed, unchanged]}
+    results = {"verdict": "fail", "verdict_reason": "failed: kld_mean", "configs": [config]}
+    lines = verdict_lines({**results, "compare": {"target": "latest", "note": fell_back}})
+    assert f"  compare: {fell_back}" in lines
+    assert "      regression kld_mean fail: 0.1 -> 0.3, worse by 200%" in lines
+    assert not [ln for ln in lines if "ppl_ratio" in ln]  # a passing check is not listed
+
+
+def test_one_passing_configuration_reads_the_configuration_passed():
+    from types import SimpleNamespace as NS
+
+    from harness.gates.decide import run_verdict
+
+    def rec(specs):
+        configs = [
+            NS(spec=s, recommended_for=None, verdict="pass", regressions=[], custom_rules=[], skip_reason=None)
+            for s in specs
+        ]
+        for c in configs:
+            c.measured, c.error = True, None
+        return NS(configs=configs, spec=NS(quant=[NS(spec=s) for s in specs], signoff=False))
+
+    assert run_verdict(rec(["rtn-w8"])) == ("pass", "the configuration passed")
+    assert run_verdict(rec(["rtn-w8", "rtn-w4"])) == ("pass", "all 2 configurations passed")
