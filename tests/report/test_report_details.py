@@ -76,3 +76,11 @@ def test_one_passing_configuration_reads_the_configuration_passed():
 
     assert run_verdict(rec(["rtn-w8"])) == ("pass", "the configuration passed")
     assert run_verdict(rec(["rtn-w8", "rtn-w4"])) == ("pass", "all 2 configurations passed")
+
+
+def test_layer_axes_have_whole_layer_ticks():
+    from harness.report.plots import _per_layer_plot
+
+    page = _per_layer_plot([("rtn-w4", [0.1, 0.2], {}), ("rtn-w8", [0.15, 0.18], {})], "sink mass")
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", page)
+    assert texts[: texts.index("layer")] == ["0", "1"], texts  # two layers: no 0.5 tick
