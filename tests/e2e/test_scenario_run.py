@@ -7,6 +7,7 @@ from harness.metrics.catalogue import METRICS
 pytestmark = pytest.mark.slow
 
 SCENARIO_METRICS = [m for m in METRICS if m.family == "scenario"]
+LINES: list[str] = []  # the scenario run's progress lines
 
 
 def _figures(obj, path=""):
@@ -26,7 +27,7 @@ def _figures(obj, path=""):
 @pytest.fixture(scope="module")
 def scenario_run(tmp_path_factory, tiny_run_in):
     run = tiny_run_in(tmp_path_factory.mktemp("scen"))
-    return run(
+    results = run(
         quant="rtn-w4g32",
         scenarios="streaming,packed,bos",
         stream_len=64,
@@ -39,6 +40,8 @@ def scenario_run(tmp_path_factory, tiny_run_in):
         long_new_tokens=2,
         max_new_tokens=2,
     )
+    LINES[:] = run.lines
+    return results
 
 
 def test_every_scenario_metric_has_an_interval_and_a_gate_outcome(scenario_run):
@@ -58,3 +61,10 @@ def test_every_scenario_metric_has_an_interval_and_a_gate_outcome(scenario_run):
     assert all("doc" in it for it in st_["items"])
     assert scenario_run["baseline"]["scenarios"]["streaming"]["settings"]["seq_len"] == 64
     assert scenario_run["verdict"] == "inconclusive"
+
+
+def test_scenario_progress_lines_name_the_baseline_and_each_configuration(scenario_run):
+    scen = [ln for ln in LINES if ln.startswith("scenario ")]
+    assert scen and not [ln for ln in LINES if "__baseline__" in ln]
+    packed = [ln for ln in scen if ln.startswith("scenario packed: ")]
+    assert {ln.split(": ", 1)[1].split(",", 1)[0] for ln in packed} == {"baseline", "rtn-w4g32"}, packed
