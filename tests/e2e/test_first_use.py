@@ -247,3 +247,27 @@ def test_ctrl_c_under_python_m_harness_exits_2_in_one_line(tiny_run, tmp_path, i
     assert err.strip().splitlines() == ["quantsink: interrupted: no results written, index.jsonl unchanged"], err
     report = tiny_run.report_dir
     assert not report.exists() or not [d for d in report.iterdir() if d.is_dir()]
+
+
+def test_a_regression_check_against_the_run_a_cached_measurement_came_from_says_so(
+    tiny_run, isolated_cache, monkeypatch
+):
+    monkeypatch.setenv("QS_RESULTS_CACHE", "on")
+    cold = tiny_run(quant="rtn-w8")
+    warm = tiny_run(quant="rtn-w8", compare="latest")
+    (c,) = warm["configs"]
+    assert c["cache"]["run_id"] == cold["run_id"]
+    assert c["regressions"], "the bundled policy checks regressions"
+    for r in c["regressions"]:
+        assert r["detail"].endswith("reused from that very run (results cache): nothing new"), r["detail"]
+
+
+@pytest.mark.parametrize("text", ["", "# no tables yet\n"])
+def test_an_empty_policy_file_names_the_limits_all_table(tmp_path, text):
+    from harness.errors import UsageError
+    from harness.gates.policy import load_policy
+
+    p = tmp_path / "policy.toml"
+    p.write_text(text)
+    with pytest.raises(UsageError, match=r"has no limits: give a \[limits\.all\] table"):
+        load_policy(p)
