@@ -194,3 +194,27 @@ def test_a_per_task_gate_is_checked_against_an_earlier_run_under_its_metrics_tol
     r = check_against("x", "task_acc_delta@arith", Tolerance(abs=0.01), earlier, now, "run 1")
     assert r["outcome"] == "fail" and r["worse_by"] == pytest.approx(0.05)  # higher is better: a drop is worse
     assert r["metric"] == "task_acc_delta@arith" and "task_acc_delta@arith" in r["detail"]
+
+
+def test_a_teams_rule_reads_a_per_task_gate_by_its_name():
+    from harness.gates.records import ConfigResult
+    from harness.plugin.view import ResultView
+
+    views = {"task_acc_delta": {"value": -0.01}, "task_acc_delta@arith": {"value": -0.04}}
+    gates = [{"metric": "task_acc_delta@arith", "outcome": "fail", "passed": False}]
+    v = ResultView(ConfigResult("rtn-w8", "rtn", 8, None, "8", gates, metrics={}, gate_views=views))
+    assert v["task_acc_delta@arith"] == -0.04 and "task_acc_delta@arith" in v
+    assert v.view("task_acc_delta@arith") == {"value": -0.04}
+
+
+def test_regression_items_include_each_tasks_own_gate_under_the_metrics_tolerance():
+    from types import SimpleNamespace
+
+    from harness.engine.regressions import RegressionChecks
+    from harness.gates.policy import Tolerance
+
+    earlier = {"spec": "rtn", "gate_views": {"kld_mean": {}, "task_acc_delta": {}, "task_acc_delta@arith": {}}}
+    checks = RegressionChecks()
+    checks.policy = SimpleNamespace(regression={"task_acc_delta": Tolerance(abs=0.01), "ppl_ratio": Tolerance(0.02)})
+    checks._earlier_config = lambda q, against="earlier": earlier
+    assert checks.regression_metrics(SimpleNamespace(spec="rtn")) == ["task_acc_delta", "task_acc_delta@arith"]
