@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from harness.gates.decider import what_decides
+from harness.gates.decider import cluster_unit, what_decides
 from harness.gates.policy import Limit
 from harness.metrics.catalogue import metric_for
 from harness.metrics.stats import ALPHA, sign_test_beyond
@@ -124,7 +124,7 @@ def _short_of(m, view: GateView) -> str:
     if view.n is not None and view.n < m.min_n:
         return f"{view.n} items, at least {m.min_n} needed"
     if m.kind in ("t", "cells") and not m.strata and view.clusters is not None and view.clusters < m.min_clusters:
-        return f"{view.clusters} documents (clusters), at least {m.min_clusters} needed"
+        return f"{view.clusters} {cluster_unit(m)} (clusters), at least {m.min_clusters} needed"
     return ""
 
 

@@ -80,6 +80,11 @@ def _count_needed(view, limit, m) -> int | None:
     return lo
 
 
+def cluster_unit(m) -> str:
+    """What a metric's clusters are: task families for the task gates, corpus documents for the rest."""
+    return "task families" if getattr(m, "evidence", None) == "tasks" else "documents"
+
+
 def what_decides(m, view, limit) -> str:
     """'about K documents would decide it: --n-sequences 40' / '... no value of --n-prompts can: ...' / ''."""
     if view.value is None or not math.isfinite(view.value):
@@ -88,7 +93,7 @@ def what_decides(m, view, limit) -> str:
         return "the estimate sits on the limit: no amount of evidence decides it"
     design = view.design or {}
     if m.kind in ("t", "cells") and not m.strata:
-        need, units = _clusters_needed(view, limit, m.min_clusters), "documents (clusters)"
+        need, units = _clusters_needed(view, limit, m.min_clusters), f"{cluster_unit(m)} (clusters)"
         now = view.clusters or 0
     elif m.kind in ("t", "cells"):  # a mean over items in fixed strata (answer_margin_delta): items are the units
         need, units = _clusters_needed(view, limit, m.min_n, k=view.n or 0), design.get("unit") or "items"

@@ -85,6 +85,14 @@ def test_nan_fails_whatever_the_count_and_few_clusters_never_hide_a_proven_failu
     assert short["outcome"] == "insufficient" and "3 documents (clusters), at least 5 needed" in short["detail"]
 
 
+def test_task_gates_count_task_families_not_documents():
+    few = evaluate_gate("x", "task_acc_delta", Limit("min", -0.02), GateView(0.0, (-0.1, 0.1), n=40, clusters=3))
+    assert few["outcome"] == "insufficient" and "3 task families (clusters), at least" in few["detail"]
+    wide = evaluate_gate("x", "task_acc_delta", Limit("min", -0.02), GateView(0.0, (-0.05, 0.05), n=200, clusters=8))
+    assert wide["outcome"] == "inconclusive" and "task families (clusters) would decide it" in wide["detail"]
+    assert "documents" not in few["detail"] + wide["detail"]
+
+
 def test_a_text_corpus_of_one_document_is_insufficient_not_a_pass():
     m = BY_NAME["ppl_ratio"]
     ev = {"cluster": np.zeros(16, int), "nll_b": np.ones((16, 8)), "nll_q": np.full((16, 8), 1.04)}
