@@ -299,6 +299,7 @@ table{border-collapse:collapse;margin:8px 0 20px} td,th{border:1px solid #ccc;pa
 vertical-align:top} td.pass,tr.pass td:last-child{background:#e3f5e6} td.fail,tr.fail td:last-child{background:#fbe0e3}
 td.skipped{background:#eee} td.undecided,li.undecided,tr.undecided td:last-child{background:#fff7e0}
 table.verdict,table.gates{max-width:100%} td.reasons,th.spec{overflow-wrap:anywhere}
+table:not(.verdict):not(.gates){display:block;max-width:100%;overflow-x:auto} /* wide tables scroll */
 ul.reasons{margin:0;padding-left:1.2em} p.note{margin:0} li.fail b:first-child{color:#b00020}
 tr.flip td{background:#fff0f0} tr.degen td{background:#fff7e0}
 pre{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace;max-width:420px} mark{background:#ffd54f}

@@ -165,6 +165,7 @@ def test_report_in_a_real_browser(run_dir, tmp_path):
     for page, out in ((run_dir / "report.html", tmp_path / "m-run"), (wide, tmp_path / "m-wide")):
         m = _measure(page, out, ["sink_hidden_cos", "attn_js"])
         assert m["vw"] == 1400, m
+        assert m["sw"] <= 1400, f"{page.name} is {m['sw']} px wide: wider than the 1400 px window"
         for metric, boxes in m["metrics"].items():
             assert boxes, f"{page.name}: no element for {metric}"
             off = [b for b in boxes if b["right"] > 1400 or b["left"] < 0]
@@ -175,7 +176,8 @@ def test_report_in_a_real_browser(run_dir, tmp_path):
 
 MEASURE_JS = """<script>
 addEventListener('load', () => {
-  const r = {vw: document.documentElement.clientWidth, vh: innerHeight, metrics: {}};
+  const r = {vw: document.documentElement.clientWidth, sw: document.documentElement.scrollWidth, vh: innerHeight,
+    metrics: {}};
   for (const m of %s) {
     const els = new Set([...document.querySelectorAll('[data-metric]')].filter(e => e.dataset.metric === m)
       .concat([...document.querySelectorAll('th')].filter(e => e.textContent.trim() === m)));
