@@ -45,8 +45,9 @@ def generate(
             stats=stats,
         )
     if reference is not None:
-        v, g = stats.get("verified", 0), stats.get("generated", 0)
-        base.progress(f"{label}: {v} of {v + g} rows verified against the baseline's, {g} generated")
+        v, g, c = stats.get("verified", 0), stats.get("generated", 0), stats.get("checked", 0)
+        short = "" if c == v + g else " (none checked)" if c == 0 else f" (checked {c}: too few verified to go on)"
+        base.progress(f"{label}: {v} of {v + g} rows verified against the baseline's, {g} generated{short}")
     return out
 
 

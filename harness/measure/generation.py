@@ -85,7 +85,7 @@ def generate(
     reference_ids (one token-id list per prompt, e.g. the baseline's continuations under the same settings): a
     guess that one teacher-forced forward pass checks; a row whose greedy decoding it proves is not generated
     (_verified; plain model only: kv and protect keep decoding; QS_GEN_VERIFY=0 turns it off). stats: a dict whose
-    "verified" and "generated" counts grow by this call's rows.
+    "verified" and "generated" counts grow by this call's rows, "checked" by the rows the pass checked.
     """
     flags = [first_line] * len(prompts) if isinstance(first_line, bool) else list(first_line)
     if reference_ids is not None and len(reference_ids) != len(prompts):
@@ -115,8 +115,9 @@ def generate(
     line_only = bool(flags) and flags[0]
 
     results: dict[int, tuple[str, list[int]]] = {}
+    checked = 0
     if reference_ids is not None and kv is None and protect is None and max_new_tokens > 0 and verify_enabled(model):
-        results = _verified(
+        results, checked = _verified(
             model, tok, prompts, reference_ids, max_new_tokens, batch_size, bos, min_new_tokens, line_only
         )
     rest = [i for i in range(len(prompts)) if i not in results]
@@ -137,6 +138,7 @@ def generate(
     if stats is not None:
         stats["verified"] = stats.get("verified", 0) + len(prompts) - len(rest)
         stats["generated"] = stats.get("generated", 0) + len(rest)
+        stats["checked"] = stats.get("checked", 0) + checked
     texts = [results[i][0] for i in range(len(prompts))]
     all_ids = [results[i][1] for i in range(len(prompts))]
     return (texts, all_ids) if return_ids else texts
@@ -218,9 +220,16 @@ def verify_enabled(model) -> bool:
     return cfg is None or all(getattr(cfg, k, None) in ok for k, ok in _NOT_PLAIN.items())
 
 
-def _verified(model, tok, prompts, refs, max_new_tokens, batch_size, bos, min_new_tokens, line_only) -> dict:
-    """{row: (text, ids)} of the rows whose greedy continuation one teacher-forced pass over prompt + reference
-    proves, without decoding.
+# The pass costs about half of decoding the same rows on CPU (bench/gen_verify.py: 56% on SmolLM2-135M's shapes,
+# 30% on tiny-llama), so it pays only where more rows than that verify: once fewer than this share of the rows
+# checked so far have, the rest of the call is decoded without checking (a loss of one batch's pass at most).
+VERIFY_FLOOR = 0.5
+
+
+def _verified(model, tok, prompts, refs, max_new_tokens, batch_size, bos, min_new_tokens, line_only):
+    """({row: (text, ids)} of the rows whose greedy continuation one teacher-forced pass over prompt + reference
+    proves, without decoding; rows checked), batch by batch (shortest prompts first) until fewer than VERIFY_FLOOR
+    of those checked verify.
 
     Greedy decoding is a function of the logits: while the model's argmax after prompt + ref[:k] is ref[k], its own
     continuation is ref[:k + 1]; its token after the agreeing prefix (ref's next token or a different one) is that
@@ -236,8 +245,12 @@ def _verified(model, tok, prompts, refs, max_new_tokens, batch_size, bos, min_ne
     pad = tok.pad_token_id if tok.pad_token_id is not None else (eos if eos is not None else 0)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # _decoded's batches
     out: dict[int, tuple[str, list[int]]] = {}
-    for start in range(0, len(order), batch_size):
+    checked = 0
+    for start in reversed(range(0, len(order), batch_size)):  # shortest prompts first: the cheapest to check
+        if checked and len(out) < VERIFY_FLOOR * checked:
+            break  # not paying here: decode the rest
         idx = order[start : start + batch_size]
+        checked += len(idx)
         enc = [encode_prompt(tok, prompts[i], bos) for i in idx]
         conts = [[int(t) for t in refs[i]][:max_new_tokens] for i in idx]
         if not all(enc):
@@ -275,7 +288,7 @@ def _verified(model, tok, prompts, refs, max_new_tokens, batch_size, bos, min_ne
                 new, stopped = new[:end], True
             if stopped:
                 out[i] = (tok.decode(new, skip_special_tokens=True), new)
-    return out
+    return out, checked
 
 
 def _line_end(tok, ids: list[int]) -> int | None:

@@ -66,8 +66,11 @@ def _both(model, tok, ref, **kw):
 
 @pytest.mark.parametrize("first_line", [False, True, "mixed"])
 @pytest.mark.parametrize("min_new", [0, 4])
-def test_verified_continuations_equal_decoded_ones(models, first_line, min_new):
+@pytest.mark.parametrize("every_batch", [False, True])
+def test_verified_continuations_equal_decoded_ones(models, first_line, min_new, every_batch, monkeypatch):
     tok, ms = models
+    if every_batch:  # check every batch, however few rows verify
+        monkeypatch.setattr("harness.measure.generation.VERIFY_FLOOR", 0.0)
     fl = [i % 2 == 0 for i in range(len(PROMPTS))] if first_line == "mixed" else first_line
     kw = {"first_line": fl, "min_new_tokens": min_new}
     base_t, base_i = generate(ms["base"], tok, PROMPTS, NEW, 5, return_ids=True, **kw)
@@ -84,6 +87,7 @@ def test_verified_continuations_equal_decoded_ones(models, first_line, min_new):
     assert plain[0] != base_t or plain[1] != base_i  # the quantized models do differ from the baseline
     assert total["base"] == len(PROMPTS)  # the baseline proves every one of its own rows
     assert total["w4"] < len(PROMPTS) or total["w3"] < len(PROMPTS)  # and some quantized rows are decoded
+    assert total["w4"] + total["w3"] > 0  # while others are verified
 
 
 def test_a_corrupted_reference_is_decoded_again(models):
@@ -99,7 +103,20 @@ def test_a_corrupted_reference_is_decoded_again(models):
         plain, checked, stats = _both(model, tok, bad, first_line=True)
         assert checked == plain, name
         if name == "base":
-            assert stats == {"verified": len(PROMPTS) - len(hit), "generated": len(hit)}
+            assert stats == {"verified": len(PROMPTS) - len(hit), "generated": len(hit), "checked": len(PROMPTS)}
+
+
+def test_checking_stops_once_too_few_rows_verify(models):
+    """A reference that is wrong everywhere: the first batch checked shows it, the rest is only decoded."""
+    from harness.measure.generation import VERIFY_FLOOR
+
+    tok, ms = models
+    _, base_i = generate(ms["base"], tok, PROMPTS, NEW, 5, return_ids=True)
+    wrong = [[(t + 1) % 256 for t in x] for x in base_i]
+    plain, checked, stats = _both(ms["base"], tok, wrong)
+    assert checked == plain
+    assert stats == {"verified": 0, "generated": len(PROMPTS), "checked": 2}  # the last batch: shortest prompts
+    assert 0 < VERIFY_FLOOR < 1
 
 
 def test_quantized_kv_and_sink_protection_keep_decoding(models, monkeypatch):
@@ -112,9 +129,9 @@ def test_quantized_kv_and_sink_protection_keep_decoding(models, monkeypatch):
     for kw in ({"kv": KVSpec("quanto", 4, 32, 4)}, {"protect": SinkSource(model)}):
         plain, checked, stats = _both(model, tok, base_i, **kw)
         assert checked == plain
-        assert stats == {"verified": 0, "generated": len(PROMPTS)}
+        assert stats == {"verified": 0, "generated": len(PROMPTS), "checked": 0}
     monkeypatch.setenv("QS_GEN_VERIFY", "0")
-    assert _both(model, tok, base_i)[2] == {"verified": 0, "generated": len(PROMPTS)}
+    assert _both(model, tok, base_i)[2] == {"verified": 0, "generated": len(PROMPTS), "checked": 0}
 
 
 def test_a_generation_config_beyond_argmax_keeps_decoding(models):
@@ -125,7 +142,7 @@ def test_a_generation_config_beyond_argmax_keeps_decoding(models):
     model.generation_config.repetition_penalty = 1.5
     plain, checked, stats = _both(model, tok, base_i)
     assert checked == plain and plain[1] != base_i
-    assert stats == {"verified": 0, "generated": len(PROMPTS)}
+    assert stats == {"verified": 0, "generated": len(PROMPTS), "checked": 0}
 
 
 def test_reference_rows_must_match_the_prompts(models):
@@ -147,8 +164,13 @@ def test_the_progress_line_says_how_many_rows_were_verified(models):
         assert out == generate(ms[name], tok, PROMPTS, NEW, 5, return_ids=True)
     assert lines[1] == f"base: {len(PROMPTS)} of {len(PROMPTS)} rows verified against the baseline's, 0 generated"
     v = int(lines[3].split(": ")[1].split(" of ")[0])
-    assert lines[3] == f"w3: {v} of {len(PROMPTS)} rows verified against the baseline's, {len(PROMPTS) - v} generated"
+    assert lines[3].startswith(f"w3: {v} of {len(PROMPTS)} rows verified against the baseline's, {len(PROMPTS) - v} ")
     assert v < len(PROMPTS)
+    part = SimpleNamespace(model=ms["base"], kv=None, protect=None)
+    participant_generate(base, part, PROMPTS, NEW, "wrong", reference=[[(t + 1) % 256 for t in x] for x in base_i])
+    assert lines[5] == f"wrong: 0 of {len(PROMPTS)} rows verified against the baseline's, {len(PROMPTS)} generated " + (
+        "(checked 2: too few verified to go on)"
+    )
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
@@ -158,4 +180,4 @@ def test_every_row_of_the_baseline_is_verified_on_other_architectures(tiny, arch
     plain = generate(model, tok, PROMPTS, NEW, 5, return_ids=True)
     stats: dict = {}
     assert generate(model, tok, PROMPTS, NEW, 5, return_ids=True, reference_ids=plain[1], stats=stats) == plain
-    assert stats == {"verified": len(PROMPTS), "generated": 0}
+    assert stats == {"verified": len(PROMPTS), "generated": 0, "checked": len(PROMPTS)}
