@@ -26,7 +26,9 @@ def generate(
     under the same settings; rows one teacher-forced pass proves are the participant's own are not decoded."""
     from harness.measure.generation import generate as greedy
 
-    base.progress(f"{label}: {len(texts)} prompts x {new_tokens} tokens")
+    what = f"{label}: {len(texts)} prompts x {new_tokens} tokens"
+    if reference is None:
+        base.progress(what)
     stats: dict = {}
     with heartbeat(base.progress, label):
         out = greedy(
@@ -47,7 +49,7 @@ def generate(
     if reference is not None:
         v, g, c = stats.get("verified", 0), stats.get("generated", 0), stats.get("checked", 0)
         short = "" if c == v + g else " (none checked)" if c == 0 else f" (checked {c}: too few verified to go on)"
-        base.progress(f"{label}: {v} of {v + g} rows verified against the baseline's, {g} generated{short}")
+        base.progress(f"{what}: {v} of {v + g} rows verified against the baseline's, {g} generated{short}")
     return out
 
 
@@ -115,13 +117,13 @@ def all_records(base, participant, name: str, timed=_untimed) -> list[dict]:
     return out
 
 
-def answer_evidence(base, participant, timed=_untimed) -> tuple[dict, dict]:
+def answer_evidence(base, participant, timed=_untimed, name: str = "") -> tuple[dict, dict]:
     """answer_margin_delta and its companions: the participant's margin at each deciding token of the baseline's
     correct answers (measure/answers.py), against the baseline's."""
     from harness.measure.answers import margins_at
 
     items = base.answer_items
-    base.progress(f"answer margins: {len(items['texts'])} texts (teacher forced)")
+    base.progress(f"{name + ': ' if name else ''}answer margins: {len(items['texts'])} texts (teacher forced)")
     with timed("answer margins"):
         q = margins_at(
             participant.model,

@@ -174,7 +174,7 @@ class Evaluator:
         part = self.participant(q, model)
         met, views = corpus_metrics(ps, tok, s.sink_positions, self.base.sequence_docs, self.base.designs)
         gens = continuations.all_records(self.base, part, q.spec, r.timed)
-        answers = continuations.answer_evidence(self.base, part, r.timed)
+        answers = continuations.answer_evidence(self.base, part, r.timed, q.spec)
         task_m, task_v, task_rows = measure_tasks(self.base, part, r.timed)  # --tasks (engine/tasks.py)
         for m, v in (generation_metrics(gens, self.base.designs), answers, (task_m, task_v)):
             met.update(m)

@@ -162,15 +162,18 @@ def test_the_progress_line_says_how_many_rows_were_verified(models):
         part = SimpleNamespace(model=ms[name], kv=None, protect=None)
         out = participant_generate(base, part, PROMPTS, NEW, name, reference=base_i)
         assert out == generate(ms[name], tok, PROMPTS, NEW, 5, return_ids=True)
-    assert lines[1] == f"base: {len(PROMPTS)} of {len(PROMPTS)} rows verified against the baseline's, 0 generated"
-    v = int(lines[3].split(": ")[1].split(" of ")[0])
-    assert lines[3].startswith(f"w3: {v} of {len(PROMPTS)} rows verified against the baseline's, {len(PROMPTS) - v} ")
-    assert v < len(PROMPTS)
+    # one line a set, at its end (the heartbeat speaks meanwhile): what ran and how much of it was verified
+    n, what = len(PROMPTS), f"{len(PROMPTS)} prompts x {NEW} tokens"
+    assert lines[0] == f"base: {what}: {n} of {n} rows verified against the baseline's, 0 generated"
+    v = int(lines[1].split(": ")[2].split(" of ")[0])
+    assert lines[1].startswith(f"w3: {what}: {v} of {n} rows verified against the baseline's, {n - v} ")
+    assert v < n
     part = SimpleNamespace(model=ms["base"], kv=None, protect=None)
     participant_generate(base, part, PROMPTS, NEW, "wrong", reference=[[(t + 1) % 256 for t in x] for x in base_i])
-    assert lines[5] == f"wrong: 0 of {len(PROMPTS)} rows verified against the baseline's, {len(PROMPTS)} generated " + (
+    assert lines[2] == f"wrong: {what}: 0 of {n} rows verified against the baseline's, {n} generated " + (
         "(checked 2: too few verified to go on)"
     )
+    assert len(lines) == 3
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
