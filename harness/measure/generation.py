@@ -211,10 +211,17 @@ _NOT_PLAIN = {
 }
 
 
+# A model whose forward depends on how it is called (state kept between calls, e.g. harness.testing's late fault,
+# which counts one-token decode steps) sets this attribute true: a teacher-forced pass does not compute what its
+# decoding computes, so it is always decoded.
+DECODE_ONLY = "_quantsink_decode_only"
+
+
 def verify_enabled(model) -> bool:
-    """Whether generate may verify reference continuations instead of decoding them: QS_GEN_VERIFY is not 0 and
-    the model's generation config adds nothing to greedy argmax decoding (_NOT_PLAIN)."""
-    if env("QS_GEN_VERIFY") == "0":
+    """Whether generate may verify reference continuations instead of decoding them: QS_GEN_VERIFY is not 0, the
+    model's logits are a function of the prefix alone (not DECODE_ONLY) and its generation config adds nothing to
+    greedy argmax decoding (_NOT_PLAIN)."""
+    if env("QS_GEN_VERIFY") == "0" or getattr(model, DECODE_ONLY, False):
         return False
     cfg = getattr(model, "generation_config", None)
     return cfg is None or all(getattr(cfg, k, None) in ok for k, ok in _NOT_PLAIN.items())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from harness.measure.generation import DECODE_ONLY
 from harness.models.structure import decoder_layers
 
 NO_DAMAGE = "no damage"
@@ -112,6 +113,7 @@ def plant(cfg, model, tokenizer=None) -> dict:
             return truth(FAMILY[kind])
         if kind == "late":
             _hook_late(layers, s, cfg.after)
+            setattr(model, DECODE_ONLY, True)  # it counts decode steps: a teacher-forced pass never reaches it
             return truth(FAMILY[kind])
         if kind == "diffuse":
             g = torch.Generator().manual_seed(SEED)

@@ -184,3 +184,18 @@ def test_every_row_of_the_baseline_is_verified_on_other_architectures(tiny, arch
     stats: dict = {}
     assert generate(model, tok, PROMPTS, NEW, 5, return_ids=True, reference_ids=plain[1], stats=stats) == plain
     assert stats == {"verified": len(PROMPTS), "generated": 0, "checked": len(PROMPTS)}
+
+
+def test_a_model_that_counts_its_decode_steps_is_always_decoded(models, monkeypatch):
+    """A forward that depends on how it is called (the test zoo's late fault) is not a function of the prefix: the
+    teacher-forced pass would never reach its damage, so such a model marks itself and is decoded."""
+    from harness.measure.generation import DECODE_ONLY, verify_enabled
+
+    tok, ms = models
+    model = ms["base"]
+    _, base_i = generate(model, tok, PROMPTS, NEW, 5, return_ids=True)
+    monkeypatch.setattr(model, DECODE_ONLY, True, raising=False)
+    assert not verify_enabled(model)
+    stats: dict = {}
+    generate(model, tok, PROMPTS, NEW, 5, return_ids=True, reference_ids=base_i, stats=stats)
+    assert stats.get("verified", 0) == 0
