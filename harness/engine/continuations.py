@@ -173,8 +173,8 @@ def behaviour_done(base, gens: list[dict], raw: dict, timed=_untimed) -> tuple[d
 
     s, b = base.spec, base.behaviour
     ref, _ = base.variant_prompts
-    # A continuation token for token equal to the baseline's has the baseline's own NLL (same model, prompt and
-    # ids): only the others are scored.
+    # A continuation whose token ids equal the baseline's has the baseline's own NLL (same model, prompt and ids):
+    # only the others are scored.
     n = len(base.prompts)
     todo = [i for i, g in enumerate(gens[:n]) if not (g["exact"] and i < len(b["own_nll"]))]
     with timed("scoring under the baseline (gen_ppl)"):
