@@ -70,16 +70,30 @@ def ppl_ratio(rng, truth: float, n_seq: int, n_docs: int):
 
 def attn_js(rng, truth: float, n_seq: int, n_docs: int, level: str):
     """270 heads (30 layers x 9); benign: every head at the truth; at the limit: one head there, the rest at half
-    of it, and (a harder case) every head at the limit; damaged: one head at the truth, the rest at 0.01."""
+    of it, and (a harder case) every head at the limit; damaged: one head at the truth, the rest at 0.01.
+    benign_sparse (seen on the default model at smoke: bnb-int8's binding head read 0.0002, its mean resting on
+    one document): every head near 0.0002, and ten heads that move in one document only, each to a mean over
+    the documents of a tenth of the truth (a twentieth of the limit, five times what was seen). A mean of half
+    the limit resting on one document of 46 is rightly undecided: its linear jackknife bound alone is 3 times
+    the mean."""
     doc = _docs(rng, n_seq, n_docs)
+    k = doc.max() + 1
     cells = np.full(270, 0.01)
+    if level == "benign_sparse":
+        eff = _lognormal(rng, np.full((k, 270), 2e-4), KL_DOC_CV)
+        for h in rng.choice(270, 10, replace=False):
+            eff[:, h] = 1e-7
+            eff[int(rng.integers(0, k)), h] = truth / 10 * k  # the head's mean over documents
+        js = _lognormal(rng, eff[doc], KL_SEQ_CV).reshape(n_seq, 30, 9)
+        mass = np.full((n_seq, 30, 9), 0.6)
+        return {"cluster": doc, "js": js, "mass_b": mass, "mass_q": mass}, truth
     if level == "benign":
         cells[:] = truth
     elif level == "limit_all":
         cells[:] = truth
     else:
         cells[int(rng.integers(0, 270))] = truth
-    eff = _lognormal(rng, cells[None, :], KL_DOC_CV, (doc.max() + 1, 270))[doc]
+    eff = _lognormal(rng, cells[None, :], KL_DOC_CV, (k, 270))[doc]
     js = _lognormal(rng, eff, KL_SEQ_CV).reshape(n_seq, 30, 9)
     mass = np.full((n_seq, 30, 9), 0.6)  # a sink in the baseline: the premise holds
     return {"cluster": doc, "js": js, "mass_b": mass, "mass_q": mass}, float(cells.max())
@@ -189,6 +203,7 @@ def run(reps: int, profiles: list[str], seed: int) -> dict:
             }
             if metric == "attn_js":
                 levels["limit_all"] = limit.bound
+                levels["benign_sparse"] = levels["benign"]
             covered = total = 0
             for lvl, t in levels.items():
                 outcomes = []
@@ -197,6 +212,8 @@ def run(reps: int, profiles: list[str], seed: int) -> dict:
                     n = len(ev["cluster"])
                     o, ci = _gate(metric, ev, n, limit)
                     outcomes.append(o)
+                    if lvl == "benign_sparse":  # every document of the population is in the sample: no coverage
+                        continue
                     if ci is not None:
                         covered += ci[0] <= truth <= ci[1]
                     total += 1
@@ -226,20 +243,22 @@ def main() -> None:
     res = run(a.reps, a.profiles.split(","), a.seed)
     print(
         f"{'profile':<8} {'gate kind':<32} {'coverage':>8} {'pass@limit':>10} {'benign pass':>11} "
-        f"{'damaged fail':>12}  {'(all heads at limit: pass)'}"
+        f"{'damaged fail':>12}  {'(all heads at limit: pass; sparse benign: pass)'}"
     )
     nightly = {"fp": [], "cov": [], "benign": [], "damaged": []}
     for (prof, kind), row in res.items():
         at_limit = max(row["limit"].get("pass", 0.0), row.get("limit_all", {}).get("pass", 0.0))
         extra = f"  {row['limit_all'].get('pass', 0.0):.3f}" if "limit_all" in row else ""
+        extra += f"  {row['benign_sparse'].get('pass', 0.0):.3f}" if "benign_sparse" in row else ""
+        benign = min(row["benign"].get("pass", 0.0), row.get("benign_sparse", {}).get("pass", 1.0))
         print(
-            f"{prof:<8} {kind:<32} {row['coverage']:>8.3f} {at_limit:>10.3f} {row['benign'].get('pass', 0.0):>11.3f} "
+            f"{prof:<8} {kind:<32} {row['coverage']:>8.3f} {at_limit:>10.3f} {benign:>11.3f} "
             f"{row['damaged'].get('fail', 0.0):>12.3f}{extra}"
         )
         if prof == "nightly":
             nightly["fp"].append(at_limit)
             nightly["cov"].append(row["coverage"])
-            nightly["benign"].append(row["benign"].get("pass", 0.0))
+            nightly["benign"].append(benign)
             nightly["damaged"].append(row["damaged"].get("fail", 0.0))
     if nightly["fp"]:
         print(

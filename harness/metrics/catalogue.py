@@ -59,6 +59,11 @@ class Metric:
     # n); "share" Clopper-Pearson on counts(ev) = (successes, n); "none" no interval (decided on the value)
     kind: str = "t"
     positive: bool = False  # a positive quantity: its interval is built on the log scale
+    # log scale of (value + log_shift) for positive quantities whose no-change value is 0: a tenth of the bundled
+    # limit (near the limit the scale is close to the log scale, whose skew correction matters there; far below
+    # it the scale is nearly linear, so a head whose tiny mean rests on one document is not bounded orders of
+    # magnitude above its value: metrics/stats.py t_bounds; the choice measured in bench/calibration.py)
+    log_shift: float = 0.0
     cells: Callable | None = None  # cells(ev) -> [n, ...] per-item values of every cell (kind "cells")
     worst: str = "max"  # which cell is worst (kind "cells"): max, min, or abs (largest |change|)
     counts: Callable | None = None  # counts(ev) for kinds break, net and share
@@ -114,13 +119,13 @@ METRICS: tuple[Metric, ...] = (
            item_change=lambda earlier, d: earlier * math.expm1(d)),
     Metric("kld_mean", "mean next-token KL(baseline || quantized) over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=lambda ev, i: ev["kl"][i].mean(), gate=True, protected=True,
-           show=("summary", "loss_table"), positive=True, min_clusters=_DOCS, item=lambda s: s["kl_mean"],
-           bounds=(0.0, math.inf)),
+           show=("summary", "loss_table"), positive=True, log_shift=0.005, min_clusters=_DOCS,
+           item=lambda s: s["kl_mean"], bounds=(0.0, math.inf)),
     Metric("kld_median", "median next-token KL over positions", "nats", "lower", "corpus", evidence=_SEQ,
            stat=r.finite_or_nan(np.median), show=("loss_table",)),
     Metric("kld_p99", "99th percentile of next-token KL over positions", "nats", "lower", "corpus",
            evidence=_SEQ, stat=r.finite_or_nan(lambda kl: np.quantile(kl, 0.99)), gate=True, protected=True,
-           show=("loss_table",), positive=True, min_clusters=_DOCS, bounds=(0.0, math.inf)),
+           show=("loss_table",), positive=True, log_shift=0.05, min_clusters=_DOCS, bounds=(0.0, math.inf)),
     Metric("kld_max", "largest next-token KL at any position", "nats", "lower", "corpus", evidence=_SEQ,
            stat=r.finite_or_nan(np.max), show=("loss_table",)),
     Metric("kld_histogram", "counts of log10(KL) per position in 30 bins over [-8, 1]", "count", None,
@@ -160,7 +165,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("sink_kv_relerr", "[l] relative L2 error of the sink's key and value as attention reads them "
            "(post-RoPE, post-KV-quantization); gated over every layer", "ratio", "lower", "sink", shape="layer",
            evidence=_SEQ, array=lambda ev: ev["kvrel"].mean(0), kind="cells", cells=lambda ev: ev["kvrel"],
-           positive=True, gate=True, protected=True, premise=r.no_sink, min_clusters=_DOCS),
+           positive=True, log_shift=0.025, gate=True, protected=True, premise=r.no_sink, min_clusters=_DOCS),
     Metric("sink_key_relerr", "[l] relative L2 error of the sink's key alone", "ratio", "lower", "sink",
            shape="layer", evidence=_SEQ, array=lambda ev: ev["krel"].mean(0)),
     Metric("sink_value_relerr", "[l] relative L2 error of the sink's value alone", "ratio", "lower", "sink",
@@ -171,8 +176,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("attn_js", "[l][h] mean over query rows of the Jensen-Shannon divergence between baseline and "
            "quantized attention rows (<= ln 2); gated over every head", "nats", "lower", "attention",
            shape="layer_head", evidence=_SEQ, array=lambda ev: ev["js"].mean(0), kind="cells",
-           cells=lambda ev: ev["js"], positive=True, gate=True, protected=True, show=("summary",), min_clusters=_DOCS,
-           bounds=(0.0, math.log(2))),
+           cells=lambda ev: ev["js"], positive=True, log_shift=0.002, gate=True, protected=True, show=("summary",),
+           min_clusters=_DOCS, bounds=(0.0, math.log(2))),
     Metric("attn_entropy_delta", "[l] change of mean attention-row entropy, averaged over heads", "nats", None,
            "attention", shape="layer", evidence=_SEQ,
            array=lambda ev: (ev["ent_q"] - ev["ent_b"]).mean(0).mean(-1)),

@@ -74,7 +74,7 @@ def interval(m, ev: dict, n: int) -> tuple[float, float] | None:
     if m.kind == "net":
         return tango(*m.counts(ev))
     units = np.arange(n) if m.strata else ev["cluster"]
-    return cluster_interval(lambda i: m.stat(ev, i), units, m.positive)
+    return cluster_interval(lambda i: m.stat(ev, i), units, m.positive, m.log_shift)
 
 
 def _clusters(m, ev: dict, n: int) -> int:
@@ -93,7 +93,7 @@ def gate_view(m, ev: dict, n: int, design: dict | None = None) -> GateView:
     absent = m.premise(ev) if m.premise is not None else None
     k = _clusters(m, ev, n)
     if m.kind == "cells":
-        cb = cell_bounds(m.cells(ev), ev["cluster"], m.worst, m.positive)
+        cb = cell_bounds(m.cells(ev), ev["cluster"], m.worst, m.positive, m.log_shift)
         where = (m.where or (lambda ev, c: cell_name(c)))(ev, cb.where) if cb.where else ""
         if cb.proof_where and cb.proof_where != cb.where and math.isfinite(cb.ci[0]):
             where += f"; strongest evidence of harm at {cell_name(cb.proof_where)}"

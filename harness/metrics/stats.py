@@ -3,7 +3,8 @@
 Continuous statistics over the corpus get a cluster jackknife t-interval: theta +/- t(k-1) * SE, the SE from
 deleting one cluster (corpus document) at a time, on the log scale for positive quantities (ratios, KL, JS,
 relative errors: their per-document values are right-skewed, and on the linear scale the interval misses high,
-the false-pass side). Rates of binary events get exact or score intervals: Clopper-Pearson for a break rate
+the false-pass side), shifted by a negligible level for quantities whose no-change value is 0 (t_bounds).
+Rates of binary events get exact or score intervals: Clopper-Pearson for a break rate
 (events among eligible items), Tango's score interval for a net rate of paired items (worse minus better).
 Worst-cell statistics (the worst head or layer) are decided over every cell (cell_bounds). Every interval is
 two-sided 95%: 2.5% on each side, so a gate decided on one side errs at most 2.5% of the time at its limit.
@@ -61,11 +62,15 @@ def _log_ok(theta: np.ndarray, left: np.ndarray) -> np.ndarray:
     return (theta > 0) & np.all(left > 0, axis=0) & np.isfinite(theta)
 
 
-def t_bounds(stat, clusters, positive: bool = False, level: float = ALPHA / 2) -> tuple:
+def t_bounds(stat, clusters, positive: bool = False, level: float = ALPHA / 2, shift: float = 0.0) -> tuple:
     """(theta, lower, upper, k): one-sided bounds each at `level` (0.025: together a 95% interval), elementwise.
 
     positive: the statistic is a positive quantity; where it and every delete-one value are positive, the
-    interval is built for its logarithm and mapped back (SE of log theta from the jackknife of log theta).
+    interval is built for log(theta + shift) and mapped back (its SE from the jackknife of log(theta + shift)).
+    shift > 0 (a level negligible against any limit: Metric.log_shift) keeps the log scale's correction for skew
+    near the limit, while a mean far below it that rests on one cluster (a head that moves in one document
+    only) no longer gets a bound many orders of magnitude above its value: below the shift the scale is nearly
+    linear.
     """
     theta, left, se, k = jackknife(stat, clusters)
     if k < 2:
@@ -74,21 +79,21 @@ def t_bounds(stat, clusters, positive: bool = False, level: float = ALPHA / 2) -
     q = t_ppf(1 - level, k - 1)
     lo, hi = theta - q * se, theta + q * se
     if positive:
-        ok = _log_ok(theta, left)
+        ok = _log_ok(theta + shift, left + shift)
         if np.any(ok):
             with np.errstate(divide="ignore", invalid="ignore"):
-                ll = np.log(np.where(ok, left, 1.0))
+                ll = np.log(np.where(ok, left + shift, 1.0))
                 lse = np.sqrt((k - 1) / k * ((ll - ll.mean(0)) ** 2).sum(0))
-                lt = np.log(np.where(ok, theta, 1.0))
-            lo = np.where(ok, np.exp(lt - q * lse), lo)
-            hi = np.where(ok, np.exp(lt + q * lse), hi)
+                lt = np.log(np.where(ok, theta + shift, 1.0))
+            lo = np.where(ok, np.exp(lt - q * lse) - shift, lo)
+            hi = np.where(ok, np.exp(lt + q * lse) - shift, hi)
     return theta, lo, hi, k
 
 
-def cluster_interval(stat, clusters, positive: bool = False) -> tuple[float, float]:
+def cluster_interval(stat, clusters, positive: bool = False, shift: float = 0.0) -> tuple[float, float]:
     """The 95% interval of a scalar stat(item index array) over clustered items (NaN with fewer than 2 clusters
-    or a non-finite statistic)."""
-    theta, lo, hi, k = t_bounds(stat, clusters, positive)
+    or a non-finite statistic); positive and shift as t_bounds."""
+    theta, lo, hi, k = t_bounds(stat, clusters, positive, shift=shift)
     if k < 2 or not (np.isfinite(theta) and np.isfinite(lo) and np.isfinite(hi)):
         return (math.nan, math.nan)
     return (float(lo), float(hi))
@@ -111,17 +116,18 @@ class CellBounds:
     cells: int
 
 
-def cell_bounds(per_item: np.ndarray, clusters, worst: str, positive: bool = False) -> CellBounds:
+def cell_bounds(per_item: np.ndarray, clusters, worst: str, positive: bool = False, shift: float = 0.0) -> CellBounds:
     """per_item [n, ...cells]: each item's value per cell; worst: "max" (larger is worse), "min" (smaller is
-    worse) or "abs" (larger |value| is worse: a two-sided change)."""
+    worse) or "abs" (larger |value| is worse: a two-sided change); positive and shift as t_bounds."""
     x = np.asarray(per_item, dtype=np.float64)
     shape = x.shape[1:]
     flat = x.reshape(len(x), -1)
     c = flat.shape[1]
     sides = 2 if worst == "abs" else 1
     mean = lambda i: flat[i].mean(0)  # noqa: E731
-    theta, lo, hi, k = t_bounds(mean, clusters, positive and worst != "abs")
-    _, slo, shi, _ = t_bounds(mean, clusters, positive and worst != "abs", level=ALPHA / 2 / (sides * c))
+    log = positive and worst != "abs"
+    theta, lo, hi, k = t_bounds(mean, clusters, log, shift=shift)
+    _, slo, shi, _ = t_bounds(mean, clusters, log, level=ALPHA / 2 / (sides * c), shift=shift)
     if worst == "max":
         edge, proof, val = hi, slo, theta  # pass: every upper bound low; fail: some simultaneous lower bound high
     elif worst == "min":

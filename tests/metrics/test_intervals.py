@@ -127,3 +127,43 @@ def test_a_non_finite_cell_makes_the_value_non_finite():
 def test_sign_test_over_clusters_is_exact():
     assert sign_test_beyond([0.3, 0.4, 0.2, 0.5, 0.3, 0.25], 0.95, bad_above=False) == pytest.approx(0.5**6)
     assert sign_test_beyond([0.3, 0.99], 0.95, bad_above=False) == 1.0  # one cluster on the good side
+
+
+def test_a_tiny_head_that_moves_in_one_document_does_not_block_a_benign_pass():
+    # Seen on the default model at smoke (7 documents): bnb-int8's attn_js read 0.0002 with an upper bound of 37
+    # (JS cannot exceed ln 2 = 0.69) because one head moved in one document only and the plain log scale
+    # turned that into a delete-one spread of several orders of magnitude. With the shifted log scale of the
+    # catalogue's attn_js the bound stays near the linear jackknife's, far below the 0.02 limit.
+    from harness.metrics.catalogue import BY_NAME
+
+    rng = np.random.default_rng(3)
+    docs = np.repeat(np.arange(7), [3, 2, 2, 3, 2, 2, 2])
+    js = rng.uniform(1e-4, 3e-4, (16, 30, 9))  # every head benign, about 0.0002
+    js[:, 18, 8] = 1e-9
+    js[docs == 4, 18, 8] = 2e-3  # one head moved in one document
+    m = BY_NAME["attn_js"]
+    plain = cell_bounds(js, docs, "max", positive=True)
+    assert plain.ci[1] > 0.02  # the unshifted log scale: undecidable
+    cb = cell_bounds(js, docs, "max", positive=True, shift=m.log_shift)
+    assert cb.ci[1] < 0.004
+    # the linear jackknife of that head (an independent computation): theta + t(6) * SE
+    x = np.array([js[docs == d, 18, 8].mean() for d in range(7)])
+    seq = js[:, 18, 8]
+    left = np.array([seq[docs != d].mean() for d in range(7)])
+    se = np.sqrt(6 / 7 * ((left - left.mean()) ** 2).sum())
+    linear_hi = seq.mean() + 2.4469 * se
+    assert x.max() > 100 * np.median(x)
+    assert cb.ci[1] == pytest.approx(linear_hi, rel=0.5)  # nearly linear below the shift
+
+
+def test_the_shift_keeps_the_log_scale_near_the_limit():
+    # At the limit (0.02, ten times attn_js's shift) the shifted bound is within a few percent of the log scale's.
+    from harness.metrics.catalogue import BY_NAME
+
+    rng = np.random.default_rng(4)
+    docs = np.repeat(np.arange(12), 4)
+    js = rng.lognormal(np.log(0.02), 0.6, (48, 1))
+    plain = cell_bounds(js, docs, "max", positive=True)
+    shifted = cell_bounds(js, docs, "max", positive=True, shift=BY_NAME["attn_js"].log_shift)
+    assert shifted.ci[1] == pytest.approx(plain.ci[1], rel=0.05)
+    assert shifted.ci[1] < plain.ci[1]
