@@ -11,6 +11,13 @@ subset, at the same lengths, and the answer-margin measure's teacher-forced forw
 cache check: the smoke profile with --warm-quant added, run cold (empty caches) and warm (rerun).
 The last line is
 `overhead_ratio=<harness/floor, first profile> warm_speedup=<cold/warm>`.
+
+    python bench/signoff_cost.py --floor-only --quant bnb-int8,bnb-nf4,rtn-w4g32,rtn-w3g32 --profiles smoke
+
+only the teacher-forced floor: every generation replaced by one forward over the prompt and its new tokens (the
+least an exact greedy measurement of these sets can cost here, what a configuration whose every row verifies
+against the baseline's continuation pays), with the tokens it pushed through and the throughput: the bound a
+time budget is checked against.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from harness.cli import run
 from harness.config.build import build_spec
 from harness.engine.session import Session
 from harness.measure.answers import deciding_tokens
-from harness.measure.generation import attention_impl, generate
+from harness.measure.generation import attention_impl, encode_prompt, generate
 from harness.methods import quantize
 
 
@@ -82,17 +89,90 @@ def bare(model, s) -> float:
     return time.perf_counter() - t0
 
 
-def floor(values: dict, cache: Path) -> float:
+@torch.no_grad()
+def scored(model, s) -> tuple[float, int]:
+    """(seconds, tokens): the passes of `bare`, every generation replaced by one teacher-forced forward over the
+    prompt and its new tokens (what a configuration whose every row verifies against the baseline's continuation
+    costs: the least an exact greedy measurement of these sets can cost on this machine). Rows in length order,
+    gen_batch_size at a time, logits only for the new tokens."""
+    g = s.spec
+    tok = s.tokenizer
+    pad = tok.eos_token_id or 0
+
+    def forward(rows: list[list[int]], keep: int) -> int:
+        rows = sorted(rows, key=len)
+        for a in range(0, len(rows), g.gen_batch_size):
+            part = rows[a : a + g.gen_batch_size]
+            width = max(map(len, part))
+            ids = torch.full((len(part), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, row in enumerate(part):
+                ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
+            model(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                use_cache=False,
+                logits_to_keep=keep,
+            )
+        return sum(map(len, rows))
+
+    def prompts(texts: list[str], new: int) -> int:
+        return forward([encode_prompt(tok, t, g.bos) + [pad] * new for t in texts], new)
+
+    items = s.answer_items  # the baseline's generations and deciding tokens: computed once, not timed
+    t0 = time.perf_counter()
+    n = 0
+    with attention_impl(model, "sdpa"):
+        for ids in s.batches:
+            model(input_ids=ids.to(model.device), use_cache=False)
+            n += ids.numel()
+        for _ in range(4):
+            model(input_ids=s.probe_sequences.to(model.device), use_cache=False)
+            n += s.probe_sequences.numel()
+        n += prompts([p.prompt for p in s.prompts], g.max_new_tokens)
+        n += prompts(s.variant_prompts[1], g.max_new_tokens)
+        if s.open_prompts:
+            n += prompts([p.prompt for p in s.open_prompts], g.max_new_tokens)
+        n += forward([encode_prompt(tok, t, g.bos) + list(c) for t, c in zip(items["texts"], items["conts"])], 1)
+        n += prompts([p.prompt for p in s.long_prompts], g.long_new_tokens)
+    return time.perf_counter() - t0, n
+
+
+def floor(values: dict, cache: Path, how=bare) -> float:
+    """The floor of a profile: `how` (bare or scored) for the baseline and each configuration, summed."""
     os.environ["QS_CACHE_DIR"] = str(cache)
     s = Session(build_spec(dict(values)), progress=lambda m: None).prepare().baseline
     s.setup_threads()
     base = s.load()
-    total = bare(base, s)
+    total = how(base, s)
     for q in s.spec.quant:
         model, _ = quantize(q, s.quant_context(q))  # not timed: the floor is the passes only
-        total += bare(model, s)
+        got = how(model, s)
+        total = tuple(a + b for a, b in zip(total, got)) if isinstance(got, tuple) else total + got
         del model
     return total
+
+
+def floors_only(a) -> None:
+    """--floor-only: each profile's teacher-forced floor for the given configurations, no harness run (the
+    compute bound a budget can be checked against: the sets a profile measures at this machine's forward
+    throughput; tasks and scenarios are left out, so it is a lower bound)."""
+    from harness.system.files import cache_root
+
+    report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
+    for profile in [p for p in a.profiles.split(",") if p]:
+        values = dict(
+            model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
+        )
+        cache = fresh_cache(cache_root())
+        sec, toks = floor(values, cache, scored)
+        shutil.rmtree(cache, ignore_errors=True)
+        print(
+            f"{profile}: {1 + len(a.quant.split(','))} models, floor with every generation teacher-forced "
+            f"{sec:.1f} s ({toks} tokens, {toks / sec:.0f} tokens/s)",
+            flush=True,
+        )
+    shutil.rmtree(report, ignore_errors=True)
 
 
 def main() -> None:
@@ -103,7 +183,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of N harness/floor pairs for the smoke profile")
     ap.add_argument("--warm-quant", default="gptq-w4g128", help="added for the cold/warm cache check ('' to skip)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the harness and the floor both run there)")
+    ap.add_argument("--floor-only", action="store_true", help="only the teacher-forced floor (no harness run)")
     a = ap.parse_args()
+    if a.floor_only:
+        floors_only(a)
+        return
     from harness.system.files import cache_root
 
     real = cache_root()
