@@ -107,6 +107,15 @@ def records(
     return out
 
 
+def baseline_first(base) -> None:
+    """The baseline's side of every set a configuration is compared on (cached properties, each timed as a phase
+    of the baseline's own): computed before a configuration's phases start, so that the first configuration's
+    phases and measure_seconds hold only its own work (they held the baseline's generations before)."""
+    for name in ("generations", "variant_correctness", "open_generations", "answer_items"):
+        if name != "open_generations" or base.open_prompts:
+            getattr(base, name)
+
+
 def all_records(base, participant, name: str, timed=_untimed) -> list[dict]:
     """Records of the run's prompts, then of its open prompts (the degeneration gates' own set)."""
     with timed("generation: prompts"):

@@ -169,6 +169,7 @@ class Evaluator:
     def measure_rest(self, q, r: ConfigResult, model, ps, corpus_secs: float, protected_ps=None, scen=None) -> dict:
         """Everything after the corpus pass that needs the quantized model; returns what conclude needs."""
 
+        continuations.baseline_first(self.base)
         t0 = time.perf_counter()
         s, tok = self.spec, self.base.tokenizer
         part = self.participant(q, model)
