@@ -3,7 +3,7 @@
 Continuous statistics over the corpus get a cluster jackknife t-interval: theta +/- t(k-1) * SE, the SE from
 deleting one cluster (corpus document) at a time, on the log scale for positive quantities (ratios, KL, JS,
 relative errors: their per-document values are right-skewed, and on the linear scale the interval misses high,
-the false-pass side), shifted by a negligible level for quantities whose no-change value is 0 (t_bounds).
+the false-pass side), shifted by a small level for quantities whose no-change value is 0 (t_bounds).
 Rates of binary events get exact or score intervals: Clopper-Pearson for a break rate
 (events among eligible items), Tango's score interval for a net rate of paired items (worse minus better).
 Worst-cell statistics (the worst head or layer) are decided over every cell (cell_bounds). Every interval is
@@ -67,10 +67,9 @@ def t_bounds(stat, clusters, positive: bool = False, level: float = ALPHA / 2, s
 
     positive: the statistic is a positive quantity; where it and every delete-one value are positive, the
     interval is built for log(theta + shift) and mapped back (its SE from the jackknife of log(theta + shift)).
-    shift > 0 (a level negligible against any limit: Metric.log_shift) keeps the log scale's correction for skew
-    near the limit, while a mean far below it that rests on one cluster (a head that moves in one document
-    only) no longer gets a bound many orders of magnitude above its value: below the shift the scale is nearly
-    linear.
+    shift > 0 (Metric.log_shift: a tenth of the bundled limit) keeps the log scale's correction for skew near the
+    limit, while a mean far below it that rests on one cluster (a head that moves in one document only) no
+    longer gets a bound many orders of magnitude above its value: below the shift the scale is nearly linear.
     """
     theta, left, se, k = jackknife(stat, clusters)
     if k < 2:
