@@ -78,25 +78,23 @@ def attn_js(rng, truth: float, n_seq: int, n_docs: int, level: str):
     the mean."""
     doc = _docs(rng, n_seq, n_docs)
     k = doc.max() + 1
-    cells = np.full(270, 0.01)
     if level == "benign_sparse":
-        eff = _lognormal(rng, np.full((k, 270), 2e-4), KL_DOC_CV)
+        eff = _lognormal(rng, np.full((k, 270), 2e-4), KL_DOC_CV)  # each document's value of each head
         for h in rng.choice(270, 10, replace=False):
             eff[:, h] = 1e-7
             eff[int(rng.integers(0, k)), h] = truth / 10 * k  # the head's mean over documents
-        js = _lognormal(rng, eff[doc], KL_SEQ_CV).reshape(n_seq, 30, 9)
-        mass = np.full((n_seq, 30, 9), 0.6)
-        return {"cluster": doc, "js": js, "mass_b": mass, "mass_q": mass}, truth
-    if level == "benign":
-        cells[:] = truth
-    elif level == "limit_all":
-        cells[:] = truth
+        worst = truth / 10
     else:
-        cells[int(rng.integers(0, 270))] = truth
-    eff = _lognormal(rng, cells[None, :], KL_DOC_CV, (k, 270))[doc]
-    js = _lognormal(rng, eff, KL_SEQ_CV).reshape(n_seq, 30, 9)
+        cells = np.full(270, 0.01)
+        if level in ("benign", "limit_all"):
+            cells[:] = truth
+        else:
+            cells[int(rng.integers(0, 270))] = truth
+        eff = _lognormal(rng, cells[None, :], KL_DOC_CV, (k, 270))
+        worst = float(cells.max())
+    js = _lognormal(rng, eff[doc], KL_SEQ_CV).reshape(n_seq, 30, 9)
     mass = np.full((n_seq, 30, 9), 0.6)  # a sink in the baseline: the premise holds
-    return {"cluster": doc, "js": js, "mass_b": mass, "mass_q": mass}, float(cells.max())
+    return {"cluster": doc, "js": js, "mass_b": mass, "mass_q": mass}, worst
 
 
 def flip_rate(rng, truth: float, n: int):

@@ -138,19 +138,18 @@ def scored(model, s) -> tuple[float, int]:
     return time.perf_counter() - t0, n
 
 
-def floor(values: dict, cache: Path, how=bare) -> float:
-    """The floor of a profile: `how` (bare or scored) for the baseline and each configuration, summed."""
+def floor(values: dict, cache: Path, how=bare) -> list:
+    """The floor of a profile, per model: `how` (bare or scored) for the baseline, then each configuration."""
     os.environ["QS_CACHE_DIR"] = str(cache)
     s = Session(build_spec(dict(values)), progress=lambda m: None).prepare().baseline
     s.setup_threads()
     base = s.load()
-    total = how(base, s)
+    out = [how(base, s)]
     for q in s.spec.quant:
         model, _ = quantize(q, s.quant_context(q))  # not timed: the floor is the passes only
-        got = how(model, s)
-        total = tuple(a + b for a, b in zip(total, got)) if isinstance(got, tuple) else total + got
+        out.append(how(model, s))
         del model
-    return total
+    return out
 
 
 def floors_only(a) -> None:
@@ -165,7 +164,8 @@ def floors_only(a) -> None:
             model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
         )
         cache = fresh_cache(cache_root())
-        sec, toks = floor(values, cache, scored)
+        per_model = floor(values, cache, scored)
+        sec, toks = sum(t for t, _ in per_model), sum(n for _, n in per_model)
         shutil.rmtree(cache, ignore_errors=True)
         print(
             f"{profile}: {1 + len(a.quant.split(','))} models, floor with every generation teacher-forced "
@@ -210,7 +210,7 @@ def main() -> None:
         for _ in range(a.repeat if profile == "smoke" else 1):
             cache = fresh_cache(real)
             runs.append(harness(values, cache))
-            floors.append(floor(values, cache))
+            floors.append(sum(floor(values, cache)))
             shutil.rmtree(cache, ignore_errors=True)
         h_total, h_quant, res = min(runs, key=lambda r: r[0] - r[1])
         f = min(floors)

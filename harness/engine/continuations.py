@@ -111,9 +111,9 @@ def baseline_first(base) -> None:
     """The baseline's side of every set a configuration is compared on (cached properties, each timed as a phase
     of the baseline's own): computed before a configuration's phases start, so that the first configuration's
     phases and measure_seconds hold only its own work (they held the baseline's generations before)."""
-    for name in ("generations", "variant_correctness", "open_generations", "answer_items"):
-        if name != "open_generations" or base.open_prompts:
-            getattr(base, name)
+    _ = base.generations, base.variant_correctness, base.answer_items
+    if base.open_prompts:
+        _ = base.open_generations
 
 
 def all_records(base, participant, name: str, timed=_untimed) -> list[dict]:
