@@ -2,7 +2,6 @@
 under the metric's limit right after the pooled gate, and absent with one task."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from harness.gates.policy import Limit, load_policy
 from harness.metrics.catalogue import family, metric_for
 from harness.metrics.tasks import gate_names, task_metrics
 from harness.metrics.views import GateView
+from tests.independent import jackknife_t
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -55,14 +55,7 @@ def _rows(task, seed, damaged):
     return rows
 
 
-def _jackknife_t(stat, groups):
-    """Delete-one-family jackknife t-interval written out from the formula (t with k-1 degrees of freedom)."""
-    k = len(groups)
-    theta = stat(groups)
-    left = np.array([stat(groups[:j] + groups[j + 1 :]) for j in range(k)])
-    se = math.sqrt((k - 1) / k * ((left - left.mean()) ** 2).sum())
-    q = stats.t.ppf(0.975, k - 1)
-    return theta, (theta - q * se, theta + q * se)
+_jackknife_t = jackknife_t
 
 
 def _expected(rows):

@@ -1,11 +1,10 @@
 """The task gates' values and intervals against an independent numpy / scipy computation on synthetic pairs."""
 
-import math
-
 import numpy as np
 import pytest
 
 from harness.metrics.tasks import margin, task_metrics, worst
+from tests.independent import jackknife_t
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -34,14 +33,7 @@ def _rows(seed=1, n_fam=8, per=12):
     return rows
 
 
-def _jackknife_t(values_by_cluster_fn, groups):
-    """Delete-one-cluster jackknife t-interval, written out from the formula (Efron & Stein; t with k-1 df)."""
-    k = len(groups)
-    theta = values_by_cluster_fn(groups)
-    left = np.array([values_by_cluster_fn(groups[:j] + groups[j + 1 :]) for j in range(k)])
-    se = math.sqrt((k - 1) / k * ((left - left.mean()) ** 2).sum())
-    q = stats.t.ppf(0.975, k - 1)
-    return theta, (theta - q * se, theta + q * se)
+_jackknife_t = jackknife_t
 
 
 def test_break_rate_acc_delta_and_margin_delta_match_an_independent_computation():
