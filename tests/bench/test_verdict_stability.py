@@ -45,3 +45,13 @@ def test_a_gate_is_recomputed_only_when_the_records_give_its_stored_value_back()
     kp = gate_view(BY_NAME["kld_p99"], stored_evidence("sequences", items), len(items)).value
     assert math.isfinite(kp) and not vs.recomputable("kld_p99", items, 3.4 * kp)
     assert not vs.recomputable("ppl_ratio", [], ppl)
+
+
+def test_subsets_hold_whole_clusters_only():
+    # families of very different sizes: cutting the last family short would under-represent the large ones
+    items = [{"doc": d} for d, size in enumerate([66, 10, 35, 12, 28]) for _ in range(size)]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        sub = vs.draw(items, "sequences", 40, rng)
+        sizes = {d: sum(1 for it in sub if it["doc"] == d) for d in {it["doc"] for it in sub}}
+        assert sizes == {d: [66, 10, 35, 12, 28][d] for d in sizes} and len(sub) >= 40
