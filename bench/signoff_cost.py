@@ -152,6 +152,13 @@ def floor(values: dict, cache: Path, how=bare) -> list:
     return out
 
 
+def run_values(a, report: Path, profile: str, quant: str | None = None) -> dict:
+    """The settings of one bench run: the command line's model and device, no comparison, reports in `report`."""
+    return dict(
+        model=a.model, quant=quant or a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
+    )
+
+
 def floors_only(a) -> None:
     """--floor-only: each profile's teacher-forced floor for the given configurations, no harness run (the
     compute bound a budget can be checked against: the sets a profile measures at this machine's forward
@@ -160,9 +167,7 @@ def floors_only(a) -> None:
 
     report = Path(tempfile.mkdtemp(prefix="qs-bench-report-"))
     for profile in [p for p in a.profiles.split(",") if p]:
-        values = dict(
-            model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
-        )
+        values = run_values(a, report, profile)
         cache = fresh_cache(cache_root())
         per_model = floor(values, cache, scored)
         sec, toks = sum(t for t, _ in per_model), sum(n for _, n in per_model)
@@ -201,9 +206,7 @@ def main() -> None:
     del warm
     rows, ratios = [], []
     for profile in [p for p in a.profiles.split(",") if p]:
-        values = dict(
-            model=a.model, quant=a.quant, profile=profile, compare="none", report_dir=str(report), device=a.device
-        )
+        values = run_values(a, report, profile)
         # Harness and floor alternate; the best of `repeat` of each (this machine's timings jump by
         # 10-20% from run to run). Each harness run gets empty caches.
         runs, floors = [], []
@@ -237,14 +240,7 @@ def main() -> None:
         )
     warm_speedup = None
     if a.warm_quant:
-        values = dict(
-            model=a.model,
-            quant=f"{a.quant},{a.warm_quant}",
-            profile="smoke",
-            compare="none",
-            report_dir=str(report),
-            device=a.device,
-        )
+        values = run_values(a, report, "smoke", quant=f"{a.quant},{a.warm_quant}")
         cache = fresh_cache(real)
         cold, cold_q, _ = harness(values, cache)
         warm, warm_q, res = harness(values, cache)

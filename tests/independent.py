@@ -1,5 +1,6 @@
 """Independent computations the metric tests compare against: written from the published formulas with numpy and
-scipy, sharing no code with harness/metrics/stats.py."""
+scipy, sharing no code with harness/metrics/stats.py (only its cap on the skew correction, a parameter of the
+method)."""
 
 from __future__ import annotations
 
